@@ -1,0 +1,32 @@
+//! delestage's gRPC contracts and the Rust code generated from them.
+//!
+//! The `.proto` files under `proto/delestage/` are the source of truth; this
+//! crate only compiles them (see `build.rs`). Each package is versioned
+//! (`delestage.relay.v1`, ...) so that a `v2` can live beside `v1` when a
+//! contract has to break.
+
+/// `delestage.relay.v1`: the relay board.
+pub mod relay {
+    pub mod v1 {
+        tonic::include_proto!("delestage.relay.v1");
+    }
+}
+
+/// `delestage.forecast.v1`: the Ecowatt forecast.
+pub mod forecast {
+    pub mod v1 {
+        tonic::include_proto!("delestage.forecast.v1");
+    }
+}
+
+/// `delestage.controller.v1`: plan, overrides and history.
+pub mod controller {
+    pub mod v1 {
+        tonic::include_proto!("delestage.controller.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every delestage contract, for the gRPC
+/// reflection service (so grpcurl works with no .proto at hand).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/delestage_descriptor.bin"));

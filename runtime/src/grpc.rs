@@ -1,0 +1,65 @@
+//! Serving gRPC the same way in every service: the service's own routes plus
+//! `grpc.health.v1` and server reflection (v1 and v1alpha, because grpcurl
+//! 1.8 and Python's grpcio-reflection only speak v1alpha), until shutdown.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::Error;
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then finishes the
+/// calls in flight and returns.
+///
+/// `health_names` are the fully-qualified service names reported SERVING by
+/// `grpc.health.v1` (the empty name, "the whole server", always is). They turn
+/// NOT_SERVING as soon as shutdown starts, so load balancers stop sending.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    health_names: &[&str],
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for name in health_names {
+        health_reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(delestage_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(delestage_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let names: Vec<String> = health_names.iter().map(|n| (*n).to_owned()).collect();
+    let shutdown = async move {
+        shutdown.await;
+        health_reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for name in names {
+            health_reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    };
+
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

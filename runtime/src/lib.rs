@@ -1,0 +1,39 @@
+//! What delestage's three services share, written once: telemetry set-up,
+//! serving gRPC with health and reflection, waiting for a shutdown signal,
+//! reading a TOML config file, and writing state files atomically.
+//!
+//! Each service's `main` stays thin: parse flags, load config, call
+//! [`telemetry::init`], bind, and hand its routes to [`grpc::serve`].
+
+pub mod config;
+pub mod files;
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Everything that can go wrong in the shared runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    ConfigRead {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML error already names the key, line and column.
+    #[error("invalid config file {path}: {message}")]
+    ConfigInvalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("gRPC reflection set-up failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("cannot set up logging: {0}")]
+    Telemetry(String),
+}
