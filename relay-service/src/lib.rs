@@ -1,0 +1,143 @@
+//! relay-service: owns the relay board and serves
+//! `delestage.relay.v1.RelayService` (SetRelay / GetRelays / WatchRelays).
+//!
+//! - [`board`]: the hardware, simulated or a Phidget 1017.
+//! - [`bank`]: intended states, wear guard, persistence, change events.
+//! - [`service`]: the gRPC mapping.
+//! - [`config`]: flags and config file.
+//!
+//! `main.rs` only parses flags and calls [`run`]; tests call [`serve`] with a
+//! board and a listener of their own.
+
+pub mod bank;
+pub mod board;
+pub mod config;
+pub mod error;
+pub mod service;
+pub mod state;
+pub mod wear;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use crate::error::Error;
+use crate::bank::RelayBank;
+use crate::board::{Board, SimulatedBoard};
+use crate::config::{BoardChoice, OnStart, Settings};
+use crate::service::RelayApi;
+use crate::state::{ChannelState, Loaded, StateFile};
+
+/// The fully-qualified gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "delestage.relay.v1.RelayService";
+
+/// Opens the board the settings ask for.
+pub fn open_board(settings: &Settings) -> Result<Board, Error> {
+    match settings.board {
+        BoardChoice::Sim => Ok(Board::Simulated(SimulatedBoard::new(settings.channels))),
+        #[cfg(feature = "phidget")]
+        BoardChoice::Phidget => {
+            let board = board::phidget::PhidgetBoard::open(settings.serial).map_err(|e| {
+                Error::Config(format!("cannot open the Phidget 1017: {e}"))
+            })?;
+            Ok(Board::Phidget(board))
+        }
+        #[cfg(not(feature = "phidget"))]
+        BoardChoice::Phidget => Err(Error::Config(
+            "--board phidget: this relay-service was built without Phidget support; \
+             rebuild it with `cargo build --release -p relay-service --features phidget` \
+             (needs libphidget22, see the README)"
+                .to_owned(),
+        )),
+    }
+}
+
+/// Binds, opens the board, and serves until `shutdown` resolves.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: settings.listen.clone(),
+            source,
+        })?;
+    let board = open_board(&settings)?;
+    serve(settings, board, listener, shutdown).await
+}
+
+/// Serves `board` on `listener` until `shutdown` resolves: loads the saved
+/// states, applies them, answers requests, then closes every stream and
+/// returns once the calls in flight are done.
+pub async fn serve(
+    settings: Settings,
+    board: Board,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    delestage_runtime::files::ensure_writable_dir(&settings.state_dir)?;
+    let state_file = StateFile::in_dir(&settings.state_dir);
+    let initial = initial_states(&settings, &state_file)?;
+
+    let bank = RelayBank::new(
+        board,
+        settings.labels.clone(),
+        state_file,
+        initial,
+        settings.max_switches_per_minute,
+    );
+    bank.start().await?;
+
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| settings.listen.clone());
+    let board = bank.snapshot().await.board;
+    tracing::info!(
+        %addr,
+        board = %board.description,
+        attached = board.attached,
+        state_dir = %settings.state_dir.display(),
+        "relay-service listening"
+    );
+
+    let routes = tonic::service::Routes::new(RelayApi::new(Arc::clone(&bank)).into_server());
+    let closing_bank = Arc::clone(&bank);
+    let shutdown = async move {
+        shutdown.await;
+        // Open WatchRelays streams would otherwise hold the graceful
+        // shutdown forever.
+        closing_bank.close();
+    };
+    delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await?;
+    tracing::info!("relay-service stopped");
+    Ok(())
+}
+
+fn initial_states(settings: &Settings, file: &StateFile) -> Result<Vec<ChannelState>, Error> {
+    let channels = settings.channels as usize;
+    let all_off = vec![ChannelState::default(); channels];
+    if settings.on_start == OnStart::Off {
+        tracing::info!("--on-start off: every relay starts off");
+        return Ok(all_off);
+    }
+    Ok(match file.load(channels)? {
+        Loaded::Found(states) => {
+            let on: Vec<usize> = (0..states.len()).filter(|&c| states[c].energized).collect();
+            tracing::info!(file = %file.path().display(), energized = ?on, "restoring saved relay states");
+            states
+        }
+        Loaded::Missing => {
+            tracing::info!(file = %file.path().display(), "no saved relay states; every relay starts off");
+            all_off
+        }
+        Loaded::SetAside { set_aside, reason } => {
+            tracing::error!(
+                file = %file.path().display(),
+                set_aside = %set_aside.display(),
+                %reason,
+                "the saved relay states are corrupt; kept aside, every relay starts off"
+            );
+            all_off
+        }
+    })
+}

@@ -1,1 +1,24 @@
-fn main() {}
+//! `relay-service`: parse flags, set up logging, serve until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use relay_service::config::{Cli, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let settings = Settings::resolve(Cli::parse())?;
+    delestage_runtime::telemetry::init(settings.log_format)?;
+    relay_service::run(settings, delestage_runtime::shutdown::signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The relay bank: the service's one source of truth about its relays.
+//!
+//! It owns the intended state of every channel (what the relays should be
+//! doing), applies it to the board, guards the relays against wear, persists
+//! every change, and tells subscribers. Every operation takes one lock, so
+//! switches, re-applies and subscriptions happen in a single order: a
+//! subscriber's snapshot is followed by exactly the changes after it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{Mutex, broadcast, watch};
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::board::{Board, BoardKind, BoardStatus};
+use crate::state::{ChannelState, StateFile};
+use crate::wear::WearGuard;
+
+/// How many changes a slow subscriber may fall behind before it is sent a
+/// fresh snapshot instead. Bounds memory whatever the subscribers do.
+const CHANGE_BACKLOG: usize = 64;
+
+/// One relay, as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    pub channel: u32,
+    pub energized: bool,
+    pub changed_at: Option<SystemTime>,
+    pub label: String,
+    pub switches_last_minute: u32,
+    pub max_switches_per_minute: u32,
+}
+
+/// The board, as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardInfo {
+    pub kind: BoardKind,
+    pub serial_number: Option<i32>,
+    pub attached: bool,
+    pub channel_count: u32,
+    pub description: String,
+}
+
+/// Everything at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub at: SystemTime,
+    pub relays: Vec<Relay>,
+    pub board: BoardInfo,
+}
+
+/// One change, as broadcast to subscribers.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Relay { at: SystemTime, relay: Relay },
+    Board { at: SystemTime, board: BoardInfo },
+}
+
+/// The result of a SetRelay.
+#[derive(Debug, Clone)]
+pub struct SetOutcome {
+    pub relay: Relay,
+    /// False when the relay already had the requested state.
+    pub switched: bool,
+}
+
+pub struct RelayBank {
+    board: Board,
+    labels: Vec<String>,
+    state_file: StateFile,
+    inner: Mutex<Inner>,
+    changes: broadcast::Sender<Change>,
+    closing: watch::Sender<bool>,
+}
+
+struct Inner {
+    states: Vec<ChannelState>,
+    wear: WearGuard,
+    /// The board status as last handled (attach → re-apply).
+    board: BoardStatus,
+}
+
+impl RelayBank {
+    /// A bank over `board`, starting from `initial` intended states (one per
+    /// channel). Nothing is applied until [`RelayBank::start`].
+    pub fn new(
+        board: Board,
+        labels: Vec<String>,
+        state_file: StateFile,
+        initial: Vec<ChannelState>,
+        max_switches_per_minute: u32,
+    ) -> Arc<Self> {
+        let channels = board.channel_count() as usize;
+        let mut states = initial;
+        states.resize(channels, ChannelState::default());
+        let mut labels = labels;
+        labels.resize(channels, String::new());
+        Arc::new(Self {
+            board,
+            labels,
+            state_file,
+            inner: Mutex::new(Inner {
+                states,
+                wear: WearGuard::new(channels, max_switches_per_minute),
+                board: BoardStatus::default(),
+            }),
+            changes: broadcast::channel(CHANGE_BACKLOG).0,
+            closing: watch::channel(false).0,
+        })
+    }
+
+    /// Applies the intended states if the board is attached, then follows
+    /// the board in the background: every (re)attach re-applies them, every
+    /// attach and detach is broadcast. Returns once the first application is
+    /// done, so no request is served before it.
+    pub async fn start(self: &Arc<Self>) -> Result<(), Error> {
+        let mut status = self.board.status();
+        let first = *status.borrow_and_update();
+        self.on_board_status(first).await;
+        // Persist at once, so that a first start leaves a state file behind
+        // and an unwritable state dir shows up now, not on the first switch.
+        self.state_file.save(&self.inner.lock().await.states)?;
+
+        let bank = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = status.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let now = *status.borrow_and_update();
+                        bank.on_board_status(now).await;
+                    }
+                    () = bank.closed() => break,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Ends the background task and every WatchRelays stream, so the server
+    /// can finish its graceful shutdown.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`RelayBank::close`] has been called (at once if it
+    /// already was).
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        // Err only if the sender is gone, which `self` prevents.
+        let _ = closing.wait_for(|c| *c).await;
+    }
+
+    pub fn channel_count(&self) -> u32 {
+        self.board.channel_count()
+    }
+
+    /// Switches `channel` to `energized`. A no-op (no cycle, no event) when
+    /// it is already in that state.
+    pub async fn set(&self, channel: u32, energized: bool) -> Result<SetOutcome, Error> {
+        let count = self.channel_count();
+        if channel >= count {
+            return Err(Error::ChannelOutOfRange { channel, count });
+        }
+        let ch = channel as usize;
+        let mut inner = self.inner.lock().await;
+        let now = Instant::now();
+
+        if inner.states[ch].energized == energized {
+            return Ok(SetOutcome {
+                relay: self.relay(&mut inner, ch, now),
+                switched: false,
+            });
+        }
+        if !inner.board.attached {
+            return Err(Error::Board {
+                channel,
+                source: crate::board::BoardError::NotAttached,
+            });
+        }
+        if let Err(refusal) = inner.wear.check(ch, now) {
+            let err = Error::WearLimit {
+                channel,
+                recent: refusal.recent,
+                limit: refusal.limit,
+                retry_after: refusal.retry_after,
+                allowed_at: SystemTime::now() + refusal.retry_after,
+            };
+            tracing::warn!(channel, energized, reason = %err, "switch refused");
+            return Err(err);
+        }
+
+        self.board
+            .set(channel, energized)
+            .await
+            .map_err(|source| Error::Board { channel, source })?;
+        inner.wear.record(ch, now);
+        let at = SystemTime::now();
+        inner.states[ch] = ChannelState {
+            energized,
+            changed_at: Some(at),
+        };
+        let relay = self.relay(&mut inner, ch, now);
+        tracing::info!(channel, energized, label = %relay.label, "relay switched");
+        // No subscriber is not an error.
+        let _ = self.changes.send(Change::Relay {
+            at,
+            relay: relay.clone(),
+        });
+
+        // The relay has switched; if the file cannot follow, say so (the
+        // state would not survive a restart) rather than pretend.
+        self.state_file.save(&inner.states)?;
+        Ok(SetOutcome {
+            relay,
+            switched: true,
+        })
+    }
+
+    /// Every relay and the board, now.
+    pub async fn snapshot(&self) -> Snapshot {
+        let mut inner = self.inner.lock().await;
+        self.snapshot_locked(&mut inner)
+    }
+
+    /// A snapshot and the changes after it, with none missed or repeated.
+    pub async fn subscribe(&self) -> (Snapshot, broadcast::Receiver<Change>) {
+        let mut inner = self.inner.lock().await;
+        // Under the lock: no change can slip between the two.
+        let changes = self.changes.subscribe();
+        (self.snapshot_locked(&mut inner), changes)
+    }
+
+    fn snapshot_locked(&self, inner: &mut Inner) -> Snapshot {
+        let now = Instant::now();
+        Snapshot {
+            at: SystemTime::now(),
+            relays: (0..inner.states.len())
+                .map(|ch| self.relay(inner, ch, now))
+                .collect(),
+            board: self.board_info(&inner.board),
+        }
+    }
+
+    async fn on_board_status(&self, status: BoardStatus) {
+        let mut inner = self.inner.lock().await;
+        let before = inner.board;
+        if status == before {
+            return;
+        }
+        let info = self.board_info(&status);
+        if status.attached && status.attachments != before.attachments {
+            tracing::info!(board = %info.description, "board attached; re-applying intended states");
+            self.reapply(&mut inner).await;
+        } else if !status.attached && before.attached {
+            tracing::warn!(board = %info.description, "board detached; relays cannot be switched until it is back");
+        }
+        inner.board = status;
+        let _ = self.changes.send(Change::Board {
+            at: SystemTime::now(),
+            board: info,
+        });
+    }
+
+    /// Puts every relay in its intended state. The board has just (re)attached,
+    /// so its relays are off: every energised one switches, and counts as a
+    /// cycle for the wear guard, but is never refused: the state was chosen
+    /// before, and leaving it wrong would be worse.
+    async fn reapply(&self, inner: &mut Inner) {
+        let now = Instant::now();
+        for (ch, state) in inner.states.iter().enumerate() {
+            match self.board.set(ch as u32, state.energized).await {
+                Ok(()) => {
+                    if state.energized {
+                        inner.wear.record(ch, now);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(channel = ch, energized = state.energized, error = %e, "cannot re-apply intended state");
+                }
+            }
+        }
+    }
+
+    fn relay(&self, inner: &mut Inner, ch: usize, now: Instant) -> Relay {
+        let state = inner.states[ch];
+        Relay {
+            channel: ch as u32,
+            energized: state.energized,
+            changed_at: state.changed_at,
+            label: self.labels.get(ch).cloned().unwrap_or_default(),
+            switches_last_minute: inner.wear.recent(ch, now),
+            max_switches_per_minute: inner.wear.limit(),
+        }
+    }
+
+    fn board_info(&self, status: &BoardStatus) -> BoardInfo {
+        BoardInfo {
+            kind: self.board.kind(),
+            serial_number: status.serial_number,
+            attached: status.attached,
+            channel_count: self.board.channel_count(),
+            description: self.board.describe(status),
+        }
+    }
+}

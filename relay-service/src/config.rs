@@ -1,0 +1,352 @@
+//! relay-service's settings: flags, an optional TOML file, and defaults.
+//!
+//! Every setting can be given as a flag or as a key of the `--config` file;
+//! the flag wins. Errors name the flag, or the file and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use delestage_runtime::telemetry::LogFormat;
+use serde::Deserialize;
+
+use crate::Error;
+use crate::wear::MAX_SWITCHES_PER_MINUTE;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_SIM_CHANNELS: u32 = 8;
+/// A sane upper bound for a simulated board.
+pub const MAX_SIM_CHANNELS: u32 = 256;
+
+/// Owns the relay board and serves delestage.relay.v1.RelayService over gRPC
+/// (with grpc.health.v1 and server reflection).
+///
+/// Every option can also be set in the --config file, under the same name
+/// with underscores (listen, board, state_dir, serial, channels, on_start,
+/// max_switches_per_minute, log_format) plus a [labels] table
+/// (channel number = "label"). Flags win over the file.
+#[derive(Debug, Default, Parser)]
+#[command(name = "relay-service", version, about, long_about)]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve gRPC on [default: 127.0.0.1:50051]. Use port 0 for
+    /// any free port (the log says which).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The relay board [default: sim].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub board: Option<BoardChoice>,
+
+    /// Where the intended relay states are kept across restarts
+    /// [default: $STATE_DIRECTORY, else $XDG_STATE_HOME/delestage/relay-service,
+    /// else ~/.local/state/delestage/relay-service].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Serial number of the Phidget 1017 to open [default: any].
+    #[arg(long, value_name = "N")]
+    pub serial: Option<i32>,
+
+    /// Number of relays of the simulated board [default: 8].
+    #[arg(long, value_name = "N")]
+    pub channels: Option<u32>,
+
+    /// Relay states at start: restore the saved intended states, or all off
+    /// [default: restore].
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_start: Option<OnStart>,
+
+    /// Wear guard: most switches of one relay in any rolling minute; 1..=20,
+    /// the 1017's rating [default: 20].
+    #[arg(long, value_name = "N")]
+    pub max_switches_per_minute: Option<u32>,
+
+    /// Log format [default: text]. RUST_LOG filters (default: info).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoardChoice {
+    /// A simulated board, in memory.
+    #[default]
+    Sim,
+    /// A Phidget Interface Kit 0/0/8 (1017) on USB (needs the `phidget` build feature).
+    Phidget,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStart {
+    /// Re-apply the intended states saved in the state dir.
+    #[default]
+    Restore,
+    /// Start with every relay off.
+    Off,
+}
+
+/// The `--config` file. Same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub board: Option<BoardChoice>,
+    pub state_dir: Option<PathBuf>,
+    pub serial: Option<i32>,
+    pub channels: Option<u32>,
+    pub on_start: Option<OnStart>,
+    pub max_switches_per_minute: Option<u32>,
+    pub log_format: Option<LogFormat>,
+    /// Channel number (as a TOML key) -> label.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The resolved settings the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub board: BoardChoice,
+    pub state_dir: PathBuf,
+    pub serial: Option<i32>,
+    pub channels: u32,
+    pub on_start: OnStart,
+    pub max_switches_per_minute: u32,
+    pub log_format: LogFormat,
+    /// Indexed by channel; empty for none.
+    pub labels: Vec<String>,
+}
+
+impl Settings {
+    /// Defaults, with the given state dir: what tests and embedders start from.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            board: BoardChoice::Sim,
+            state_dir: state_dir.into(),
+            serial: None,
+            channels: DEFAULT_SIM_CHANNELS,
+            on_start: OnStart::Restore,
+            max_switches_per_minute: MAX_SWITCHES_PER_MINUTE,
+            log_format: LogFormat::Text,
+            labels: Vec::new(),
+        }
+    }
+
+    /// Flags over file over defaults, then validated.
+    pub fn resolve(cli: Cli) -> Result<Self, Error> {
+        let path = cli.config.clone();
+        let file = match &path {
+            Some(path) => delestage_runtime::config::load_toml::<FileConfig>(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file, path.as_deref())
+    }
+
+    fn merge(cli: Cli, file: FileConfig, path: Option<&Path>) -> Result<Self, Error> {
+        // Where a value came from, for error messages.
+        let origin = |flag: &str, key: &str, from_flag: bool| -> String {
+            match (from_flag, path) {
+                (true, _) | (false, None) => format!("--{flag}"),
+                (false, Some(p)) => format!("{}: {key}", p.display()),
+            }
+        };
+
+        let board = cli.board.or(file.board).unwrap_or_default();
+
+        let channels_from_flag = cli.channels.is_some();
+        let channels_given = cli.channels.or(file.channels);
+        let channels = match (board, channels_given) {
+            (BoardChoice::Sim, Some(n)) if n == 0 || n > MAX_SIM_CHANNELS => {
+                return Err(Error::Config(format!(
+                    "{}: {n} channels: the simulated board has 1 to {MAX_SIM_CHANNELS}",
+                    origin("channels", "channels", channels_from_flag)
+                )));
+            }
+            (BoardChoice::Sim, n) => n.unwrap_or(DEFAULT_SIM_CHANNELS),
+            (BoardChoice::Phidget, Some(n)) if n != 8 => {
+                return Err(Error::Config(format!(
+                    "{}: {n} channels: only the simulated board takes a channel count (the Phidget 1017 has 8)",
+                    origin("channels", "channels", channels_from_flag)
+                )));
+            }
+            (BoardChoice::Phidget, _) => 8,
+        };
+
+        let serial_from_flag = cli.serial.is_some();
+        let serial = cli.serial.or(file.serial);
+        if let Some(n) = serial {
+            if n <= 0 {
+                return Err(Error::Config(format!(
+                    "{}: {n}: a Phidget serial number is a positive number (leave it out for any board)",
+                    origin("serial", "serial", serial_from_flag)
+                )));
+            }
+            if board == BoardChoice::Sim {
+                tracing::warn!(serial = n, "--serial applies to the Phidget board only; ignored");
+            }
+        }
+
+        let max_from_flag = cli.max_switches_per_minute.is_some();
+        let max_switches_per_minute = cli
+            .max_switches_per_minute
+            .or(file.max_switches_per_minute)
+            .unwrap_or(MAX_SWITCHES_PER_MINUTE);
+        if !(1..=MAX_SWITCHES_PER_MINUTE).contains(&max_switches_per_minute) {
+            return Err(Error::Config(format!(
+                "{}: {max_switches_per_minute}: must be 1 to {MAX_SWITCHES_PER_MINUTE} (the relays are rated for {MAX_SWITCHES_PER_MINUTE} switching cycles per minute)",
+                origin(
+                    "max-switches-per-minute",
+                    "max_switches_per_minute",
+                    max_from_flag
+                )
+            )));
+        }
+
+        let mut labels = vec![String::new(); channels as usize];
+        for (key, label) in file.labels {
+            let where_ = origin("config", &format!("labels.{key}"), false);
+            let channel: u32 = key.parse().map_err(|_| {
+                Error::Config(format!(
+                    "{where_}: {key:?} is not a channel number (write `0 = \"water heater\"`)"
+                ))
+            })?;
+            let slot = labels.get_mut(channel as usize).ok_or_else(|| {
+                Error::Config(format!(
+                    "{where_}: channel {channel} does not exist: this board has channels 0..={}",
+                    channels - 1
+                ))
+            })?;
+            *slot = label;
+        }
+
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let state_dir = cli
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| delestage_runtime::config::default_state_dir("relay-service"));
+
+        Ok(Self {
+            listen,
+            board,
+            state_dir,
+            serial,
+            channels,
+            on_start: cli.on_start.or(file.on_start).unwrap_or_default(),
+            max_switches_per_minute,
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            labels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    fn cli_with(path: &Path) -> Cli {
+        Cli {
+            config: Some(path.to_owned()),
+            ..Cli::default()
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::merge(Cli::default(), FileConfig::default(), None).expect("ok");
+        assert_eq!(s.listen, "127.0.0.1:50051");
+        assert_eq!(s.board, BoardChoice::Sim);
+        assert_eq!(s.channels, 8);
+        assert_eq!(s.on_start, OnStart::Restore);
+        assert_eq!(s.max_switches_per_minute, 20);
+        assert_eq!(s.labels, vec![String::new(); 8]);
+    }
+
+    #[test]
+    fn the_file_sets_everything_and_flags_win() {
+        let (_d, path) = file(
+            r#"
+listen = "127.0.0.1:6000"
+board = "sim"
+state_dir = "/tmp/x"
+channels = 4
+on_start = "off"
+max_switches_per_minute = 10
+log_format = "json"
+
+[labels]
+0 = "water heater"
+3 = "EV charger"
+"#,
+        );
+        let mut cli = cli_with(&path);
+        cli.listen = Some("127.0.0.1:7000".into());
+        let s = Settings::resolve(cli).expect("ok");
+        assert_eq!(s.listen, "127.0.0.1:7000");
+        assert_eq!(s.state_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.channels, 4);
+        assert_eq!(s.on_start, OnStart::Off);
+        assert_eq!(s.max_switches_per_minute, 10);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.labels, vec!["water heater", "", "", "EV charger"]);
+    }
+
+    #[test]
+    fn a_typo_names_the_file_and_the_key() {
+        let (_d, path) = file("lisen = \"127.0.0.1:1\"\n");
+        let msg = Settings::resolve(cli_with(&path))
+            .expect_err("typo")
+            .to_string();
+        assert!(msg.contains("relay.toml") && msg.contains("lisen"), "{msg}");
+    }
+
+    #[test]
+    fn a_label_for_a_missing_channel_names_the_key_and_the_range() {
+        let (_d, path) = file("[labels]\n8 = \"nope\"\n");
+        let msg = Settings::resolve(cli_with(&path))
+            .expect_err("out of range")
+            .to_string();
+        assert!(msg.contains("labels.8"), "{msg}");
+        assert!(msg.contains("0..=7"), "{msg}");
+    }
+
+    #[test]
+    fn the_wear_limit_cannot_be_raised_above_the_rating() {
+        let cli = Cli {
+            max_switches_per_minute: Some(21),
+            ..Cli::default()
+        };
+        let msg = Settings::resolve(cli).expect_err("21").to_string();
+        assert!(msg.contains("--max-switches-per-minute"), "{msg}");
+    }
+
+    #[test]
+    fn the_phidget_board_has_eight_channels() {
+        let cli = Cli {
+            board: Some(BoardChoice::Phidget),
+            channels: Some(4),
+            ..Cli::default()
+        };
+        assert!(Settings::resolve(cli).is_err());
+        let cli = Cli {
+            board: Some(BoardChoice::Phidget),
+            ..Cli::default()
+        };
+        assert_eq!(Settings::resolve(cli).expect("ok").channels, 8);
+    }
+}

@@ -1,0 +1,86 @@
+//! relay-service's one error type, and how each error maps to a gRPC status.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tonic::{Code, Status};
+
+use crate::board::BoardError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad flag or config value; the message names the flag or the file and key.
+    #[error("{0}")]
+    Config(String),
+
+    #[error("channel {channel} does not exist: this board has channels 0..={last}", last = count.saturating_sub(1))]
+    ChannelOutOfRange { channel: u32, count: u32 },
+
+    #[error(
+        "channel {channel} has switched {recent} times in the last minute (limit {limit} per minute, to spare the relay); next switch allowed in {wait}, at {at}",
+        wait = humantime::format_duration(round_up_to_ms(*retry_after)),
+        at = humantime::format_rfc3339_seconds(*allowed_at),
+    )]
+    WearLimit {
+        channel: u32,
+        recent: u32,
+        limit: u32,
+        retry_after: Duration,
+        allowed_at: SystemTime,
+    },
+
+    #[error("channel {channel} not switched: {source}")]
+    Board {
+        channel: u32,
+        #[source]
+        source: BoardError,
+    },
+
+    #[error("cannot read the state file {path}: {source}")]
+    StateRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("cannot save the relay states to {path}: {reason}")]
+    StateWrite { path: PathBuf, reason: String },
+
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Runtime(#[from] delestage_runtime::Error),
+}
+
+fn round_up_to_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let code = match &err {
+            Error::ChannelOutOfRange { .. } | Error::Config(_) => Code::InvalidArgument,
+            Error::WearLimit { .. } => Code::ResourceExhausted,
+            Error::Board {
+                source: BoardError::NotAttached,
+                ..
+            } => Code::Unavailable,
+            Error::Board { .. }
+            | Error::StateRead { .. }
+            | Error::StateWrite { .. }
+            | Error::Listen { .. }
+            | Error::Runtime(_) => Code::Internal,
+        };
+        let mut status = Status::new(code, err.to_string());
+        if let Error::WearLimit { retry_after, .. } = &err {
+            // Standard gRPC retry hint, for clients that honour it.
+            if let Ok(value) = round_up_to_ms(*retry_after).as_millis().to_string().parse() {
+                status.metadata_mut().insert("grpc-retry-pushback-ms", value);
+            }
+        }
+        status
+    }
+}
