@@ -108,7 +108,7 @@ impl StateFile {
                     energized: s.energized,
                     changed_at: s
                         .changed_at
-                        .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                        .map(|t| humantime::format_rfc3339_nanos(t).to_string()),
                 })
                 .collect(),
         };

@@ -1,0 +1,507 @@
+//! relay-service's API, served by a real tonic server on 127.0.0.1:0 and
+//! called by a real client, against both boards: the simulated one, and
+//! (with the `phidget` feature) the Phidget backend linked to the stand-in
+//! libphidget22. Every behaviour test runs on both.
+
+use std::time::Duration;
+
+use delestage_proto::relay::v1 as pb;
+use pb::relay_service_client::RelayServiceClient;
+use relay_service::board::{Board, SimulatedBoard};
+use relay_service::config::{OnStart, Settings};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// Upper bound for anything a test waits on, so a bug fails the test
+/// instead of hanging it. Never a way to wait for readiness.
+const BOUND: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sim,
+    #[cfg(feature = "phidget")]
+    Phidget,
+}
+
+/// The hardware under the service, seen from the test: what a person with a
+/// multimeter (and a hand on the USB cable) could do.
+enum Hardware {
+    Sim(SimulatedBoard),
+    #[cfg(feature = "phidget")]
+    Phidget,
+}
+
+#[cfg(feature = "phidget")]
+mod standin {
+    // The stand-in libphidget22's test controls; it is the library the
+    // phidget crate links, so these resolve against it.
+    #[link(name = "phidget22")]
+    unsafe extern "C" {
+        pub safe fn phidget_standin_unplug();
+        pub safe fn phidget_standin_plug();
+        pub safe fn phidget_standin_relay(index: i32) -> i32;
+        pub safe fn phidget_standin_serial() -> i32;
+    }
+
+    /// The stand-in is one board per process: Phidget tests take turns.
+    pub static BOARD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+}
+
+impl Hardware {
+    fn energized(&self, channel: u32) -> bool {
+        match self {
+            Hardware::Sim(b) => b.energized(channel).expect("channel exists"),
+            #[cfg(feature = "phidget")]
+            Hardware::Phidget => standin::phidget_standin_relay(channel as i32) == 1,
+        }
+    }
+
+    fn energized_channels(&self) -> Vec<u32> {
+        (0..8).filter(|&c| self.energized(c)).collect()
+    }
+
+    fn unplug(&self) {
+        match self {
+            Hardware::Sim(b) => b.unplug(),
+            #[cfg(feature = "phidget")]
+            Hardware::Phidget => standin::phidget_standin_unplug(),
+        }
+    }
+
+    fn plug(&self) {
+        match self {
+            Hardware::Sim(b) => b.plug(),
+            #[cfg(feature = "phidget")]
+            Hardware::Phidget => standin::phidget_standin_plug(),
+        }
+    }
+
+    fn expected_kind(&self) -> pb::BoardKind {
+        match self {
+            Hardware::Sim(_) => pb::BoardKind::Simulated,
+            #[cfg(feature = "phidget")]
+            Hardware::Phidget => pb::BoardKind::Phidget1017,
+        }
+    }
+
+    fn expected_serial(&self) -> i32 {
+        match self {
+            Hardware::Sim(_) => 0,
+            #[cfg(feature = "phidget")]
+            Hardware::Phidget => standin::phidget_standin_serial(),
+        }
+    }
+}
+
+/// A running relay-service, in-process, with a client.
+struct Running {
+    client: RelayServiceClient<Channel>,
+    hardware: Hardware,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), relay_service::Error>>,
+    state_dir: std::path::PathBuf,
+}
+
+struct Harness {
+    backend: Backend,
+    _state: tempfile::TempDir,
+    #[cfg(feature = "phidget")]
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+impl Harness {
+    async fn new(backend: Backend) -> Self {
+        #[cfg(feature = "phidget")]
+        let turn = match backend {
+            Backend::Phidget => {
+                let turn = standin::BOARD.lock().await;
+                // A previous test may have left the board unplugged.
+                standin::phidget_standin_plug();
+                Some(turn)
+            }
+            Backend::Sim => None,
+        };
+        Self {
+            backend,
+            _state: tempfile::tempdir().expect("tempdir"),
+            #[cfg(feature = "phidget")]
+            _turn: turn,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let mut s = Settings::new(self._state.path());
+        s.labels = vec!["water heater".into()];
+        s
+    }
+
+    async fn start(&self) -> Running {
+        self.start_with(self.settings()).await
+    }
+
+    async fn start_with(&self, settings: Settings) -> Running {
+        let (board, hardware) = match self.backend {
+            Backend::Sim => {
+                // A fresh board: like real hardware after a restart, all off.
+                let board = SimulatedBoard::new(settings.channels);
+                (Board::Simulated(board.clone()), Hardware::Sim(board))
+            }
+            #[cfg(feature = "phidget")]
+            Backend::Phidget => (
+                Board::Phidget(
+                    relay_service::board::phidget::PhidgetBoard::open(settings.serial)
+                        .expect("open the stand-in board"),
+                ),
+                Hardware::Phidget,
+            ),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state_dir = settings.state_dir.clone();
+        let task = tokio::spawn(relay_service::serve(settings, board, listener, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        wait_serving(channel.clone()).await;
+        Running {
+            client: RelayServiceClient::new(channel),
+            hardware,
+            stop,
+            task,
+            state_dir,
+        }
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(BOUND, self.task)
+            .await
+            .expect("the service stops within the bound")
+            .expect("task")
+            .expect("serve returns Ok");
+    }
+
+    async fn set(&mut self, channel: u32, energized: bool) -> Result<pb::SetRelayResponse, tonic::Status> {
+        self.client
+            .set_relay(pb::SetRelayRequest { channel, energized })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn relays(&mut self) -> pb::GetRelaysResponse {
+        self.client
+            .get_relays(pb::GetRelaysRequest {})
+            .await
+            .expect("GetRelays")
+            .into_inner()
+    }
+
+    async fn energized(&mut self) -> Vec<u32> {
+        self.relays()
+            .await
+            .relays
+            .iter()
+            .filter(|r| r.energized)
+            .map(|r| r.channel)
+            .collect()
+    }
+}
+
+/// Polls grpc.health.v1 until the relay service reports SERVING.
+async fn wait_serving(channel: Channel) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    tokio::time::timeout(BOUND, async {
+        loop {
+            let answer = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: relay_service::SERVICE_NAME.into(),
+                })
+                .await;
+            if let Ok(r) = answer {
+                if r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("SERVING within the bound");
+}
+
+async fn next_event(
+    stream: &mut tonic::Streaming<pb::RelayEvent>,
+) -> pb::relay_event::Event {
+    tokio::time::timeout(BOUND, stream.next())
+        .await
+        .expect("an event within the bound")
+        .expect("stream open")
+        .expect("event ok")
+        .event
+        .expect("event set")
+}
+
+// ----- Behaviour, on every board -----
+
+async fn reports_the_board_and_every_relay(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    let answer = svc.relays().await;
+    assert_eq!(answer.relays.len(), 8);
+    assert!(answer.relays.iter().enumerate().all(|(i, r)| r.channel == i as u32 && !r.energized));
+    assert_eq!(answer.relays[0].label, "water heater");
+    assert_eq!(answer.relays[1].label, "");
+    assert!(answer.relays.iter().all(|r| r.max_switches_per_minute == 20));
+    let board = answer.board.expect("board");
+    assert!(board.attached);
+    assert_eq!(board.channel_count, 8);
+    assert_eq!(board.kind(), svc.hardware.expected_kind());
+    assert_eq!(board.serial_number, svc.hardware.expected_serial());
+    assert!(!board.description.is_empty());
+    svc.stop().await;
+}
+
+async fn set_relay_switches_the_hardware_and_repeating_it_is_a_no_op(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+
+    let first = svc.set(3, true).await.expect("SetRelay");
+    assert!(first.switched);
+    let relay = first.relay.expect("relay");
+    assert!(relay.energized && relay.channel == 3);
+    assert!(relay.changed_at.is_some());
+    assert_eq!(relay.switches_last_minute, 1);
+    assert_eq!(svc.hardware.energized_channels(), vec![3]);
+
+    let again = svc.set(3, true).await.expect("SetRelay again");
+    assert!(!again.switched);
+    let relay_again = again.relay.expect("relay");
+    assert_eq!(relay_again.switches_last_minute, 1, "a no-op is not a cycle");
+    assert_eq!(relay_again.changed_at, relay.changed_at);
+
+    svc.set(3, false).await.expect("off");
+    assert_eq!(svc.hardware.energized_channels(), Vec::<u32>::new());
+    assert_eq!(svc.energized().await, Vec::<u32>::new());
+    svc.stop().await;
+}
+
+async fn an_out_of_range_channel_is_invalid_argument_naming_the_range(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    let err = svc.set(8, true).await.expect_err("channel 8 of 0..7");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("0..=7"), "{}", err.message());
+    svc.stop().await;
+}
+
+async fn the_21st_switch_in_a_minute_is_refused_with_when_it_will_be_allowed(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    for i in 0..20 {
+        svc.set(5, i % 2 == 0).await.unwrap_or_else(|e| panic!("switch {i}: {e}"));
+    }
+    assert_eq!(svc.hardware.energized_channels(), Vec::<u32>::new());
+
+    let err = svc.set(5, true).await.expect_err("21st switch");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("next switch allowed in"), "{}", err.message());
+    assert!(err.metadata().get("grpc-retry-pushback-ms").is_some());
+    assert_eq!(svc.hardware.energized_channels(), Vec::<u32>::new(), "nothing switched");
+    assert_eq!(svc.energized().await, Vec::<u32>::new(), "intended state unchanged");
+
+    // A no-op is still fine, and other channels are not affected.
+    assert!(!svc.set(5, false).await.expect("no-op").switched);
+    svc.set(6, true).await.expect("another channel");
+    svc.stop().await;
+}
+
+async fn a_lower_wear_limit_is_honoured(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut settings = h.settings();
+    settings.max_switches_per_minute = 2;
+    let mut svc = h.start_with(settings).await;
+    svc.set(0, true).await.expect("1");
+    svc.set(0, false).await.expect("2");
+    let err = svc.set(0, true).await.expect_err("3rd with limit 2");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("limit 2"), "{}", err.message());
+    svc.stop().await;
+}
+
+async fn watch_sends_the_state_then_every_change_and_attach_detach(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    svc.set(0, true).await.expect("before watching");
+
+    let mut stream = svc
+        .client
+        .watch_relays(pb::WatchRelaysRequest {})
+        .await
+        .expect("WatchRelays")
+        .into_inner();
+    match next_event(&mut stream).await {
+        pb::relay_event::Event::Snapshot(s) => {
+            assert_eq!(s.relays.len(), 8);
+            assert!(s.relays[0].energized);
+            assert!(s.board.expect("board").attached);
+        }
+        other => panic!("expected a snapshot first, got {other:?}"),
+    }
+
+    svc.set(1, true).await.expect("set 1");
+    svc.set(1, true).await.expect("no-op");
+    svc.set(2, true).await.expect("set 2");
+    for expected in [1, 2] {
+        match next_event(&mut stream).await {
+            pb::relay_event::Event::RelayChanged(r) => {
+                assert_eq!(r.channel, expected, "the no-op sent no event");
+                assert!(r.energized);
+            }
+            other => panic!("expected relay {expected} changed, got {other:?}"),
+        }
+    }
+
+    // Unplug: the board detaches, switching is UNAVAILABLE.
+    svc.hardware.unplug();
+    match next_event(&mut stream).await {
+        pb::relay_event::Event::BoardChanged(b) => assert!(!b.attached),
+        other => panic!("expected a detach, got {other:?}"),
+    }
+    assert!(!svc.relays().await.board.expect("board").attached);
+    let err = svc.set(4, true).await.expect_err("unattached");
+    assert_eq!(err.code(), Code::Unavailable);
+
+    // Plug back: attach, and the intended states are back on the relays.
+    svc.hardware.plug();
+    match next_event(&mut stream).await {
+        pb::relay_event::Event::BoardChanged(b) => assert!(b.attached),
+        other => panic!("expected an attach, got {other:?}"),
+    }
+    assert_eq!(svc.hardware.energized_channels(), vec![0, 1, 2]);
+    svc.set(4, true).await.expect("attached again");
+    svc.stop().await;
+}
+
+async fn a_restart_restores_the_intended_states(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    svc.set(0, true).await.expect("0");
+    svc.set(5, true).await.expect("5");
+    svc.set(5, false).await.expect("5 off");
+    svc.set(7, true).await.expect("7");
+    let before = svc.relays().await.relays;
+    svc.stop().await;
+
+    let mut svc = h.start().await;
+    assert_eq!(svc.energized().await, vec![0, 7]);
+    assert_eq!(svc.hardware.energized_channels(), vec![0, 7]);
+    let after = svc.relays().await.relays;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.changed_at, a.changed_at, "channel {}", a.channel);
+    }
+    svc.stop().await;
+}
+
+async fn on_start_off_starts_every_relay_off(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    svc.set(2, true).await.expect("2");
+    svc.stop().await;
+
+    let mut settings = h.settings();
+    settings.on_start = OnStart::Off;
+    let mut svc = h.start_with(settings).await;
+    assert_eq!(svc.energized().await, Vec::<u32>::new());
+    assert_eq!(svc.hardware.energized_channels(), Vec::<u32>::new());
+    // And that is now the saved state.
+    let saved = std::fs::read_to_string(svc.state_dir.join("relays.json")).expect("state file");
+    assert!(!saved.contains("\"energized\": true"), "{saved}");
+    svc.stop().await;
+}
+
+async fn shutdown_ends_open_watch_streams(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut svc = h.start().await;
+    let mut stream = svc
+        .client
+        .watch_relays(pb::WatchRelaysRequest {})
+        .await
+        .expect("WatchRelays")
+        .into_inner();
+    next_event(&mut stream).await;
+    // `stop` asserts that the server finishes within the bound.
+    svc.stop().await;
+    let end = tokio::time::timeout(BOUND, stream.next()).await.expect("stream ends");
+    assert!(!matches!(end, Some(Ok(_))), "no event after shutdown: {end:?}");
+}
+
+/// Declares each behaviour test once per board.
+macro_rules! on_every_board {
+    ($($name:ident),* $(,)?) => {
+        mod sim {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sim).await
+            })*
+        }
+        #[cfg(feature = "phidget")]
+        mod phidget {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Phidget).await
+            })*
+        }
+    };
+}
+
+on_every_board!(
+    reports_the_board_and_every_relay,
+    set_relay_switches_the_hardware_and_repeating_it_is_a_no_op,
+    an_out_of_range_channel_is_invalid_argument_naming_the_range,
+    the_21st_switch_in_a_minute_is_refused_with_when_it_will_be_allowed,
+    a_lower_wear_limit_is_honoured,
+    watch_sends_the_state_then_every_change_and_attach_detach,
+    a_restart_restores_the_intended_states,
+    on_start_off_starts_every_relay_off,
+    shutdown_ends_open_watch_streams,
+);
+
+// ----- Phidget-only behaviour -----
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_a_board_with_another_serial_is_not_opened() {
+    let h = Harness::new(Backend::Phidget).await;
+    let mut settings = h.settings();
+    settings.serial = Some(standin::phidget_standin_serial() + 1);
+    let mut svc = h.start_with(settings).await;
+    let board = svc.relays().await.board.expect("board");
+    assert!(!board.attached);
+    let err = svc.set(0, true).await.expect_err("not attached");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("not attached"), "{}", err.message());
+    svc.stop().await;
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_closing_the_service_turns_the_relays_off_as_libphidget22_does() {
+    let h = Harness::new(Backend::Phidget).await;
+    let mut svc = h.start().await;
+    svc.set(1, true).await.expect("1");
+    assert_eq!(svc.hardware.energized_channels(), vec![1]);
+    let hardware = Hardware::Phidget;
+    svc.stop().await;
+    assert_eq!(hardware.energized_channels(), Vec::<u32>::new());
+}
