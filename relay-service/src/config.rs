@@ -188,7 +188,10 @@ impl Settings {
                 )));
             }
             if board == BoardChoice::Sim {
-                tracing::warn!(serial = n, "--serial applies to the Phidget board only; ignored");
+                tracing::warn!(
+                    serial = n,
+                    "--serial applies to the Phidget board only; ignored"
+                );
             }
         }
 

@@ -78,7 +78,9 @@ impl From<Error> for Status {
         if let Error::WearLimit { retry_after, .. } = &err {
             // Standard gRPC retry hint, for clients that honour it.
             if let Ok(value) = round_up_to_ms(*retry_after).as_millis().to_string().parse() {
-                status.metadata_mut().insert("grpc-retry-pushback-ms", value);
+                status
+                    .metadata_mut()
+                    .insert("grpc-retry-pushback-ms", value);
             }
         }
         status

@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use crate::error::Error;
 use crate::bank::RelayBank;
 use crate::board::{Board, SimulatedBoard};
 use crate::config::{BoardChoice, OnStart, Settings};
+pub use crate::error::Error;
 use crate::service::RelayApi;
 use crate::state::{ChannelState, Loaded, StateFile};
 
@@ -38,9 +38,8 @@ pub fn open_board(settings: &Settings) -> Result<Board, Error> {
         BoardChoice::Sim => Ok(Board::Simulated(SimulatedBoard::new(settings.channels))),
         #[cfg(feature = "phidget")]
         BoardChoice::Phidget => {
-            let board = board::phidget::PhidgetBoard::open(settings.serial).map_err(|e| {
-                Error::Config(format!("cannot open the Phidget 1017: {e}"))
-            })?;
+            let board = board::phidget::PhidgetBoard::open(settings.serial)
+                .map_err(|e| Error::Config(format!("cannot open the Phidget 1017: {e}")))?;
             Ok(Board::Phidget(board))
         }
         #[cfg(not(feature = "phidget"))]
@@ -54,7 +53,10 @@ pub fn open_board(settings: &Settings) -> Result<Board, Error> {
 }
 
 /// Binds, opens the board, and serves until `shutdown` resolves.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let listener = TcpListener::bind(&settings.listen)
         .await
         .map_err(|source| Error::Listen {

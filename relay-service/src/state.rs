@@ -32,7 +32,10 @@ pub enum Loaded {
     Missing,
     Found(Vec<ChannelState>),
     /// The file was unreadable or corrupt; it was renamed to `set_aside`.
-    SetAside { set_aside: PathBuf, reason: String },
+    SetAside {
+        set_aside: PathBuf,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -192,7 +192,11 @@ impl Running {
             .expect("serve returns Ok");
     }
 
-    async fn set(&mut self, channel: u32, energized: bool) -> Result<pb::SetRelayResponse, tonic::Status> {
+    async fn set(
+        &mut self,
+        channel: u32,
+        energized: bool,
+    ) -> Result<pb::SetRelayResponse, tonic::Status> {
         self.client
             .set_relay(pb::SetRelayRequest { channel, energized })
             .await
@@ -228,10 +232,11 @@ async fn wait_serving(channel: Channel) {
                     service: relay_service::SERVICE_NAME.into(),
                 })
                 .await;
-            if let Ok(r) = answer {
-                if r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
-                    return;
-                }
+            if let Ok(r) = answer
+                && r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            {
+                return;
             }
             tokio::task::yield_now().await;
         }
@@ -240,9 +245,7 @@ async fn wait_serving(channel: Channel) {
     .expect("SERVING within the bound");
 }
 
-async fn next_event(
-    stream: &mut tonic::Streaming<pb::RelayEvent>,
-) -> pb::relay_event::Event {
+async fn next_event(stream: &mut tonic::Streaming<pb::RelayEvent>) -> pb::relay_event::Event {
     tokio::time::timeout(BOUND, stream.next())
         .await
         .expect("an event within the bound")
@@ -259,10 +262,21 @@ async fn reports_the_board_and_every_relay(backend: Backend) {
     let mut svc = h.start().await;
     let answer = svc.relays().await;
     assert_eq!(answer.relays.len(), 8);
-    assert!(answer.relays.iter().enumerate().all(|(i, r)| r.channel == i as u32 && !r.energized));
+    assert!(
+        answer
+            .relays
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.channel == i as u32 && !r.energized)
+    );
     assert_eq!(answer.relays[0].label, "water heater");
     assert_eq!(answer.relays[1].label, "");
-    assert!(answer.relays.iter().all(|r| r.max_switches_per_minute == 20));
+    assert!(
+        answer
+            .relays
+            .iter()
+            .all(|r| r.max_switches_per_minute == 20)
+    );
     let board = answer.board.expect("board");
     assert!(board.attached);
     assert_eq!(board.channel_count, 8);
@@ -287,7 +301,10 @@ async fn set_relay_switches_the_hardware_and_repeating_it_is_a_no_op(backend: Ba
     let again = svc.set(3, true).await.expect("SetRelay again");
     assert!(!again.switched);
     let relay_again = again.relay.expect("relay");
-    assert_eq!(relay_again.switches_last_minute, 1, "a no-op is not a cycle");
+    assert_eq!(
+        relay_again.switches_last_minute, 1,
+        "a no-op is not a cycle"
+    );
     assert_eq!(relay_again.changed_at, relay.changed_at);
 
     svc.set(3, false).await.expect("off");
@@ -309,16 +326,30 @@ async fn the_21st_switch_in_a_minute_is_refused_with_when_it_will_be_allowed(bac
     let h = Harness::new(backend).await;
     let mut svc = h.start().await;
     for i in 0..20 {
-        svc.set(5, i % 2 == 0).await.unwrap_or_else(|e| panic!("switch {i}: {e}"));
+        svc.set(5, i % 2 == 0)
+            .await
+            .unwrap_or_else(|e| panic!("switch {i}: {e}"));
     }
     assert_eq!(svc.hardware.energized_channels(), Vec::<u32>::new());
 
     let err = svc.set(5, true).await.expect_err("21st switch");
     assert_eq!(err.code(), Code::ResourceExhausted);
-    assert!(err.message().contains("next switch allowed in"), "{}", err.message());
+    assert!(
+        err.message().contains("next switch allowed in"),
+        "{}",
+        err.message()
+    );
     assert!(err.metadata().get("grpc-retry-pushback-ms").is_some());
-    assert_eq!(svc.hardware.energized_channels(), Vec::<u32>::new(), "nothing switched");
-    assert_eq!(svc.energized().await, Vec::<u32>::new(), "intended state unchanged");
+    assert_eq!(
+        svc.hardware.energized_channels(),
+        Vec::<u32>::new(),
+        "nothing switched"
+    );
+    assert_eq!(
+        svc.energized().await,
+        Vec::<u32>::new(),
+        "intended state unchanged"
+    );
 
     // A no-op is still fine, and other channels are not affected.
     assert!(!svc.set(5, false).await.expect("no-op").switched);
@@ -442,8 +473,13 @@ async fn shutdown_ends_open_watch_streams(backend: Backend) {
     next_event(&mut stream).await;
     // `stop` asserts that the server finishes within the bound.
     svc.stop().await;
-    let end = tokio::time::timeout(BOUND, stream.next()).await.expect("stream ends");
-    assert!(!matches!(end, Some(Ok(_))), "no event after shutdown: {end:?}");
+    let end = tokio::time::timeout(BOUND, stream.next())
+        .await
+        .expect("stream ends");
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "no event after shutdown: {end:?}"
+    );
 }
 
 /// Declares each behaviour test once per board.

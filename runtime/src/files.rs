@@ -68,8 +68,8 @@ mod tests {
 
     #[test]
     fn an_unwritable_dir_is_an_error_naming_it() {
-        let err = ensure_writable_dir(Path::new("/proc/delestage-cannot-exist"))
-            .expect_err("must fail");
+        let err =
+            ensure_writable_dir(Path::new("/proc/delestage-cannot-exist")).expect_err("must fail");
         assert!(err.to_string().contains("/proc/delestage-cannot-exist"));
     }
 }

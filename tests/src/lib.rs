@@ -1,0 +1,179 @@
+//! Test doubles and helpers for delestage's end-to-end tests: start a real
+//! service binary as a separate process, learn its address from its log,
+//! wait for grpc.health.v1 to say SERVING, stop it with a signal.
+//!
+//! Nothing here sleeps to wait for readiness: the address comes from the
+//! service's own "listening" log line, readiness from its health check. Every
+//! wait has an upper bound so a bug fails a test instead of hanging CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// Upper bound for any single wait in a test.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// The path of a workspace binary, built by the same `cargo test` run.
+///
+/// Test executables live in `target/<profile>/deps/`; binaries one level up.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (see scripts/test)",
+        path.display()
+    );
+    path
+}
+
+/// A service binary running as a child process.
+pub struct ServiceProcess {
+    child: Child,
+    /// Where it listens, from its own log.
+    pub addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with `args` (which should include `--listen
+    /// 127.0.0.1:0`) and JSON logs, and waits for its "listening" line.
+    pub async fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(binary)
+            .args(args)
+            .args(["--log-format", "json"])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let lines = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut addr_tx = Some(addr_tx);
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Some(addr) = listening_addr(&line)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                lines.lock().expect("log lock").push(line);
+            }
+        });
+
+        let addr = match tokio::time::timeout(BOUND, addr_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "{} never said where it listens (exit: {status:?}); log:\n{}",
+                    binary.display(),
+                    log.lock().expect("log").join("\n")
+                );
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    /// A gRPC channel to it.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Polls grpc.health.v1 until `service` is SERVING.
+    pub async fn wait_serving(&self, service: &str) -> Channel {
+        let channel = self.channel().await;
+        let mut health = HealthClient::new(channel.clone());
+        let serving = tokio::time::timeout(BOUND, async {
+            loop {
+                let answer = health
+                    .check(HealthCheckRequest {
+                        service: service.to_owned(),
+                    })
+                    .await;
+                if matches!(&answer, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(
+            serving.is_ok(),
+            "{service} not SERVING; log:\n{}",
+            self.log()
+        );
+        channel
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub async fn stop_with(mut self, signal: Signal) -> ExitStatus {
+        let pid = self.child.id().expect("still running") as i32;
+        kill(Pid::from_raw(pid), signal).expect("signal");
+        match tokio::time::timeout(BOUND, self.child.wait()).await {
+            Ok(status) => status.expect("wait"),
+            Err(_) => panic!("did not exit after {signal}; log:\n{}", self.log()),
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+}
+
+/// The address from a JSON "… listening" log line, if this is one.
+fn listening_addr(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = value.get("fields")?;
+    let message = fields.get("message")?.as_str()?;
+    if !message.ends_with("listening") {
+        return None;
+    }
+    Some(fields.get("addr")?.as_str()?.to_owned())
+}
+
+/// Runs `binary` to completion (for errors at start) and returns its exit
+/// status and stderr.
+pub async fn run_to_exit(binary: &Path, args: &[&str]) -> (ExitStatus, String) {
+    let output = tokio::time::timeout(
+        BOUND,
+        Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("exits within the bound")
+    .expect("run");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

