@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::resolve(Cli::parse())?;
     delestage_runtime::telemetry::init(settings.log_format)?;
-    relay_service::run(settings, delestage_runtime::shutdown::signal()).await?;
+    let shutdown = delestage_runtime::shutdown::signal()?;
+    relay_service::run(settings, shutdown).await?;
     Ok(())
 }
