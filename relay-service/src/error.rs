@@ -18,7 +18,7 @@ pub enum Error {
 
     #[error(
         "channel {channel} has switched {recent} times in the last minute (limit {limit} per minute, to spare the relay); next switch allowed in {wait}, at {at}",
-        wait = humantime::format_duration(round_up_to_ms(*retry_after)),
+        wait = humantime::format_duration(round_up_to_secs(*retry_after)),
         at = humantime::format_rfc3339_seconds(*allowed_at),
     )]
     WearLimit {
@@ -53,6 +53,11 @@ pub enum Error {
 
     #[error(transparent)]
     Runtime(#[from] delestage_runtime::Error),
+}
+
+/// Whole seconds for people ("in 56s", not "in 55s 836ms").
+fn round_up_to_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_nanos().div_ceil(1_000_000_000) as u64)
 }
 
 fn round_up_to_ms(d: Duration) -> Duration {
