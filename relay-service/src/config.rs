@@ -120,6 +120,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
+    /// Settings that were accepted but ignored, for `main` to log once
+    /// logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -135,6 +138,7 @@ impl Settings {
             max_switches_per_minute: MAX_SWITCHES_PER_MINUTE,
             log_format: LogFormat::Text,
             labels: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -178,6 +182,7 @@ impl Settings {
             (BoardChoice::Phidget, _) => 8,
         };
 
+        let mut warnings = Vec::new();
         let serial_from_flag = cli.serial.is_some();
         let serial = cli.serial.or(file.serial);
         if let Some(n) = serial {
@@ -247,6 +252,7 @@ impl Settings {
             max_switches_per_minute,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             labels,
+            warnings,
         })
     }
 }
@@ -336,6 +342,17 @@ log_format = "json"
         };
         let msg = Settings::resolve(cli).expect_err("21").to_string();
         assert!(msg.contains("--max-switches-per-minute"), "{msg}");
+    }
+
+    #[test]
+    fn a_serial_with_the_simulated_board_is_a_warning() {
+        let cli = Cli {
+            serial: Some(1234),
+            ..Cli::default()
+        };
+        let s = Settings::resolve(cli).expect("ok");
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].contains("--serial"), "{:?}", s.warnings);
     }
 
     #[test]

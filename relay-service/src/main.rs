@@ -19,6 +19,9 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::resolve(Cli::parse())?;
     delestage_runtime::telemetry::init(settings.log_format)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let shutdown = delestage_runtime::shutdown::signal()?;
     relay_service::run(settings, shutdown).await?;
     Ok(())

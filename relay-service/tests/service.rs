@@ -211,6 +211,14 @@ impl Running {
             .into_inner()
     }
 
+    async fn watch(&mut self) -> tonic::Streaming<pb::RelayEvent> {
+        self.client
+            .watch_relays(pb::WatchRelaysRequest {})
+            .await
+            .expect("WatchRelays")
+            .into_inner()
+    }
+
     async fn energized(&mut self) -> Vec<u32> {
         self.relays()
             .await
@@ -375,12 +383,7 @@ async fn watch_sends_the_state_then_every_change_and_attach_detach(backend: Back
     let mut svc = h.start().await;
     svc.set(0, true).await.expect("before watching");
 
-    let mut stream = svc
-        .client
-        .watch_relays(pb::WatchRelaysRequest {})
-        .await
-        .expect("WatchRelays")
-        .into_inner();
+    let mut stream = svc.watch().await;
     match next_event(&mut stream).await {
         pb::relay_event::Event::Snapshot(s) => {
             assert_eq!(s.relays.len(), 8);
@@ -464,12 +467,7 @@ async fn on_start_off_starts_every_relay_off(backend: Backend) {
 async fn shutdown_ends_open_watch_streams(backend: Backend) {
     let h = Harness::new(backend).await;
     let mut svc = h.start().await;
-    let mut stream = svc
-        .client
-        .watch_relays(pb::WatchRelaysRequest {})
-        .await
-        .expect("WatchRelays")
-        .into_inner();
+    let mut stream = svc.watch().await;
     next_event(&mut stream).await;
     // `stop` asserts that the server finishes within the bound.
     svc.stop().await;

@@ -49,62 +49,33 @@ async fn set(channel: &Channel, ch: u32, on: bool) {
         .unwrap_or_else(|e| panic!("SetRelay {ch} {on}: {e}"));
 }
 
-/// The services a reflection client sees, through v1 or v1alpha.
-async fn reflected_services(channel: &Channel, v1alpha: bool) -> Vec<String> {
-    use tonic_reflection::pb::{v1, v1alpha as alpha};
-    let names: Vec<String> = if v1alpha {
-        let request = alpha::ServerReflectionRequest {
+/// The services a reflection client sees. v1 and v1alpha are the same
+/// protocol under two generated modules.
+macro_rules! list_services {
+    ($pb:path, $channel:expr) => {{
+        use reflection::server_reflection_request::MessageRequest;
+        use reflection::server_reflection_response::MessageResponse;
+        use $pb as reflection;
+        let request = reflection::ServerReflectionRequest {
             host: String::new(),
-            message_request: Some(
-                alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-            ),
+            message_request: Some(MessageRequest::ListServices(String::new())),
         };
-        let mut client =
-            alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("v1alpha reflection")
-            .into_inner();
-        match answers
-            .next()
-            .await
-            .expect("an answer")
-            .expect("ok")
-            .message_response
-        {
-            Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
-                l.service.into_iter().map(|s| s.name).collect()
-            }
+        let mut answers =
+            reflection::server_reflection_client::ServerReflectionClient::new($channel.clone())
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .expect("reflection call")
+                .into_inner();
+        let answer = answers.next().await.expect("an answer").expect("ok");
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<Vec<String>>(),
             other => panic!("unexpected {other:?}"),
         }
-    } else {
-        let request = v1::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            )),
-        };
-        let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("v1 reflection")
-            .into_inner();
-        match answers
-            .next()
-            .await
-            .expect("an answer")
-            .expect("ok")
-            .message_response
-        {
-            Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
-                l.service.into_iter().map(|s| s.name).collect()
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    };
-    names
+    }};
 }
 
 #[tokio::test]
@@ -112,12 +83,13 @@ async fn serves_health_and_reflection_and_stops_cleanly_on_sigterm() {
     let state = tempfile::tempdir().expect("tempdir");
     let (svc, channel) = start(state.path(), &[]).await;
 
-    for v1alpha in [false, true] {
-        let names = reflected_services(&channel, v1alpha).await;
+    let v1 = list_services!(tonic_reflection::pb::v1, channel);
+    let v1alpha = list_services!(tonic_reflection::pb::v1alpha, channel);
+    for (version, names) in [("v1", v1), ("v1alpha", v1alpha)] {
         for expected in [RELAY, "grpc.health.v1.Health"] {
             assert!(
                 names.iter().any(|n| n == expected),
-                "{expected} missing from reflection (v1alpha: {v1alpha}): {names:?}"
+                "{expected} missing from reflection {version}: {names:?}"
             );
         }
     }
