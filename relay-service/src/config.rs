@@ -193,10 +193,10 @@ impl Settings {
                 )));
             }
             if board == BoardChoice::Sim {
-                tracing::warn!(
-                    serial = n,
-                    "--serial applies to the Phidget board only; ignored"
-                );
+                warnings.push(format!(
+                    "{}: {n}: applies to the Phidget board only; ignored with the simulated board",
+                    origin("serial", "serial", serial_from_flag)
+                ));
             }
         }
 
