@@ -10,7 +10,8 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("relay-service: {e:#}");
+            // Our errors carry their causes in their message.
+            eprintln!("relay-service: {e}");
             ExitCode::FAILURE
         }
     }

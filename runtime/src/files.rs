@@ -36,7 +36,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
 /// Creates `dir` (and parents) and checks that it is writable, so that a
 /// service fails at start with a clear error rather than on its first write.
 pub fn ensure_writable_dir(dir: &Path) -> Result<(), Error> {
-    let err = |source| Error::WriteFile {
+    let err = |source| Error::StateDir {
         path: dir.to_owned(),
         source,
     };

@@ -2,6 +2,9 @@
 //! serving gRPC with health and reflection, waiting for a shutdown signal,
 //! reading a TOML config file, and writing state files atomically.
 //!
+//! Every error's message carries its cause, so callers print it with `{}`
+//! (not anyhow's `{:#}`, which would repeat the cause).
+//!
 //! Each service's `main` stays thin: parse flags, load config, call
 //! [`telemetry::init`], bind, and hand its routes to [`grpc::serve`].
 
@@ -27,6 +30,13 @@ pub enum Error {
     },
     #[error("cannot write {path}: {source}")]
     WriteFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot use {path} as the state directory (check that it can be created and written, or give another --state-dir): {source}"
+    )]
+    StateDir {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
