@@ -222,4 +222,49 @@ mod tests {
             vec![false, true, false]
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn channel_state() -> impl Strategy<Value = ChannelState> {
+            (
+                any::<bool>(),
+                proptest::option::of(0u64..4_000_000_000_000_000_000),
+            )
+                .prop_map(|(energized, nanos)| ChannelState {
+                    energized,
+                    changed_at: nanos
+                        .map(|n| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(n)),
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever was saved loads back exactly, to the nanosecond.
+            #[test]
+            fn any_states_round_trip(states in proptest::collection::vec(channel_state(), 1..32)) {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let file = StateFile::in_dir(dir.path());
+                file.save(&states).expect("save");
+                match file.load(states.len()).expect("load") {
+                    Loaded::Found(back) => prop_assert_eq!(back, states),
+                    other => prop_assert!(false, "expected Found, got {:?}", other),
+                }
+            }
+
+            /// No byte string makes the loader fail or panic: it parses, or
+            /// it is set aside.
+            #[test]
+            fn any_garbage_is_set_aside(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let file = StateFile::in_dir(dir.path());
+                std::fs::write(file.path(), &bytes).expect("write");
+                let loaded = file.load(8);
+                let handled = matches!(loaded, Ok(Loaded::Found(_)) | Ok(Loaded::SetAside { .. }));
+                prop_assert!(handled, "{:?}", loaded);
+            }
+        }
+    }
 }

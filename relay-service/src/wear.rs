@@ -142,4 +142,51 @@ mod tests {
         assert_eq!(guard.check(5, Instant::now()), Ok(()));
         assert_eq!(guard.recent(5, Instant::now()), 0);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the requests, no rolling minute ever holds more
+            /// switches than the limit; a refusal's `retry_after` is exact:
+            /// refused just before it, allowed at it.
+            #[test]
+            fn never_more_than_the_limit_in_any_minute_and_retry_after_is_exact(
+                limit in 1u32..=20,
+                gaps_ms in proptest::collection::vec(0u64..10_000, 1..200),
+            ) {
+                let t0 = Instant::now();
+                let mut guard = WearGuard::new(1, limit);
+                let mut accepted: Vec<Instant> = Vec::new();
+                let mut now = t0;
+                for gap in gaps_ms {
+                    now += Duration::from_millis(gap);
+                    match guard.check(0, now) {
+                        Ok(()) => {
+                            guard.record(0, now);
+                            accepted.push(now);
+                        }
+                        Err(refusal) => {
+                            prop_assert_eq!(refusal.limit, limit);
+                            prop_assert!(refusal.retry_after > Duration::ZERO);
+                            prop_assert!(refusal.retry_after <= WINDOW);
+                            let mut probe = guard.clone();
+                            let at = now + refusal.retry_after;
+                            prop_assert!(probe.check(0, at - Duration::from_nanos(1)).is_err());
+                            prop_assert!(probe.check(0, at).is_ok());
+                        }
+                    }
+                }
+                // Every window [t, t + 60 s) starting at an accepted switch.
+                for (i, start) in accepted.iter().enumerate() {
+                    let in_window = accepted[i..]
+                        .iter()
+                        .take_while(|t| t.duration_since(*start) < WINDOW)
+                        .count();
+                    prop_assert!(in_window as u32 <= limit);
+                }
+            }
+        }
+    }
 }
