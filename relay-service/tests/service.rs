@@ -104,6 +104,7 @@ struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), relay_service::Error>>,
     state_dir: std::path::PathBuf,
+    addr: std::net::SocketAddr,
 }
 
 struct Harness {
@@ -178,6 +179,7 @@ impl Harness {
             stop,
             task,
             state_dir,
+            addr,
         }
     }
 }
@@ -538,4 +540,73 @@ async fn phidget_closing_the_service_turns_the_relays_off_as_libphidget22_does()
     let hardware = Hardware::Phidget;
     svc.stop().await;
     assert_eq!(hardware.energized_channels(), Vec::<u32>::new());
+}
+
+/// A subscriber that stops reading cannot make the service hold an unbounded
+/// backlog for it: once it falls behind, it gets a fresh snapshot instead of
+/// the missed events, and still ends up with the truth.
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_gets_a_snapshot_and_ends_up_right() {
+    const CHANNELS: u32 = 256;
+    let h = Harness::new(Backend::Sim).await;
+    let mut settings = h.settings();
+    settings.channels = CHANNELS;
+    // Long labels make every event larger than what h2 counts as a "small"
+    // DATA frame: a client buffering many small frames closes the
+    // connection itself (ENHANCE_YOUR_CALM), which would end the test before
+    // the server ever fell behind.
+    settings.labels = vec!["a long label ".repeat(25); CHANNELS as usize];
+    let mut svc = h.start_with(settings).await;
+
+    // A client with small HTTP/2 windows, so that not reading pushes back
+    // on the server quickly instead of buffering megabytes in the client.
+    let addr = svc.addr;
+    let slow = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .expect("connect");
+    let mut stream = RelayServiceClient::new(slow)
+        .watch_relays(pb::WatchRelaysRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+
+    // Far more changes than the windows, the stream buffer and the bank's
+    // backlog hold, while the subscriber reads nothing.
+    for round in 0..4 {
+        for channel in 0..CHANNELS {
+            svc.set(channel, round % 2 == 0).await.expect("switch");
+        }
+    }
+    svc.set(CHANNELS - 1, true).await.expect("last switch");
+    let mut expected = vec![false; CHANNELS as usize];
+    expected[(CHANNELS - 1) as usize] = true;
+
+    // Now read: apply every event to a model until it matches the service.
+    let mut model = vec![false; CHANNELS as usize];
+    let mut snapshots = 0;
+    tokio::time::timeout(BOUND, async {
+        while model != expected {
+            match stream.next().await.expect("open").expect("ok").event {
+                Some(pb::relay_event::Event::Snapshot(s)) => {
+                    snapshots += 1;
+                    model = s.relays.iter().map(|r| r.energized).collect();
+                }
+                Some(pb::relay_event::Event::RelayChanged(r)) => {
+                    model[r.channel as usize] = r.energized;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the subscriber catches up");
+    assert!(
+        snapshots >= 2,
+        "the subscriber never fell behind ({snapshots} snapshot): the test did not test anything"
+    );
+    svc.stop().await;
 }

@@ -5,8 +5,8 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::Error;
@@ -57,9 +57,12 @@ pub async fn serve(
         }
     };
 
+    // Small request/response messages: without TCP_NODELAY, Nagle's
+    // algorithm meets the peer's delayed ACK and answers wait ~40 ms.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }
