@@ -23,7 +23,7 @@ pub const MAX_SIM_CHANNELS: u32 = 256;
 ///
 /// Every option can also be set in the --config file, under the same name
 /// with underscores (listen, board, state_dir, serial, channels, on_start,
-/// max_switches_per_minute, log_format) plus a [labels] table
+/// max_switches_per_minute, log_format) plus a `[labels]` table
 /// (channel number = "label"). Flags win over the file.
 #[derive(Debug, Default, Parser)]
 #[command(name = "relay-service", version, about, long_about)]
