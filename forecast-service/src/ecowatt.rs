@@ -271,9 +271,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored_and_j3_may_be_missing() {
-        let b = format!(
-            r#"{{"signals":[{{"GenerationFichier":"2026-12-06T23:00:00+01:00","jour":"2026-12-07T00:00:00+01:00","dvalue":1,"message":"m","extra":{{"a":1}},"values":[{{"pas":0,"hvalue":0,"x":true}}]}}],"other":1}}"#
-        );
+        let b = r#"{"signals":[{"GenerationFichier":"2026-12-06T23:00:00+01:00","jour":"2026-12-07T00:00:00+01:00","dvalue":1,"message":"m","extra":{"a":1},"values":[{"pas":0,"hvalue":0,"x":true}]}],"other":1}"#;
         let s = parse(b.as_bytes()).expect("parses");
         assert_eq!(s.days.len(), 1);
     }

@@ -1,7 +1,136 @@
-//! forecast-service: wraps RTE's Ecowatt API and serves
-//! `delestage.forecast.v1.ForecastService`.
+//! forecast-service: wraps RTE's Ecowatt API (or a file) and serves
+//! `delestage.forecast.v1.ForecastService` (GetForecast / GetLevel /
+//! WatchForecast).
+//!
+//! - [`ecowatt`]: RTE's wire format (parse, validate, rebase).
+//! - [`timeline`] and [`forecast`]: the time rule, and hours on a real
+//!   timeline.
+//! - [`rte`]: the HTTP client (OAuth2 token, signals call).
+//! - [`schedule`]: when the next upstream call may be made.
+//! - [`refresh`]: the one task that fetches, and what it publishes.
+//! - [`cache`]: the last good answer, across restarts.
+//! - [`service`]: the gRPC mapping. [`config`]: flags and config file.
+//!
+//! `main.rs` only parses flags and calls [`run`]; tests call [`serve`] with
+//! a listener of their own.
 
+pub mod cache;
+pub mod config;
 pub mod ecowatt;
+pub mod error;
 pub mod forecast;
 pub mod level;
+pub mod refresh;
+pub mod rte;
+pub mod schedule;
+pub mod service;
 pub mod timeline;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cache::CacheFile;
+use crate::config::{Settings, SourceSettings};
+pub use crate::error::Error;
+use crate::refresh::{Current, FileWatcher, RteRefresh, Source};
+use crate::rte::RteClient;
+use crate::service::ForecastApi;
+
+/// The fully-qualified gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "delestage.forecast.v1.ForecastService";
+
+/// Binds and serves until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: settings.listen.clone(),
+            source,
+        })?;
+    serve(settings, listener, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` resolves: restores the cache (RTE)
+/// or reads the file, starts the refresh task, answers requests, then ends
+/// every stream and the refresh task, and returns.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let (current_tx, current_rx) = watch::channel(Current::default());
+    let (closing_tx, closing_rx) = watch::channel(false);
+
+    let (refresh_task, source_detail) = match settings.source {
+        SourceSettings::Rte(rte) => {
+            delestage_runtime::files::ensure_writable_dir(&settings.state_dir)?;
+            let client =
+                RteClient::new(&rte.base, rte.sandbox, rte.credentials, rte.request_timeout)?;
+            let detail = client.signals_url().to_string();
+            let refresh = RteRefresh {
+                client,
+                source: if rte.sandbox {
+                    Source::RteSandbox
+                } else {
+                    Source::Rte
+                },
+                cache: CacheFile::in_dir(&settings.state_dir),
+                policy: rte.policy,
+            };
+            let restored = refresh.restore(&current_tx)?;
+            let task = tokio::spawn(refresh::run_rte(
+                refresh,
+                restored,
+                current_tx,
+                closing_rx.clone(),
+            ));
+            (task, detail)
+        }
+        SourceSettings::File {
+            path,
+            rebase_to_today,
+        } => {
+            let detail = path.display().to_string();
+            let mut watcher = FileWatcher::new(path, rebase_to_today);
+            // Read once before listening, so the first client finds it.
+            watcher.check(&current_tx);
+            let task = tokio::spawn(refresh::run_file(watcher, current_tx, closing_rx.clone()));
+            (task, detail)
+        }
+    };
+
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| settings.listen.clone());
+    tracing::info!(
+        %addr,
+        source = %source_detail,
+        have_forecast = current_rx.borrow().published.is_some(),
+        "forecast-service listening"
+    );
+
+    let routes = tonic::service::Routes::new(
+        ForecastApi::new(current_rx, settings.max_age, closing_rx).into_server(),
+    );
+    let shutdown = async move {
+        shutdown.await;
+        // Ends WatchForecast streams (which would otherwise hold the
+        // graceful shutdown forever) and the refresh task.
+        closing_tx.send_replace(true);
+    };
+    let served = delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await;
+    if served.is_err() {
+        // The shutdown future never ran: stop the task here.
+        refresh_task.abort();
+    }
+    let _ = refresh_task.await;
+    served?;
+    tracing::info!("forecast-service stopped");
+    Ok(())
+}

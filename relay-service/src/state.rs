@@ -86,14 +86,13 @@ impl StateFile {
         match parse(&bytes, channels) {
             Ok(states) => Ok(Loaded::Found(states)),
             Err(reason) => {
-                let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-                    .to_string()
-                    .replace(':', "-");
-                let set_aside = self.path.with_extension(format!("json.corrupt-{stamp}"));
-                std::fs::rename(&self.path, &set_aside).map_err(|source| Error::StateRead {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                let set_aside =
+                    delestage_runtime::files::set_aside(&self.path).map_err(|source| {
+                        Error::StateRead {
+                            path: self.path.clone(),
+                            source,
+                        }
+                    })?;
                 Ok(Loaded::SetAside { set_aside, reason })
             }
         }

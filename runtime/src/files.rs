@@ -48,6 +48,20 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Renames a corrupt state file to `<name>.corrupt-<UTC time>` beside it, so
+/// that the service can start afresh without losing what was there (a person
+/// can look at it). Returns the new path.
+pub fn set_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "-");
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".corrupt-{stamp}"));
+    let set_aside = path.with_file_name(name);
+    std::fs::rename(path, &set_aside)?;
+    Ok(set_aside)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +78,22 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn set_aside_keeps_the_content_under_a_new_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, b"garbage").expect("write");
+        let aside = set_aside(&path).expect("set aside");
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(&aside).expect("read"), b"garbage");
+        let name = aside
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(name.starts_with("state.json.corrupt-"), "{name}");
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! The last good RTE answer, and when the next upstream call may be made,
+//! persisted in the state dir so that a restart neither loses the forecast
+//! nor calls RTE early.
+//!
+//! The raw body is stored, not our parsed form: a newer version of the
+//! parser (or the time rule) applies to it on the next start.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// What the cache holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    /// The signals URL the body came from; a cache for another URL (the
+    /// sandbox, another server) is not used.
+    pub source_detail: String,
+    /// The last body that parsed and validated, and when it was fetched.
+    pub last_good: Option<(String, Timestamp)>,
+    /// No upstream call before this time (rate limit, back-off, or the
+    /// forecast is still fresh).
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// What was found at start.
+#[derive(Debug)]
+pub enum Loaded {
+    Missing,
+    Found(Cached),
+    /// Unreadable or corrupt: renamed to `set_aside`.
+    SetAside {
+        set_aside: PathBuf,
+        reason: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    version: u32,
+    source_detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fetched_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+/// `forecast-cache.json` in a state dir.
+#[derive(Debug, Clone)]
+pub struct CacheFile {
+    path: PathBuf,
+}
+
+impl CacheFile {
+    pub const FILE_NAME: &'static str = "forecast-cache.json";
+
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            path: dir.join(Self::FILE_NAME),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the cache; a corrupt one is set aside and reported, not fatal.
+    pub fn load(&self) -> Result<Loaded, Error> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+            Err(source) => {
+                return Err(Error::CacheRead {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        match parse(&bytes) {
+            Ok(cached) => Ok(Loaded::Found(cached)),
+            Err(reason) => {
+                let set_aside =
+                    delestage_runtime::files::set_aside(&self.path).map_err(|source| {
+                        Error::CacheRead {
+                            path: self.path.clone(),
+                            source,
+                        }
+                    })?;
+                Ok(Loaded::SetAside { set_aside, reason })
+            }
+        }
+    }
+
+    /// Replaces the cache atomically.
+    pub fn save(&self, cached: &Cached) -> Result<(), Error> {
+        let on_disk = OnDisk {
+            version: FORMAT_VERSION,
+            source_detail: cached.source_detail.clone(),
+            fetched_at: cached.last_good.as_ref().map(|(_, t)| t.to_string()),
+            body: cached.last_good.as_ref().map(|(b, _)| b.clone()),
+            next_attempt_at: cached.next_attempt_at.map(|t| t.to_string()),
+        };
+        let mut json = serde_json::to_vec_pretty(&on_disk).map_err(|e| Error::CacheWrite {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        json.push(b'\n');
+        delestage_runtime::files::write_atomic(&self.path, &json).map_err(|e| Error::CacheWrite {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<Cached, String> {
+    let on_disk: OnDisk = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if on_disk.version != FORMAT_VERSION {
+        return Err(format!(
+            "unsupported version {} (expected {FORMAT_VERSION})",
+            on_disk.version
+        ));
+    }
+    let time = |field: &str, value: &str| {
+        value
+            .parse::<Timestamp>()
+            .map_err(|e| format!("{field} {value:?}: {e}"))
+    };
+    let last_good = match (on_disk.body, on_disk.fetched_at) {
+        (Some(body), Some(at)) => Some((body, time("fetched_at", &at)?)),
+        (None, None) => None,
+        _ => return Err("body and fetched_at must be both present or both absent".to_owned()),
+    };
+    let next_attempt_at = match on_disk.next_attempt_at {
+        Some(at) => Some(time("next_attempt_at", &at)?),
+        None => None,
+    };
+    Ok(Cached {
+        source_detail: on_disk.source_detail,
+        last_good,
+        next_attempt_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = CacheFile::in_dir(dir.path());
+        let cached = Cached {
+            source_detail: "http://127.0.0.1:1/open_api/ecowatt/v5/signals".to_owned(),
+            last_good: Some((
+                "{\"signals\":[]}".to_owned(),
+                "2026-11-26T08:00:00.5Z".parse().expect("ts"),
+            )),
+            next_attempt_at: Some("2026-11-26T08:15:00Z".parse().expect("ts")),
+        };
+        file.save(&cached).expect("save");
+        match file.load().expect("load") {
+            Loaded::Found(back) => assert_eq!(back, cached),
+            other => panic!("expected Found, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_truncated_cache_is_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = CacheFile::in_dir(dir.path());
+        std::fs::write(file.path(), b"{\"version\":1,\"source_deta").expect("write");
+        match file.load().expect("load") {
+            Loaded::SetAside { set_aside, reason } => {
+                assert!(set_aside.exists());
+                assert!(reason.contains("EOF"), "{reason}");
+            }
+            other => panic!("expected SetAside, got {other:?}"),
+        }
+        assert!(matches!(file.load().expect("load"), Loaded::Missing));
+    }
+}

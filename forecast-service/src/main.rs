@@ -1,0 +1,29 @@
+//! `forecast-service`: parse flags, set up logging, serve until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use forecast_service::config::{Cli, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Our errors carry their causes in their message.
+            eprintln!("forecast-service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let settings = Settings::resolve(Cli::parse())?;
+    delestage_runtime::telemetry::init(settings.log_format)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let shutdown = delestage_runtime::shutdown::signal()?;
+    forecast_service::run(settings, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! Keeping the forecast current: the task that calls RTE on a schedule (or
+//! watches a file), and the [`Current`] state it publishes to the gRPC side.
+//!
+//! Clients never trigger an upstream call: they read [`Current`] from a
+//! `watch` channel. Only [`run_rte`] calls RTE, and it waits between calls
+//! as [`RefreshPolicy`] says, so a thousand clients cost one call per
+//! refresh.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::cache::{CacheFile, Cached};
+use crate::ecowatt;
+use crate::forecast::Forecast;
+use crate::rte::RteClient;
+use crate::schedule::RefreshPolicy;
+use crate::timeline;
+
+/// Where a forecast came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Rte,
+    RteSandbox,
+    File,
+}
+
+/// A forecast as served, with where and when it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub forecast: Forecast,
+    /// When it was fetched from RTE, or the file's modification time (the
+    /// time of rebasing, for a rebased file).
+    pub fetched_at: Timestamp,
+    pub source: Source,
+    /// The URL or file path (never a credential).
+    pub source_detail: String,
+    /// False for a file rebased to today: it is regenerated every day and
+    /// never goes stale.
+    pub ages: bool,
+}
+
+impl Published {
+    /// Older than `max_age` at `now`.
+    pub fn is_stale(&self, now: Timestamp, max_age: Duration) -> bool {
+        self.ages && stale_at(self.fetched_at, max_age).is_some_and(|t| now >= t)
+    }
+
+    /// When it turns stale, if it ages.
+    pub fn stale_at(&self, max_age: Duration) -> Option<Timestamp> {
+        if self.ages {
+            stale_at(self.fetched_at, max_age)
+        } else {
+            None
+        }
+    }
+}
+
+fn stale_at(fetched_at: Timestamp, max_age: Duration) -> Option<Timestamp> {
+    let age = jiff::SignedDuration::try_from(max_age).ok()?;
+    fetched_at.checked_add(age).ok()
+}
+
+/// What the service knows right now.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// The last good forecast.
+    pub published: Option<Arc<Published>>,
+    /// The last failure, if the last attempt failed: why there is no
+    /// forecast, or why it is not newer.
+    pub problem: Option<String>,
+}
+
+/// Parses a body from `origin` into a forecast, or says why not.
+pub fn parse_body(body: &[u8], origin: &str, rebase_to: Option<Date>) -> Result<Forecast, Error> {
+    let signals = ecowatt::parse(body).map_err(|reason| Error::InvalidBody {
+        origin: origin.to_owned(),
+        reason,
+    })?;
+    let signals = match rebase_to {
+        Some(today) => signals.rebased(today),
+        None => signals,
+    };
+    Ok(Forecast::from_signals(&signals))
+}
+
+/// Sets the problem, logging it only when it changes (a file that stays
+/// missing must not log every second).
+fn report_problem(current: &watch::Sender<Current>, problem: String) {
+    current.send_if_modified(|c| {
+        if c.problem.as_deref() == Some(problem.as_str()) {
+            return false;
+        }
+        tracing::warn!(%problem, kept = c.published.is_some(), "no new forecast");
+        c.problem = Some(problem);
+        true
+    });
+}
+
+fn publish(current: &watch::Sender<Current>, published: Published) {
+    current.send_modify(|c| {
+        c.published = Some(Arc::new(published));
+        c.problem = None;
+    });
+}
+
+/// How the RTE refresh task is set up.
+pub struct RteRefresh {
+    pub client: RteClient,
+    pub source: Source,
+    pub cache: CacheFile,
+    pub policy: RefreshPolicy,
+}
+
+impl RteRefresh {
+    /// Loads the cache: publishes its forecast (if it is for this URL and
+    /// still parses) and says when the first call may be made.
+    pub fn restore(&self, current: &watch::Sender<Current>) -> Result<Restored, Error> {
+        let url = self.client.signals_url().to_string();
+        let cached = match self.cache.load()? {
+            crate::cache::Loaded::Missing => {
+                tracing::info!(cache = %self.cache.path().display(), "no cached forecast; fetching from RTE");
+                return Ok(Restored::default());
+            }
+            crate::cache::Loaded::SetAside { set_aside, reason } => {
+                tracing::error!(
+                    cache = %self.cache.path().display(),
+                    set_aside = %set_aside.display(),
+                    %reason,
+                    "the cached forecast is corrupt; kept aside, fetching from RTE"
+                );
+                return Ok(Restored::default());
+            }
+            crate::cache::Loaded::Found(cached) => cached,
+        };
+        if cached.source_detail != url {
+            tracing::info!(
+                cached_for = %cached.source_detail,
+                %url,
+                "the cached forecast is for another URL; not used"
+            );
+            return Ok(Restored::default());
+        }
+        if let Some((body, fetched_at)) = &cached.last_good {
+            match parse_body(body.as_bytes(), "the cache", None) {
+                Ok(forecast) => {
+                    tracing::info!(%fetched_at, hours = forecast.hours.len(), "serving the cached forecast");
+                    publish(
+                        current,
+                        Published {
+                            forecast,
+                            fetched_at: *fetched_at,
+                            source: self.source,
+                            source_detail: url.clone(),
+                            ages: true,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the cached forecast no longer parses; not used");
+                    return Ok(Restored {
+                        last_good: None,
+                        next_attempt_at: cached.next_attempt_at,
+                    });
+                }
+            }
+        }
+        Ok(Restored {
+            last_good: cached.last_good,
+            next_attempt_at: cached.next_attempt_at,
+        })
+    }
+}
+
+/// What the cache gave back at start.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// The last good body and when it was fetched.
+    pub last_good: Option<(String, Timestamp)>,
+    /// No call before this time.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// Calls RTE on schedule until `closing` turns true.
+///
+/// `restored.next_attempt_at` (from the cache) delays the first call: a
+/// restart does not call RTE while the cached forecast is fresh or a
+/// back-off runs.
+pub async fn run_rte(
+    refresh: RteRefresh,
+    restored: Restored,
+    current: watch::Sender<Current>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let url = refresh.client.signals_url().to_string();
+    let mut failures: u32 = 0;
+    let mut last_good = restored.last_good;
+    let first_attempt_at = restored.next_attempt_at;
+    // A persisted time far in the future (a clock that jumped) must not
+    // stop refreshes: wait at most one back-off.
+    let mut next = Instant::now()
+        + first_attempt_at
+            .map(|at| until(at).min(refresh.policy.after_failure(u32::MAX, None)))
+            .unwrap_or_default();
+    if next > Instant::now() {
+        tracing::info!(
+            wait = %humantime::format_duration(round_secs(next - Instant::now())),
+            "next RTE call postponed (the cached forecast is fresh, or a back-off is running)"
+        );
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        let started = Instant::now();
+        let attempt_at = Timestamp::now();
+        let outcome = tokio::select! {
+            r = refresh.client.fetch_signals() => r,
+            _ = closing.wait_for(|c| *c) => return,
+        };
+        let outcome = outcome.and_then(|body| {
+            let text = String::from_utf8(body.to_vec()).map_err(|_| Error::InvalidBody {
+                origin: url.clone(),
+                reason: ecowatt::BodyError::Json("not UTF-8".to_owned()),
+            })?;
+            let forecast = parse_body(text.as_bytes(), &url, None)?;
+            Ok((text, forecast))
+        });
+        let wait = match outcome {
+            Ok((text, forecast)) => {
+                failures = 0;
+                let wait = refresh.policy.after_success();
+                tracing::info!(
+                    days = forecast.days.len(),
+                    hours = forecast.hours.len(),
+                    generated_at = %forecast.generated_at,
+                    next_in = %humantime::format_duration(wait),
+                    "new forecast from RTE"
+                );
+                publish(
+                    &current,
+                    Published {
+                        forecast,
+                        fetched_at: attempt_at,
+                        source: refresh.source,
+                        source_detail: url.clone(),
+                        ages: true,
+                    },
+                );
+                last_good = Some((text, attempt_at));
+                wait
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = refresh.policy.after_failure(failures, e.retry_after());
+                let kept = current.borrow().published.is_some();
+                tracing::warn!(
+                    error = %e,
+                    consecutive_failures = failures,
+                    retry_in = %humantime::format_duration(round_secs(wait)),
+                    kept_last_good = kept,
+                    "RTE refresh failed"
+                );
+                current.send_modify(|c| c.problem = Some(e.to_string()));
+                wait
+            }
+        };
+        let cached = Cached {
+            source_detail: url.clone(),
+            last_good: last_good.clone(),
+            next_attempt_at: jiff::SignedDuration::try_from(wait)
+                .ok()
+                .and_then(|w| attempt_at.checked_add(w).ok()),
+        };
+        if let Err(e) = refresh.cache.save(&cached) {
+            tracing::error!(error = %e, "cannot persist the forecast cache; a restart would refetch");
+        }
+        next = started + wait;
+    }
+}
+
+/// How long from now until `at` (zero if past).
+fn until(at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default()
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+/// How often the file source looks at the file.
+pub const FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Checks the file every [`FILE_POLL`] (see [`FileWatcher::check`]) until
+/// `closing` turns true.
+pub async fn run_file(
+    mut watcher: FileWatcher,
+    current: watch::Sender<Current>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(FILE_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => watcher.check(&current),
+            _ = closing.wait_for(|c| *c) => return,
+        }
+    }
+}
+
+/// The file source: re-reads the file whenever it changes (and, with
+/// `rebase`, whenever the date changes in Paris). Remembers what it last
+/// read, to tell when to read again.
+pub struct FileWatcher {
+    path: PathBuf,
+    rebase: bool,
+    seen: Option<(Option<SystemTime>, u64)>,
+    bytes: Vec<u8>,
+    rebased_for: Option<Date>,
+}
+
+impl FileWatcher {
+    pub fn new(path: PathBuf, rebase: bool) -> Self {
+        Self {
+            path,
+            rebase,
+            seen: None,
+            bytes: Vec::new(),
+            rebased_for: None,
+        }
+    }
+
+    /// Reads the file if it changed (or the day did, when rebasing) and
+    /// publishes the result, or the reason it was rejected.
+    pub fn check(&mut self, current: &watch::Sender<Current>) {
+        let origin = self.path.display().to_string();
+        let read_err = |source| Error::ReadFile {
+            path: self.path.clone(),
+            source,
+        };
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => return report_problem(current, read_err(e).to_string()),
+        };
+        let mtime = meta.modified().ok();
+        let seen = Some((mtime, meta.len()));
+        let now = Timestamp::now();
+        let today = timeline::paris_date(now);
+        let new_day = self.rebase && self.rebased_for != Some(today);
+        if seen == self.seen && !new_day {
+            return;
+        }
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => return report_problem(current, read_err(e).to_string()),
+        };
+        self.seen = seen;
+        if bytes == self.bytes && !new_day && current.borrow().published.is_some() {
+            return;
+        }
+        match parse_body(&bytes, &origin, self.rebase.then_some(today)) {
+            Ok(forecast) => {
+                let fetched_at = if self.rebase {
+                    now
+                } else {
+                    mtime
+                        .and_then(|t| Timestamp::try_from(t).ok())
+                        .unwrap_or(now)
+                };
+                tracing::info!(
+                    file = %origin,
+                    days = forecast.days.len(),
+                    hours = forecast.hours.len(),
+                    rebased_to = ?self.rebase.then_some(today),
+                    "read the forecast file"
+                );
+                publish(
+                    current,
+                    Published {
+                        forecast,
+                        fetched_at,
+                        source: Source::File,
+                        source_detail: origin,
+                        ages: !self.rebase,
+                    },
+                );
+                self.rebased_for = self.rebase.then_some(today);
+            }
+            Err(e) => report_problem(current, e.to_string()),
+        }
+        self.bytes = bytes;
+    }
+}

@@ -1,0 +1,211 @@
+//! The gRPC face of the forecast: `delestage.forecast.v1.ForecastService`.
+//!
+//! Reads [`Current`] from the refresh task's `watch` channel; nothing here
+//! ever calls RTE.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use delestage_proto::forecast::v1 as pb;
+use jiff::Timestamp;
+use pb::forecast_service_server::ForecastService;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::refresh::{Current, Published, Source};
+use crate::timeline;
+
+/// Forecasts a WatchForecast stream buffers for a slow reader. Each one
+/// replaces the previous, so a small buffer is plenty.
+const STREAM_BUFFER: usize = 4;
+
+pub struct ForecastApi {
+    current: watch::Receiver<Current>,
+    max_age: Duration,
+    closing: watch::Receiver<bool>,
+}
+
+impl ForecastApi {
+    /// `max_age`: older forecasts are served with `stale` set. `closing`
+    /// turns true at shutdown, which ends every WatchForecast stream.
+    pub fn new(
+        current: watch::Receiver<Current>,
+        max_age: Duration,
+        closing: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            current,
+            max_age,
+            closing,
+        }
+    }
+
+    pub fn into_server(self) -> pb::forecast_service_server::ForecastServiceServer<Self> {
+        pb::forecast_service_server::ForecastServiceServer::new(self)
+    }
+
+    /// The current forecast, or UNAVAILABLE saying why there is none.
+    fn published(&self) -> Result<Arc<Published>, Status> {
+        let current = self.current.borrow();
+        match &current.published {
+            Some(p) => Ok(Arc::clone(p)),
+            None => Err(Status::unavailable(match &current.problem {
+                Some(problem) => format!("no forecast yet: {problem}"),
+                None => "no forecast yet: the first fetch is in progress; retry in a few seconds"
+                    .to_owned(),
+            })),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ForecastService for ForecastApi {
+    async fn get_forecast(
+        &self,
+        _request: Request<pb::GetForecastRequest>,
+    ) -> Result<Response<pb::Forecast>, Status> {
+        let published = self.published()?;
+        Ok(Response::new(forecast_to_pb(
+            &published,
+            published.is_stale(Timestamp::now(), self.max_age),
+        )))
+    }
+
+    async fn get_level(
+        &self,
+        request: Request<pb::GetLevelRequest>,
+    ) -> Result<Response<pb::GetLevelResponse>, Status> {
+        let at = match request.into_inner().at {
+            Some(at) => Timestamp::new(at.seconds, at.nanos).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "at: {}s {}ns is not a valid time: {e}",
+                    at.seconds, at.nanos
+                ))
+            })?,
+            None => Timestamp::now(),
+        };
+        let published = self.published()?;
+        let (start, end) = match timeline::hour_containing(at) {
+            Some((_, _, start, end)) => (Some(to_pb_time(start)), Some(to_pb_time(end))),
+            None => (None, None),
+        };
+        let level = published
+            .forecast
+            .hour_at(at)
+            .map_or(pb::SignalLevel::Unspecified, |h| h.level.into());
+        Ok(Response::new(pb::GetLevelResponse {
+            level: level.into(),
+            start,
+            end,
+            stale: published.is_stale(Timestamp::now(), self.max_age),
+        }))
+    }
+
+    type WatchForecastStream = ReceiverStream<Result<pb::Forecast, Status>>;
+
+    async fn watch_forecast(
+        &self,
+        _request: Request<pb::WatchForecastRequest>,
+    ) -> Result<Response<Self::WatchForecastStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(forward_forecasts(
+            self.current.clone(),
+            self.max_age,
+            self.closing.clone(),
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Feeds one WatchForecast stream: the current forecast (as soon as there
+/// is one), every new one, and the same one again when it turns stale.
+/// Ends when the client goes away or the service shuts down.
+async fn forward_forecasts(
+    mut current: watch::Receiver<Current>,
+    max_age: Duration,
+    mut closing: watch::Receiver<bool>,
+    tx: mpsc::Sender<Result<pb::Forecast, Status>>,
+) {
+    let mut sent: Option<(Arc<Published>, bool)> = None;
+    loop {
+        let published = current.borrow_and_update().published.clone();
+        let mut stale_deadline = None;
+        if let Some(p) = published {
+            let stale = p.is_stale(Timestamp::now(), max_age);
+            let is_new = sent
+                .as_ref()
+                .is_none_or(|(last, was_stale)| !Arc::ptr_eq(last, &p) || *was_stale != stale);
+            if is_new {
+                tokio::select! {
+                    r = tx.send(Ok(forecast_to_pb(&p, stale))) => if r.is_err() { return },
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            }
+            if !stale {
+                stale_deadline = p.stale_at(max_age).map(|at| {
+                    let wait =
+                        Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default();
+                    tokio::time::Instant::now() + wait
+                });
+            }
+            sent = Some((p, stale));
+        }
+        tokio::select! {
+            changed = current.changed() => if changed.is_err() { return },
+            _ = sleep_until_opt(stale_deadline) => {}
+            () = tx.closed() => return,
+            _ = closing.wait_for(|c| *c) => return,
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn to_pb_time(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
+}
+
+fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
+    pb::Forecast {
+        hours: p
+            .forecast
+            .hours
+            .iter()
+            .map(|h| pb::HourSignal {
+                start: Some(to_pb_time(h.start)),
+                end: Some(to_pb_time(h.end)),
+                level: pb::SignalLevel::from(h.level).into(),
+            })
+            .collect(),
+        days: p
+            .forecast
+            .days
+            .iter()
+            .map(|d| pb::DaySignal {
+                start: Some(to_pb_time(d.start)),
+                level: pb::SignalLevel::from(d.level).into(),
+                message: d.message.clone(),
+            })
+            .collect(),
+        generated_at: Some(to_pb_time(p.forecast.generated_at)),
+        fetched_at: Some(to_pb_time(p.fetched_at)),
+        stale,
+        source: match p.source {
+            Source::Rte => pb::ForecastSource::Rte,
+            Source::RteSandbox => pb::ForecastSource::RteSandbox,
+            Source::File => pb::ForecastSource::File,
+        }
+        .into(),
+        source_detail: p.source_detail.clone(),
+    }
+}
