@@ -87,6 +87,8 @@ pub struct Call {
     pub status: u16,
     /// The `Authorization` header as sent.
     pub authorization: Option<String>,
+    /// When the answer was ready.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -177,6 +179,11 @@ impl EcowattStandin {
         self.shared.lock().token_replies.push_back(reply);
     }
 
+    /// Scripted signals replies not used yet.
+    pub fn pending_signals_replies(&self) -> usize {
+        self.shared.lock().signals_replies.len()
+    }
+
     /// Every token issued so far stops being valid (as if it expired).
     pub fn expire_tokens(&self) {
         self.shared.lock().tokens.clear();
@@ -239,6 +246,28 @@ fn authorization(headers: &HeaderMap) -> Option<String> {
 fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = format!(r#"{{"error":"{error}","error_description":"{description}"}}"#);
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// An Ecowatt body with one day per `(jour, hvalues)`: `jour` as RTE writes
+/// it (`2026-12-08T00:00:00+01:00`), `hvalues` indexed by `pas` (`None`
+/// leaves the hour out). `dvalue` is the day's highest level (at least 1).
+pub fn signals_body(generated: &str, days: &[(&str, Vec<Option<u8>>)]) -> Vec<u8> {
+    let days: Vec<String> = days
+        .iter()
+        .map(|(jour, hours)| {
+            let values: Vec<String> = hours
+                .iter()
+                .enumerate()
+                .filter_map(|(pas, h)| h.map(|h| format!(r#"{{"pas":{pas},"hvalue":{h}}}"#)))
+                .collect();
+            let dvalue = hours.iter().flatten().copied().max().unwrap_or(1).max(1);
+            format!(
+                r#"{{"GenerationFichier":"{generated}","jour":"{jour}","dvalue":{dvalue},"message":"Pas d\u2019alerte.","values":[{}]}}"#,
+                values.join(",")
+            )
+        })
+        .collect();
+    format!(r#"{{"signals":[{}]}}"#, days.join(",")).into_bytes()
 }
 
 /// Turns a scripted reply into a response (after its delay, if any).
@@ -304,6 +333,7 @@ fn record(shared: &Shared, path: &str, response: &Response, auth: Option<String>
         path: path.to_owned(),
         status: response.status().as_u16(),
         authorization: auth,
+        at: Instant::now(),
     });
     if path != TOKEN_PATH {
         shared.signals_calls.send_modify(|n| *n += 1);
