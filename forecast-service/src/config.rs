@@ -471,3 +471,254 @@ fn credentials(
         client_secret: one(secret_file, "client-secret-file", CLIENT_SECRET_ENV)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "id-0123456789";
+    const SECRET: &str = "secret-abcdefghij";
+
+    fn env_with_credentials(name: &str) -> Option<String> {
+        match name {
+            CLIENT_ID_ENV => Some(ID.to_owned()),
+            CLIENT_SECRET_ENV => Some(SECRET.to_owned()),
+            _ => None,
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn resolve(cli: Cli) -> Result<Settings, Error> {
+        Settings::resolve_with_env(cli, env_with_credentials)
+    }
+
+    fn rte(settings: &Settings) -> &RteSettings {
+        match &settings.source {
+            SourceSettings::Rte(r) => r,
+            other => panic!("expected the RTE source, got {other:?}"),
+        }
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("forecast.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_are_rte_production_every_15_minutes() {
+        let s = resolve(Cli::default()).expect("ok");
+        assert_eq!(s.listen, "127.0.0.1:50052");
+        assert_eq!(s.max_age, DEFAULT_MAX_AGE);
+        let r = rte(&s);
+        assert_eq!(r.base.as_str(), "https://digital.iservices.rte-france.com/");
+        assert!(!r.sandbox);
+        assert_eq!(r.policy.interval, RTE_MIN_SPACING);
+        assert_eq!(r.policy.floor, RTE_MIN_SPACING);
+    }
+
+    #[test]
+    fn no_credentials_is_an_error_saying_where_to_put_them() {
+        let msg = Settings::resolve_with_env(Cli::default(), no_env)
+            .expect_err("no credentials")
+            .to_string();
+        assert!(msg.contains("ECOWATT_CLIENT_ID"), "{msg}");
+        assert!(msg.contains("--client-id-file"), "{msg}");
+    }
+
+    #[test]
+    fn credentials_from_files_are_trimmed_and_never_shown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = dir.path().join("id");
+        let secret = dir.path().join("secret");
+        std::fs::write(&id, format!("{ID}\n")).expect("write");
+        std::fs::write(&secret, format!("{SECRET}\n")).expect("write");
+        let cli = Cli {
+            client_id_file: Some(id),
+            client_secret_file: Some(secret.clone()),
+            ..Cli::default()
+        };
+        let s = Settings::resolve_with_env(cli, no_env).expect("ok");
+        use secrecy::ExposeSecret;
+        assert_eq!(rte(&s).credentials.client_secret.expose_secret(), SECRET);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains(SECRET) && !debug.contains(ID), "{debug}");
+
+        std::fs::write(&secret, "\n").expect("write");
+        let cli = Cli {
+            client_secret_file: Some(secret),
+            ..Cli::default()
+        };
+        let msg = Settings::resolve_with_env(cli, env_with_credentials)
+            .expect_err("empty")
+            .to_string();
+        assert!(
+            msg.contains("--client-secret-file") && msg.contains("is empty"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn production_cannot_be_polled_faster_than_15_minutes() {
+        let cli = Cli {
+            refresh_interval: Some(Duration::from_secs(60)),
+            ..Cli::default()
+        };
+        let msg = resolve(cli).expect_err("too fast").to_string();
+        assert!(
+            msg.contains("--refresh-interval") && msg.contains("15 minutes"),
+            "{msg}"
+        );
+
+        // The sandbox and other servers have no such limit.
+        let cli = Cli {
+            refresh_interval: Some(Duration::from_secs(60)),
+            sandbox: true,
+            ..Cli::default()
+        };
+        assert_eq!(rte(&resolve(cli).expect("ok")).policy.floor, Duration::ZERO);
+        let cli = Cli {
+            refresh_interval: Some(Duration::from_secs(1)),
+            ecowatt_url: Some("http://127.0.0.1:8080".to_owned()),
+            ..Cli::default()
+        };
+        assert_eq!(
+            rte(&resolve(cli).expect("ok")).policy.interval,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn credentials_never_travel_in_clear_over_a_network() {
+        for (url, ok) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost:8080", true),
+            ("http://[::1]:8080", true),
+            ("https://rte.example", true),
+            ("http://rte.example", false),
+            ("http://192.168.1.10", false),
+            ("ftp://rte.example", false),
+            ("https://rte.example/open_api/ecowatt/v5/signals", false),
+            ("not a url", false),
+        ] {
+            let cli = Cli {
+                ecowatt_url: Some(url.to_owned()),
+                ..Cli::default()
+            };
+            match resolve(cli) {
+                Ok(_) => assert!(ok, "{url} should be refused"),
+                Err(e) => {
+                    assert!(!ok, "{url}: {e}");
+                    assert!(e.to_string().starts_with("--ecowatt-url"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_alone_means_the_file_source() {
+        let cli = Cli {
+            file: Some("/tmp/x.json".into()),
+            rebase_to_today: true,
+            ..Cli::default()
+        };
+        let s = Settings::resolve_with_env(cli, no_env).expect("ok");
+        assert!(matches!(
+            s.source,
+            SourceSettings::File {
+                rebase_to_today: true,
+                ..
+            }
+        ));
+
+        let cli = Cli {
+            source: Some(SourceChoice::File),
+            ..Cli::default()
+        };
+        let msg = resolve(cli).expect_err("no file").to_string();
+        assert!(msg.contains("--file"), "{msg}");
+
+        let cli = Cli {
+            source: Some(SourceChoice::Rte),
+            file: Some("/tmp/x.json".into()),
+            ..Cli::default()
+        };
+        assert!(
+            resolve(cli)
+                .expect_err("conflict")
+                .to_string()
+                .starts_with("--file")
+        );
+
+        let cli = Cli {
+            file: Some("/tmp/x.json".into()),
+            sandbox: true,
+            ..Cli::default()
+        };
+        let s = resolve(cli).expect("ok");
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn the_config_file_sets_everything_and_errors_name_the_key() {
+        let (_d, path) = file(
+            r#"
+listen = "127.0.0.1:6000"
+ecowatt_url = "https://rte.example"
+sandbox = true
+refresh_interval = "30m"
+max_age = "2h"
+request_timeout = "10s"
+log_format = "json"
+"#,
+        );
+        let cli = Cli {
+            config: Some(path),
+            listen: Some("127.0.0.1:7000".into()),
+            ..Cli::default()
+        };
+        let s = resolve(cli).expect("ok");
+        assert_eq!(s.listen, "127.0.0.1:7000");
+        assert_eq!(s.max_age, Duration::from_secs(7200));
+        assert_eq!(s.log_format, LogFormat::Json);
+        let r = rte(&s);
+        assert!(r.sandbox);
+        assert_eq!(r.policy.interval, Duration::from_secs(1800));
+        assert_eq!(r.request_timeout, Duration::from_secs(10));
+
+        let (_d, path) = file("refresh_intervall = \"30m\"\n");
+        let msg = resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .expect_err("typo")
+        .to_string();
+        assert!(
+            msg.contains("forecast.toml") && msg.contains("refresh_intervall"),
+            "{msg}"
+        );
+
+        let (_d, path) = file("max_age = \"six hours\"\n");
+        let msg = resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .expect_err("bad duration")
+        .to_string();
+        assert!(msg.contains("forecast.toml: max_age"), "{msg}");
+
+        // Secrets do not belong in the config file.
+        let (_d, path) = file("client_secret = \"x\"\n");
+        let msg = resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .expect_err("no secrets in the file")
+        .to_string();
+        assert!(msg.contains("client_secret"), "{msg}");
+    }
+}

@@ -142,6 +142,7 @@ impl RteClient {
 
     async fn get_signals(&self, token: &SecretString) -> Result<Answer, Error> {
         let url = self.signals_url.to_string();
+        let started = Instant::now();
         let response = self
             .http
             .get(self.signals_url.clone())
@@ -161,6 +162,13 @@ impl RteClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = read_limited(response, &url).await?;
+        tracing::info!(
+            %url,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            bytes = body.len(),
+            "RTE signals call"
+        );
         if status == StatusCode::OK {
             return Ok(Answer::Ok(body));
         }
@@ -214,6 +222,12 @@ impl RteClient {
             .map_err(|e| token_error(with_causes(&e)))?;
         let status = response.status();
         let body = read_limited(response, &url).await?;
+        tracing::info!(
+            %url,
+            status = status.as_u16(),
+            duration_ms = asked_at.elapsed().as_millis() as u64,
+            "RTE token call"
+        );
         if !status.is_success() {
             let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
                 " (check ECOWATT_CLIENT_ID / ECOWATT_CLIENT_SECRET or the credential files, and that the key is for Ecowatt v5)"

