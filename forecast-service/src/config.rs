@@ -721,4 +721,15 @@ log_format = "json"
         .to_string();
         assert!(msg.contains("client_secret"), "{msg}");
     }
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/forecast-service.toml");
+        let s = resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .expect("deploy/forecast-service.toml is valid");
+        assert_eq!(rte(&s).policy.interval, RTE_MIN_SPACING);
+    }
 }

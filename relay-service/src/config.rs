@@ -369,4 +369,11 @@ log_format = "json"
         };
         assert_eq!(Settings::resolve(cli).expect("ok").channels, 8);
     }
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay-service.toml");
+        let s = Settings::resolve(cli_with(&path)).expect("deploy/relay-service.toml is valid");
+        assert_eq!(s.board, BoardChoice::Phidget);
+    }
 }
