@@ -1,5 +1,192 @@
 //! controller: turns the Ecowatt forecast and a list of loads into a plan,
-//! and makes the relays agree with it.
+//! and makes the relays agree with it. Serves
+//! `delestage.controller.v1.ControllerService`.
+//!
+//! - [`model`]: loads, wiring, fallbacks.
+//! - [`policy`]: the pure plan (forecast + loads + overrides + now).
+//! - [`follow`]: following the forecast-service and the relay-services.
+//! - [`reconcile`]: comparing plan and relays, switching what differs.
+//! - [`store`]: overrides and switch history, across restarts.
+//! - [`service`]: the gRPC mapping. [`config`]: the TOML file and flags.
 
+pub mod config;
+pub mod error;
+pub mod follow;
 pub mod model;
 pub mod policy;
+pub mod reconcile;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use delestage_proto::forecast::v1::forecast_service_client::ForecastServiceClient;
+use delestage_proto::relay::v1 as rpb;
+use rpb::relay_service_client::RelayServiceClient;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::Settings;
+pub use crate::error::Error;
+use crate::follow::{ForecastSeen, RelaySeen};
+use crate::reconcile::{Controller, RelayLink};
+use crate::service::ControllerApi;
+use crate::store::Store;
+
+/// The fully-qualified gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "delestage.controller.v1.ControllerService";
+
+/// How long the start-up check of each relay-service may take.
+const STARTUP_CHECK: Duration = Duration::from_secs(2);
+
+/// Binds and serves until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: settings.listen.clone(),
+            source,
+        })?;
+    serve(settings, listener, shutdown).await
+}
+
+fn channel(endpoint: &str) -> Result<Channel, Error> {
+    Ok(Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| Error::Config(format!("{endpoint}: {e}")))?
+        .connect_timeout(STARTUP_CHECK)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Serves on `listener` until `shutdown` resolves: opens the state, checks
+/// the relay-services it can reach, follows the forecast and the relays,
+/// reconciles, answers requests; then stops every task and stream.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let (mut store, report) = Store::open(&settings.state_dir)?;
+    for problem in &report.problems {
+        tracing::error!(%problem, "state");
+    }
+    let dropped = store.retain_overrides(|name| settings.loads.iter().any(|l| l.name == name))?;
+    for load in dropped {
+        tracing::warn!(%load, "dropped the override of a load that is no longer configured");
+    }
+
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let mut links = Vec::new();
+    for rs in &settings.relay_services {
+        let client = RelayServiceClient::new(channel(&rs.endpoint)?);
+        check_channels(&settings, &rs.name, &rs.endpoint, client.clone()).await?;
+        links.push(RelayLink {
+            name: rs.name.clone(),
+            endpoint: rs.endpoint.clone(),
+            client,
+            seen: Arc::new(watch::channel(RelaySeen::default()).0),
+        });
+    }
+    let forecast_seen = Arc::new(watch::channel(ForecastSeen::default()).0);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(follow::follow_forecast(
+        ForecastServiceClient::new(channel(&settings.forecast)?),
+        Arc::clone(&forecast_seen),
+        Arc::clone(&wake),
+        closing_rx.clone(),
+    )));
+    for link in &links {
+        tasks.push(tokio::spawn(follow::follow_relays(
+            link.name.clone(),
+            link.client.clone(),
+            Arc::clone(&link.seen),
+            Arc::clone(&wake),
+            closing_rx.clone(),
+        )));
+    }
+
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| settings.listen.clone());
+    let loads = settings.loads.len();
+    let relay_services = settings.relay_services.len();
+    let state_dir = settings.state_dir.display().to_string();
+    let controller = Arc::new(Controller::new(
+        settings,
+        store,
+        forecast_seen.subscribe(),
+        links,
+        wake,
+    ));
+    tasks.push(tokio::spawn(
+        Arc::clone(&controller).run(closing_rx.clone()),
+    ));
+    tracing::info!(%addr, loads, relay_services, %state_dir, "controller listening");
+
+    let routes = tonic::service::Routes::new(
+        ControllerApi::new(Arc::clone(&controller), closing_rx).into_server(),
+    );
+    let closing = closing_tx.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.send_replace(true);
+    };
+    let served = delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await;
+    closing_tx.send_replace(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    served?;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// If the relay-service answers, every load on it must name a channel it
+/// has: a typo there would otherwise drive nothing, silently.
+async fn check_channels(
+    settings: &Settings,
+    name: &str,
+    endpoint: &str,
+    mut client: RelayServiceClient<Channel>,
+) -> Result<(), Error> {
+    let answer =
+        tokio::time::timeout(STARTUP_CHECK, client.get_relays(rpb::GetRelaysRequest {})).await;
+    let relays = match answer {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(e)) => {
+            tracing::warn!(relay_service = name, endpoint, error = %e.message(), "relay-service not reachable at start; its channels will be checked when it is");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!(
+                relay_service = name,
+                endpoint,
+                "relay-service did not answer at start; its channels will be checked when it is"
+            );
+            return Ok(());
+        }
+    };
+    let count = relays
+        .board
+        .map_or(relays.relays.len() as u32, |b| b.channel_count);
+    for (i, load) in settings.loads.iter().enumerate() {
+        if load.relay.relay_service == name && load.relay.channel >= count {
+            return Err(Error::Config(format!(
+                "{}: load[{i}] ({:?}).relay: relay-service {name:?} at {endpoint} has channels 0..={}, not {}",
+                settings.config_path.display(),
+                load.name,
+                count.saturating_sub(1),
+                load.relay.channel
+            )));
+        }
+    }
+    Ok(())
+}

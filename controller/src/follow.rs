@@ -1,0 +1,258 @@
+//! Following the other services: a task per relay-service (WatchRelays) and
+//! one for the forecast-service (WatchForecast), each keeping the latest
+//! state it saw in a `watch` channel, reconnecting with back-off, and poking
+//! the reconciler on every change.
+//!
+//! A stream that breaks means "unknown" at once: a relay-service that cannot
+//! be reached is not switched, a forecast-service that cannot be reached
+//! sends every load to its fallback. On reconnect the first message is a
+//! full snapshot, so nothing missed while away matters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use delestage_proto::forecast::v1 as fpb;
+use delestage_proto::relay::v1 as rpb;
+use fpb::forecast_service_client::ForecastServiceClient;
+use jiff::Timestamp;
+use rpb::relay_service_client::RelayServiceClient;
+use tokio::sync::{Notify, watch};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::model::SignalLevel;
+use crate::policy::Hour;
+
+/// Reconnect back-off: from this...
+const RETRY_MIN: Duration = Duration::from_millis(200);
+/// ...doubling up to this.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What the controller knows of the forecast.
+#[derive(Debug, Clone, Default)]
+pub struct ForecastSeen {
+    /// The first answer (a forecast, or a failure) has come: until then the
+    /// reconciler waits, so that a restart does not act on "no forecast".
+    pub settled: bool,
+    /// Connected to the forecast-service now.
+    pub connected: bool,
+    /// The last forecast received (kept across disconnections, for display).
+    pub hours: Arc<Vec<Hour>>,
+    pub fetched_at: Option<Timestamp>,
+    /// The forecast-service itself says the forecast is stale.
+    pub stale: bool,
+    /// Why there is no forecast, or why the connection broke.
+    pub problem: Option<String>,
+}
+
+/// What the controller knows of one relay-service.
+#[derive(Debug, Clone, Default)]
+pub struct RelaySeen {
+    pub settled: bool,
+    pub connected: bool,
+    pub attached: bool,
+    /// Indexed by channel.
+    pub energized: Vec<bool>,
+    pub problem: Option<String>,
+}
+
+/// Follows WatchForecast until `closing`.
+pub async fn follow_forecast(
+    mut client: ForecastServiceClient<Channel>,
+    tx: Arc<watch::Sender<ForecastSeen>>,
+    wake: Arc<Notify>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut retry = RETRY_MIN;
+    loop {
+        let problem = tokio::select! {
+            p = forecast_session(&mut client, &tx, &wake, &mut retry) => p,
+            _ = closing.wait_for(|c| *c) => return,
+        };
+        let was_connected = tx.borrow().connected;
+        tx.send_modify(|s| {
+            s.settled = true;
+            s.connected = false;
+            s.problem = Some(problem.clone());
+        });
+        wake.notify_one();
+        if was_connected {
+            tracing::warn!(%problem, "lost the forecast-service; loads follow their fallback until it is back");
+        } else {
+            tracing::debug!(%problem, retry_in = ?retry, "forecast-service unreachable");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// One connection: GetForecast (to settle at once, even when the service
+/// has no forecast yet), then WatchForecast until it breaks. Returns why.
+async fn forecast_session(
+    client: &mut ForecastServiceClient<Channel>,
+    tx: &watch::Sender<ForecastSeen>,
+    wake: &Notify,
+    retry: &mut Duration,
+) -> String {
+    match client.get_forecast(fpb::GetForecastRequest {}).await {
+        Ok(f) => apply_forecast(tx, f.into_inner()),
+        Err(s) if s.code() == tonic::Code::Unavailable && is_from_service(&s) => {
+            tx.send_modify(|seen| {
+                seen.settled = true;
+                seen.connected = true;
+                seen.hours = Arc::new(Vec::new());
+                seen.fetched_at = None;
+                seen.problem = Some(format!("forecast-service: {}", s.message()));
+            });
+        }
+        Err(s) => return format!("forecast-service unreachable: {}", s.message()),
+    }
+    wake.notify_one();
+    let mut stream = match client.watch_forecast(fpb::WatchForecastRequest {}).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return format!("forecast-service: WatchForecast failed: {}", s.message()),
+    };
+    tracing::info!("following the forecast-service");
+    *retry = RETRY_MIN;
+    loop {
+        match stream.next().await {
+            Some(Ok(f)) => {
+                apply_forecast(tx, f);
+                wake.notify_one();
+            }
+            Some(Err(s)) => return format!("forecast-service: {}", s.message()),
+            None => return "forecast-service closed the stream".to_owned(),
+        }
+    }
+}
+
+/// A transport failure also comes back as UNAVAILABLE; the service's own
+/// "no forecast yet" answer says so in its message.
+fn is_from_service(status: &tonic::Status) -> bool {
+    status.message().starts_with("no forecast yet")
+}
+
+fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {
+    let hours: Vec<Hour> = f
+        .hours
+        .iter()
+        .filter_map(|h| {
+            Some(Hour {
+                start: from_pb(h.start.as_ref()?)?,
+                end: from_pb(h.end.as_ref()?)?,
+                level: SignalLevel::try_from(h.level).unwrap_or(SignalLevel::Unspecified),
+            })
+        })
+        .filter(|h| h.start < h.end && h.level != SignalLevel::Unspecified)
+        .collect();
+    tx.send_modify(|seen| {
+        seen.settled = true;
+        seen.connected = true;
+        seen.hours = Arc::new(hours);
+        seen.fetched_at = f.fetched_at.as_ref().and_then(from_pb);
+        seen.stale = f.stale;
+        seen.problem = None;
+    });
+}
+
+pub fn from_pb(t: &prost_types::Timestamp) -> Option<Timestamp> {
+    Timestamp::new(t.seconds, t.nanos).ok()
+}
+
+pub fn to_pb(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
+}
+
+/// Follows one relay-service's WatchRelays until `closing`.
+pub async fn follow_relays(
+    name: String,
+    mut client: RelayServiceClient<Channel>,
+    tx: Arc<watch::Sender<RelaySeen>>,
+    wake: Arc<Notify>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut retry = RETRY_MIN;
+    loop {
+        let problem = tokio::select! {
+            p = relay_session(&name, &mut client, &tx, &wake, &mut retry) => p,
+            _ = closing.wait_for(|c| *c) => return,
+        };
+        let was_connected = tx.borrow().connected;
+        tx.send_modify(|s| {
+            s.settled = true;
+            s.connected = false;
+            s.problem = Some(problem.clone());
+        });
+        wake.notify_one();
+        if was_connected {
+            tracing::warn!(relay_service = %name, %problem, "lost a relay-service; its loads are not switched until it is back");
+        } else {
+            tracing::debug!(relay_service = %name, %problem, retry_in = ?retry, "relay-service unreachable");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+async fn relay_session(
+    name: &str,
+    client: &mut RelayServiceClient<Channel>,
+    tx: &watch::Sender<RelaySeen>,
+    wake: &Notify,
+    retry: &mut Duration,
+) -> String {
+    let mut stream = match client.watch_relays(rpb::WatchRelaysRequest {}).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return format!("unreachable: {}", s.message()),
+    };
+    let mut announced = false;
+    loop {
+        let event = match stream.next().await {
+            Some(Ok(e)) => e,
+            Some(Err(s)) => return format!("WatchRelays failed: {}", s.message()),
+            None => return "closed the stream (stopping?)".to_owned(),
+        };
+        let Some(event) = event.event else { continue };
+        tx.send_modify(|seen| {
+            seen.settled = true;
+            seen.connected = true;
+            seen.problem = None;
+            match event {
+                rpb::relay_event::Event::Snapshot(snap) => {
+                    let count = snap
+                        .board
+                        .as_ref()
+                        .map_or(snap.relays.len() as u32, |b| b.channel_count);
+                    seen.energized = vec![false; count as usize];
+                    for r in &snap.relays {
+                        if let Some(slot) = seen.energized.get_mut(r.channel as usize) {
+                            *slot = r.energized;
+                        }
+                    }
+                    seen.attached = snap.board.as_ref().is_some_and(|b| b.attached);
+                }
+                rpb::relay_event::Event::RelayChanged(r) => {
+                    if let Some(slot) = seen.energized.get_mut(r.channel as usize) {
+                        *slot = r.energized;
+                    }
+                }
+                rpb::relay_event::Event::BoardChanged(b) => seen.attached = b.attached,
+            }
+        });
+        if !announced {
+            tracing::info!(relay_service = %name, "following the relay-service");
+            announced = true;
+            *retry = RETRY_MIN;
+        }
+        wake.notify_one();
+    }
+}

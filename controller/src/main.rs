@@ -1,0 +1,27 @@
+//! `controller`: parse flags and config, set up logging, serve until
+//! SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use controller::config::{Cli, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Our errors carry their causes in their message.
+            eprintln!("controller: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let settings = Settings::resolve(Cli::parse())?;
+    delestage_runtime::telemetry::init(settings.log_format)?;
+    let shutdown = delestage_runtime::shutdown::signal()?;
+    controller::run(settings, shutdown).await?;
+    Ok(())
+}

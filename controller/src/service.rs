@@ -1,0 +1,339 @@
+//! The gRPC face of the controller: `delestage.controller.v1.ControllerService`.
+//!
+//! Reads what the reconcile loop publishes; the only writes are overrides,
+//! which wake the loop.
+
+use std::sync::Arc;
+
+use delestage_proto::controller::v1 as pb;
+use delestage_proto::forecast::v1::SignalLevel as PbLevel;
+use pb::controller_service_server::ControllerService;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::follow::{from_pb, to_pb};
+use crate::model::{Fallback, Load, Wiring};
+use crate::policy::{Plan, Reason};
+use crate::reconcile::{self, Controller, Event};
+use crate::store::{StoredOverride, SwitchRecord};
+
+/// GetHistory's default and largest `limit`.
+const HISTORY_DEFAULT: usize = 100;
+const HISTORY_MAX: usize = 10_000;
+const STREAM_BUFFER: usize = 16;
+
+pub struct ControllerApi {
+    controller: Arc<Controller>,
+    closing: watch::Receiver<bool>,
+}
+
+impl ControllerApi {
+    pub fn new(controller: Arc<Controller>, closing: watch::Receiver<bool>) -> Self {
+        Self {
+            controller,
+            closing,
+        }
+    }
+
+    pub fn into_server(self) -> pb::controller_service_server::ControllerServiceServer<Self> {
+        pb::controller_service_server::ControllerServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl ControllerService for ControllerApi {
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        Ok(Response::new(pb::GetStatusResponse {
+            status: Some(status_to_pb(&self.controller.status())),
+        }))
+    }
+
+    type WatchStatusStream = ReceiverStream<Result<pb::WatchStatusResponse, Status>>;
+
+    async fn watch_status(
+        &self,
+        _request: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        let mut statuses = self.controller.watch_status();
+        let mut closing = self.closing.clone();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                let status = status_to_pb(&statuses.borrow_and_update());
+                let message = pb::WatchStatusResponse {
+                    status: Some(status),
+                };
+                tokio::select! {
+                    sent = tx.send(Ok(message)) => if sent.is_err() { return },
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+                tokio::select! {
+                    changed = statuses.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type WatchEventsStream = ReceiverStream<Result<pb::WatchEventsResponse, Status>>;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let mut events = self.controller.subscribe_events();
+        let controller = Arc::clone(&self.controller);
+        let mut closing = self.closing.clone();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut next = Some(status_event(&controller));
+            loop {
+                if let Some(event) = next.take() {
+                    tokio::select! {
+                        sent = tx.send(Ok(event)) => if sent.is_err() { return },
+                        _ = closing.wait_for(|c| *c) => return,
+                    }
+                }
+                next = tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(e) => Some(event_to_pb(e)),
+                        // Fell behind: start again from the whole status.
+                        Err(broadcast::error::RecvError::Lagged(_)) => Some(status_event(&controller)),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = tx.closed() => return,
+                    _ = closing.wait_for(|c| *c) => return,
+                };
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> Result<Response<pb::GetPlanResponse>, Status> {
+        let wanted = request.into_inner().load;
+        let plan = self.controller.plan();
+        if let Some(name) = &wanted
+            && plan.load(name).is_none()
+        {
+            return Err(crate::Error::UnknownLoad(name.clone()).into());
+        }
+        Ok(Response::new(plan_to_pb(&plan, wanted.as_deref())))
+    }
+
+    async fn set_override(
+        &self,
+        request: Request<pb::SetOverrideRequest>,
+    ) -> Result<Response<pb::SetOverrideResponse>, Status> {
+        let req = request.into_inner();
+        let until = req
+            .until
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("until: required (when the override ends)"))?;
+        let until =
+            from_pb(until).ok_or_else(|| Status::invalid_argument("until: not a valid time"))?;
+        let o = self
+            .controller
+            .set_override(&req.load, req.powered, until)
+            .await?;
+        Ok(Response::new(pb::SetOverrideResponse {
+            r#override: Some(override_to_pb(&req.load, &o)),
+        }))
+    }
+
+    async fn clear_override(
+        &self,
+        request: Request<pb::ClearOverrideRequest>,
+    ) -> Result<Response<pb::ClearOverrideResponse>, Status> {
+        let cleared = self
+            .controller
+            .clear_override(&request.into_inner().load)
+            .await?;
+        Ok(Response::new(pb::ClearOverrideResponse { cleared }))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let since = match &req.since {
+            Some(t) => Some(
+                from_pb(t).ok_or_else(|| Status::invalid_argument("since: not a valid time"))?,
+            ),
+            None => None,
+        };
+        let limit = match req.limit as usize {
+            0 => HISTORY_DEFAULT,
+            n => n.min(HISTORY_MAX),
+        };
+        let load = (!req.load.is_empty()).then_some(req.load.as_str());
+        let records = self.controller.history(load, since, limit).await;
+        Ok(Response::new(pb::GetHistoryResponse {
+            records: records.iter().map(record_to_pb).collect(),
+        }))
+    }
+}
+
+fn status_event(controller: &Controller) -> pb::WatchEventsResponse {
+    let status = controller.status();
+    pb::WatchEventsResponse {
+        at: Some(to_pb(status.at)),
+        event: Some(pb::watch_events_response::Event::Status(status_to_pb(
+            &status,
+        ))),
+    }
+}
+
+fn event_to_pb(event: Event) -> pb::WatchEventsResponse {
+    match event {
+        Event::Switched(record) => pb::WatchEventsResponse {
+            at: Some(to_pb(record.at)),
+            event: Some(pb::watch_events_response::Event::Switched(record_to_pb(
+                &record,
+            ))),
+        },
+        Event::LoadChanged { at, status } => pb::WatchEventsResponse {
+            at: Some(to_pb(at)),
+            event: Some(pb::watch_events_response::Event::LoadChanged(
+                load_status_to_pb(&status),
+            )),
+        },
+    }
+}
+
+fn reason_to_pb(reason: Reason) -> pb::Reason {
+    match reason {
+        Reason::Normal => pb::Reason::Normal,
+        Reason::ShedForLevel(_) => pb::Reason::ShedForLevel,
+        Reason::Anticipation(_) => pb::Reason::Anticipation,
+        Reason::Override => pb::Reason::Override,
+        Reason::ForecastUnknown => pb::Reason::ForecastUnknown,
+        Reason::MinOnHold => pb::Reason::MinOnHold,
+        Reason::MinOffHold => pb::Reason::MinOffHold,
+        Reason::RestoreStagger => pb::Reason::RestoreStagger,
+    }
+}
+
+fn relay_to_pb(load: &Load) -> pb::RelayAddress {
+    pb::RelayAddress {
+        relay_service: load.relay.relay_service.clone(),
+        channel: load.relay.channel,
+    }
+}
+
+fn override_to_pb(load: &str, o: &StoredOverride) -> pb::Override {
+    pb::Override {
+        load: load.to_owned(),
+        powered: o.powered,
+        until: Some(to_pb(o.until)),
+        set_at: Some(to_pb(o.set_at)),
+    }
+}
+
+fn load_status_to_pb(s: &reconcile::LoadStatus) -> pb::LoadStatus {
+    pb::LoadStatus {
+        name: s.load.name.clone(),
+        relay: Some(relay_to_pb(&s.load)),
+        wiring: match s.load.wiring {
+            Wiring::NormallyOpen => pb::Wiring::NormallyOpen,
+            Wiring::NormallyClosed => pb::Wiring::NormallyClosed,
+        }
+        .into(),
+        priority: s.load.priority,
+        shed_at: s.load.shed_at.into(),
+        desired: s.desired,
+        reason: reason_to_pb(s.reason).into(),
+        reason_level: s.reason.level().unwrap_or(PbLevel::Unspecified).into(),
+        powered: s.powered,
+        next_change_at: s.next_change.map(|(t, _)| to_pb(t)),
+        next_powered: s.next_change.is_some_and(|(_, p)| p),
+        r#override: s
+            .override_
+            .as_ref()
+            .map(|o| override_to_pb(&s.load.name, o)),
+        error: s.error.clone().unwrap_or_default(),
+        since: Some(to_pb(s.since)),
+        when_forecast_unknown: fallback_to_pb(s.load.when_forecast_unknown).into(),
+    }
+}
+
+fn status_to_pb(s: &reconcile::Status) -> pb::ControllerStatus {
+    pb::ControllerStatus {
+        at: Some(to_pb(s.at)),
+        level: s.level.into(),
+        forecast: Some(pb::ForecastState {
+            usable: s.forecast.usable,
+            fetched_at: s.forecast.fetched_at.map(to_pb),
+            reason: s.forecast.reason.clone(),
+        }),
+        loads: s.loads.iter().map(load_status_to_pb).collect(),
+        relay_services: s
+            .relay_services
+            .iter()
+            .map(|r| pb::RelayServiceStatus {
+                name: r.name.clone(),
+                endpoint: r.endpoint.clone(),
+                reachable: r.reachable,
+                board_attached: r.attached,
+                error: r.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn plan_to_pb(plan: &Plan, only: Option<&str>) -> pb::GetPlanResponse {
+    pb::GetPlanResponse {
+        computed_at: Some(to_pb(plan.computed_at)),
+        loads: plan
+            .loads
+            .iter()
+            .filter(|l| only.is_none_or(|name| l.load == name))
+            .map(|l| pb::LoadPlan {
+                load: l.load.clone(),
+                intervals: l
+                    .intervals
+                    .iter()
+                    .map(|i| pb::PlanInterval {
+                        start: Some(to_pb(i.start)),
+                        end: Some(to_pb(i.end)),
+                        powered: i.powered,
+                        reason: reason_to_pb(i.reason).into(),
+                        level: i.reason.level().unwrap_or(PbLevel::Unspecified).into(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
+    pb::SwitchRecord {
+        at: Some(to_pb(r.at)),
+        load: r.load.clone(),
+        relay: Some(pb::RelayAddress {
+            relay_service: r.relay.relay_service.clone(),
+            channel: r.relay.channel,
+        }),
+        from_powered: r.from_powered,
+        to_powered: r.to_powered,
+        reason: reason_to_pb(r.reason).into(),
+        level: r.level.into(),
+    }
+}
+
+fn fallback_to_pb(f: Fallback) -> pb::Fallback {
+    match f {
+        Fallback::Keep => pb::Fallback::Keep,
+        Fallback::Shed => pb::Fallback::Shed,
+        Fallback::Restore => pb::Fallback::Restore,
+    }
+}

@@ -1,0 +1,543 @@
+//! What the controller must not forget across restarts: the overrides
+//! people set, and the history of every switch it made.
+//!
+//! - `overrides.json`: the whole set, replaced atomically on each change.
+//! - `history.jsonl`: one JSON record per line, appended and fsynced on each
+//!   switch. A crash can at worst leave a torn last line; it is cut off at
+//!   start (and reported), the lines before it are kept.
+//!
+//! Plain files rather than a database: a few switches a day, read once at
+//! start, and a person can read them with `jq`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::model::{RelayAddress, SignalLevel, level_name};
+use crate::policy::Reason;
+
+/// At most this many records are kept in memory (the file keeps them all).
+const HISTORY_IN_MEMORY: usize = 100_000;
+
+/// An override as stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredOverride {
+    pub powered: bool,
+    pub until: Timestamp,
+    pub set_at: Timestamp,
+}
+
+/// One switch the controller made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRecord {
+    pub at: Timestamp,
+    pub load: String,
+    pub relay: RelayAddress,
+    pub from_powered: bool,
+    pub to_powered: bool,
+    pub reason: Reason,
+    /// The level of the hour when it switched.
+    pub level: SignalLevel,
+}
+
+/// The state dir's files, and what they hold.
+pub struct Store {
+    overrides_path: PathBuf,
+    history_path: PathBuf,
+    history_file: File,
+    overrides: HashMap<String, StoredOverride>,
+    /// Oldest first.
+    history: Vec<SwitchRecord>,
+}
+
+/// What opening the store found worth telling.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    pub const OVERRIDES: &'static str = "overrides.json";
+    pub const HISTORY: &'static str = "history.jsonl";
+
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<(Self, OpenReport), Error> {
+        delestage_runtime::files::ensure_writable_dir(dir)?;
+        let mut report = OpenReport::default();
+        let overrides_path = dir.join(Self::OVERRIDES);
+        let history_path = dir.join(Self::HISTORY);
+        let overrides = load_overrides(&overrides_path, &mut report)?;
+        let history = load_history(&history_path, &mut report)?;
+        let history_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&history_path)
+            .map_err(|e| Error::Store(format!("cannot open {}: {e}", history_path.display())))?;
+        Ok((
+            Self {
+                overrides_path,
+                history_path,
+                history_file,
+                overrides,
+                history,
+            },
+            report,
+        ))
+    }
+
+    pub fn overrides(&self) -> &HashMap<String, StoredOverride> {
+        &self.overrides
+    }
+
+    pub fn set_override(&mut self, load: &str, o: StoredOverride) -> Result<(), Error> {
+        let previous = self.overrides.insert(load.to_owned(), o);
+        self.save_overrides().inspect_err(|_| {
+            // Keep memory and disk in agreement.
+            match previous {
+                Some(p) => self.overrides.insert(load.to_owned(), p),
+                None => self.overrides.remove(load),
+            };
+        })
+    }
+
+    /// Removes a load's override; false if it had none.
+    pub fn clear_override(&mut self, load: &str) -> Result<bool, Error> {
+        let Some(previous) = self.overrides.remove(load) else {
+            return Ok(false);
+        };
+        self.save_overrides().inspect_err(|_| {
+            self.overrides.insert(load.to_owned(), previous);
+        })?;
+        Ok(true)
+    }
+
+    /// Drops overrides that ended at or before `now`; returns their loads.
+    pub fn expire_overrides(&mut self, now: Timestamp) -> Result<Vec<String>, Error> {
+        let expired: Vec<String> = self
+            .overrides
+            .iter()
+            .filter(|(_, o)| o.until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !expired.is_empty() {
+            for name in &expired {
+                self.overrides.remove(name);
+            }
+            self.save_overrides()?;
+        }
+        Ok(expired)
+    }
+
+    /// Drops overrides of loads that are no longer configured.
+    pub fn retain_overrides(&mut self, known: impl Fn(&str) -> bool) -> Result<Vec<String>, Error> {
+        let unknown: Vec<String> = self
+            .overrides
+            .keys()
+            .filter(|name| !known(name))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            for name in &unknown {
+                self.overrides.remove(name);
+            }
+            self.save_overrides()?;
+        }
+        Ok(unknown)
+    }
+
+    fn save_overrides(&self) -> Result<(), Error> {
+        let mut on_disk: Vec<OverrideOnDisk> = self
+            .overrides
+            .iter()
+            .map(|(load, o)| OverrideOnDisk {
+                load: load.clone(),
+                powered: o.powered,
+                until: o.until.to_string(),
+                set_at: o.set_at.to_string(),
+            })
+            .collect();
+        on_disk.sort_by(|a, b| a.load.cmp(&b.load));
+        let mut json = serde_json::to_vec_pretty(&OverridesOnDisk {
+            version: 1,
+            overrides: on_disk,
+        })
+        .map_err(|e| Error::Store(e.to_string()))?;
+        json.push(b'\n');
+        delestage_runtime::files::write_atomic(&self.overrides_path, &json)
+            .map_err(|e| Error::Store(e.to_string()))
+    }
+
+    /// Appends a switch to the history, durably.
+    pub fn record(&mut self, record: SwitchRecord) -> Result<(), Error> {
+        let mut line = serde_json::to_vec(&RecordOnDisk::from(&record))
+            .map_err(|e| Error::Store(e.to_string()))?;
+        line.push(b'\n');
+        let err = |e: std::io::Error| {
+            Error::Store(format!(
+                "cannot append to {}: {e}",
+                self.history_path.display()
+            ))
+        };
+        self.history_file.write_all(&line).map_err(err)?;
+        self.history_file.sync_data().map_err(err)?;
+        self.history.push(record);
+        if self.history.len() > HISTORY_IN_MEMORY {
+            let excess = self.history.len() - HISTORY_IN_MEMORY;
+            self.history.drain(..excess);
+        }
+        Ok(())
+    }
+
+    /// Newest first, filtered.
+    pub fn history(
+        &self,
+        load: Option<&str>,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Vec<SwitchRecord> {
+        self.history
+            .iter()
+            .rev()
+            .filter(|r| load.is_none_or(|l| r.load == l))
+            .take_while(|r| since.is_none_or(|s| r.at >= s))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// The last switch of `load`.
+    pub fn last_switch(&self, load: &str) -> Option<&SwitchRecord> {
+        self.history.iter().rev().find(|r| r.load == load)
+    }
+
+    /// When the controller last powered a load back (not by override).
+    pub fn last_restore_at(&self) -> Option<Timestamp> {
+        self.history
+            .iter()
+            .rev()
+            .find(|r| r.to_powered && !r.from_powered && r.reason != Reason::Override)
+            .map(|r| r.at)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverridesOnDisk {
+    version: u32,
+    overrides: Vec<OverrideOnDisk>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideOnDisk {
+    load: String,
+    powered: bool,
+    until: String,
+    set_at: String,
+}
+
+fn load_overrides(
+    path: &Path,
+    report: &mut OpenReport,
+) -> Result<HashMap<String, StoredOverride>, Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(Error::Store(format!("cannot read {}: {e}", path.display()))),
+    };
+    let parsed = serde_json::from_slice::<OverridesOnDisk>(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|on_disk| {
+            on_disk
+                .overrides
+                .into_iter()
+                .map(|o| {
+                    let time = |v: &str| v.parse::<Timestamp>().map_err(|e| format!("{v:?}: {e}"));
+                    Ok((
+                        o.load,
+                        StoredOverride {
+                            powered: o.powered,
+                            until: time(&o.until)?,
+                            set_at: time(&o.set_at)?,
+                        },
+                    ))
+                })
+                .collect::<Result<HashMap<_, _>, String>>()
+        });
+    match parsed {
+        Ok(overrides) => Ok(overrides),
+        Err(reason) => {
+            let aside = delestage_runtime::files::set_aside(path)
+                .map_err(|e| Error::Store(format!("cannot set aside {}: {e}", path.display())))?;
+            report.problems.push(format!(
+                "{} is corrupt ({reason}); kept aside as {}, starting with no overrides",
+                path.display(),
+                aside.display()
+            ));
+            Ok(HashMap::new())
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordOnDisk {
+    at: String,
+    load: String,
+    relay: String,
+    from: bool,
+    to: bool,
+    reason: String,
+    level: String,
+}
+
+impl From<&SwitchRecord> for RecordOnDisk {
+    fn from(r: &SwitchRecord) -> Self {
+        Self {
+            at: r.at.to_string(),
+            load: r.load.clone(),
+            relay: r.relay.to_string(),
+            from: r.from_powered,
+            to: r.to_powered,
+            reason: reason_name(r.reason).to_owned(),
+            level: level_name(r.level).to_owned(),
+        }
+    }
+}
+
+impl RecordOnDisk {
+    fn parse(self) -> Result<SwitchRecord, String> {
+        let (service, channel) = self
+            .relay
+            .rsplit_once(':')
+            .ok_or_else(|| format!("relay {:?}", self.relay))?;
+        let level =
+            level_from_name(&self.level).ok_or_else(|| format!("level {:?}", self.level))?;
+        let reason = reason_from_name(&self.reason, level)
+            .ok_or_else(|| format!("reason {:?}", self.reason))?;
+        Ok(SwitchRecord {
+            at: self
+                .at
+                .parse()
+                .map_err(|e| format!("at {:?}: {e}", self.at))?,
+            load: self.load,
+            relay: RelayAddress {
+                relay_service: service.to_owned(),
+                channel: channel
+                    .parse()
+                    .map_err(|_| format!("relay {:?}", self.relay))?,
+            },
+            from_powered: self.from,
+            to_powered: self.to,
+            reason,
+            level,
+        })
+    }
+}
+
+fn load_history(path: &Path, report: &mut OpenReport) -> Result<Vec<SwitchRecord>, Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Store(format!("cannot read {}: {e}", path.display()))),
+    };
+    // A torn last line (no newline) is what a crash mid-append leaves: cut
+    // it off so the next append starts on a line of its own.
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if complete < bytes.len() {
+        report.problems.push(format!(
+            "{}: the last line was cut short (a crash while writing?); dropped {} bytes",
+            path.display(),
+            bytes.len() - complete
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::Store(format!("cannot repair {}: {e}", path.display())))?;
+        file.set_len(complete as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::Store(format!("cannot repair {}: {e}", path.display())))?;
+    }
+    let mut records = Vec::new();
+    for (n, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<RecordOnDisk>(line)
+            .map_err(|e| e.to_string())
+            .and_then(RecordOnDisk::parse)
+        {
+            Ok(r) => records.push(r),
+            Err(why) => report.problems.push(format!(
+                "{} line {}: unreadable record skipped ({why})",
+                path.display(),
+                n + 1
+            )),
+        }
+    }
+    if records.len() > HISTORY_IN_MEMORY {
+        records.drain(..records.len() - HISTORY_IN_MEMORY);
+    }
+    Ok(records)
+}
+
+/// The stable names used in the history file and logs.
+pub fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Normal => "normal",
+        Reason::ShedForLevel(_) => "shed_for_level",
+        Reason::Anticipation(_) => "anticipation",
+        Reason::Override => "override",
+        Reason::ForecastUnknown => "forecast_unknown",
+        Reason::MinOnHold => "min_on_hold",
+        Reason::MinOffHold => "min_off_hold",
+        Reason::RestoreStagger => "restore_stagger",
+    }
+}
+
+fn reason_from_name(name: &str, level: SignalLevel) -> Option<Reason> {
+    Some(match name {
+        "normal" => Reason::Normal,
+        "shed_for_level" => Reason::ShedForLevel(level),
+        "anticipation" => Reason::Anticipation(level),
+        "override" => Reason::Override,
+        "forecast_unknown" => Reason::ForecastUnknown,
+        "min_on_hold" => Reason::MinOnHold,
+        "min_off_hold" => Reason::MinOffHold,
+        "restore_stagger" => Reason::RestoreStagger,
+        _ => return None,
+    })
+}
+
+fn level_from_name(name: &str) -> Option<SignalLevel> {
+    Some(match name {
+        "unknown" => SignalLevel::Unspecified,
+        "carbon-free" => SignalLevel::CarbonFree,
+        "green" => SignalLevel::Green,
+        "orange" => SignalLevel::Orange,
+        "red" => SignalLevel::Red,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(load: &str, minute: i64, to: bool, reason: Reason) -> SwitchRecord {
+        SwitchRecord {
+            at: Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(minute),
+            load: load.to_owned(),
+            relay: RelayAddress {
+                relay_service: "garage".to_owned(),
+                channel: 2,
+            },
+            from_powered: !to,
+            to_powered: to,
+            reason,
+            level: SignalLevel::Red,
+        }
+    }
+
+    #[test]
+    fn overrides_and_history_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, report) = Store::open(dir.path()).expect("open");
+        assert!(report.problems.is_empty());
+        let o = StoredOverride {
+            powered: true,
+            until: "2026-12-08T12:00:00Z".parse().expect("ts"),
+            set_at: "2026-12-08T10:00:00Z".parse().expect("ts"),
+        };
+        store.set_override("heater", o).expect("set");
+        store
+            .record(record(
+                "heater",
+                1,
+                false,
+                Reason::ShedForLevel(SignalLevel::Red),
+            ))
+            .expect("record");
+        store
+            .record(record("ev", 2, true, Reason::Normal))
+            .expect("record");
+        drop(store);
+
+        let (store, report) = Store::open(dir.path()).expect("reopen");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(store.overrides().get("heater"), Some(&o));
+        let all = store.history(None, None, 10);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].load, "ev", "newest first");
+        assert_eq!(all[1].reason, Reason::ShedForLevel(SignalLevel::Red));
+        assert_eq!(store.history(Some("heater"), None, 10).len(), 1);
+        assert_eq!(store.history(None, Some(all[0].at), 10).len(), 1);
+        assert_eq!(store.last_restore_at(), Some(all[0].at));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        store
+            .record(record("heater", 1, false, Reason::Normal))
+            .expect("record");
+        drop(store);
+        let path = dir.path().join(Store::HISTORY);
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(b"{\"at\":\"2026-12-0").expect("tear");
+        drop(file);
+
+        let (mut store, report) = Store::open(dir.path()).expect("reopen");
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert_eq!(store.history(None, None, 10).len(), 1);
+        store
+            .record(record("heater", 2, true, Reason::Normal))
+            .expect("record");
+        drop(store);
+        let (store, report) = Store::open(dir.path()).expect("reopen");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(store.history(None, None, 10).len(), 2);
+    }
+
+    #[test]
+    fn corrupt_overrides_are_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(Store::OVERRIDES), b"{\"version\":1,").expect("write");
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert!(store.overrides().is_empty());
+        assert!(
+            report.problems[0].contains("kept aside"),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn expired_overrides_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        let now: Timestamp = "2026-12-08T12:00:00Z".parse().expect("ts");
+        for (name, minutes) in [("a", -1), ("b", 0), ("c", 1)] {
+            store
+                .set_override(
+                    name,
+                    StoredOverride {
+                        powered: false,
+                        until: now + jiff::SignedDuration::from_mins(minutes),
+                        set_at: now,
+                    },
+                )
+                .expect("set");
+        }
+        let mut expired = store.expire_overrides(now).expect("expire");
+        expired.sort();
+        assert_eq!(expired, ["a", "b"]);
+        assert!(store.overrides().contains_key("c"));
+    }
+}
