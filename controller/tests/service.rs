@@ -1,0 +1,664 @@
+//! The controller against a real relay-service (simulated board) and a real
+//! forecast-service (file source), each a tonic server on 127.0.0.1:0,
+//! in-process. The forecast is changed by rewriting the file, as an
+//! operator (or a script) would.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use controller::config::{RelayService, Settings};
+use controller::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
+use delestage_proto::controller::v1 as pb;
+use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::telemetry::LogFormat;
+use pb::controller_service_client::ControllerServiceClient;
+use relay_service::board::{Board, SimulatedBoard};
+use rpb::relay_service_client::RelayServiceClient;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// Upper bound for anything a test waits on.
+const BOUND: Duration = Duration::from_secs(15);
+
+/// A server running in-process, stopped by `stop`.
+struct Server<E> {
+    addr: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), E>>,
+}
+
+impl<E: std::fmt::Debug> Server<E> {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(BOUND, self.task)
+            .await
+            .expect("stops in time")
+            .expect("task")
+            .expect("served without error");
+    }
+}
+
+async fn bind(addr: &str) -> (TcpListener, String) {
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, addr)
+}
+
+async fn start_relays(
+    state: &Path,
+    on_start: relay_service::config::OnStart,
+    at: &str,
+) -> Server<relay_service::Error> {
+    let (listener, addr) = bind(at).await;
+    let mut settings = relay_service::config::Settings::new(state);
+    settings.on_start = on_start;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(relay_service::serve(
+        settings,
+        Board::Simulated(SimulatedBoard::new(8)),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Server { addr, stop, task }
+}
+
+async fn start_forecast(file: &Path, state: &Path) -> Server<forecast_service::Error> {
+    let (listener, addr) = bind("127.0.0.1:0").await;
+    let settings = forecast_service::config::Settings::with_file(file, state);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(forecast_service::serve(settings, listener, async {
+        let _ = stopped.await;
+    }));
+    Server { addr, stop, task }
+}
+
+async fn start_controller(
+    settings: Settings,
+) -> (Server<controller::Error>, ControllerServiceClient<Channel>) {
+    let (listener, addr) = bind("127.0.0.1:0").await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(controller::serve(settings, listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(addr.clone())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    (
+        Server { addr, stop, task },
+        ControllerServiceClient::new(channel),
+    )
+}
+
+fn load(name: &str, channel: u32, shed_at: SignalLevel, wiring: Wiring, priority: i32) -> Load {
+    Load {
+        name: name.to_owned(),
+        relay: RelayAddress {
+            relay_service: "garage".to_owned(),
+            channel,
+        },
+        wiring,
+        shed_at,
+        priority,
+        min_on: Duration::ZERO,
+        min_off: Duration::ZERO,
+        anticipate: Duration::ZERO,
+        when_forecast_unknown: Fallback::Keep,
+    }
+}
+
+fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Load>) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".to_owned(),
+        state_dir: state.to_owned(),
+        forecast: forecast.to_owned(),
+        relay_services: vec![RelayService {
+            name: "garage".to_owned(),
+            endpoint: relays.to_owned(),
+        }],
+        loads,
+        restore_stagger: Duration::ZERO,
+        forecast_max_age: Duration::from_secs(6 * 3600),
+        log_format: LogFormat::Text,
+        config_path: PathBuf::from("test.toml"),
+    }
+}
+
+/// An Ecowatt body covering yesterday to tomorrow (Paris), every hour at
+/// `hvalue`.
+fn uniform_body(hvalue: u8) -> Vec<u8> {
+    let paris = forecast_service::timeline::PARIS.clone();
+    let today = jiff::Timestamp::now().to_zoned_datetime(paris).date();
+    let days: Vec<(String, Vec<Option<u8>>)> = [-1i64, 0, 1]
+        .iter()
+        .map(|offset| {
+            let date = today
+                .checked_add(jiff::Span::new().days(*offset))
+                .expect("date");
+            let midnight = forecast_service::timeline::hour_start(date, 0).expect("midnight");
+            let jour = midnight
+                .to_zoned_datetime(forecast_service::timeline::PARIS.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string();
+            (jour, vec![Some(hvalue); 24])
+        })
+        .collect();
+    let days: Vec<(&str, Vec<Option<u8>>)> =
+        days.iter().map(|(j, h)| (j.as_str(), h.clone())).collect();
+    ecowatt_standin::signals_body("2026-01-01T00:00:00+01:00", &days)
+}
+
+const GREEN: u8 = 1;
+const ORANGE: u8 = 2;
+const RED: u8 = 3;
+
+fn write_forecast(path: &Path, hvalue: u8) {
+    // Atomically, as a careful writer would: the service never reads half.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, uniform_body(hvalue)).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+async fn energized(relays: &str) -> Vec<u32> {
+    let mut client = RelayServiceClient::connect(relays.to_owned())
+        .await
+        .expect("connect relays");
+    client
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner()
+        .relays
+        .into_iter()
+        .filter(|r| r.energized)
+        .map(|r| r.channel)
+        .collect()
+}
+
+/// Polls the relay-service until exactly `expected` channels are energised.
+async fn wait_energized(relays: &str, expected: &[u32]) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let now = energized(relays).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "energised {now:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls GetStatus until `done` holds.
+async fn wait_status(
+    client: &mut ControllerServiceClient<Channel>,
+    what: &str,
+    done: impl Fn(&pb::ControllerStatus) -> bool,
+) -> pb::ControllerStatus {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let status = client
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .expect("GetStatus")
+            .into_inner()
+            .status
+            .expect("status");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn load_status<'a>(status: &'a pb::ControllerStatus, name: &str) -> &'a pb::LoadStatus {
+    status
+        .loads
+        .iter()
+        .find(|l| l.name == name)
+        .expect("load in status")
+}
+
+async fn history(client: &mut ControllerServiceClient<Channel>) -> Vec<pb::SwitchRecord> {
+    client
+        .get_history(pb::GetHistoryRequest {
+            load: String::new(),
+            since: None,
+            limit: 0,
+        })
+        .await
+        .expect("GetHistory")
+        .into_inner()
+        .records
+}
+
+/// Four loads: orange and red, each wired both ways, on channels 0..=3.
+fn four_loads() -> Vec<Load> {
+    vec![
+        load("heater", 0, SignalLevel::Orange, Wiring::NormallyOpen, 10),
+        load("ev", 1, SignalLevel::Red, Wiring::NormallyOpen, 5),
+        load("pump", 2, SignalLevel::Orange, Wiring::NormallyClosed, 20),
+        load("pool", 3, SignalLevel::Red, Wiring::NormallyClosed, 1),
+    ]
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    forecast_file: PathBuf,
+    relays: Server<relay_service::Error>,
+    forecast: Server<forecast_service::Error>,
+}
+
+impl Rig {
+    async fn start(level: u8) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["relays", "forecast", "controller"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let forecast_file = dir.path().join("forecast/ecowatt.json");
+        write_forecast(&forecast_file, level);
+        let relays = start_relays(
+            &dir.path().join("relays"),
+            relay_service::config::OnStart::Restore,
+            "127.0.0.1:0",
+        )
+        .await;
+        let forecast = start_forecast(&forecast_file, &dir.path().join("forecast")).await;
+        Self {
+            dir,
+            forecast_file,
+            relays,
+            forecast,
+        }
+    }
+
+    fn controller_settings(&self, loads: Vec<Load>) -> Settings {
+        controller_settings(
+            &self.dir.path().join("controller"),
+            &self.relays.addr,
+            &self.forecast.addr,
+            loads,
+        )
+    }
+
+    async fn stop(self) {
+        self.relays.stop().await;
+        self.forecast.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn tense_hours_cut_exactly_the_right_loads_with_both_wirings() {
+    let rig = Rig::start(GREEN).await;
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+
+    // Green: everything powered. Normally-open relays energised (0, 1),
+    // normally-closed ones released (2, 3).
+    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    let status = wait_status(&mut client, "green, all powered", |s| {
+        s.loads.iter().all(|l| l.powered == Some(true) && l.desired)
+    })
+    .await;
+    assert_eq!(
+        status.level(),
+        delestage_proto::forecast::v1::SignalLevel::Green
+    );
+    assert!(status.forecast.as_ref().is_some_and(|f| f.usable));
+
+    // Orange: the two orange loads are cut (heater: release 0; pump:
+    // energise 2), the red ones stay.
+    write_forecast(&rig.forecast_file, ORANGE);
+    wait_energized(&rig.relays.addr, &[1, 2]).await;
+    let status = wait_status(&mut client, "orange", |s| {
+        load_status(s, "heater").powered == Some(false)
+    })
+    .await;
+    let heater = load_status(&status, "heater");
+    assert_eq!(heater.reason(), pb::Reason::ShedForLevel);
+    assert_eq!(
+        heater.reason_level(),
+        delestage_proto::forecast::v1::SignalLevel::Orange
+    );
+    assert_eq!(load_status(&status, "ev").powered, Some(true));
+
+    // Red: everything is cut.
+    write_forecast(&rig.forecast_file, RED);
+    wait_energized(&rig.relays.addr, &[2, 3]).await;
+
+    // Green again: everything comes back.
+    write_forecast(&rig.forecast_file, GREEN);
+    wait_energized(&rig.relays.addr, &[0, 1]).await;
+
+    // Every switch is in the history with its reason and level, newest first.
+    let records = history(&mut client).await;
+    let cuts: Vec<_> = records
+        .iter()
+        .filter(|r| !r.to_powered)
+        .map(|r| (r.load.as_str(), r.level()))
+        .collect();
+    use delestage_proto::forecast::v1::SignalLevel as L;
+    assert!(
+        cuts.contains(&("heater", L::Orange)) && cuts.contains(&("pump", L::Orange)),
+        "{cuts:?}"
+    );
+    assert!(
+        cuts.contains(&("ev", L::Red)) && cuts.contains(&("pool", L::Red)),
+        "{cuts:?}"
+    );
+    // 2 to power the normally-open loads at first (a fresh relay-service
+    // starts all off), 2 for orange, 2 more for red, 4 back.
+    assert_eq!(records.len(), 10, "{records:#?}");
+    ctl.stop().await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn loads_come_back_in_priority_order_staggered() {
+    let rig = Rig::start(RED).await;
+    let mut settings = rig.controller_settings(four_loads());
+    settings.restore_stagger = Duration::from_millis(300);
+    let (ctl, mut client) = start_controller(settings).await;
+    wait_energized(&rig.relays.addr, &[2, 3]).await;
+
+    write_forecast(&rig.forecast_file, GREEN);
+    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    let mut restores: Vec<_> = history(&mut client)
+        .await
+        .into_iter()
+        .filter(|r| r.to_powered)
+        .collect();
+    restores.reverse();
+    let order: Vec<&str> = restores.iter().map(|r| r.load.as_str()).collect();
+    assert_eq!(
+        order,
+        ["pump", "heater", "ev", "pool"],
+        "most important first"
+    );
+    for w in restores.windows(2) {
+        let gap = ts(&w[1].at).duration_since(ts(&w[0].at));
+        assert!(
+            gap >= jiff::SignedDuration::from_millis(300),
+            "restored {gap:?} apart"
+        );
+    }
+    ctl.stop().await;
+    rig.stop().await;
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> jiff::Timestamp {
+    let t = t.as_ref().expect("set");
+    jiff::Timestamp::new(t.seconds, t.nanos).expect("valid")
+}
+
+fn in_from_now(d: Duration) -> prost_types::Timestamp {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::try_from(d).expect("fits");
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
+}
+
+#[tokio::test]
+async fn an_override_wins_then_expires_or_is_cleared() {
+    let rig = Rig::start(RED).await;
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+    wait_energized(&rig.relays.addr, &[2, 3]).await;
+
+    // Force the heater on for a moment, in a red hour.
+    let set = client
+        .set_override(pb::SetOverrideRequest {
+            load: "heater".to_owned(),
+            powered: true,
+            until: Some(in_from_now(Duration::from_millis(1500))),
+        })
+        .await
+        .expect("SetOverride")
+        .into_inner();
+    assert!(set.r#override.is_some_and(|o| o.powered));
+    wait_energized(&rig.relays.addr, &[0, 2, 3]).await;
+    let status = wait_status(&mut client, "the override", |s| {
+        load_status(s, "heater").powered == Some(true)
+    })
+    .await;
+    let heater = load_status(&status, "heater");
+    assert_eq!(heater.reason(), pb::Reason::Override);
+    assert!(heater.r#override.is_some());
+    let plan = client
+        .get_plan(pb::GetPlanRequest {
+            load: Some("heater".to_owned()),
+        })
+        .await
+        .expect("GetPlan")
+        .into_inner();
+    assert_eq!(plan.loads.len(), 1);
+    assert_eq!(plan.loads[0].intervals[0].reason(), pb::Reason::Override);
+    assert_eq!(
+        plan.loads[0].intervals[1].reason(),
+        pb::Reason::ShedForLevel
+    );
+
+    // It expires by itself: cut again.
+    wait_energized(&rig.relays.addr, &[2, 3]).await;
+    let status = wait_status(&mut client, "expiry", |s| {
+        load_status(s, "heater").r#override.is_none()
+    })
+    .await;
+    assert_eq!(
+        load_status(&status, "heater").reason(),
+        pb::Reason::ShedForLevel
+    );
+
+    // A long one, cleared by hand.
+    client
+        .set_override(pb::SetOverrideRequest {
+            load: "ev".to_owned(),
+            powered: true,
+            until: Some(in_from_now(Duration::from_secs(3600))),
+        })
+        .await
+        .expect("SetOverride");
+    wait_energized(&rig.relays.addr, &[1, 2, 3]).await;
+    let cleared = client
+        .clear_override(pb::ClearOverrideRequest {
+            load: "ev".to_owned(),
+        })
+        .await
+        .expect("ClearOverride")
+        .into_inner();
+    assert!(cleared.cleared);
+    wait_energized(&rig.relays.addr, &[2, 3]).await;
+
+    // Bad requests get the right codes.
+    let err = client
+        .set_override(pb::SetOverrideRequest {
+            load: "sauna".to_owned(),
+            powered: true,
+            until: Some(in_from_now(Duration::from_secs(60))),
+        })
+        .await
+        .expect_err("unknown load");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = client
+        .set_override(pb::SetOverrideRequest {
+            load: "ev".to_owned(),
+            powered: true,
+            until: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect_err("past");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = client
+        .get_plan(pb::GetPlanRequest {
+            load: Some("sauna".to_owned()),
+        })
+        .await
+        .expect_err("unknown load");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    ctl.stop().await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
+    let rig = Rig::start(GREEN).await;
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+    wait_energized(&rig.relays.addr, &[0, 1]).await;
+
+    // Someone switches relay 0 off and relay 3 on by hand.
+    let mut relays = RelayServiceClient::connect(rig.relays.addr.clone())
+        .await
+        .expect("connect");
+    for (channel, energized) in [(0, false), (3, true)] {
+        relays
+            .set_relay(rpb::SetRelayRequest { channel, energized })
+            .await
+            .expect("SetRelay");
+    }
+    wait_energized(&rig.relays.addr, &[0, 1]).await;
+
+    // The relay-service restarts with every relay off (as a board that lost
+    // power would), on the same address.
+    let addr = rig.relays.addr.trim_start_matches("http://").to_owned();
+    let relay_state = rig.dir.path().join("relays");
+    let Rig {
+        dir,
+        forecast_file: _,
+        relays: old,
+        forecast,
+    } = rig;
+    old.stop().await;
+    let relays = start_relays(&relay_state, relay_service::config::OnStart::Off, &addr).await;
+    wait_energized(&relays.addr, &[0, 1]).await;
+    let status = wait_status(&mut client, "reconnected", |s| {
+        s.relay_services.iter().all(|r| r.reachable)
+    })
+    .await;
+    assert!(status.loads.iter().all(|l| l.powered == Some(true)));
+    ctl.stop().await;
+    relays.stop().await;
+    forecast.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn without_a_forecast_service_each_load_follows_its_fallback() {
+    let rig = Rig::start(GREEN).await;
+    // Every load powered beforehand (NO energised, NC released).
+    let mut relays = RelayServiceClient::connect(rig.relays.addr.clone())
+        .await
+        .expect("connect");
+    for channel in [0, 1] {
+        relays
+            .set_relay(rpb::SetRelayRequest {
+                channel,
+                energized: true,
+            })
+            .await
+            .expect("SetRelay");
+    }
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let nowhere = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+
+    let mut loads = four_loads();
+    loads[0].when_forecast_unknown = Fallback::Shed; // heater, NO, ch 0
+    loads[1].when_forecast_unknown = Fallback::Keep; // ev, NO, ch 1
+    loads[2].when_forecast_unknown = Fallback::Shed; // pump, NC, ch 2
+    loads[3].when_forecast_unknown = Fallback::Restore; // pool, NC, ch 3
+    let settings = controller_settings(
+        &rig.dir.path().join("controller"),
+        &rig.relays.addr,
+        &nowhere,
+        loads,
+    );
+    let (ctl, mut client) = start_controller(settings).await;
+
+    // heater cut (0 released), ev kept (1), pump cut (2 energised), pool on.
+    wait_energized(&rig.relays.addr, &[1, 2]).await;
+    let status = wait_status(&mut client, "fallbacks", |s| {
+        load_status(s, "heater").powered == Some(false)
+    })
+    .await;
+    let forecast = status.forecast.expect("forecast state");
+    assert!(!forecast.usable);
+    assert!(
+        forecast.reason.contains("unreachable"),
+        "{}",
+        forecast.reason
+    );
+    for l in &status.loads {
+        assert_eq!(l.reason(), pb::Reason::ForecastUnknown, "{}", l.name);
+    }
+    ctl.stop().await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_controller_restart_switches_nothing_and_keeps_overrides_and_history() {
+    let rig = Rig::start(ORANGE).await;
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+    wait_energized(&rig.relays.addr, &[1, 2]).await;
+    client
+        .set_override(pb::SetOverrideRequest {
+            load: "ev".to_owned(),
+            powered: false,
+            until: Some(in_from_now(Duration::from_secs(3600))),
+        })
+        .await
+        .expect("SetOverride");
+    wait_energized(&rig.relays.addr, &[2]).await;
+    let before = history(&mut client).await;
+    ctl.stop().await;
+
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+    // Once it sees everything, it has made its decisions for now: switches
+    // happen before the status is published in the same pass.
+    let status = wait_status(&mut client, "settled", |s| {
+        s.forecast.as_ref().is_some_and(|f| f.usable)
+            && s.relay_services.iter().all(|r| r.reachable)
+            && s.loads.iter().all(|l| l.powered == Some(l.desired))
+    })
+    .await;
+    assert_eq!(load_status(&status, "ev").reason(), pb::Reason::Override);
+    assert!(load_status(&status, "ev").r#override.is_some());
+    let after = history(&mut client).await;
+    assert_eq!(after, before, "the restart switched something");
+    assert_eq!(energized(&rig.relays.addr).await, [2]);
+    ctl.stop().await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_the_relay_service_does_not_have_stops_the_start() {
+    let rig = Rig::start(GREEN).await;
+    let mut loads = four_loads();
+    loads[3].relay.channel = 8;
+    let (listener, _) = bind("127.0.0.1:0").await;
+    let err = controller::serve(
+        rig.controller_settings(loads),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .expect_err("channel 8 does not exist");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("test.toml") && msg.contains("load[3]") && msg.contains("0..=7"),
+        "{msg}"
+    );
+    rig.stop().await;
+}
