@@ -51,9 +51,19 @@ async fn start_relays(
     on_start: relay_service::config::OnStart,
     at: &str,
 ) -> Server<relay_service::Error> {
+    start_relays_with(state, on_start, at, 20).await
+}
+
+async fn start_relays_with(
+    state: &Path,
+    on_start: relay_service::config::OnStart,
+    at: &str,
+    max_switches_per_minute: u32,
+) -> Server<relay_service::Error> {
     let (listener, addr) = bind(at).await;
     let mut settings = relay_service::config::Settings::new(state);
     settings.on_start = on_start;
+    settings.max_switches_per_minute = max_switches_per_minute;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(relay_service::serve(
         settings,
@@ -661,4 +671,56 @@ async fn a_channel_the_relay_service_does_not_have_stops_the_start() {
         "{msg}"
     );
     rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_switch_is_shown_and_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["relays", "forecast", "controller"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    let forecast_file = dir.path().join("forecast/ecowatt.json");
+    write_forecast(&forecast_file, GREEN);
+    // A wear guard of two switches per minute per relay.
+    let relays = start_relays_with(
+        &dir.path().join("relays"),
+        relay_service::config::OnStart::Restore,
+        "127.0.0.1:0",
+        2,
+    )
+    .await;
+    let forecast = start_forecast(&forecast_file, &dir.path().join("forecast")).await;
+    let settings = controller_settings(
+        &dir.path().join("controller"),
+        &relays.addr,
+        &forecast.addr,
+        four_loads(),
+    );
+    let (ctl, mut client) = start_controller(settings).await;
+
+    // heater (NO, ch 0): on at start (1), off at orange (2), refused when
+    // green comes back. pump (NC, ch 2): energised at orange (1), released
+    // at green (2): not held up by the heater.
+    wait_energized(&relays.addr, &[0, 1]).await;
+    write_forecast(&forecast_file, ORANGE);
+    wait_energized(&relays.addr, &[1, 2]).await;
+    write_forecast(&forecast_file, GREEN);
+    wait_energized(&relays.addr, &[1]).await;
+    let status = wait_status(&mut client, "the refusal", |s| {
+        !load_status(s, "heater").error.is_empty()
+    })
+    .await;
+    let heater = load_status(&status, "heater");
+    assert!(heater.desired);
+    assert_eq!(heater.powered, Some(false));
+    assert!(
+        heater.error.contains("next switch allowed"),
+        "{}",
+        heater.error
+    );
+    assert_eq!(load_status(&status, "pump").powered, Some(true));
+    assert!(load_status(&status, "pump").error.is_empty());
+    ctl.stop().await;
+    relays.stop().await;
+    forecast.stop().await;
 }

@@ -72,7 +72,7 @@ pub struct Cli {
     pub file: Option<PathBuf>,
 
     /// Shift the file's days so that the earliest is today (Europe/Paris),
-    /// keeping hours and levels; done again each day. For demos.
+    /// keeping hours and levels; done again every hour. For demos.
     #[arg(long)]
     pub rebase_to_today: bool,
 

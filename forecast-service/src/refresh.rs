@@ -316,14 +316,17 @@ pub async fn run_file(
 }
 
 /// The file source: re-reads the file whenever it changes (and, with
-/// `rebase`, whenever the date changes in Paris). Remembers what it last
+/// `rebase`, every hour, rebased to the date in Paris). Remembers what it last
 /// read, to tell when to read again.
 pub struct FileWatcher {
     path: PathBuf,
     rebase: bool,
     seen: Option<(Option<SystemTime>, u64)>,
     bytes: Vec<u8>,
-    rebased_for: Option<Date>,
+    /// With `rebase`: the Paris date and hour of the last rebase. It is
+    /// redone every hour, so that `fetched_at` stays recent for clients
+    /// that judge freshness themselves (the controller does).
+    rebased_for: Option<(Date, i8)>,
 }
 
 impl FileWatcher {
@@ -353,8 +356,9 @@ impl FileWatcher {
         let seen = Some((mtime, meta.len()));
         let now = Timestamp::now();
         let today = timeline::paris_date(now);
-        let new_day = self.rebase && self.rebased_for != Some(today);
-        if seen == self.seen && !new_day {
+        let this_hour = (today, now.to_zoned_datetime(timeline::PARIS.clone()).hour());
+        let new_period = self.rebase && self.rebased_for != Some(this_hour);
+        if seen == self.seen && !new_period {
             return;
         }
         let bytes = match std::fs::read(&self.path) {
@@ -362,7 +366,7 @@ impl FileWatcher {
             Err(e) => return report_problem(current, read_err(e).to_string()),
         };
         self.seen = seen;
-        if bytes == self.bytes && !new_day && current.borrow().published.is_some() {
+        if bytes == self.bytes && !new_period && current.borrow().published.is_some() {
             return;
         }
         match parse_body(&bytes, &origin, self.rebase.then_some(today)) {
@@ -391,7 +395,7 @@ impl FileWatcher {
                         ages: !self.rebase,
                     },
                 );
-                self.rebased_for = self.rebase.then_some(today);
+                self.rebased_for = self.rebase.then_some(this_hour);
             }
             Err(e) => report_problem(current, e.to_string()),
         }
