@@ -139,30 +139,6 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
     }
 }
 
-/// An Ecowatt body covering yesterday to tomorrow (Paris), every hour at
-/// `hvalue`.
-fn uniform_body(hvalue: u8) -> Vec<u8> {
-    let paris = forecast_service::timeline::PARIS.clone();
-    let today = jiff::Timestamp::now().to_zoned_datetime(paris).date();
-    let days: Vec<(String, Vec<Option<u8>>)> = [-1i64, 0, 1]
-        .iter()
-        .map(|offset| {
-            let date = today
-                .checked_add(jiff::Span::new().days(*offset))
-                .expect("date");
-            let midnight = forecast_service::timeline::hour_start(date, 0).expect("midnight");
-            let jour = midnight
-                .to_zoned_datetime(forecast_service::timeline::PARIS.clone())
-                .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                .to_string();
-            (jour, vec![Some(hvalue); 24])
-        })
-        .collect();
-    let days: Vec<(&str, Vec<Option<u8>>)> =
-        days.iter().map(|(j, h)| (j.as_str(), h.clone())).collect();
-    ecowatt_standin::signals_body("2026-01-01T00:00:00+01:00", &days)
-}
-
 const GREEN: u8 = 1;
 const ORANGE: u8 = 2;
 const RED: u8 = 3;
@@ -170,7 +146,7 @@ const RED: u8 = 3;
 fn write_forecast(path: &Path, hvalue: u8) {
     // Atomically, as a careful writer would: the service never reads half.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, uniform_body(hvalue)).expect("write");
+    std::fs::write(&tmp, ecowatt_standin::uniform_body_around_now(hvalue)).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
 

@@ -270,6 +270,30 @@ pub fn signals_body(generated: &str, days: &[(&str, Vec<Option<u8>>)]) -> Vec<u8
     format!(r#"{{"signals":[{}]}}"#, days.join(",")).into_bytes()
 }
 
+/// A body covering yesterday, today and tomorrow (in Europe/Paris), every
+/// hour at `hvalue`: "the grid is at this level now", for end-to-end tests.
+pub fn uniform_body_around_now(hvalue: u8) -> Vec<u8> {
+    static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
+    let paris = PARIS.clone();
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(paris.clone())
+        .date();
+    let days: Vec<(String, Vec<Option<u8>>)> = [-1i64, 0, 1]
+        .iter()
+        .filter_map(|offset| {
+            let date = today.checked_add(jiff::Span::new().days(*offset)).ok()?;
+            let midnight = date.at(0, 0, 0, 0).to_zoned_datetime(paris.clone()).ok()?;
+            let jour = midnight.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+            Some((jour, vec![Some(hvalue); 24]))
+        })
+        .collect();
+    let days: Vec<(&str, Vec<Option<u8>>)> = days
+        .iter()
+        .map(|(jour, hours)| (jour.as_str(), hours.clone()))
+        .collect();
+    signals_body("2026-01-01T00:00:00+01:00", &days)
+}
+
 /// Turns a scripted reply into a response (after its delay, if any).
 /// `None` means "answer normally".
 async fn scripted(reply: Reply) -> Option<Response> {

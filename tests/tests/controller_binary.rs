@@ -1,0 +1,213 @@
+//! The three services as a user runs them: real binaries, separate
+//! processes, a config file for the controller.
+
+use std::path::Path;
+
+use delestage_proto::controller::v1 as pb;
+use delestage_proto::relay::v1 as rpb;
+use delestage_tests::{BOUND, ServiceProcess, binary, grpcurl, run_to_exit};
+use nix::sys::signal::Signal;
+use pb::controller_service_client::ControllerServiceClient;
+use rpb::relay_service_client::RelayServiceClient;
+use tonic::transport::Channel;
+
+const CONTROLLER: &str = "delestage.controller.v1.ControllerService";
+
+fn write_forecast(path: &Path, hvalue: u8) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, ecowatt_standin::uniform_body_around_now(hvalue)).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn config(relays: &str, forecast: &str, state: &Path) -> String {
+    format!(
+        r#"
+forecast = "http://{forecast}"
+state_dir = "{state}"
+
+[relays.garage]
+endpoint = "http://{relays}"
+
+[[load]]
+name = "water-heater"
+relay = "garage:0"
+shed_at = "orange"
+priority = 10
+
+[[load]]
+name = "heat-pump"
+relay = "garage:5"
+wiring = "normally-closed"
+shed_at = "red"
+priority = 20
+
+[policy]
+restore_stagger = "0s"
+"#,
+        state = state.display()
+    )
+}
+
+async fn energized(channel: &Channel) -> Vec<u32> {
+    RelayServiceClient::new(channel.clone())
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner()
+        .relays
+        .into_iter()
+        .filter(|r| r.energized)
+        .map(|r| r.channel)
+        .collect()
+}
+
+async fn wait_energized(channel: &Channel, expected: &[u32]) {
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let now = energized(channel).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "energised {now:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_processes_shed_on_red_and_answer_grpcurl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
+    };
+    let forecast_file = dir.path().join("ecowatt.json");
+    write_forecast(&forecast_file, 1);
+
+    let relays = ServiceProcess::start(
+        &binary("relay-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state("relays").to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    let relay_channel = relays.wait_serving("delestage.relay.v1.RelayService").await;
+    let forecast = ServiceProcess::start(
+        &binary("forecast-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state("forecast").to_str().expect("utf-8"),
+            "--file",
+            forecast_file.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    forecast
+        .wait_serving("delestage.forecast.v1.ForecastService")
+        .await;
+
+    let config_path = dir.path().join("controller.toml");
+    std::fs::write(
+        &config_path,
+        config(&relays.addr, &forecast.addr, &state("controller")),
+    )
+    .expect("write");
+    let controller = ServiceProcess::start(
+        &binary("controller"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    let channel = controller.wait_serving(CONTROLLER).await;
+
+    // Green: the heater's relay (NO) energised, the heat pump's (NC) released.
+    wait_energized(&relay_channel, &[0]).await;
+    // Red: both cut.
+    write_forecast(&forecast_file, 3);
+    wait_energized(&relay_channel, &[5]).await;
+    let line = controller.wait_for_log("\"message\":\"switched\"").await;
+    assert!(
+        line.contains("water-heater") || line.contains("heat-pump"),
+        "{line}"
+    );
+
+    let status = ControllerServiceClient::new(channel)
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("GetStatus")
+        .into_inner()
+        .status
+        .expect("status");
+    assert!(
+        status
+            .loads
+            .iter()
+            .all(|l| l.powered == Some(false) && !l.desired)
+    );
+
+    let addr = controller.addr.clone();
+    let text = grpcurl(&["-plaintext", &addr, &format!("{CONTROLLER}/GetStatus")]).await;
+    assert!(
+        text.contains("REASON_SHED_FOR_LEVEL") && text.contains("SIGNAL_LEVEL_RED"),
+        "{text}"
+    );
+    let plan = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"load": "heat-pump"}"#,
+        &addr,
+        &format!("{CONTROLLER}/GetPlan"),
+    ])
+    .await;
+    assert!(
+        plan.contains("\"load\": \"heat-pump\"") && !plan.contains("water-heater"),
+        "{plan}"
+    );
+    let history = grpcurl(&["-plaintext", &addr, &format!("{CONTROLLER}/GetHistory")]).await;
+    assert!(history.contains("REASON_SHED_FOR_LEVEL"), "{history}");
+
+    for svc in [controller, forecast, relays] {
+        assert!(svc.stop_with(Signal::SIGTERM).await.success());
+    }
+}
+
+#[tokio::test]
+async fn a_config_mistake_stops_the_controller_naming_file_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("controller.toml");
+    std::fs::write(
+        &path,
+        config("127.0.0.1:1", "127.0.0.1:2", dir.path()).replace("garage:5", "cellar:5"),
+    )
+    .expect("write");
+    let (status, stderr) = run_to_exit(
+        &binary("controller"),
+        &["--config", path.to_str().expect("utf-8")],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("controller.toml")
+            && stderr.contains("load[1]")
+            && stderr.contains("cellar"),
+        "{stderr}"
+    );
+    let (status, stderr) = run_to_exit(&binary("controller"), &[]).await;
+    assert!(!status.success());
+    assert!(stderr.contains("--config"), "{stderr}");
+}
