@@ -700,3 +700,91 @@ async fn a_refused_switch_is_shown_and_does_not_hold_up_the_others() {
     relays.stop().await;
     forecast.stop().await;
 }
+
+#[tokio::test]
+async fn watchers_see_the_status_then_every_switch() {
+    use tokio_stream::StreamExt;
+    let rig = Rig::start(GREEN).await;
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_status(&mut client, "settled", |s| {
+        s.loads.iter().all(|l| l.powered == Some(true))
+    })
+    .await;
+
+    let mut events = client
+        .watch_events(pb::WatchEventsRequest {})
+        .await
+        .expect("WatchEvents")
+        .into_inner();
+    let mut statuses = client
+        .watch_status(pb::WatchStatusRequest {})
+        .await
+        .expect("WatchStatus")
+        .into_inner();
+    let next = |e: Option<Result<pb::WatchEventsResponse, tonic::Status>>| {
+        e.expect("stream open").expect("event").event.expect("set")
+    };
+    let first = next(
+        tokio::time::timeout(BOUND, events.next())
+            .await
+            .expect("in time"),
+    );
+    assert!(matches!(first, pb::watch_events_response::Event::Status(_)));
+    let status = tokio::time::timeout(BOUND, statuses.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("status");
+    assert!(status.status.is_some_and(|s| s.loads.len() == 4));
+
+    write_forecast(&rig.forecast_file, ORANGE);
+    let mut switched = Vec::new();
+    let mut changed = Vec::new();
+    while switched.len() < 2 {
+        match next(
+            tokio::time::timeout(BOUND, events.next())
+                .await
+                .expect("in time"),
+        ) {
+            pb::watch_events_response::Event::Switched(r) => {
+                switched.push((r.load.clone(), r.to_powered, r.reason()))
+            }
+            pb::watch_events_response::Event::LoadChanged(l) => changed.push(l.name),
+            pb::watch_events_response::Event::Status(_) => {}
+        }
+    }
+    switched.sort();
+    assert_eq!(
+        switched,
+        [
+            ("heater".to_owned(), false, pb::Reason::ShedForLevel),
+            ("pump".to_owned(), false, pb::Reason::ShedForLevel)
+        ]
+    );
+    // The status stream moved on too.
+    let later = tokio::time::timeout(BOUND, async {
+        loop {
+            let s = statuses
+                .next()
+                .await
+                .expect("open")
+                .expect("status")
+                .status
+                .expect("set");
+            if s.level() == delestage_proto::forecast::v1::SignalLevel::Orange {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("an orange status in time");
+    assert_eq!(load_status(&later, "ev").reason(), pb::Reason::Normal);
+    ctl.stop().await;
+    // Streams end with the service.
+    let end = tokio::time::timeout(BOUND, events.next())
+        .await
+        .expect("ends in time");
+    assert!(end.is_none_or(|r| r.is_err()));
+    rig.stop().await;
+}
