@@ -1,0 +1,260 @@
+//! The client commands: ask a service, print its answer as text or JSON.
+
+use cpb::controller_service_client::ControllerServiceClient;
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::forecast::v1 as fpb;
+use delestage_proto::relay::v1 as rpb;
+use fpb::forecast_service_client::ForecastServiceClient;
+use jiff::Timestamp;
+use rpb::relay_service_client::RelayServiceClient;
+use serde_json::{Value, json};
+
+use crate::args::{Endpoints, HistoryArgs, OnOff, OverrideArgs, OverrideClear};
+use crate::connect::{CliError, Service, connect};
+use crate::render::{self, Paint};
+
+/// How to print.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+    pub paint: Paint,
+}
+
+impl Output {
+    fn print(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> Value) {
+        if self.json {
+            println!("{}", json());
+        } else {
+            print!("{}", text());
+        }
+    }
+}
+
+async fn controller(
+    e: &Endpoints,
+) -> Result<ControllerServiceClient<tonic::transport::Channel>, CliError> {
+    Ok(ControllerServiceClient::new(
+        connect(Service::Controller, &e.controller).await?,
+    ))
+}
+
+pub async fn status(e: &Endpoints, out: Output) -> Result<(), CliError> {
+    let status = controller(e)
+        .await?
+        .get_status(cpb::GetStatusRequest {})
+        .await
+        .map_err(|s| Service::Controller.error(&e.controller, s))?
+        .into_inner()
+        .status
+        .unwrap_or_default();
+    out.print(
+        || render::status_text(&status, out.paint, Timestamp::now()),
+        || render::status_json(&status),
+    );
+    Ok(())
+}
+
+pub async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Result<(), CliError> {
+    let plan = controller(e)
+        .await?
+        .get_plan(cpb::GetPlanRequest { load })
+        .await
+        .map_err(|s| Service::Controller.error(&e.controller, s))?
+        .into_inner();
+    let hours = if out.json {
+        Vec::new()
+    } else {
+        // For the colours only: without the forecast-service the timeline
+        // is still right, just grey.
+        match connect(Service::Forecast, &e.forecast).await {
+            Ok(channel) => ForecastServiceClient::new(channel)
+                .get_forecast(fpb::GetForecastRequest {})
+                .await
+                .map(|f| f.into_inner().hours)
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    };
+    out.print(
+        || render::plan_text(&plan, &hours, out.paint, Timestamp::now()),
+        || render::plan_json(&plan),
+    );
+    Ok(())
+}
+
+pub async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError> {
+    let channel = connect(Service::Forecast, &e.forecast).await?;
+    let f = ForecastServiceClient::new(channel)
+        .get_forecast(fpb::GetForecastRequest {})
+        .await
+        .map_err(|s| Service::Forecast.error(&e.forecast, s))?
+        .into_inner();
+    out.print(
+        || render::forecast_text(&f, out.paint, Timestamp::now()),
+        || render::forecast_json(&f),
+    );
+    Ok(())
+}
+
+async fn relay(e: &Endpoints) -> Result<RelayServiceClient<tonic::transport::Channel>, CliError> {
+    Ok(RelayServiceClient::new(
+        connect(Service::Relay, &e.relay).await?,
+    ))
+}
+
+pub async fn relays(e: &Endpoints, out: Output) -> Result<(), CliError> {
+    let r = relay(e)
+        .await?
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .map_err(|s| Service::Relay.error(&e.relay, s))?
+        .into_inner();
+    out.print(
+        || render::relays_text(&r, out.paint, Timestamp::now()),
+        || render::relays_json(&r),
+    );
+    Ok(())
+}
+
+pub async fn relay_set(
+    e: &Endpoints,
+    channel: u32,
+    state: OnOff,
+    out: Output,
+) -> Result<(), CliError> {
+    let answer = relay(e)
+        .await?
+        .set_relay(rpb::SetRelayRequest {
+            channel,
+            energized: state.is_on(),
+        })
+        .await
+        .map_err(|s| Service::Relay.error(&e.relay, s))?
+        .into_inner();
+    out.print(
+        || {
+            format!(
+                "relay {channel} is {}{}\n",
+                if state.is_on() { "on" } else { "off" },
+                if answer.switched {
+                    ""
+                } else {
+                    " (it already was)"
+                }
+            )
+        },
+        || {
+            json!({
+                "relay": answer.relay.as_ref().map(render::relay_json),
+                "switched": answer.switched,
+            })
+        },
+    );
+    Ok(())
+}
+
+pub async fn override_(e: &Endpoints, args: OverrideArgs, out: Output) -> Result<(), CliError> {
+    let mut client = controller(e).await?;
+    if let Some(OverrideClear::Clear { load }) = args.clear {
+        let cleared = client
+            .clear_override(cpb::ClearOverrideRequest { load: load.clone() })
+            .await
+            .map_err(|s| Service::Controller.error(&e.controller, s))?
+            .into_inner()
+            .cleared;
+        out.print(
+            || {
+                if cleared {
+                    format!("{load}: override cleared; the plan applies again\n")
+                } else {
+                    format!("{load} had no override\n")
+                }
+            },
+            || json!({ "load": load, "cleared": cleared }),
+        );
+        return Ok(());
+    }
+    let (Some(load), Some(state)) = (args.load, args.state) else {
+        return Err(CliError::Usage(
+            "usage: delestage override LOAD on|off --for DURATION, or delestage override clear LOAD".to_owned(),
+        ));
+    };
+    let until = match (args.for_, args.until) {
+        (_, Some(text)) => text.parse::<Timestamp>().map_err(|err| {
+            CliError::Usage(format!(
+                "--until {text:?}: {err} (write e.g. 2026-12-08T20:00:00+01:00)"
+            ))
+        })?,
+        (Some(d), None) => {
+            let d = jiff::SignedDuration::try_from(d)
+                .map_err(|err| CliError::Usage(format!("--for: {err}")))?;
+            Timestamp::now()
+                .checked_add(d)
+                .map_err(|err| CliError::Usage(format!("--for: {err}")))?
+        }
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give --for DURATION or --until TIME".to_owned(),
+            ));
+        }
+    };
+    let o = client
+        .set_override(cpb::SetOverrideRequest {
+            load: load.clone(),
+            powered: state.is_on(),
+            until: Some(prost_types::Timestamp {
+                seconds: until.as_second(),
+                nanos: until.subsec_nanosecond(),
+            }),
+        })
+        .await
+        .map_err(|s| Service::Controller.error(&e.controller, s))?
+        .into_inner()
+        .r#override
+        .unwrap_or_default();
+    out.print(
+        || {
+            format!(
+                "{load}: forced {} until {}\n",
+                if o.powered { "on" } else { "off" },
+                render::time(o.until.as_ref())
+                    .map_or("?".to_owned(), |t| render::local(t, Timestamp::now()))
+            )
+        },
+        || json!({ "override": render::override_json(&o) }),
+    );
+    Ok(())
+}
+
+pub async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Result<(), CliError> {
+    let since = match args.since {
+        Some(d) => {
+            let d = jiff::SignedDuration::try_from(d)
+                .map_err(|err| CliError::Usage(format!("--since: {err}")))?;
+            let t = Timestamp::now()
+                .checked_sub(d)
+                .map_err(|err| CliError::Usage(format!("--since: {err}")))?;
+            Some(prost_types::Timestamp {
+                seconds: t.as_second(),
+                nanos: 0,
+            })
+        }
+        None => None,
+    };
+    let records = controller(e)
+        .await?
+        .get_history(cpb::GetHistoryRequest {
+            load: args.load.unwrap_or_default(),
+            since,
+            limit: args.limit,
+        })
+        .await
+        .map_err(|s| Service::Controller.error(&e.controller, s))?
+        .into_inner()
+        .records;
+    out.print(
+        || render::history_text(&records, out.paint, Timestamp::now()),
+        || json!({ "records": records.iter().map(render::record_json).collect::<Vec<_>>() }),
+    );
+    Ok(())
+}

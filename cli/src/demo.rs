@@ -1,0 +1,249 @@
+//! `delestage demo`: the whole system in one process, on this machine.
+//!
+//! relay-service (simulated board), forecast-service (the bundled RTE
+//! sandbox payload, rebased to today) and controller (the example
+//! configuration in `deploy/controller.toml`: four loads, both shed levels)
+//! are the real services, served on their usual ports; the live view is a
+//! gRPC client of the controller like any other.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cpb::controller_service_client::ControllerServiceClient;
+use delestage_proto::controller::v1 as cpb;
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+
+use crate::args::DemoArgs;
+use crate::connect::{CliError, Service, connect};
+use crate::render::{self, Paint};
+
+/// The bundled forecast: RTE's v5 sandbox body (fixed 2022 data).
+const SANDBOX: &[u8] = include_bytes!("../../forecast-service/payloads/signals-sandbox-v5.json");
+/// The example loads.
+const CONTROLLER_CONFIG: &str = include_str!("../../deploy/controller.toml");
+
+async fn bind(port: u16, what: &str, flag: &str) -> Result<TcpListener, CliError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(addr).await.map_err(|e| {
+        CliError::Demo(format!(
+            "cannot listen on {addr} for the {what}: {e} (is something already running there? move it with {flag} PORT)"
+        ))
+    })
+}
+
+fn mkdir(dir: &Path) -> Result<PathBuf, CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Demo(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir.to_owned())
+}
+
+/// Runs the demo until `stop` resolves (Ctrl-C).
+pub async fn run(
+    args: DemoArgs,
+    paint: Paint,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CliError> {
+    let temp;
+    let state = match &args.state_dir {
+        Some(dir) => mkdir(dir)?,
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("delestage-demo-")
+                .tempdir()
+                .map_err(|e| CliError::Demo(format!("cannot create a temporary directory: {e}")))?;
+            temp.path().to_owned()
+        }
+    };
+
+    // Bind all three first: a busy port is a clear error before anything runs.
+    let relay_listener = bind(args.relay_port, "relay-service", "--relay-port").await?;
+    let forecast_listener = bind(args.forecast_port, "forecast-service", "--forecast-port").await?;
+    let controller_listener = bind(args.controller_port, "controller", "--controller-port").await?;
+
+    let payload = state.join("ecowatt-sandbox.json");
+    std::fs::write(&payload, SANDBOX)
+        .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", payload.display())))?;
+
+    let mut relay = relay_service::config::Settings::new(mkdir(&state.join("relay-service"))?);
+    relay.listen = format!("127.0.0.1:{}", args.relay_port);
+    relay.labels = ["water heater", "EV charger", "heat pump", "pool pump"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(std::iter::repeat_n(String::new(), 4))
+        .collect();
+
+    let mut forecast = forecast_service::config::Settings::with_file(
+        &payload,
+        mkdir(&state.join("forecast-service"))?,
+    );
+    forecast.listen = format!("127.0.0.1:{}", args.forecast_port);
+    forecast.source = forecast_service::config::SourceSettings::File {
+        path: payload.clone(),
+        rebase_to_today: true,
+    };
+
+    let mut controller = controller::config::Settings::from_toml(
+        CONTROLLER_CONFIG,
+        Path::new("deploy/controller.toml"),
+        controller::config::Cli {
+            listen: Some(format!("127.0.0.1:{}", args.controller_port)),
+            state_dir: Some(mkdir(&state.join("controller"))?),
+            ..controller::config::Cli::default()
+        },
+    )
+    .map_err(|e| CliError::Demo(format!("the bundled example configuration: {e}")))?;
+    controller.forecast = format!("http://127.0.0.1:{}", args.forecast_port);
+    for rs in &mut controller.relay_services {
+        rs.endpoint = format!("http://127.0.0.1:{}", args.relay_port);
+    }
+
+    // One stop signal for all three.
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        stopping_tx.send_replace(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let board = relay_service::open_board(&relay)
+        .map_err(|e| CliError::Demo(format!("relay-service: {e}")))?;
+    let relay_task = tokio::spawn(relay_service::serve(
+        relay,
+        board,
+        relay_listener,
+        stopped(stopping.clone()),
+    ));
+    let forecast_task = tokio::spawn(forecast_service::serve(
+        forecast,
+        forecast_listener,
+        stopped(stopping.clone()),
+    ));
+    let controller_task = tokio::spawn(controller::serve(
+        controller,
+        controller_listener,
+        stopped(stopping.clone()),
+    ));
+
+    let ports = (args.relay_port, args.forecast_port, args.controller_port);
+    let intro = intro(ports, &state, args.state_dir.is_none());
+    if args.no_view {
+        eprintln!("{intro}");
+        stopped(stopping.clone()).await;
+    } else {
+        view(ports.2, &intro, paint, stopping.clone()).await?;
+    }
+
+    let mut problems = Vec::new();
+    if let Ok(Err(e)) = controller_task.await {
+        problems.push(format!("controller: {e}"));
+    }
+    if let Ok(Err(e)) = forecast_task.await {
+        problems.push(format!("forecast-service: {e}"));
+    }
+    if let Ok(Err(e)) = relay_task.await {
+        problems.push(format!("relay-service: {e}"));
+    }
+    if problems.is_empty() {
+        println!("demo stopped");
+        Ok(())
+    } else {
+        Err(CliError::Demo(problems.join("; ")))
+    }
+}
+
+fn intro((relay, forecast, controller): (u16, u16, u16), state: &Path, temporary: bool) -> String {
+    let env = if (relay, forecast, controller) == (50051, 50052, 50053) {
+        String::new()
+    } else {
+        format!(
+            "  export DELESTAGE_RELAY=http://127.0.0.1:{relay} DELESTAGE_FORECAST=http://127.0.0.1:{forecast} DELESTAGE_CONTROLLER=http://127.0.0.1:{controller}\n"
+        )
+    };
+    format!(
+        "delestage demo: relay-service (simulated board) on 127.0.0.1:{relay}, forecast-service (RTE sandbox data moved to this week) on 127.0.0.1:{forecast}, controller on 127.0.0.1:{controller}.\n\
+         State in {}{}. Ctrl-C stops everything.\n\n\
+         Try, in another terminal:\n{env}\
+         \x20 cargo run -q -p cli -- plan                      # the plan, hour by hour\n\
+         \x20 cargo run -q -p cli -- forecast                  # the Ecowatt forecast\n\
+         \x20 cargo run -q -p cli -- override heat-pump off --for 1h\n\
+         \x20 cargo run -q -p cli -- relays                    # the simulated board\n\
+         \x20 cargo run -q -p cli -- history\n\
+         \x20 grpcurl -plaintext 127.0.0.1:{controller} delestage.controller.v1.ControllerService/GetStatus\n\
+         \x20 grpcurl -plaintext 127.0.0.1:{forecast} delestage.forecast.v1.ForecastService/GetLevel\n",
+        state.display(),
+        if temporary { " (temporary)" } else { "" },
+    )
+}
+
+/// Redraws the controller's status on every change until the demo stops.
+async fn view(
+    port: u16,
+    intro: &str,
+    paint: Paint,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    let url = format!("http://127.0.0.1:{port}");
+    let channel = connect(Service::Controller, &url).await?;
+    let mut client = ControllerServiceClient::new(channel);
+    let mut events = client
+        .watch_events(cpb::WatchEventsRequest {})
+        .await
+        .map_err(|s| Service::Controller.error(&url, s))?
+        .into_inner();
+    let mut status = cpb::ControllerStatus::default();
+    let mut switches: Vec<String> = Vec::new();
+    loop {
+        let event = tokio::select! {
+            e = events.next() => e,
+            _ = stopping.wait_for(|s| *s) => return Ok(()),
+        };
+        let Some(Ok(event)) = event else {
+            return Ok(());
+        };
+        match event.event {
+            Some(cpb::watch_events_response::Event::Status(s)) => status = s,
+            Some(cpb::watch_events_response::Event::LoadChanged(l)) => {
+                match status.loads.iter_mut().find(|x| x.name == l.name) {
+                    Some(slot) => *slot = l,
+                    None => status.loads.push(l),
+                }
+            }
+            Some(cpb::watch_events_response::Event::Switched(r)) => {
+                let now = Timestamp::now();
+                switches.push(format!(
+                    "{}  {} {}",
+                    render::time(r.at.as_ref()).map_or("?".to_owned(), |t| render::local(t, now)),
+                    r.load,
+                    if r.to_powered { "back on" } else { "cut" },
+                ));
+                if switches.len() > 8 {
+                    switches.remove(0);
+                }
+                // The whole status again, for the level and the relays.
+                if let Ok(s) = client.get_status(cpb::GetStatusRequest {}).await
+                    && let Some(s) = s.into_inner().status
+                {
+                    status = s;
+                }
+            }
+            None => continue,
+        }
+        let body = render::status_text(&status, paint, Timestamp::now());
+        let recent = if switches.is_empty() {
+            String::new()
+        } else {
+            format!("\nRecent switches:\n  {}\n", switches.join("\n  "))
+        };
+        if paint.enabled {
+            // Clear the screen and draw from the top.
+            print!("\x1b[2J\x1b[H{intro}\n{body}{recent}");
+        } else {
+            println!("{body}{recent}");
+        }
+    }
+}
