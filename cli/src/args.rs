@@ -89,7 +89,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Port of the relay-service.
+    /// Port of the relay-service (0: any free port; the same for the others).
     #[arg(long, default_value_t = 50051)]
     pub relay_port: u16,
     /// Port of the forecast-service.
@@ -105,6 +105,10 @@ pub struct DemoArgs {
     /// Do not show the live view; just run until Ctrl-C (logs on stderr).
     #[arg(long)]
     pub no_view: bool,
+    /// Log format [default: text]. RUST_LOG filters (default: warn with the
+    /// live view, info without).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: delestage_runtime::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

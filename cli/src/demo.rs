@@ -64,12 +64,20 @@ pub async fn run(
     let forecast_listener = bind(args.forecast_port, "forecast-service", "--forecast-port").await?;
     let controller_listener = bind(args.controller_port, "controller", "--controller-port").await?;
 
+    // Port 0 means any free port: use what was bound from here on.
+    let port = |l: &TcpListener, asked: u16| l.local_addr().map_or(asked, |a| a.port());
+    let ports = (
+        port(&relay_listener, args.relay_port),
+        port(&forecast_listener, args.forecast_port),
+        port(&controller_listener, args.controller_port),
+    );
+
     let payload = state.join("ecowatt-sandbox.json");
     std::fs::write(&payload, SANDBOX)
         .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", payload.display())))?;
 
     let mut relay = relay_service::config::Settings::new(mkdir(&state.join("relay-service"))?);
-    relay.listen = format!("127.0.0.1:{}", args.relay_port);
+    relay.listen = format!("127.0.0.1:{}", ports.0);
     relay.labels = ["water heater", "EV charger", "heat pump", "pool pump"]
         .iter()
         .map(|s| (*s).to_owned())
@@ -80,7 +88,7 @@ pub async fn run(
         &payload,
         mkdir(&state.join("forecast-service"))?,
     );
-    forecast.listen = format!("127.0.0.1:{}", args.forecast_port);
+    forecast.listen = format!("127.0.0.1:{}", ports.1);
     forecast.source = forecast_service::config::SourceSettings::File {
         path: payload.clone(),
         rebase_to_today: true,
@@ -90,15 +98,15 @@ pub async fn run(
         CONTROLLER_CONFIG,
         Path::new("deploy/controller.toml"),
         controller::config::Cli {
-            listen: Some(format!("127.0.0.1:{}", args.controller_port)),
+            listen: Some(format!("127.0.0.1:{}", ports.2)),
             state_dir: Some(mkdir(&state.join("controller"))?),
             ..controller::config::Cli::default()
         },
     )
     .map_err(|e| CliError::Demo(format!("the bundled example configuration: {e}")))?;
-    controller.forecast = format!("http://127.0.0.1:{}", args.forecast_port);
+    controller.forecast = format!("http://127.0.0.1:{}", ports.1);
     for rs in &mut controller.relay_services {
-        rs.endpoint = format!("http://127.0.0.1:{}", args.relay_port);
+        rs.endpoint = format!("http://127.0.0.1:{}", ports.0);
     }
 
     // One stop signal for all three.
@@ -129,7 +137,6 @@ pub async fn run(
         stopped(stopping.clone()),
     ));
 
-    let ports = (args.relay_port, args.forecast_port, args.controller_port);
     let intro = intro(ports, &state, args.state_dir.is_none());
     if args.no_view {
         eprintln!("{intro}");

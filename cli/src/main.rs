@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::args::{Cli, Command};
-use delestage_runtime::telemetry::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,7 +12,7 @@ async fn main() -> ExitCode {
     // warnings on the terminal (RUST_LOG overrides).
     if let Command::Demo(demo) = &args.command {
         let default = if demo.no_view { "info" } else { "warn" };
-        if let Err(e) = delestage_runtime::telemetry::init_with_default(LogFormat::Text, default) {
+        if let Err(e) = delestage_runtime::telemetry::init_with_default(demo.log_format, default) {
             eprintln!("delestage: {e}");
             return ExitCode::FAILURE;
         }

@@ -111,7 +111,20 @@ impl ServiceProcess {
 
     /// Polls grpc.health.v1 until `service` is SERVING.
     pub async fn wait_serving(&self, service: &str) -> Channel {
-        let channel = self.channel().await;
+        let serving = tokio::time::timeout(BOUND, Self::wait_serving_at(&self.addr, service)).await;
+        match serving {
+            Ok(channel) => channel,
+            Err(_) => panic!("{service} not SERVING; log:\n{}", self.log()),
+        }
+    }
+
+    /// Polls grpc.health.v1 at `addr` until `service` is SERVING.
+    pub async fn wait_serving_at(addr: &str, service: &str) -> Channel {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
         let mut health = HealthClient::new(channel.clone());
         let serving = tokio::time::timeout(BOUND, async {
             loop {
@@ -127,11 +140,7 @@ impl ServiceProcess {
             }
         })
         .await;
-        assert!(
-            serving.is_ok(),
-            "{service} not SERVING; log:\n{}",
-            self.log()
-        );
+        assert!(serving.is_ok(), "{service} at {addr} not SERVING");
         channel
     }
 
@@ -170,6 +179,21 @@ impl ServiceProcess {
         })
         .await;
         found.unwrap_or_else(|_| panic!("no log line with {needle:?}; log:\n{}", self.log()))
+    }
+}
+
+impl ServiceProcess {
+    /// The `addr` of the JSON log line whose message is `message` (for a
+    /// process that serves several services, like `delestage demo`).
+    pub async fn addr_of(&self, message: &str) -> String {
+        let line = self
+            .wait_for_log(&format!("\"message\":\"{message}\""))
+            .await;
+        let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        value["fields"]["addr"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no addr in {line}"))
+            .to_owned()
     }
 }
 

@@ -1,0 +1,174 @@
+//! `delestage` as a user runs it: `delestage demo` as a process, and the
+//! client commands against it, in text and JSON.
+
+use std::process::Output;
+
+use delestage_tests::{BOUND, ServiceProcess, binary};
+use nix::sys::signal::Signal;
+
+struct Demo {
+    process: ServiceProcess,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Demo {
+    async fn start() -> Self {
+        let process = ServiceProcess::start(
+            &binary("delestage"),
+            &[
+                "demo",
+                "--no-view",
+                "--relay-port",
+                "0",
+                "--forecast-port",
+                "0",
+                "--controller-port",
+                "0",
+            ],
+            &[],
+        )
+        .await;
+        let relay = process.addr_of("relay-service listening").await;
+        let forecast = process.addr_of("forecast-service listening").await;
+        let controller = process.addr_of("controller listening").await;
+        for (addr, service) in [
+            (&relay, "delestage.relay.v1.RelayService"),
+            (&forecast, "delestage.forecast.v1.ForecastService"),
+            (&controller, "delestage.controller.v1.ControllerService"),
+        ] {
+            ServiceProcess::wait_serving_at(addr, service).await;
+        }
+        Self {
+            process,
+            env: vec![
+                ("DELESTAGE_RELAY", format!("http://{relay}")),
+                ("DELESTAGE_FORECAST", format!("http://{forecast}")),
+                ("DELESTAGE_CONTROLLER", format!("http://{controller}")),
+            ],
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        tokio::time::timeout(
+            BOUND,
+            tokio::process::Command::new(binary("delestage"))
+                .args(args)
+                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+                .output(),
+        )
+        .await
+        .expect("exits in time")
+        .expect("runs")
+    }
+
+    async fn text(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.text(&all).await).expect("one JSON document")
+    }
+}
+
+#[tokio::test]
+async fn the_demo_runs_and_every_command_answers() {
+    let demo = Demo::start().await;
+
+    // Status: the four example loads, on a usable (rebased) forecast.
+    let deadline = std::time::Instant::now() + BOUND;
+    let status = loop {
+        let status = demo.json(&["status"]).await;
+        let known = status["loads"]
+            .as_array()
+            .is_some_and(|l| l.len() == 4 && l.iter().all(|l| l["powered"].is_boolean()));
+        if known && status["forecast"]["usable"] == true {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = status["loads"]
+        .as_array()
+        .expect("loads")
+        .iter()
+        .map(|l| l["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["water-heater", "ev-charger", "heat-pump", "pool-pump"]
+    );
+    let text = demo.text(&["status"]).await;
+    assert!(
+        text.contains("water-heater") && text.contains("garage:0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour when stdout is not a terminal"
+    );
+
+    let plan = demo.json(&["plan"]).await;
+    assert_eq!(plan["loads"].as_array().map(Vec::len), Some(4));
+    let one = demo.text(&["plan", "heat-pump"]).await;
+    assert!(
+        one.contains("heat-pump") && !one.contains("pool-pump"),
+        "{one}"
+    );
+    let forecast = demo.json(&["forecast"]).await;
+    assert_eq!(forecast["source"], "file");
+    assert_eq!(forecast["days"].as_array().map(Vec::len), Some(4));
+    let relays = demo.json(&["relays"]).await;
+    assert_eq!(relays["relays"][0]["label"], "water heater");
+
+    // Override, history, clear.
+    let set = demo
+        .json(&["override", "heat-pump", "off", "--for", "1h"])
+        .await;
+    assert_eq!(set["override"]["powered"], false);
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let history = demo.json(&["history", "--load", "heat-pump"]).await;
+        if history["records"][0]["reason"] == "override" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{history}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let cleared = demo.json(&["override", "clear", "heat-pump"]).await;
+    assert_eq!(cleared["cleared"], true);
+
+    // Errors say what is wrong.
+    let out = demo.run(&["override", "sauna", "on", "--for", "1h"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controller") && stderr.contains("sauna"),
+        "{stderr}"
+    );
+    let out = demo.run(&["relay", "set", "9", "on"]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0..=7"));
+    let out = demo
+        .run(&["--controller", "http://127.0.0.1:1", "status"])
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the controller at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+
+    // Ctrl-C stops everything cleanly.
+    let log = demo.process.log();
+    assert!(
+        demo.process.stop_with(Signal::SIGINT).await.success(),
+        "{log}"
+    );
+}
