@@ -49,6 +49,10 @@ pub struct Cli {
     /// Log format [default: text]. RUST_LOG filters (default: info).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +62,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     forecast: Option<String>,
     log_format: Option<LogFormat>,
+    metrics: Option<String>,
     #[serde(default)]
     relays: BTreeMap<String, RelayServiceConfig>,
     #[serde(default)]
@@ -139,6 +144,8 @@ pub struct Settings {
     pub restore_stagger: Duration,
     pub forecast_max_age: Duration,
     pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics; `None`: not at all.
+    pub metrics: Option<String>,
     /// The config file, for messages.
     pub config_path: PathBuf,
 }
@@ -285,6 +292,7 @@ impl Settings {
             restore_stagger,
             forecast_max_age,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            metrics: cli.metrics.or(file.metrics),
             config_path: path.to_owned(),
         })
     }

@@ -21,6 +21,9 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::resolve(Cli::parse())?;
     delestage_runtime::telemetry::init(settings.log_format)?;
+    if let Some(addr) = &settings.metrics {
+        delestage_runtime::metrics::serve(addr).await?;
+    }
     let shutdown = delestage_runtime::shutdown::signal()?;
     controller::run(settings, shutdown).await?;
     Ok(())

@@ -564,6 +564,12 @@ impl Controller {
                     level = level_name(record.level),
                     "switched"
                 );
+                metrics::counter!(
+                    "controller_switches_total",
+                    "load" => record.load.clone(),
+                    "to" => if record.to_powered { "on" } else { "off" }
+                )
+                .increment(1);
                 if let Err(e) = inner.store.record(record.clone()) {
                     tracing::error!(error = %e, "cannot record the switch in the history");
                 }
@@ -579,6 +585,8 @@ impl Controller {
                         .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(10)))
                         .min(RETRY_MAX)
                 });
+                metrics::counter!("controller_reconcile_errors_total", "load" => action.load.name.clone())
+                    .increment(1);
                 tracing::warn!(
                     load = %action.load.name,
                     relay = %action.load.relay,
@@ -650,7 +658,7 @@ impl Controller {
         } else {
             SignalLevel::Unspecified
         };
-        let relay_services = self
+        let relay_services: Vec<RelayServiceStatus> = self
             .relays
             .iter()
             .zip(&relays)
@@ -662,6 +670,7 @@ impl Controller {
                 error: seen.problem.clone(),
             })
             .collect();
+        record_gauges(level, &forecast_status, &loads, &relay_services);
         let status = Status {
             at: now,
             level,
@@ -686,6 +695,28 @@ impl Controller {
             }
         }
         self.status.send_replace(Arc::new(status));
+    }
+}
+
+/// The figures a dashboard wants at a glance.
+fn record_gauges(
+    level: SignalLevel,
+    forecast: &ForecastStatus,
+    loads: &[LoadStatus],
+    relay_services: &[RelayServiceStatus],
+) {
+    metrics::gauge!("controller_level").set(f64::from(level as i32));
+    metrics::gauge!("controller_forecast_usable").set(f64::from(u8::from(forecast.usable)));
+    let cut = loads.iter().filter(|l| l.powered == Some(false)).count();
+    metrics::gauge!("controller_loads_cut").set(cut as f64);
+    let mismatched = loads
+        .iter()
+        .filter(|l| l.powered.is_some_and(|p| p != l.desired))
+        .count();
+    metrics::gauge!("controller_loads_not_as_planned").set(mismatched as f64);
+    for r in relay_services {
+        metrics::gauge!("controller_relay_service_reachable", "relay_service" => r.name.clone())
+            .set(f64::from(u8::from(r.reachable)));
     }
 }
 

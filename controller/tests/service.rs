@@ -135,6 +135,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         restore_stagger: Duration::ZERO,
         forecast_max_age: Duration::from_secs(6 * 3600),
         log_format: LogFormat::Text,
+        metrics: None,
         config_path: PathBuf::from("test.toml"),
     }
 }

@@ -42,7 +42,7 @@ const PRODUCTION_HOST: &str = "digital.iservices.rte-france.com";
 /// Every option can also be set in the --config file, under the same name
 /// with underscores (source, file, rebase_to_today, ecowatt_url, sandbox,
 /// client_id_file, client_secret_file, refresh_interval, max_age,
-/// request_timeout, listen, state_dir, log_format). Flags win.
+/// request_timeout, listen, state_dir, log_format, metrics). Flags win.
 #[derive(Debug, Default, Parser)]
 #[command(name = "forecast-service", version, about, long_about)]
 pub struct Cli {
@@ -109,6 +109,10 @@ pub struct Cli {
     /// Log format [default: text]. RUST_LOG filters (default: info).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -137,6 +141,7 @@ pub struct FileConfig {
     pub max_age: Option<String>,
     pub request_timeout: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub metrics: Option<String>,
 }
 
 /// The resolved settings the service runs with.
@@ -147,6 +152,8 @@ pub struct Settings {
     pub source: SourceSettings,
     pub max_age: Duration,
     pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics; `None`: not at all.
+    pub metrics: Option<String>,
     /// Settings that were accepted but ignored, for `main` to log.
     pub warnings: Vec<String>,
 }
@@ -182,6 +189,7 @@ impl Settings {
             },
             max_age: DEFAULT_MAX_AGE,
             log_format: LogFormat::Text,
+            metrics: None,
             warnings: Vec::new(),
         }
     }
@@ -385,6 +393,7 @@ impl Settings {
             source,
             max_age,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            metrics: cli.metrics.or(file.metrics),
             warnings,
         })
     }

@@ -115,6 +115,11 @@ pub async fn serve(
         "forecast-service listening"
     );
 
+    let gauges = tokio::spawn(refresh::report_gauges(
+        current_rx.clone(),
+        settings.max_age,
+        closing_rx.clone(),
+    ));
     let routes = tonic::service::Routes::new(
         ForecastApi::new(current_rx, settings.max_age, closing_rx).into_server(),
     );
@@ -130,6 +135,7 @@ pub async fn serve(
         refresh_task.abort();
     }
     let _ = refresh_task.await;
+    gauges.abort();
     served?;
     tracing::info!("forecast-service stopped");
     Ok(())

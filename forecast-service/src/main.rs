@@ -23,6 +23,9 @@ async fn run() -> anyhow::Result<()> {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    if let Some(addr) = &settings.metrics {
+        delestage_runtime::metrics::serve(addr).await?;
+    }
     let shutdown = delestage_runtime::shutdown::signal()?;
     forecast_service::run(settings, shutdown).await?;
     Ok(())

@@ -110,6 +110,34 @@ fn publish(current: &watch::Sender<Current>, published: Published) {
     });
 }
 
+/// Keeps the forecast gauges current until `closing`: the age of the
+/// forecast (`forecast_age_seconds`), whether it is stale, and the level of
+/// the current hour (`forecast_level`: 0 unknown, 1 carbon-free .. 4 red).
+pub async fn report_gauges(
+    current: watch::Receiver<Current>,
+    max_age: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        let Some(p) = current.borrow().published.clone() else {
+            continue;
+        };
+        let now = Timestamp::now();
+        let age = now.duration_since(p.fetched_at).as_secs_f64().max(0.0);
+        metrics::gauge!("forecast_age_seconds").set(age);
+        metrics::gauge!("forecast_stale").set(f64::from(u8::from(p.is_stale(now, max_age))));
+        let level = p.forecast.hour_at(now).map_or(0, |h| {
+            delestage_proto::forecast::v1::SignalLevel::from(h.level) as i32
+        });
+        metrics::gauge!("forecast_level").set(f64::from(level));
+    }
+}
+
 /// How the RTE refresh task is set up.
 pub struct RteRefresh {
     pub client: RteClient,

@@ -150,9 +150,12 @@ impl RteClient {
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| Error::Unreachable {
-                url: url.clone(),
-                reason: with_causes(&e),
+            .map_err(|e| {
+                record_call("signals", "error", started);
+                Error::Unreachable {
+                    url: url.clone(),
+                    reason: with_causes(&e),
+                }
             })?;
         let status = response.status();
         let retry_after = response
@@ -169,6 +172,7 @@ impl RteClient {
             bytes = body.len(),
             "RTE signals call"
         );
+        record_call("signals", &status.as_u16().to_string(), started);
         if status == StatusCode::OK {
             return Ok(Answer::Ok(body));
         }
@@ -219,7 +223,10 @@ impl RteClient {
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
-            .map_err(|e| token_error(with_causes(&e)))?;
+            .map_err(|e| {
+                record_call("token", "error", asked_at);
+                token_error(with_causes(&e))
+            })?;
         let status = response.status();
         let body = read_limited(response, &url).await?;
         tracing::info!(
@@ -228,6 +235,7 @@ impl RteClient {
             duration_ms = asked_at.elapsed().as_millis() as u64,
             "RTE token call"
         );
+        record_call("token", &status.as_u16().to_string(), asked_at);
         if !status.is_success() {
             let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
                 " (check ECOWATT_CLIENT_ID / ECOWATT_CLIENT_SECRET or the credential files, and that the key is for Ecowatt v5)"
@@ -259,6 +267,14 @@ impl RteClient {
             renew_at: asked_at + (lifetime - margin),
         })
     }
+}
+
+/// `ecowatt_requests_total{endpoint, status}` and its latency.
+fn record_call(endpoint: &'static str, status: &str, started: Instant) {
+    metrics::counter!("ecowatt_requests_total", "endpoint" => endpoint, "status" => status.to_owned())
+        .increment(1);
+    metrics::histogram!("ecowatt_request_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
 }
 
 enum Answer {

@@ -118,6 +118,7 @@ impl RelayBank {
         let mut status = self.board.status();
         let first = *status.borrow_and_update();
         self.on_board_status(first).await;
+        metrics::gauge!("relay_board_attached").set(f64::from(u8::from(first.attached)));
         // Persist at once, so that a first start leaves a state file behind
         // and an unwritable state dir shows up now, not on the first switch.
         self.state_file.save(&self.inner.lock().await.states)?;
@@ -190,6 +191,8 @@ impl RelayBank {
                 allowed_at: SystemTime::now() + refusal.retry_after,
             };
             tracing::warn!(channel, energized, reason = %err, "switch refused");
+            metrics::counter!("relay_wear_refusals_total", "channel" => channel.to_string())
+                .increment(1);
             return Err(err);
         }
 
@@ -205,6 +208,9 @@ impl RelayBank {
         };
         let relay = self.relay(&mut inner, ch, now);
         tracing::info!(channel, energized, label = %relay.label, "relay switched");
+        metrics::counter!("relay_switches_total", "channel" => channel.to_string()).increment(1);
+        metrics::gauge!("relay_energized", "channel" => channel.to_string())
+            .set(f64::from(u8::from(energized)));
         // No subscriber is not an error.
         let _ = self.changes.send(Change::Relay {
             at,
@@ -259,6 +265,7 @@ impl RelayBank {
             tracing::warn!(board = %info.description, "board detached; relays cannot be switched until it is back");
         }
         inner.board = status;
+        metrics::gauge!("relay_board_attached").set(f64::from(u8::from(status.attached)));
         let _ = self.changes.send(Change::Board {
             at: SystemTime::now(),
             board: info,

@@ -23,7 +23,7 @@ pub const MAX_SIM_CHANNELS: u32 = 256;
 ///
 /// Every option can also be set in the --config file, under the same name
 /// with underscores (listen, board, state_dir, serial, channels, on_start,
-/// max_switches_per_minute, log_format) plus a `[labels]` table
+/// max_switches_per_minute, log_format, metrics) plus a `[labels]` table
 /// (channel number = "label"). Flags win over the file.
 #[derive(Debug, Default, Parser)]
 #[command(name = "relay-service", version, about, long_about)]
@@ -68,6 +68,10 @@ pub struct Cli {
     /// Log format [default: text]. RUST_LOG filters (default: info).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -102,6 +106,7 @@ pub struct FileConfig {
     pub on_start: Option<OnStart>,
     pub max_switches_per_minute: Option<u32>,
     pub log_format: Option<LogFormat>,
+    pub metrics: Option<String>,
     /// Channel number (as a TOML key) -> label.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -118,6 +123,8 @@ pub struct Settings {
     pub on_start: OnStart,
     pub max_switches_per_minute: u32,
     pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics; `None`: not at all.
+    pub metrics: Option<String>,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
     /// Settings that were accepted but ignored, for `main` to log once
@@ -137,6 +144,7 @@ impl Settings {
             on_start: OnStart::Restore,
             max_switches_per_minute: MAX_SWITCHES_PER_MINUTE,
             log_format: LogFormat::Text,
+            metrics: None,
             labels: Vec::new(),
             warnings: Vec::new(),
         }
@@ -251,6 +259,7 @@ impl Settings {
             on_start: cli.on_start.or(file.on_start).unwrap_or_default(),
             max_switches_per_minute,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            metrics: cli.metrics.or(file.metrics),
             labels,
             warnings,
         })

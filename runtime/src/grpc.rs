@@ -61,6 +61,7 @@ pub async fn serve(
     // algorithm meets the peer's delayed ACK and answers wait ~40 ms.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(crate::metrics::RpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod files;
 pub mod grpc;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -46,4 +47,6 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
     #[error("cannot set up logging: {0}")]
     Telemetry(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }

@@ -197,6 +197,39 @@ impl ServiceProcess {
     }
 }
 
+impl ServiceProcess {
+    /// Where it serves `/metrics` (started with `--metrics 127.0.0.1:0`).
+    pub async fn metrics_addr(&self) -> String {
+        self.addr_of("serving Prometheus metrics at /metrics").await
+    }
+}
+
+/// GET /metrics with a plain HTTP/1.1 request, as Prometheus sends it;
+/// returns the whole response.
+pub async fn scrape_metrics(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to /metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response");
+        response
+    };
+    let response = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("scraped in time");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
 /// Runs grpcurl (`$GRPCURL`, set by scripts/test, or `grpcurl` on the PATH)
 /// and returns its stdout; panics with its stderr if it fails.
 pub async fn grpcurl(args: &[&str]) -> String {

@@ -129,6 +129,8 @@ async fn three_processes_shed_on_red_and_answer_grpcurl() {
             "127.0.0.1:0",
             "--config",
             config_path.to_str().expect("utf-8"),
+            "--metrics",
+            "127.0.0.1:0",
         ],
         &[],
     )
@@ -159,6 +161,17 @@ async fn three_processes_shed_on_red_and_answer_grpcurl() {
             .iter()
             .all(|l| l.powered == Some(false) && !l.desired)
     );
+
+    let metrics = delestage_tests::scrape_metrics(&controller.metrics_addr().await).await;
+    for needle in [
+        "controller_loads_cut 2",
+        "controller_level 4",
+        "controller_forecast_usable 1",
+        r#"controller_relay_service_reachable{relay_service="garage"} 1"#,
+        r#"controller_switches_total{load="water-heater",to="off"} 1"#,
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in:\n{metrics}");
+    }
 
     let addr = controller.addr.clone();
     let text = grpcurl(&["-plaintext", &addr, &format!("{CONTROLLER}/GetStatus")]).await;

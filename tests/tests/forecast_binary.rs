@@ -19,21 +19,27 @@ const SANDBOX_FILE: &str = concat!(
 const ID: &str = "e2e-client-id-7f3a";
 const SECRET: &str = "e2e-client-secret-91bd22";
 
-async fn start_rte(standin: &EcowattStandin, state: &std::path::Path) -> (ServiceProcess, Channel) {
+async fn start_rte(
+    standin: &EcowattStandin,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (ServiceProcess, Channel) {
     let url = standin.base_url();
     let state = state.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state,
+        "--ecowatt-url",
+        &url,
+        "--refresh-interval",
+        "1h",
+    ];
+    args.extend_from_slice(extra);
     let svc = ServiceProcess::start(
         &binary("forecast-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            state,
-            "--ecowatt-url",
-            &url,
-            "--refresh-interval",
-            "1h",
-        ],
+        &args,
         &[("ECOWATT_CLIENT_ID", ID), ("ECOWATT_CLIENT_SECRET", SECRET)],
     )
     .await;
@@ -68,9 +74,17 @@ async fn fetches_logs_each_call_keeps_secrets_and_restarts_from_its_cache() {
     )
     .await;
     let state = tempfile::tempdir().expect("tempdir");
-    let (svc, channel) = start_rte(&standin, state.path()).await;
+    let (svc, channel) = start_rte(&standin, state.path(), &["--metrics", "127.0.0.1:0"]).await;
     let f = forecast_when_ready(&channel).await;
     assert_eq!(f.hours.len(), 96);
+    let metrics = delestage_tests::scrape_metrics(&svc.metrics_addr().await).await;
+    for needle in [
+        r#"ecowatt_requests_total{endpoint="token",status="200"} 1"#,
+        r#"ecowatt_requests_total{endpoint="signals",status="200"} 1"#,
+        "ecowatt_request_seconds_bucket{endpoint=\"signals\"",
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in:\n{metrics}");
+    }
 
     // One line per RTE call, with its status and duration.
     let call = svc.wait_for_log("RTE signals call").await;
@@ -82,7 +96,7 @@ async fn fetches_logs_each_call_keeps_secrets_and_restarts_from_its_cache() {
     assert!(svc.stop_with(Signal::SIGTERM).await.success());
 
     // A restart serves the cache and postpones the next call.
-    let (svc, channel) = start_rte(&standin, state.path()).await;
+    let (svc, channel) = start_rte(&standin, state.path(), &[]).await;
     svc.wait_for_log("serving the cached forecast").await;
     svc.wait_for_log("next RTE call postponed").await;
     let again = forecast_when_ready(&channel).await;

@@ -317,3 +317,32 @@ mod grpcurl {
         assert!(svc.stop_with(Signal::SIGTERM).await.success());
     }
 }
+
+#[tokio::test]
+async fn serves_prometheus_metrics_when_asked() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (svc, channel) = start(state.path(), &["--metrics", "127.0.0.1:0"]).await;
+    let metrics_addr = svc.metrics_addr().await;
+
+    set(&channel, 2, true).await;
+    let err = RelayServiceClient::new(channel.clone())
+        .set_relay(pb::SetRelayRequest {
+            channel: 99,
+            energized: true,
+        })
+        .await
+        .expect_err("out of range");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let text = delestage_tests::scrape_metrics(&metrics_addr).await;
+    for needle in [
+        r#"grpc_server_handled_total{method="/delestage.relay.v1.RelayService/SetRelay",code="OK"} 1"#,
+        r#"grpc_server_handled_total{method="/delestage.relay.v1.RelayService/SetRelay",code="INVALID_ARGUMENT"} 1"#,
+        "grpc_server_handling_seconds_bucket{method=\"/delestage.relay.v1.RelayService/SetRelay\"",
+        r#"relay_switches_total{channel="2"} 1"#,
+        "relay_board_attached 1",
+    ] {
+        assert!(text.contains(needle), "no {needle} in:\n{text}");
+    }
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+}
