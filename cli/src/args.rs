@@ -85,6 +85,15 @@ pub enum Command {
     Override(OverrideArgs),
     /// Every switch the controller made, newest first.
     History(HistoryArgs),
+    /// Ask a service's grpc.health.v1 whether it is SERVING: exit 0 if so,
+    /// 1 if not (for container health checks).
+    Health {
+        /// The service's URL, e.g. http://127.0.0.1:50051.
+        url: String,
+        /// The gRPC service to ask about [default: the whole server].
+        #[arg(long, default_value = "")]
+        service: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -258,3 +258,26 @@ pub async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Result<()
     );
     Ok(())
 }
+
+pub async fn health(url: &str, service: &str, out: Output) -> Result<(), CliError> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = connect(Service::Any, url).await?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|s| Service::Any.error(url, s))?
+        .into_inner();
+    let status = answer.status();
+    out.print(
+        || format!("{}\n", status.as_str_name()),
+        || json!({ "url": url, "service": service, "status": status.as_str_name() }),
+    );
+    if status == ServingStatus::Serving {
+        Ok(())
+    } else {
+        Err(CliError::NotServing(status.as_str_name().to_owned()))
+    }
+}

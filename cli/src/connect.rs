@@ -23,6 +23,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("not serving: {0}")]
+    NotServing(String),
     #[error("{0}")]
     Demo(String),
 }
@@ -33,6 +35,8 @@ pub enum Service {
     Controller,
     Forecast,
     Relay,
+    /// Whichever service is at a URL given on the command line.
+    Any,
 }
 
 impl Service {
@@ -41,6 +45,7 @@ impl Service {
             Service::Controller => "controller",
             Service::Forecast => "forecast-service",
             Service::Relay => "relay-service",
+            Service::Any => "service",
         }
     }
 
@@ -49,6 +54,7 @@ impl Service {
             Service::Controller => "--controller or DELESTAGE_CONTROLLER",
             Service::Forecast => "--forecast or DELESTAGE_FORECAST",
             Service::Relay => "--relay or DELESTAGE_RELAY",
+            Service::Any => "the URL",
         }
     }
 

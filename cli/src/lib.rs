@@ -40,5 +40,6 @@ pub async fn run(
         } => commands::relay_set(e, channel, state, out).await,
         Command::Override(args) => commands::override_(e, args, out).await,
         Command::History(args) => commands::history(e, args, out).await,
+        Command::Health { url, service } => commands::health(&url, &service, out).await,
     }
 }

@@ -412,6 +412,28 @@ forecast_max_age = "6h"
     }
 
     #[test]
+    fn the_compose_and_kubernetes_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let compose = root.join("deploy/docker/controller.compose.toml");
+        let text = std::fs::read_to_string(&compose).expect("read");
+        let s =
+            Settings::from_toml(&text, &compose, Cli::default()).expect("compose config is valid");
+        assert_eq!(s.relay_services[0].endpoint, "http://relay:50051");
+
+        // The ConfigMap's controller.toml, un-indented.
+        let k8s = std::fs::read_to_string(root.join("deploy/k8s/delestage.yaml")).expect("read");
+        let start = k8s.find("  controller.toml: |\n").expect("the ConfigMap")
+            + "  controller.toml: |\n".len();
+        let block: String = k8s[start..]
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        Settings::from_toml(&block, Path::new("k8s ConfigMap"), Cli::default())
+            .expect("k8s config is valid");
+    }
+
+    #[test]
     fn errors_name_the_file_the_key_and_the_problem() {
         let cases = [
             (

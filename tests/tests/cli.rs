@@ -145,6 +145,18 @@ async fn the_demo_runs_and_every_command_answers() {
     let cleared = demo.json(&["override", "clear", "heat-pump"]).await;
     assert_eq!(cleared["cleared"], true);
 
+    // Health, for container probes.
+    let relay_url = demo.env[0].1.clone();
+    let health = demo
+        .text(&[
+            "health",
+            &relay_url,
+            "--service",
+            "delestage.relay.v1.RelayService",
+        ])
+        .await;
+    assert_eq!(health.trim(), "SERVING");
+
     // Errors say what is wrong.
     let out = demo.run(&["override", "sauna", "on", "--for", "1h"]).await;
     assert!(!out.status.success());
