@@ -109,8 +109,10 @@ pub async fn run(
         rs.endpoint = format!("http://127.0.0.1:{}", ports.0);
     }
 
-    // One stop signal for all three.
+    // On Ctrl-C the controller stops first, then the services it uses, so
+    // that it never sees them go away (and says nothing alarming).
     let (stopping_tx, stopping) = watch::channel(false);
+    let (rest_tx, rest) = watch::channel(false);
     tokio::spawn(async move {
         stop.await;
         stopping_tx.send_replace(true);
@@ -124,12 +126,12 @@ pub async fn run(
         relay,
         board,
         relay_listener,
-        stopped(stopping.clone()),
+        stopped(rest.clone()),
     ));
     let forecast_task = tokio::spawn(forecast_service::serve(
         forecast,
         forecast_listener,
-        stopped(stopping.clone()),
+        stopped(rest.clone()),
     ));
     let controller_task = tokio::spawn(controller::serve(
         controller,
@@ -149,6 +151,7 @@ pub async fn run(
     if let Ok(Err(e)) = controller_task.await {
         problems.push(format!("controller: {e}"));
     }
+    rest_tx.send_replace(true);
     if let Ok(Err(e)) = forecast_task.await {
         problems.push(format!("forecast-service: {e}"));
     }
