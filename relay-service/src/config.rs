@@ -72,6 +72,10 @@ pub struct Cli {
     /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+
+    /// For the load generator only: no wear guard. Refused with a real board.
+    #[arg(long, hide = true)]
+    pub benchmark_without_wear_guard: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -223,6 +227,21 @@ impl Settings {
                 )
             )));
         }
+
+        let max_switches_per_minute = if cli.benchmark_without_wear_guard {
+            if board != BoardChoice::Sim {
+                return Err(Error::Config(
+                    "--benchmark-without-wear-guard: only with the simulated board; real relays keep their wear guard"
+                        .to_owned(),
+                ));
+            }
+            warnings.push(
+                "--benchmark-without-wear-guard: the wear guard is OFF (simulated board, for benchmarks)".to_owned(),
+            );
+            0
+        } else {
+            max_switches_per_minute
+        };
 
         let mut labels = vec![String::new(); channels as usize];
         for (key, label) in file.labels {

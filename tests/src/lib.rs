@@ -100,6 +100,11 @@ impl ServiceProcess {
         Self { child, addr, log }
     }
 
+    /// Its process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// A gRPC channel to it.
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr))

@@ -1,0 +1,358 @@
+//! `loadgen`: delestage's load generator.
+//!
+//! In one run, on this machine, over loopback: starts relay-service
+//! (simulated board, wear guard lifted), forecast-service (the bundled
+//! payload) and a bare tonic service built for the comparison, as separate
+//! processes; drives GetRelays, GetLevel and SetRelay at them with the same
+//! client and concurrency; then measures the controller's reaction time,
+//! each service's memory and its time from start to SERVING. Prints a table
+//! and, last, `ratio GetRelays=X.XX GetLevel=X.XX` (ours / bare throughput).
+//!
+//! Run it with `scripts/bench` (it builds the release binaries first).
+
+mod bare;
+mod load;
+mod procs;
+mod reaction;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use delestage_proto::forecast::v1 as fpb;
+use delestage_proto::relay::v1 as rpb;
+use fpb::forecast_service_client::ForecastServiceClient;
+use rpb::relay_service_client::RelayServiceClient;
+use tonic::transport::Channel;
+
+use crate::load::{LoadResult, LoadSpec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    about = "delestage's load generator: our services beside a bare tonic service"
+)]
+struct Args {
+    /// Requests per RPC measured (after a warm-up of a tenth as many).
+    #[arg(long, default_value_t = 50_000)]
+    requests: u64,
+    /// Concurrent requests (HTTP/2 streams on one connection).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Upper bound on each RPC's run.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_time: Duration,
+    /// Forecast changes to time the controller's reaction on.
+    #[arg(long, default_value_t = 40)]
+    reaction_samples: usize,
+    /// Starts of each service to time.
+    #[arg(long, default_value_t = 5)]
+    startup_runs: usize,
+    /// A quick run (a few hundred requests), to check the tool works.
+    #[arg(long)]
+    smoke: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the bare baseline (started by the load generator itself).
+    #[command(hide = true)]
+    ServeBare {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Accepted for the process helper; the baseline does not log.
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if let Some(Command::ServeBare { listen, .. }) = &args.command {
+        return bare::serve(listen).await;
+    }
+    if args.smoke {
+        args.requests = args.requests.min(300);
+        args.reaction_samples = args.reaction_samples.min(2);
+        args.startup_runs = args.startup_runs.min(1);
+        args.max_time = args.max_time.min(Duration::from_secs(10));
+    }
+    run(args).await
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = procs::bin_dir()?;
+    let state = tempfile::tempdir()?;
+    let relay_state = state.path().join("relay").to_string_lossy().into_owned();
+    let payload = format!(
+        "{}/../forecast-service/payloads/signals-sandbox-v5.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let forecast_state = state.path().join("forecast").to_string_lossy().into_owned();
+
+    println!(
+        "delestage loadgen: {} requests per RPC, {} concurrent streams, loopback; {} cores",
+        args.requests,
+        args.concurrency,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Start-up: spawn to SERVING, several times each.
+    let relay_bin = procs::binary(&dir, "relay-service")?;
+    let forecast_bin = procs::binary(&dir, "forecast-service")?;
+    let relay_args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        relay_state.as_str(),
+        "--benchmark-without-wear-guard",
+    ];
+    let forecast_args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        forecast_state.as_str(),
+        "--file",
+        payload.as_str(),
+        "--rebase-to-today",
+    ];
+    let mut relay_starts = Vec::new();
+    let mut forecast_starts = Vec::new();
+    for _ in 0..args.startup_runs.saturating_sub(1) {
+        let (p, t) = procs::start(&relay_bin, &relay_args, &[], RELAY).await;
+        relay_starts.push(t);
+        procs::stop(p).await;
+        let (p, t) = procs::start(&forecast_bin, &forecast_args, &[], FORECAST).await;
+        forecast_starts.push(t);
+        procs::stop(p).await;
+    }
+    let (relay, t) = procs::start(&relay_bin, &relay_args, &[], RELAY).await;
+    relay_starts.push(t);
+    let (forecast, t) = procs::start(&forecast_bin, &forecast_args, &[], FORECAST).await;
+    forecast_starts.push(t);
+    let self_bin = std::env::current_exe()?;
+    let (bare, _) = procs::start(
+        &self_bin,
+        &["serve-bare", "--listen", "127.0.0.1:0"],
+        &[],
+        "",
+    )
+    .await;
+    let relay_idle = procs::memory(&relay);
+    let forecast_idle = procs::memory(&forecast);
+
+    let spec = LoadSpec {
+        concurrency: args.concurrency,
+        requests: args.requests,
+        max_time: args.max_time,
+    };
+    let ours_relay = relay.channel().await;
+    let ours_forecast = forecast.channel().await;
+    let bare_channel = bare.channel().await;
+
+    let get_relays = |channel: Channel| {
+        move |_task: usize, _n: u64| {
+            let mut client = RelayServiceClient::new(channel.clone());
+            async move {
+                client
+                    .get_relays(rpb::GetRelaysRequest {})
+                    .await
+                    .map(drop)
+                    .map_err(|s| s.to_string())
+            }
+        }
+    };
+    let get_level = |channel: Channel| {
+        move |_task: usize, _n: u64| {
+            let mut client = ForecastServiceClient::new(channel.clone());
+            async move {
+                client
+                    .get_level(fpb::GetLevelRequest { at: None })
+                    .await
+                    .map(drop)
+                    .map_err(|s| s.to_string())
+            }
+        }
+    };
+    // Each task toggles a relay of its own (8 channels), so every call
+    // really switches and persists.
+    let set_relay = |channel: Channel| {
+        move |task: usize, n: u64| {
+            let mut client = RelayServiceClient::new(channel.clone());
+            async move {
+                client
+                    .set_relay(rpb::SetRelayRequest {
+                        channel: (task % 8) as u32,
+                        energized: n.is_multiple_of(2),
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(|s| s.to_string())
+            }
+        }
+    };
+
+    let mut rows = Vec::new();
+    for (rpc, ours, base) in [
+        ("GetRelays", Which::GetRelays, Which::GetRelays),
+        ("GetLevel", Which::GetLevel, Which::GetLevel),
+        ("SetRelay", Which::SetRelay, Which::SetRelay),
+    ] {
+        let measure = |which: Which, channel: Channel| {
+            async move {
+                let warm = LoadSpec {
+                    requests: (spec.requests / 10).max(1),
+                    ..spec
+                };
+                match which {
+                    Which::GetRelays => {
+                        load::run(warm, get_relays(channel.clone())).await;
+                        load::run(spec, get_relays(channel)).await
+                    }
+                    Which::GetLevel => {
+                        load::run(warm, get_level(channel.clone())).await;
+                        load::run(spec, get_level(channel)).await
+                    }
+                    Which::SetRelay => {
+                        load::run(warm, set_relay(channel.clone())).await;
+                        load::run(spec, set_relay(channel)).await
+                    }
+                }
+            }
+        };
+        let ours_channel = match ours {
+            Which::GetLevel => ours_forecast.clone(),
+            _ => ours_relay.clone(),
+        };
+        let b = measure(base, bare_channel.clone()).await;
+        let o = measure(ours, ours_channel).await;
+        rows.push((rpc, o, b));
+    }
+    let relay_loaded = procs::memory(&relay);
+    let forecast_loaded = procs::memory(&forecast);
+    procs::stop(bare).await;
+    procs::stop(relay).await;
+    procs::stop(forecast).await;
+
+    let reaction = reaction::measure(&dir, args.reaction_samples).await?;
+
+    // ---- report ----
+    println!();
+    println!(
+        "{:<10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7}   {:>10} {:>9} {:>9} {:>9}",
+        "RPC",
+        "ours req/s",
+        "errors",
+        "p50",
+        "p99",
+        "p99.9",
+        "ratio",
+        "bare req/s",
+        "p50",
+        "p99",
+        "p99.9"
+    );
+    for (rpc, o, b) in &rows {
+        println!(
+            "{:<10} {:>10.0} {:>10} {:>9} {:>9} {:>9} {:>7.2}   {:>10.0} {:>9} {:>9} {:>9}",
+            rpc,
+            o.rps(),
+            o.errors,
+            us(o.quantile_us(0.5)),
+            us(o.quantile_us(0.99)),
+            us(o.quantile_us(0.999)),
+            o.rps() / b.rps().max(1e-9),
+            b.rps(),
+            us(b.quantile_us(0.5)),
+            us(b.quantile_us(0.99)),
+            us(b.quantile_us(0.999)),
+        );
+        if let Some(e) = &o.first_error {
+            println!("  first error from ours: {e}");
+        }
+    }
+    if let Some((_, o, b)) = rows.iter().find(|(rpc, _, _)| *rpc == "SetRelay") {
+        let added = o.quantile_us(0.5).saturating_sub(b.quantile_us(0.5));
+        println!(
+            "SetRelay adds {} at p50 over the bare service ({} at p99), to a relay that takes 18 ms to switch",
+            us(added),
+            us(o.quantile_us(0.99).saturating_sub(b.quantile_us(0.99)))
+        );
+    }
+    println!();
+    println!(
+        "controller reaction (forecast pushed -> relay switched, {} samples): p50 {} p99 {} max {}",
+        reaction.latency.len(),
+        us(reaction.latency.value_at_quantile(0.5)),
+        us(reaction.latency.value_at_quantile(0.99)),
+        us(reaction.latency.max()),
+    );
+    println!();
+    println!(
+        "{:<17} {:>12} {:>14} {:>16}",
+        "service", "idle RSS", "loaded (peak)", "start->SERVING"
+    );
+    println!(
+        "{:<17} {:>12} {:>14} {:>16}",
+        "relay-service",
+        procs::mib(relay_idle.rss_kib),
+        procs::mib(relay_loaded.peak_kib),
+        median(&relay_starts)
+    );
+    println!(
+        "{:<17} {:>12} {:>14} {:>16}",
+        "forecast-service",
+        procs::mib(forecast_idle.rss_kib),
+        procs::mib(forecast_loaded.peak_kib),
+        median(&forecast_starts)
+    );
+    println!(
+        "{:<17} {:>12} {:>14} {:>16}",
+        "controller",
+        procs::mib(reaction.controller_idle.rss_kib),
+        "-",
+        format!("{:.0} ms", reaction.controller_start.as_secs_f64() * 1000.0)
+    );
+    println!();
+    let ratio = |name: &str| {
+        rows.iter()
+            .find(|(rpc, _, _)| *rpc == name)
+            .map_or(0.0, |(_, o, b): &(&str, LoadResult, LoadResult)| {
+                o.rps() / b.rps().max(1e-9)
+            })
+    };
+    println!(
+        "ratio GetRelays={:.2} GetLevel={:.2}",
+        ratio("GetRelays"),
+        ratio("GetLevel")
+    );
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    GetRelays,
+    GetLevel,
+    SetRelay,
+}
+
+const RELAY: &str = "delestage.relay.v1.RelayService";
+const FORECAST: &str = "delestage.forecast.v1.ForecastService";
+
+fn us(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{:.1}ms", v as f64 / 1000.0)
+    } else {
+        format!("{v}µs")
+    }
+}
+
+fn median(samples: &[Duration]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).map_or("-".to_owned(), |d| {
+        format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+    })
+}

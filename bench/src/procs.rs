@@ -1,0 +1,84 @@
+//! The services under test, as the processes users run: where their
+//! binaries are, how long they take to start serving, how much memory they
+//! hold.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use delestage_tests::ServiceProcess;
+use nix::sys::signal::Signal;
+
+/// The directory holding the workspace's binaries: the load generator's own
+/// (they are built together, `scripts/bench` builds them all).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))?
+        .to_owned();
+    // A test executable lives in target/<profile>/deps.
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build the services first (scripts/bench does: cargo build --release --workspace --bins)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Starts `binary` and waits until `service` is SERVING; returns the
+/// process and the time from spawn to SERVING.
+pub async fn start(
+    binary: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    service: &str,
+) -> (ServiceProcess, Duration) {
+    let t = Instant::now();
+    let process = ServiceProcess::start(binary, args, env).await;
+    process.wait_serving(service).await;
+    (process, t.elapsed())
+}
+
+/// Resident memory now and at its peak, in KiB, from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
+}
+
+pub fn memory(process: &ServiceProcess) -> Memory {
+    let Some(pid) = process.pid() else {
+        return Memory::default();
+    };
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Memory::default();
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss_kib: field("VmRSS:"),
+        peak_kib: field("VmHWM:"),
+    }
+}
+
+pub async fn stop(process: ServiceProcess) {
+    let _ = process.stop_with(Signal::SIGTERM).await;
+}
+
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
