@@ -11,6 +11,7 @@
 //! Run it with `scripts/bench` (it builds the release binaries first).
 
 mod bare;
+mod fleet;
 mod load;
 mod procs;
 mod reaction;
@@ -47,9 +48,19 @@ struct Args {
     /// Starts of each service to time.
     #[arg(long, default_value_t = 5)]
     startup_runs: usize,
+    /// Concurrent clients on one forecast-service (the fleet test).
+    #[arg(long, default_value_t = 1000)]
+    fleet: usize,
+    /// How long the fleet test runs.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    fleet_time: Duration,
     /// A quick run (a few hundred requests), to check the tool works.
     #[arg(long)]
     smoke: bool,
+    /// Measure only these RPCs (GetRelays, GetLevel, SetRelay); for
+    /// profiling one of them.
+    #[arg(long, value_name = "RPC")]
+    only: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -77,6 +88,8 @@ async fn main() -> anyhow::Result<()> {
         args.requests = args.requests.min(300);
         args.reaction_samples = args.reaction_samples.min(2);
         args.startup_runs = args.startup_runs.min(1);
+        args.fleet = args.fleet.min(50);
+        args.fleet_time = args.fleet_time.min(Duration::from_secs(1));
         args.max_time = args.max_time.min(Duration::from_secs(10));
     }
     run(args).await
@@ -200,25 +213,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("GetLevel", Which::GetLevel, Which::GetLevel),
         ("SetRelay", Which::SetRelay, Which::SetRelay),
     ] {
-        let measure = |which: Which, channel: Channel| {
-            async move {
-                let warm = LoadSpec {
-                    requests: (spec.requests / 10).max(1),
-                    ..spec
-                };
-                match which {
-                    Which::GetRelays => {
-                        load::run(warm, get_relays(channel.clone())).await;
-                        load::run(spec, get_relays(channel)).await
-                    }
-                    Which::GetLevel => {
-                        load::run(warm, get_level(channel.clone())).await;
-                        load::run(spec, get_level(channel)).await
-                    }
-                    Which::SetRelay => {
-                        load::run(warm, set_relay(channel.clone())).await;
-                        load::run(spec, set_relay(channel)).await
-                    }
+        if !args.only.is_empty() && !args.only.iter().any(|o| o.eq_ignore_ascii_case(rpc)) {
+            continue;
+        }
+        let measure = |which: Which, channel: Channel| async move {
+            let warm = LoadSpec {
+                requests: (spec.requests / 10).max(1),
+                ..spec
+            };
+            match which {
+                Which::GetRelays => {
+                    load::run(warm, get_relays(channel.clone())).await;
+                    load::run(spec, get_relays(channel)).await
+                }
+                Which::GetLevel => {
+                    load::run(warm, get_level(channel.clone())).await;
+                    load::run(spec, get_level(channel)).await
+                }
+                Which::SetRelay => {
+                    load::run(warm, set_relay(channel.clone())).await;
+                    load::run(spec, set_relay(channel)).await
                 }
             }
         };
@@ -237,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     procs::stop(forecast).await;
 
     let reaction = reaction::measure(&dir, args.reaction_samples).await?;
+    let fleet = fleet::measure(&dir, args.fleet, args.fleet_time).await?;
 
     // ---- report ----
     println!();
@@ -289,6 +304,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         us(reaction.latency.value_at_quantile(0.99)),
         us(reaction.latency.max()),
     );
+    println!(
+        "forecast-service fleet: {} clients, {:.0} req/s (GetForecast + GetLevel), p99 {}, {} errors; {} upstream calls in {:.1} s with a {} ms refresh (at most one per refresh)",
+        fleet.clients,
+        fleet.load.rps(),
+        us(fleet.load.quantile_us(0.99)),
+        fleet.load.errors,
+        fleet.upstream_calls,
+        fleet.load.elapsed.as_secs_f64(),
+        fleet.refresh.as_millis(),
+    );
+    if let Some(e) = &fleet.load.first_error {
+        println!("  first error from the fleet: {e}");
+    }
     println!();
     println!(
         "{:<17} {:>12} {:>14} {:>16}",

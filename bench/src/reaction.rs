@@ -54,7 +54,14 @@ pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction>
     let relay_state = state("relay")?;
     let (relay, _) = procs::start(
         &procs::binary(bin_dir, "relay-service")?,
-        &["--listen", "127.0.0.1:0", "--state-dir", &relay_state],
+        // Dozens of switches a minute: lift the wear guard, as for SetRelay.
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            &relay_state,
+            "--benchmark-without-wear-guard",
+        ],
         &[],
         "delestage.relay.v1.RelayService",
     )

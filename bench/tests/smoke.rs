@@ -22,6 +22,7 @@ fn a_smoke_run_prints_every_figure_and_the_ratio_line() {
         "GetLevel",
         "SetRelay",
         "controller reaction",
+        "forecast-service fleet",
         "relay-service",
         "forecast-service",
         "controller ",

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::Error;
 use crate::board::{Board, BoardKind, BoardStatus};
+use crate::persist::StateWriter;
 use crate::state::{ChannelState, StateFile};
 use crate::wear::WearGuard;
 
@@ -69,6 +70,8 @@ pub struct RelayBank {
     board: Board,
     labels: Vec<String>,
     state_file: StateFile,
+    /// Persists each switch; SetRelay waits for it (group commit).
+    writer: StateWriter,
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Change>,
     closing: watch::Sender<bool>,
@@ -79,6 +82,8 @@ struct Inner {
     wear: WearGuard,
     /// The board status as last handled (attach → re-apply).
     board: BoardStatus,
+    /// Bumped on every switch; what the writer is asked to persist.
+    version: u64,
 }
 
 impl RelayBank {
@@ -96,17 +101,20 @@ impl RelayBank {
         states.resize(channels, ChannelState::default());
         let mut labels = labels;
         labels.resize(channels, String::new());
+        let closing = watch::channel(false).0;
         Arc::new(Self {
             board,
             labels,
+            writer: StateWriter::start(state_file.clone(), closing.subscribe()),
             state_file,
             inner: Mutex::new(Inner {
                 states,
                 wear: WearGuard::new(channels, max_switches_per_minute),
                 board: BoardStatus::default(),
+                version: 0,
             }),
             changes: broadcast::channel(CHANGE_BACKLOG).0,
-            closing: watch::channel(false).0,
+            closing,
         })
     }
 
@@ -217,9 +225,20 @@ impl RelayBank {
             relay: relay.clone(),
         });
 
-        // The relay has switched; if the file cannot follow, say so (the
-        // state would not survive a restart) rather than pretend.
-        self.state_file.save(&inner.states)?;
+        // Answer once the state is on disk. The relay has switched either
+        // way; if the file cannot follow, say so (the state would not
+        // survive a restart) rather than pretend.
+        inner.version += 1;
+        let version = inner.version;
+        self.writer.submit(version, inner.states.clone());
+        drop(inner);
+        self.writer
+            .wait(version)
+            .await
+            .map_err(|reason| Error::StateWrite {
+                path: self.state_file.path().to_owned(),
+                reason,
+            })?;
         Ok(SetOutcome {
             relay,
             switched: true,

@@ -13,6 +13,7 @@ pub mod bank;
 pub mod board;
 pub mod config;
 pub mod error;
+pub mod persist;
 pub mod service;
 pub mod state;
 pub mod wear;
