@@ -230,6 +230,28 @@ async fn history(client: &mut ControllerServiceClient<Channel>) -> Vec<pb::Switc
         .records
 }
 
+/// Polls GetHistory until `done` holds. (A relay shows its new state a
+/// moment before the controller has its SetRelay answer and records the
+/// switch.)
+async fn wait_history(
+    client: &mut ControllerServiceClient<Channel>,
+    what: &str,
+    done: impl Fn(&[pb::SwitchRecord]) -> bool,
+) -> Vec<pb::SwitchRecord> {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let records = history(client).await;
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; history: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Four loads: orange and red, each wired both ways, on channels 0..=3.
 fn four_loads() -> Vec<Load> {
     vec![
@@ -328,7 +350,7 @@ async fn tense_hours_cut_exactly_the_right_loads_with_both_wirings() {
     wait_energized(&rig.relays.addr, &[0, 1]).await;
 
     // Every switch is in the history with its reason and level, newest first.
-    let records = history(&mut client).await;
+    let records = wait_history(&mut client, "ten switches", |h| h.len() >= 10).await;
     let cuts: Vec<_> = records
         .iter()
         .filter(|r| !r.to_powered)
@@ -360,11 +382,13 @@ async fn loads_come_back_in_priority_order_staggered() {
 
     write_forecast(&rig.forecast_file, GREEN);
     wait_energized(&rig.relays.addr, &[0, 1]).await;
-    let mut restores: Vec<_> = history(&mut client)
-        .await
-        .into_iter()
-        .filter(|r| r.to_powered)
-        .collect();
+    let mut restores: Vec<_> = wait_history(&mut client, "four restores", |h| {
+        h.iter().filter(|r| r.to_powered).count() >= 4
+    })
+    .await
+    .into_iter()
+    .filter(|r| r.to_powered)
+    .collect();
     restores.reverse();
     let order: Vec<&str> = restores.iter().map(|r| r.load.as_str()).collect();
     assert_eq!(
@@ -608,7 +632,11 @@ async fn a_controller_restart_switches_nothing_and_keeps_overrides_and_history()
         .await
         .expect("SetOverride");
     wait_energized(&rig.relays.addr, &[2]).await;
-    let before = history(&mut client).await;
+    let before = wait_history(&mut client, "the override's switch", |h| {
+        h.iter()
+            .any(|r| r.load == "ev" && r.reason() == pb::Reason::Override)
+    })
+    .await;
     ctl.stop().await;
 
     let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;

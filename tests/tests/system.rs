@@ -287,6 +287,24 @@ async fn history(client: &mut ControllerServiceClient<Channel>) -> Vec<cpb::Swit
         .records
 }
 
+async fn wait_history(
+    client: &mut ControllerServiceClient<Channel>,
+    done: impl Fn(&[cpb::SwitchRecord]) -> bool,
+) -> Vec<cpb::SwitchRecord> {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let records = history(client).await;
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history never got there: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn ts(t: &Option<prost_types::Timestamp>) -> jiff::Timestamp {
     let t = t.as_ref().expect("set");
     jiff::Timestamp::new(t.seconds, t.nanos).expect("valid")
@@ -304,10 +322,16 @@ async fn red_cuts_green_restores_in_order_and_restarts_are_handled() {
 
     // Green again: back in priority order, staggered.
     let mut client = system.controller_client().await;
-    let before = history(&mut client).await.len();
+    // (A relay shows its new state a moment before the controller has its
+    // SetRelay answer and records the switch: wait for the records.)
+    let before = wait_history(&mut client, |h| {
+        h.iter().filter(|r| !r.to_powered).count() == 4
+    })
+    .await
+    .len();
     system.standin.set_signals(uniform_body_around_now(GREEN));
     system.wait_relays(&[0, 1], &[0]).await;
-    let mut restores: Vec<_> = history(&mut client).await;
+    let mut restores: Vec<_> = wait_history(&mut client, |h| h.len() == before + 4).await;
     restores.truncate(restores.len() - before);
     restores.reverse();
     let order: Vec<&str> = restores.iter().map(|r| r.load.as_str()).collect();
