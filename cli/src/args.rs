@@ -53,6 +53,19 @@ pub struct Endpoints {
         value_name = "URL"
     )]
     pub relay: String,
+
+    /// For https:// URLs: the CA that signed the services' certificates (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Our client certificate (PEM), for services that require one.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Our client key (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// A file holding the bearer token to send (instead of DELESTAGE_TOKEN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use rpb::relay_service_client::RelayServiceClient;
 use serde_json::{Value, json};
 
 use crate::args::{Endpoints, HistoryArgs, OnOff, OverrideArgs, OverrideClear};
-use crate::connect::{CliError, Service, connect};
+use crate::connect::{CliError, Credentials, Service, connect};
 use crate::render::{self, Paint};
 
 /// How to print.
@@ -32,9 +32,14 @@ impl Output {
 
 async fn controller(
     e: &Endpoints,
-) -> Result<ControllerServiceClient<tonic::transport::Channel>, CliError> {
+) -> Result<ControllerServiceClient<delestage_runtime::client::AuthedChannel>, CliError> {
     Ok(ControllerServiceClient::new(
-        connect(Service::Controller, &e.controller).await?,
+        connect(
+            Service::Controller,
+            &e.controller,
+            &Credentials::from_args(e),
+        )
+        .await?,
     ))
 }
 
@@ -66,7 +71,7 @@ pub async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Result<()
     } else {
         // For the colours only: without the forecast-service the timeline
         // is still right, just grey.
-        match connect(Service::Forecast, &e.forecast).await {
+        match connect(Service::Forecast, &e.forecast, &Credentials::from_args(e)).await {
             Ok(channel) => ForecastServiceClient::new(channel)
                 .get_forecast(fpb::GetForecastRequest {})
                 .await
@@ -83,7 +88,7 @@ pub async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Result<()
 }
 
 pub async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError> {
-    let channel = connect(Service::Forecast, &e.forecast).await?;
+    let channel = connect(Service::Forecast, &e.forecast, &Credentials::from_args(e)).await?;
     let f = ForecastServiceClient::new(channel)
         .get_forecast(fpb::GetForecastRequest {})
         .await
@@ -96,9 +101,11 @@ pub async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn relay(e: &Endpoints) -> Result<RelayServiceClient<tonic::transport::Channel>, CliError> {
+async fn relay(
+    e: &Endpoints,
+) -> Result<RelayServiceClient<delestage_runtime::client::AuthedChannel>, CliError> {
     Ok(RelayServiceClient::new(
-        connect(Service::Relay, &e.relay).await?,
+        connect(Service::Relay, &e.relay, &Credentials::from_args(e)).await?,
     ))
 }
 
@@ -262,7 +269,7 @@ pub async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Result<()
 pub async fn health(url: &str, service: &str, out: Output) -> Result<(), CliError> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let channel = connect(Service::Any, url).await?;
+    let channel = connect(Service::Any, url, &Credentials::none()).await?;
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_owned(),

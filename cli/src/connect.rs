@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use delestage_runtime::client::{AuthedChannel, BearerToken, ClientSecurity};
+use tonic::service::interceptor::InterceptedService;
+
+use crate::args::Endpoints;
 
 /// Everything that can go wrong in the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -77,22 +80,62 @@ impl Service {
     }
 }
 
-/// Connects to `service` at `url`.
-pub async fn connect(service: Service, url: &str) -> Result<Channel, CliError> {
+/// TLS and the token, from the command line and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    security: ClientSecurity,
+    /// From DELESTAGE_TOKEN, when no --token-file.
+    env_token: Option<String>,
+}
+
+impl Credentials {
+    pub fn from_args(e: &Endpoints) -> Self {
+        Self {
+            security: ClientSecurity {
+                ca: e.tls_ca.clone(),
+                cert: e.tls_cert.clone(),
+                key: e.tls_key.clone(),
+                token_file: e.token_file.clone(),
+            },
+            env_token: std::env::var("DELESTAGE_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        }
+    }
+
+    /// Nothing: for the demo's own services.
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+/// Connects to `service` at `url`, with TLS and the token as given.
+pub async fn connect(
+    service: Service,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<AuthedChannel, CliError> {
     let unreachable = |reason: String| CliError::Unreachable {
         service: service.name(),
         url: url.to_owned(),
         reason,
         hint: service.hint(),
     };
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| unreachable(format!("not a URL: {e}")))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10));
-    endpoint
+    let (endpoint, mut token) =
+        delestage_runtime::client::endpoint(url, &credentials.security, Duration::from_secs(3))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    if credentials.security.token_file.is_none()
+        && let Some(t) = &credentials.env_token
+    {
+        token =
+            BearerToken::new(t).map_err(|e| CliError::Usage(format!("DELESTAGE_TOKEN: {e}")))?;
+    }
+    let channel = endpoint
+        .timeout(Duration::from_secs(10))
         .connect()
         .await
-        .map_err(|e| unreachable(with_causes(&e)))
+        .map_err(|e| unreachable(with_causes(&e)))?;
+    Ok(InterceptedService::new(channel, token))
 }
 
 fn with_causes(err: &dyn std::error::Error) -> String {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
 use crate::args::DemoArgs;
-use crate::connect::{CliError, Service, connect};
+use crate::connect::{CliError, Credentials, Service, connect};
 use crate::render::{self, Paint};
 
 /// The bundled forecast: RTE's v5 sandbox body (fixed 2022 data).
@@ -198,7 +198,7 @@ async fn view(
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let url = format!("http://127.0.0.1:{port}");
-    let channel = connect(Service::Controller, &url).await?;
+    let channel = connect(Service::Controller, &url, &Credentials::none()).await?;
     let mut client = ControllerServiceClient::new(channel);
     let mut events = client
         .watch_events(cpb::WatchEventsRequest {})

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use delestage_runtime::client::ClientSecurity;
+use delestage_runtime::security::{Security, SecurityArgs, SecurityFile};
 use delestage_runtime::telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -53,6 +55,9 @@ pub struct Cli {
     /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +66,10 @@ struct FileConfig {
     listen: Option<String>,
     state_dir: Option<PathBuf>,
     forecast: Option<String>,
+    forecast_tls_ca: Option<PathBuf>,
+    forecast_tls_cert: Option<PathBuf>,
+    forecast_tls_key: Option<PathBuf>,
+    forecast_token_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     metrics: Option<String>,
     #[serde(default)]
@@ -69,12 +78,22 @@ struct FileConfig {
     load: Vec<LoadConfig>,
     #[serde(default)]
     policy: PolicyConfig,
+    /// TLS, tokens, --insecure for the controller's own API.
+    #[serde(default)]
+    security: SecurityFile,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RelayServiceConfig {
     endpoint: String,
+    /// With an https endpoint: the CA that signed its certificate.
+    tls_ca: Option<PathBuf>,
+    /// Our client certificate and key, when it requires one.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// A file holding the bearer token to send it (role control).
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,11 +145,13 @@ enum FallbackChoice {
 }
 
 /// A relay-service the controller drives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RelayService {
     /// Its name in the config (`[relays.NAME]`).
     pub name: String,
     pub endpoint: String,
+    /// TLS and token to reach it.
+    pub security: ClientSecurity,
 }
 
 /// The resolved settings the controller runs with.
@@ -139,6 +160,8 @@ pub struct Settings {
     pub listen: String,
     pub state_dir: PathBuf,
     pub forecast: String,
+    /// TLS and token to reach the forecast-service.
+    pub forecast_security: ClientSecurity,
     pub relay_services: Vec<RelayService>,
     pub loads: Vec<Load>,
     pub restore_stagger: Duration,
@@ -146,6 +169,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics: Option<String>,
+    /// TLS and tokens of its own API.
+    pub security: Security,
     /// The config file, for messages.
     pub config_path: PathBuf,
 }
@@ -197,6 +222,12 @@ impl Settings {
             relay_services.push(RelayService {
                 name: name.clone(),
                 endpoint: relay.endpoint.clone(),
+                security: ClientSecurity {
+                    ca: relay.tls_ca.clone(),
+                    cert: relay.tls_cert.clone(),
+                    key: relay.tls_key.clone(),
+                    token_file: relay.token_file.clone(),
+                },
             });
         }
 
@@ -277,22 +308,32 @@ impl Settings {
             ));
         }
 
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let security = Security::resolve(&cli.security, &file.security, &listen)
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Self {
-            listen: cli
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            listen,
             state_dir: cli
                 .state_dir
                 .or(file.state_dir)
                 .unwrap_or_else(|| delestage_runtime::config::default_state_dir("controller")),
             forecast,
+            forecast_security: ClientSecurity {
+                ca: file.forecast_tls_ca.clone(),
+                cert: file.forecast_tls_cert.clone(),
+                key: file.forecast_tls_key.clone(),
+                token_file: file.forecast_token_file.clone(),
+            },
             relay_services,
             loads,
             restore_stagger,
             forecast_max_age,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             metrics: cli.metrics.or(file.metrics),
+            security,
             config_path: path.to_owned(),
         })
     }

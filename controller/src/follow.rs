@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use delestage_proto::forecast::v1 as fpb;
 use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::client::AuthedChannel;
 use fpb::forecast_service_client::ForecastServiceClient;
 use jiff::Timestamp;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::model::SignalLevel;
 use crate::policy::Hour;
@@ -58,7 +58,7 @@ pub struct RelaySeen {
 
 /// Follows WatchForecast until `closing`.
 pub async fn follow_forecast(
-    mut client: ForecastServiceClient<Channel>,
+    mut client: ForecastServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<ForecastSeen>>,
     wake: Arc<Notify>,
     mut closing: watch::Receiver<bool>,
@@ -92,7 +92,7 @@ pub async fn follow_forecast(
 /// One connection: GetForecast (to settle at once, even when the service
 /// has no forecast yet), then WatchForecast until it breaks. Returns why.
 async fn forecast_session(
-    client: &mut ForecastServiceClient<Channel>,
+    client: &mut ForecastServiceClient<AuthedChannel>,
     tx: &watch::Sender<ForecastSeen>,
     wake: &Notify,
     retry: &mut Duration,
@@ -172,7 +172,7 @@ pub fn to_pb(t: Timestamp) -> prost_types::Timestamp {
 /// Follows one relay-service's WatchRelays until `closing`.
 pub async fn follow_relays(
     name: String,
-    mut client: RelayServiceClient<Channel>,
+    mut client: RelayServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<RelaySeen>>,
     wake: Arc<Notify>,
     mut closing: watch::Receiver<bool>,
@@ -205,7 +205,7 @@ pub async fn follow_relays(
 
 async fn relay_session(
     name: &str,
-    client: &mut RelayServiceClient<Channel>,
+    client: &mut RelayServiceClient<AuthedChannel>,
     tx: &watch::Sender<RelaySeen>,
     wake: &Notify,
     retry: &mut Duration,

@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use delestage_proto::forecast::v1::forecast_service_client::ForecastServiceClient;
 use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::client::{AuthedChannel, ClientSecurity};
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::Settings;
 pub use crate::error::Error;
@@ -56,12 +56,13 @@ pub async fn run(
     serve(settings, listener, shutdown).await
 }
 
-fn channel(endpoint: &str) -> Result<Channel, Error> {
-    Ok(Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| Error::Config(format!("{endpoint}: {e}")))?
-        .connect_timeout(STARTUP_CHECK)
-        .tcp_nodelay(true)
-        .connect_lazy())
+/// A lazily connected, authenticated channel (TLS and token as configured).
+fn channel(endpoint: &str, security: &ClientSecurity) -> Result<AuthedChannel, Error> {
+    let (channel, token) = delestage_runtime::client::channel(endpoint, security, STARTUP_CHECK)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel, token,
+    ))
 }
 
 /// Serves on `listener` until `shutdown` resolves: opens the state, checks
@@ -85,7 +86,7 @@ pub async fn serve(
     let wake = Arc::new(Notify::new());
     let mut links = Vec::new();
     for rs in &settings.relay_services {
-        let client = RelayServiceClient::new(channel(&rs.endpoint)?);
+        let client = RelayServiceClient::new(channel(&rs.endpoint, &rs.security)?);
         check_channels(&settings, &rs.name, &rs.endpoint, client.clone()).await?;
         links.push(RelayLink {
             name: rs.name.clone(),
@@ -97,7 +98,7 @@ pub async fn serve(
     let forecast_seen = Arc::new(watch::channel(ForecastSeen::default()).0);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(follow::follow_forecast(
-        ForecastServiceClient::new(channel(&settings.forecast)?),
+        ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?),
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),
         closing_rx.clone(),
@@ -119,6 +120,7 @@ pub async fn serve(
     let loads = settings.loads.len();
     let relay_services = settings.relay_services.len();
     let state_dir = settings.state_dir.display().to_string();
+    let security = settings.security.clone();
     let controller = Arc::new(Controller::new(
         settings,
         store,
@@ -139,7 +141,8 @@ pub async fn serve(
         shutdown.await;
         closing.send_replace(true);
     };
-    let served = delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await;
+    let served =
+        delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], security, shutdown).await;
     closing_tx.send_replace(true);
     for task in tasks {
         let _ = task.await;
@@ -155,7 +158,7 @@ async fn check_channels(
     settings: &Settings,
     name: &str,
     endpoint: &str,
-    mut client: RelayServiceClient<Channel>,
+    mut client: RelayServiceClient<AuthedChannel>,
 ) -> Result<(), Error> {
     let answer =
         tokio::time::timeout(STARTUP_CHECK, client.get_relays(rpb::GetRelaysRequest {})).await;

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::client::AuthedChannel;
 use jiff::{SignedDuration, Timestamp};
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Mutex, Notify, broadcast, watch};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::Error;
 use crate::config::Settings;
@@ -44,7 +44,7 @@ const DEFAULT_HORIZON: Duration = Duration::from_secs(3600);
 pub struct RelayLink {
     pub name: String,
     pub endpoint: String,
-    pub client: RelayServiceClient<Channel>,
+    pub client: RelayServiceClient<AuthedChannel>,
     pub seen: Arc<watch::Sender<RelaySeen>>,
 }
 

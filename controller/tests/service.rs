@@ -127,15 +127,18 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         listen: "127.0.0.1:0".to_owned(),
         state_dir: state.to_owned(),
         forecast: forecast.to_owned(),
+        forecast_security: Default::default(),
         relay_services: vec![RelayService {
             name: "garage".to_owned(),
             endpoint: relays.to_owned(),
+            security: Default::default(),
         }],
         loads,
         restore_stagger: Duration::ZERO,
         forecast_max_age: Duration::from_secs(6 * 3600),
         log_format: LogFormat::Text,
         metrics: None,
+        security: Default::default(),
         config_path: PathBuf::from("test.toml"),
     }
 }

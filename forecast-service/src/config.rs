@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use delestage_runtime::security::{Security, SecurityArgs, SecurityFile};
 use delestage_runtime::telemetry::LogFormat;
 use reqwest::Url;
 use secrecy::SecretString;
@@ -113,6 +114,9 @@ pub struct Cli {
     /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -142,6 +146,9 @@ pub struct FileConfig {
     pub request_timeout: Option<String>,
     pub log_format: Option<LogFormat>,
     pub metrics: Option<String>,
+    /// TLS, tokens, --insecure.
+    #[serde(default)]
+    pub security: SecurityFile,
 }
 
 /// The resolved settings the service runs with.
@@ -154,6 +161,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics: Option<String>,
+    /// TLS and tokens.
+    pub security: Security,
     /// Settings that were accepted but ignored, for `main` to log.
     pub warnings: Vec<String>,
 }
@@ -190,6 +199,7 @@ impl Settings {
             max_age: DEFAULT_MAX_AGE,
             log_format: LogFormat::Text,
             metrics: None,
+            security: Security::default(),
             warnings: Vec::new(),
         }
     }
@@ -382,11 +392,13 @@ impl Settings {
             }
         };
 
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let security = Security::resolve(&cli.security, &file.security, &listen)?;
         Ok(Self {
-            listen: cli
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            listen,
             state_dir: cli.state_dir.or(file.state_dir).unwrap_or_else(|| {
                 delestage_runtime::config::default_state_dir("forecast-service")
             }),
@@ -394,6 +406,7 @@ impl Settings {
             max_age,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             metrics: cli.metrics.or(file.metrics),
+            security,
             warnings,
         })
     }

@@ -129,7 +129,14 @@ pub async fn serve(
         // graceful shutdown forever) and the refresh task.
         closing_tx.send_replace(true);
     };
-    let served = delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await;
+    let served = delestage_runtime::grpc::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        settings.security.clone(),
+        shutdown,
+    )
+    .await;
     if served.is_err() {
         // The shutdown future never ran: stop the task here.
         refresh_task.abort();

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
+use delestage_runtime::security::{Security, SecurityArgs, SecurityFile};
 use delestage_runtime::telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -73,6 +74,9 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
 
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
     /// For the load generator only: no wear guard. Refused with a real board.
     #[arg(long, hide = true)]
     pub benchmark_without_wear_guard: bool,
@@ -114,6 +118,9 @@ pub struct FileConfig {
     /// Channel number (as a TOML key) -> label.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// TLS, tokens, --insecure.
+    #[serde(default)]
+    pub security: SecurityFile,
 }
 
 /// The resolved settings the service runs with.
@@ -129,6 +136,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics: Option<String>,
+    /// TLS and tokens.
+    pub security: Security,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
     /// Settings that were accepted but ignored, for `main` to log once
@@ -149,6 +158,7 @@ impl Settings {
             max_switches_per_minute: MAX_SWITCHES_PER_MINUTE,
             log_format: LogFormat::Text,
             metrics: None,
+            security: Security::default(),
             labels: Vec::new(),
             warnings: Vec::new(),
         }
@@ -264,6 +274,7 @@ impl Settings {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let security = Security::resolve(&cli.security, &file.security, &listen)?;
         let state_dir = cli
             .state_dir
             .or(file.state_dir)
@@ -279,6 +290,7 @@ impl Settings {
             max_switches_per_minute,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             metrics: cli.metrics.or(file.metrics),
+            security,
             labels,
             warnings,
         })

@@ -111,7 +111,14 @@ pub async fn serve(
         // shutdown forever.
         closing_bank.close();
     };
-    delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await?;
+    delestage_runtime::grpc::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        settings.security.clone(),
+        shutdown,
+    )
+    .await?;
     tracing::info!("relay-service stopped");
     Ok(())
 }

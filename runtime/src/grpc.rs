@@ -10,6 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::Error;
+use crate::security::{AuthLayer, Security};
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then finishes the
 /// calls in flight and returns.
@@ -17,10 +18,13 @@ use crate::Error;
 /// `health_names` are the fully-qualified service names reported SERVING by
 /// `grpc.health.v1` (the empty name, "the whole server", always is). They turn
 /// NOT_SERVING as soon as shutdown starts, so load balancers stop sending.
+///
+/// `security` adds TLS (and client certificates) and the bearer-token check.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     health_names: &[&str],
+    security: Security,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -60,8 +64,13 @@ pub async fn serve(
     // Small request/response messages: without TCP_NODELAY, Nagle's
     // algorithm meets the peer's delayed ACK and answers wait ~40 ms.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .layer(crate::metrics::RpcMetricsLayer)
+        .layer(AuthLayer::new(security.tokens))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -8,10 +8,12 @@
 //! Each service's `main` stays thin: parse flags, load config, call
 //! [`telemetry::init`], bind, and hand its routes to [`grpc::serve`].
 
+pub mod client;
 pub mod config;
 pub mod files;
 pub mod grpc;
 pub mod metrics;
+pub mod security;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -49,4 +51,7 @@ pub enum Error {
     Telemetry(String),
     #[error("metrics: {0}")]
     Metrics(String),
+    /// TLS, tokens, or an unprotected network address.
+    #[error("{0}")]
+    Security(String),
 }

@@ -1,0 +1,445 @@
+//! Who may talk to a service: TLS (optionally with client certificates),
+//! bearer tokens with roles, and the rule that a service does not listen on
+//! a network unprotected unless told `--insecure`.
+//!
+//! Tokens come from a file of hashes, never of tokens:
+//! `ROLE SHA256_HEX_OF_TOKEN [NAME]` per line, `#` starts a comment. `read`
+//! may call Get* and Watch*; `control` may call everything. Health and
+//! reflection stay open (probes and grpcurl `list` need them).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::Error;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Get* and Watch*.
+    Read,
+    /// Everything, including SetRelay and the override RPCs.
+    Control,
+}
+
+/// The flags every service takes for this.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct SecurityArgs {
+    /// Serve TLS with this certificate (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM; needs TLS).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Require bearer tokens: a file of `ROLE SHA256_HEX [NAME]` lines
+    /// (roles: read, control).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Allow listening on a non-loopback address with neither TLS nor
+    /// tokens.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// The same settings in a config file, as a `[security]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityFile {
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub tokens: Option<PathBuf>,
+    pub insecure: Option<bool>,
+}
+
+/// Resolved: what `grpc::serve` enforces.
+#[derive(Clone, Default)]
+pub struct Security {
+    pub tls: Option<ServerTlsConfig>,
+    pub tokens: Option<Arc<Tokens>>,
+    /// For the log line.
+    pub client_certificates: bool,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("client_certificates", &self.client_certificates)
+            .field("tokens", &self.tokens.as_ref().map(|t| t.len()))
+            .finish()
+    }
+}
+
+impl Security {
+    /// Flags over the file's `[security]` table; reads the certificates,
+    /// key and tokens now, so a mistake stops the service at start. Refuses
+    /// a non-loopback `listen` with neither TLS nor tokens, unless insecure.
+    pub fn resolve(args: &SecurityArgs, file: &SecurityFile, listen: &str) -> Result<Self, Error> {
+        let tls_cert = args.tls_cert.clone().or(file.tls_cert.clone());
+        let tls_key = args.tls_key.clone().or(file.tls_key.clone());
+        let client_ca = args.client_ca.clone().or(file.client_ca.clone());
+        let tokens_path = args.tokens.clone().or(file.tokens.clone());
+        let insecure = args.insecure || file.insecure.unwrap_or(false);
+
+        let tls = match (&tls_cert, &tls_key) {
+            (Some(cert), Some(key)) => {
+                let identity =
+                    Identity::from_pem(read(cert, "--tls-cert")?, read(key, "--tls-key")?);
+                let mut config = ServerTlsConfig::new().identity(identity);
+                if let Some(ca) = &client_ca {
+                    config = config.client_ca_root(Certificate::from_pem(read(ca, "--client-ca")?));
+                }
+                Some(config)
+            }
+            (None, None) if client_ca.is_some() => {
+                return Err(Error::Security(
+                    "--client-ca needs TLS: give --tls-cert and --tls-key too".to_owned(),
+                ));
+            }
+            (None, None) => None,
+            _ => {
+                return Err(Error::Security(
+                    "--tls-cert and --tls-key go together: give both".to_owned(),
+                ));
+            }
+        };
+        let tokens = match &tokens_path {
+            Some(path) => Some(Arc::new(Tokens::load(path)?)),
+            None => None,
+        };
+        if tls.is_none() && tokens.is_none() && !insecure && !is_loopback(listen) {
+            return Err(Error::Security(format!(
+                "refusing to listen on {listen} with neither TLS nor tokens: anyone on the network could \
+                 use this service. Give --tls-cert/--tls-key and/or --tokens, listen on 127.0.0.1, or \
+                 pass --insecure if the network is trusted (see the README's security section)"
+            )));
+        }
+        Ok(Self {
+            client_certificates: tls.is_some() && client_ca.is_some(),
+            tls,
+            tokens,
+        })
+    }
+}
+
+fn read(path: &Path, flag: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Security(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Whether `listen` only reaches this machine. A name that does not
+/// resolve to loopback addresses only counts as a network.
+pub fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            !addrs.is_empty() && addrs.iter().all(IpAddr::is_loopback)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The accepted tokens, by the SHA-256 of each.
+pub struct Tokens {
+    entries: Vec<TokenEntry>,
+}
+
+struct TokenEntry {
+    role: Role,
+    hash: [u8; 32],
+    name: String,
+}
+
+impl Tokens {
+    /// Reads a tokens file; errors name the file and the line.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Security(format!("--tokens {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| Error::Security(format!("--tokens {}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(role), Some(hash)) = (words.next(), words.next()) else {
+                return Err(format!("line {}: write ROLE SHA256_HEX [NAME]", n + 1));
+            };
+            let role = match role {
+                "read" => Role::Read,
+                "control" => Role::Control,
+                other => {
+                    return Err(format!(
+                        "line {}: role {other:?}: use read or control",
+                        n + 1
+                    ));
+                }
+            };
+            let hash = parse_hex32(hash).ok_or_else(|| {
+                format!(
+                    "line {}: the second word must be the SHA-256 of the token, 64 hex digits (e.g. from `printf %s TOKEN | sha256sum`)",
+                    n + 1
+                )
+            })?;
+            let name = words.collect::<Vec<_>>().join(" ");
+            entries.push(TokenEntry { role, hash, name });
+        }
+        if entries.is_empty() {
+            return Err("no tokens in the file (every request would be refused)".to_owned());
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The role of `token`, and its name, if it is known.
+    pub fn check(&self, token: &str) -> Option<(Role, &str)> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Compare against every entry, in constant time each, so timing does
+        // not tell how much of a hash matched.
+        let mut found = None;
+        for e in &self.entries {
+            let same = e
+                .hash
+                .iter()
+                .zip(hash.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+            if same && found.is_none() {
+                found = Some((e.role, e.name.as_str()));
+            }
+        }
+        found
+    }
+}
+
+fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What a method needs: `None` for the open ones (health, reflection).
+pub fn required_role(path: &str) -> Option<Role> {
+    let service = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
+        return None;
+    }
+    let method = path.rsplit('/').next().unwrap_or_default();
+    if method.starts_with("Get") || method.starts_with("Watch") {
+        Some(Role::Read)
+    } else {
+        Some(Role::Control)
+    }
+}
+
+/// The tower layer that checks `authorization: Bearer TOKEN`.
+#[derive(Clone)]
+pub struct AuthLayer {
+    tokens: Option<Arc<Tokens>>,
+}
+
+impl AuthLayer {
+    pub fn new(tokens: Option<Arc<Tokens>>) -> Self {
+        Self { tokens }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    tokens: Option<Arc<Tokens>>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Auth<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let Some(tokens) = &self.tokens else {
+            return Box::pin(self.inner.call(request));
+        };
+        let path = request.uri().path().to_owned();
+        let Some(needed) = required_role(&path) else {
+            return Box::pin(self.inner.call(request));
+        };
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let refusal = match presented.map(|t| tokens.check(t)) {
+            None => Some(tonic::Status::unauthenticated(
+                "a bearer token is required: send `authorization: Bearer TOKEN`",
+            )),
+            Some(None) => Some(tonic::Status::unauthenticated("unknown token")),
+            Some(Some((role, name))) if role < needed => Some(tonic::Status::permission_denied(
+                format!("token {name:?} has the read role; {path} needs control"),
+            )),
+            Some(Some(_)) => None,
+        };
+        match refusal {
+            Some(status) => {
+                tracing::warn!(method = %path, code = ?status.code(), reason = %status.message(), "request refused");
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+            None => Box::pin(self.inner.call(request)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "s3cret-token";
+
+    fn hash(token: &str) -> String {
+        Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn tokens_file_roles_names_and_comments() {
+        let text = format!(
+            "# who may do what\nread {} dashboard\ncontrol {}   # the controller\n",
+            hash("reader"),
+            hash(TOKEN)
+        );
+        let tokens = Tokens::parse(&text).expect("valid");
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens.check("reader"), Some((Role::Read, "dashboard")));
+        assert_eq!(tokens.check(TOKEN), Some((Role::Control, "")));
+        assert_eq!(tokens.check("guess"), None);
+    }
+
+    #[test]
+    fn bad_tokens_files_say_which_line() {
+        for (text, expected) in [
+            ("admin 00\n", "line 1: role \"admin\""),
+            ("read nothex\n", "line 1: the second word"),
+            ("\n# only comments\n", "no tokens"),
+            (&format!("read {}\nread\n", hash("a")), "line 2"),
+        ] {
+            let err = Tokens::parse(text).err().unwrap_or_default();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn methods_need_the_right_role() {
+        assert_eq!(
+            required_role("/delestage.relay.v1.RelayService/GetRelays"),
+            Some(Role::Read)
+        );
+        assert_eq!(
+            required_role("/delestage.relay.v1.RelayService/WatchRelays"),
+            Some(Role::Read)
+        );
+        assert_eq!(
+            required_role("/delestage.relay.v1.RelayService/SetRelay"),
+            Some(Role::Control)
+        );
+        assert_eq!(
+            required_role("/delestage.controller.v1.ControllerService/SetOverride"),
+            Some(Role::Control)
+        );
+        assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(
+            required_role("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
+            None
+        );
+    }
+
+    #[test]
+    fn only_loopback_counts_as_loopback() {
+        assert!(is_loopback("127.0.0.1:50051"));
+        assert!(is_loopback("[::1]:50051"));
+        assert!(is_loopback("localhost:50051"));
+        assert!(!is_loopback("0.0.0.0:50051"));
+        assert!(!is_loopback("192.168.1.20:50051"));
+        assert!(!is_loopback("no-such-host.invalid:1"));
+    }
+
+    #[test]
+    fn a_network_address_needs_protection_or_insecure() {
+        let none = SecurityArgs::default();
+        let err = Security::resolve(&none, &SecurityFile::default(), "0.0.0.0:50051")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("--insecure") && err.contains("0.0.0.0:50051"),
+            "{err}"
+        );
+        let insecure = SecurityArgs {
+            insecure: true,
+            ..SecurityArgs::default()
+        };
+        assert!(Security::resolve(&insecure, &SecurityFile::default(), "0.0.0.0:50051").is_ok());
+        assert!(Security::resolve(&none, &SecurityFile::default(), "127.0.0.1:50051").is_ok());
+    }
+}
