@@ -550,4 +550,40 @@ forecast_max_age = "6h"
         assert_eq!(s.listen, "127.0.0.1:0");
         assert_eq!(s.state_dir, PathBuf::from("/tmp/elsewhere"));
     }
+
+    mod robustness {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text as a config file: an error naming the file, or
+            /// settings; never a panic.
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+                if let Err(e) = Settings::from_toml(&text, Path::new("fuzz.toml"), Cli::default()) {
+                    prop_assert!(e.to_string().contains("fuzz.toml"), "{}", e);
+                }
+            }
+
+            /// The example with one value swapped for junk: still an error
+            /// that names the file, never a panic.
+            #[test]
+            fn junk_values_are_named_errors(
+                key in prop_oneof![
+                    Just("shed_at"), Just("relay"), Just("priority"), Just("min_on"),
+                    Just("wiring"), Just("when_forecast_unknown"), Just("restore_stagger"),
+                ],
+                junk in "[a-z0-9:\"\\[\\] ]{0,12}",
+            ) {
+                let text: String = super::EXAMPLE
+                    .lines()
+                    .map(|l| if l.starts_with(key) { format!("{key} = {junk}") } else { l.to_owned() })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if let Err(e) = Settings::from_toml(&text, Path::new("ctl.toml"), Cli::default()) {
+                    prop_assert!(e.to_string().contains("ctl.toml"), "{}", e);
+                }
+            }
+        }
+    }
 }

@@ -38,6 +38,7 @@ impl ControllerApi {
 
     pub fn into_server(self) -> pb::controller_service_server::ControllerServiceServer<Self> {
         pb::controller_service_server::ControllerServiceServer::new(self)
+            .max_decoding_message_size(delestage_runtime::grpc::MAX_REQUEST_BYTES)
     }
 }
 

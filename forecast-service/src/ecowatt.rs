@@ -360,4 +360,52 @@ mod tests {
         );
         assert_eq!(describe_error_body(b""), "an empty body");
     }
+
+    mod robustness {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("null".to_owned()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| format!("{f:?}")),
+                "[a-zA-Z0-9:+\\-T ]{0,30}".prop_map(|s| format!("{s:?}")),
+                Just("\"2026-12-08T00:00:00+01:00\"".to_owned()),
+                Just("[]".to_owned()),
+                Just("{}".to_owned()),
+            ]
+        }
+
+        proptest! {
+            /// Whatever bytes RTE (or a proxy) sends, parsing returns an
+            /// answer: never a panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = parse(&body);
+            }
+
+            /// Bodies of the right shape with wrong values: rejected with a
+            /// reason, or accepted with every level in range.
+            #[test]
+            fn wrong_values_are_rejected_not_panicked_on(
+                generation in json_value(),
+                jour in json_value(),
+                dvalue in json_value(),
+                values in proptest::collection::vec((json_value(), json_value()), 0..30),
+            ) {
+                let values: Vec<String> = values
+                    .iter()
+                    .map(|(p, h)| format!(r#"{{"pas":{p},"hvalue":{h}}}"#))
+                    .collect();
+                let body = format!(
+                    r#"{{"signals":[{{"GenerationFichier":{generation},"jour":{jour},"dvalue":{dvalue},"message":"m","values":[{}]}}]}}"#,
+                    values.join(",")
+                );
+                if let Ok(signals) = parse(body.as_bytes()) {
+                    prop_assert_eq!(signals.days.len(), 1);
+                }
+            }
+        }
+    }
 }

@@ -43,6 +43,7 @@ impl ForecastApi {
 
     pub fn into_server(self) -> pb::forecast_service_server::ForecastServiceServer<Self> {
         pb::forecast_service_server::ForecastServiceServer::new(self)
+            .max_decoding_message_size(delestage_runtime::grpc::MAX_REQUEST_BYTES)
     }
 
     /// The current forecast, or UNAVAILABLE saying why there is none.

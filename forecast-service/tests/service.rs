@@ -850,3 +850,87 @@ async fn shutdown_ends_open_watch_streams() {
         .expect("stream ends in time");
     assert!(end.is_none_or(|r| r.is_err()));
 }
+
+#[tokio::test]
+async fn every_kind_of_rte_fault_keeps_the_forecast_and_the_call_budget() {
+    let standin = EcowattStandin::start(unlimited(), PRODUCTION).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let interval = Duration::from_millis(100);
+    let settings = with_timeout(
+        rte_settings(&standin, state.path(), interval),
+        Duration::from_millis(300),
+    );
+    let started = Instant::now();
+    let mut svc = Running::start(settings).await;
+    let good = svc
+        .forecast_until("the first forecast", |r| r.is_ok())
+        .await
+        .expect("forecast");
+
+    let faults = vec![
+        Reply::Error {
+            status: 400,
+            error: "INVALID_REQUEST",
+            description: "bad request",
+        },
+        Reply::Error {
+            status: 401,
+            error: "invalid_token",
+            description: "expired",
+        },
+        Reply::Error {
+            status: 403,
+            error: "FORBIDDEN",
+            description: "v4 key",
+        },
+        Reply::TooManyRequests {
+            retry_after_secs: 0,
+        },
+        Reply::Error {
+            status: 500,
+            error: "INTERNAL",
+            description: "oops",
+        },
+        Reply::Html503,
+        Reply::ResetMidBody,
+        Reply::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: vec![b' '; 10 * 1024 * 1024],
+        },
+        Reply::Slow {
+            delay: Duration::from_secs(2),
+            then: None,
+        },
+    ];
+    // A good answer after each fault, so the back-off starts over and the
+    // test stays short; the last fault is the slow one.
+    for fault in faults {
+        standin.push_signals_reply(fault);
+        standin.push_signals_reply(Reply::Slow {
+            delay: Duration::ZERO,
+            then: None,
+        });
+    }
+    // Through all of it, the forecast is served, and it is RTE's.
+    let deadline = Instant::now() + BOUND;
+    while standin.pending_signals_replies() > 0 {
+        let now = svc.forecast().await.expect("served throughout");
+        assert_eq!(now.hours, good.hours);
+        assert!(Instant::now() < deadline, "the faults were not all used");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let now = svc.forecast().await.expect("still served");
+    assert_eq!(now.hours, good.hours);
+
+    // Never faster than the schedule allows: back-off only lengthens the
+    // gaps (the 401 renew-and-retry is the one extra call allowed).
+    let elapsed = started.elapsed();
+    let calls = standin.signals_calls();
+    let budget = (elapsed.as_millis() / interval.as_millis()) as usize + 2;
+    assert!(
+        calls <= budget,
+        "{calls} calls in {elapsed:?} (budget {budget})"
+    );
+    svc.stop().await;
+}

@@ -29,6 +29,7 @@ impl RelayApi {
 
     pub fn into_server(self) -> pb::relay_service_server::RelayServiceServer<Self> {
         pb::relay_service_server::RelayServiceServer::new(self)
+            .max_decoding_message_size(delestage_runtime::grpc::MAX_REQUEST_BYTES)
     }
 }
 

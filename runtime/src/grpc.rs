@@ -10,6 +10,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::Error;
+
+/// The largest request any delestage RPC accepts. Every request is a few
+/// dozen bytes; tonic's default (4 MiB) would let a client make us buffer
+/// far more than any real request for nothing.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 use crate::security::{AuthLayer, Security};
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then finishes the

@@ -50,6 +50,8 @@ pub enum Reply {
     TooManyRequests { retry_after_secs: u64 },
     /// The gateway's HTML 503 page.
     Html503,
+    /// A 200 that sends the start of a body, then drops the connection.
+    ResetMidBody,
     /// Wait, then answer the next reply (or the normal answer if `None`).
     Slow {
         delay: Duration,
@@ -326,6 +328,21 @@ async fn scripted(reply: Reply) -> Option<Response> {
                 "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>",
             )
                 .into_response(),
+            Reply::ResetMidBody => {
+                let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+                    Ok(br#"{"signals":[{"GenerationFichier":"2026-12-06T23:00"#.to_vec()),
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "scripted reset",
+                    )),
+                ];
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    Body::from_stream(tokio_stream::iter(chunks)),
+                )
+                    .into_response()
+            }
             Reply::Slow { delay, then } => {
                 tokio::time::sleep(delay).await;
                 match then {

@@ -1,0 +1,305 @@
+//! Faults and bad input against the real binaries: oversized requests, a
+//! flood of subscribers that never read, and `kill -9` in the middle of
+//! work. Every wait is bounded; everything is on loopback.
+
+use std::time::{Duration, Instant};
+
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::relay::v1 as rpb;
+use delestage_tests::{BOUND, ServiceProcess, binary};
+use nix::sys::signal::Signal;
+use rpb::relay_service_client::RelayServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const RELAY: &str = "delestage.relay.v1.RelayService";
+const CONTROLLER: &str = "delestage.controller.v1.ControllerService";
+
+fn rss_kib(svc: &ServiceProcess) -> u64 {
+    let pid = svc.pid().expect("running");
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+async fn start_relay(state: &std::path::Path) -> (ServiceProcess, Channel) {
+    let svc = ServiceProcess::start(
+        &binary("relay-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--benchmark-without-wear-guard",
+        ],
+        &[],
+    )
+    .await;
+    let channel = svc.wait_serving(RELAY).await;
+    (svc, channel)
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_and_the_service_goes_on() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let forecast = dir.path().join("f.json");
+    std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(1)).expect("write");
+    let (relay, relay_channel) = start_relay(state.path()).await;
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "forecast = \"http://127.0.0.1:1\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nshed_at = \"red\"\n",
+            dir.path().join("ctl").display(),
+            relay.addr
+        ),
+    )
+    .expect("write");
+    let controller = ServiceProcess::start(
+        &binary("controller"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    let channel = controller.wait_serving(CONTROLLER).await;
+    let mut client = cpb::controller_service_client::ControllerServiceClient::new(channel);
+    let err = client
+        .set_override(cpb::SetOverrideRequest {
+            load: "x".repeat(200 * 1024),
+            powered: true,
+            until: None,
+        })
+        .await
+        .expect_err("200 KiB request");
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{err:?}"
+    );
+    // The same connection and the service are fine.
+    client
+        .get_status(cpb::GetStatusRequest {})
+        .await
+        .expect("still answering");
+    RelayServiceClient::new(relay_channel)
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("relay fine");
+    assert!(controller.stop_with(Signal::SIGTERM).await.success());
+    assert!(relay.stop_with(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn subscribers_that_never_read_cannot_hold_memory_or_slow_others() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (relay, channel) = start_relay(state.path()).await;
+    let before = rss_kib(&relay);
+
+    // 300 streams opened on a connection of their own, never read.
+    let flood_channel = relay.channel().await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let stream = RelayServiceClient::new(flood_channel.clone())
+            .watch_relays(rpb::WatchRelaysRequest {})
+            .await
+            .expect("watch")
+            .into_inner();
+        idle.push(stream);
+    }
+    // A reader of our own on another connection.
+    let mut reader = RelayServiceClient::new(relay.channel().await)
+        .watch_relays(rpb::WatchRelaysRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+
+    // Lots of changes (the wear guard is lifted for this).
+    let mut client = RelayServiceClient::new(channel);
+    let started = Instant::now();
+    for i in 0..2000u32 {
+        client
+            .set_relay(rpb::SetRelayRequest {
+                channel: i % 8,
+                energized: (i / 8) % 2 == 0,
+            })
+            .await
+            .expect("switch while flooded");
+    }
+    let took = started.elapsed();
+    // Our reader still gets the truth (events, or a snapshot if it lagged).
+    use tokio_stream::StreamExt;
+    let first = tokio::time::timeout(BOUND, reader.next())
+        .await
+        .expect("the reader gets something")
+        .expect("open")
+        .expect("event");
+    assert!(first.event.is_some());
+    let after = rss_kib(&relay);
+    assert!(
+        after < before + 64 * 1024,
+        "RSS went from {before} KiB to {after} KiB with 300 stuck subscribers"
+    );
+    assert!(took < BOUND, "2000 switches took {took:?}");
+    drop(idle);
+    assert!(relay.stop_with(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay_state = dir.path().join("relay");
+    std::fs::create_dir_all(&relay_state).expect("mkdir");
+    let (relay, relay_channel) = start_relay(&relay_state).await;
+    let forecast = dir.path().join("f.json");
+    std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(3)).expect("write");
+    let fstate = dir.path().join("forecast");
+    std::fs::create_dir_all(&fstate).expect("mkdir");
+    let fsvc = ServiceProcess::start(
+        &binary("forecast-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            fstate.to_str().expect("utf-8"),
+            "--file",
+            forecast.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    fsvc.wait_serving("delestage.forecast.v1.ForecastService")
+        .await;
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:0\"\nshed_at = \"orange\"\n[[load]]\nname = \"ev\"\nrelay = \"a:1\"\nshed_at = \"red\"\n[policy]\nrestore_stagger = \"0s\"\n",
+            fsvc.addr,
+            dir.path().join("ctl").display(),
+            relay.addr
+        ),
+    )
+    .expect("write");
+    let start_controller = || async {
+        let svc = ServiceProcess::start(
+            &binary("controller"),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().expect("utf-8"),
+            ],
+            &[],
+        )
+        .await;
+        let channel = svc.wait_serving(CONTROLLER).await;
+        (
+            svc,
+            cpb::controller_service_client::ControllerServiceClient::new(channel),
+        )
+    };
+    let (controller, mut client) = start_controller().await;
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    client
+        .set_override(cpb::SetOverrideRequest {
+            load: "heater".to_owned(),
+            powered: true,
+            until: Some(prost_types::Timestamp {
+                seconds: until.as_second(),
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("override");
+    // Wait until the override's switch is recorded, then kill -9.
+    let deadline = Instant::now() + BOUND;
+    let history = loop {
+        let h = client
+            .get_history(cpb::GetHistoryRequest {
+                load: String::new(),
+                since: None,
+                limit: 0,
+            })
+            .await
+            .expect("history")
+            .into_inner()
+            .records;
+        if h.iter().any(|r| r.load == "heater" && r.to_powered) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no override switch: {h:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let relays_before = RelayServiceClient::new(relay_channel.clone())
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("relays")
+        .into_inner()
+        .relays;
+    assert!(!controller.stop_with(Signal::SIGKILL).await.success());
+
+    let (controller, mut client) = start_controller().await;
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let status = client
+            .get_status(cpb::GetStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("set");
+        let settled = status.forecast.as_ref().is_some_and(|f| f.usable)
+            && status.loads.iter().all(|l| l.powered == Some(l.desired));
+        if settled {
+            let heater = status
+                .loads
+                .iter()
+                .find(|l| l.name == "heater")
+                .expect("heater");
+            assert!(heater.r#override.is_some(), "the override was lost");
+            assert!(heater.desired, "{heater:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = client
+        .get_history(cpb::GetHistoryRequest {
+            load: String::new(),
+            since: None,
+            limit: 0,
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .records;
+    assert_eq!(
+        again, history,
+        "history lost or a switch made by the restart"
+    );
+    let relays_after = RelayServiceClient::new(relay_channel)
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("relays")
+        .into_inner()
+        .relays;
+    assert_eq!(
+        relays_after, relays_before,
+        "the restart switched something"
+    );
+    for svc in [controller, fsvc, relay] {
+        assert!(svc.stop_with(Signal::SIGTERM).await.success());
+    }
+}
