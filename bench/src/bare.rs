@@ -63,6 +63,13 @@ impl RelayService for BareRelays {
         }))
     }
 
+    async fn renew_hold(
+        &self,
+        _request: Request<rpb::RenewHoldRequest>,
+    ) -> Result<Response<rpb::RenewHoldResponse>, Status> {
+        Err(Status::unimplemented("not measured"))
+    }
+
     type WatchRelaysStream = ReceiverStream<Result<rpb::RelayEvent, Status>>;
 
     async fn watch_relays(

@@ -37,6 +37,8 @@ const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 /// ...doubling up to.
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long one RenewHold may take.
+const HOLD_RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 /// Without a forecast, plan this far ahead.
 const DEFAULT_HORIZON: Duration = Duration::from_secs(3600);
 
@@ -335,11 +337,42 @@ impl Controller {
         for action in actions {
             self.switch(action, now).await;
         }
+        self.renew_holds(&relays).await;
 
         let plan = Arc::new(plan);
         self.plan.send_replace(Arc::clone(&plan));
         self.publish_status(&plan, &forecast, forecast_status, now)
             .await;
+    }
+
+    /// Renews the relay hold of every reachable relay-service: proof that
+    /// this loop is alive. If the loop hangs, the renewals stop and the
+    /// relay-services return their channels to their safe states.
+    async fn renew_holds(&self, relays: &[RelaySeen]) {
+        for (link, seen) in self.relays.iter().zip(relays) {
+            if !seen.connected {
+                continue;
+            }
+            let mut client = link.client.clone();
+            let request = rpb::RenewHoldRequest {
+                holder: "controller".to_owned(),
+            };
+            match tokio::time::timeout(HOLD_RENEW_TIMEOUT, client.renew_hold(request)).await {
+                Ok(Ok(answer)) if answer.get_ref().had_expired => tracing::warn!(
+                    relay_service = %link.name,
+                    "its relay hold had run out (channels went to their safe states); putting the plan back"
+                ),
+                Ok(Ok(_)) => {}
+                // An older relay-service without the hold.
+                Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {}
+                Ok(Err(s)) => {
+                    tracing::debug!(relay_service = %link.name, error = %s.message(), "cannot renew the relay hold")
+                }
+                Err(_) => {
+                    tracing::debug!(relay_service = %link.name, "renewing the relay hold timed out")
+                }
+            }
+        }
     }
 
     fn forecast_status(&self, f: &ForecastSeen, now: Timestamp) -> ForecastStatus {

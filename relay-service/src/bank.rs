@@ -295,6 +295,52 @@ impl RelayBank {
     /// so its relays are off: every energised one switches, and counts as a
     /// cycle for the wear guard, but is never refused: the state was chosen
     /// before, and leaving it wrong would be worse.
+    /// Puts every channel in its safe state (`safe[channel]`: energised?),
+    /// for the relay hold. A safety action: the wear guard counts these
+    /// switches but never refuses them. Returns the channels that switched.
+    pub async fn apply_safe_states(&self, safe: &[bool]) -> Result<Vec<u32>, Error> {
+        let mut inner = self.inner.lock().await;
+        let now = Instant::now();
+        let mut switched = Vec::new();
+        for ch in 0..inner.states.len() {
+            let target = safe.get(ch).copied().unwrap_or(false);
+            if inner.states[ch].energized == target {
+                continue;
+            }
+            // Unattached: the new intended state is applied on re-attach.
+            if inner.board.attached {
+                if let Err(e) = self.board.set(ch as u32, target).await {
+                    tracing::error!(channel = ch, error = %e, "cannot apply the safe state");
+                    continue;
+                }
+                inner.wear.record(ch, now);
+            }
+            let at = SystemTime::now();
+            inner.states[ch] = ChannelState {
+                energized: target,
+                changed_at: Some(at),
+            };
+            let relay = self.relay(&mut inner, ch, now);
+            let _ = self.changes.send(Change::Relay { at, relay });
+            switched.push(ch as u32);
+        }
+        if switched.is_empty() {
+            return Ok(switched);
+        }
+        inner.version += 1;
+        let version = inner.version;
+        self.writer.submit(version, inner.states.clone());
+        drop(inner);
+        self.writer
+            .wait(version)
+            .await
+            .map_err(|reason| Error::StateWrite {
+                path: self.state_file.path().to_owned(),
+                reason,
+            })?;
+        Ok(switched)
+    }
+
     async fn reapply(&self, inner: &mut Inner) {
         let now = Instant::now();
         for (ch, state) in inner.states.iter().enumerate() {

@@ -12,6 +12,7 @@ use delestage_runtime::telemetry::LogFormat;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::hold::HoldSettings;
 use crate::wear::MAX_SWITCHES_PER_MINUTE;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -74,6 +75,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
 
+    /// The relay hold: when nobody (the controller) renews it for this long,
+    /// every channel returns to its safe state ([safe_states] in the config
+    /// file; default: all off) [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub hold_timeout: Option<std::time::Duration>,
+
     #[command(flatten)]
     pub security: SecurityArgs,
 
@@ -121,6 +128,18 @@ pub struct FileConfig {
     /// TLS, tokens, --insecure.
     #[serde(default)]
     pub security: SecurityFile,
+    pub hold_timeout: Option<String>,
+    /// Channel number (as a TOML key) -> "on" or "off", for the relay hold.
+    #[serde(default)]
+    pub safe_states: BTreeMap<String, SafeState>,
+}
+
+/// A channel's safe state, for the relay hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SafeState {
+    On,
+    Off,
 }
 
 /// The resolved settings the service runs with.
@@ -138,6 +157,8 @@ pub struct Settings {
     pub metrics: Option<String>,
     /// TLS and tokens.
     pub security: Security,
+    /// The relay hold, if configured.
+    pub hold: Option<HoldSettings>,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
     /// Settings that were accepted but ignored, for `main` to log once
@@ -159,6 +180,7 @@ impl Settings {
             log_format: LogFormat::Text,
             metrics: None,
             security: Security::default(),
+            hold: None,
             labels: Vec::new(),
             warnings: Vec::new(),
         }
@@ -275,6 +297,55 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let security = Security::resolve(&cli.security, &file.security, &listen)?;
+
+        let hold_from_flag = cli.hold_timeout.is_some();
+        let hold_timeout = match (cli.hold_timeout, &file.hold_timeout) {
+            (Some(d), _) => Some(d),
+            (None, Some(text)) => Some(humantime::parse_duration(text).map_err(|e| {
+                Error::Config(format!(
+                    "{}: {text:?} is not a duration ({e}); write e.g. \"30s\"",
+                    origin("hold-timeout", "hold_timeout", false)
+                ))
+            })?),
+            (None, None) => None,
+        };
+        let mut safe_energized = vec![false; channels as usize];
+        for (key, state) in &file.safe_states {
+            let where_ = origin("config", &format!("safe_states.{key}"), false);
+            let slot = key
+                .parse::<usize>()
+                .ok()
+                .and_then(|c| safe_energized.get_mut(c))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{where_}: not a channel of this board (0..={})",
+                        channels - 1
+                    ))
+                })?;
+            *slot = *state == SafeState::On;
+        }
+        let hold = match hold_timeout {
+            Some(timeout) if timeout < std::time::Duration::from_secs(1) => {
+                return Err(Error::Config(format!(
+                    "{}: {}: at least 1s (the controller renews about once a second; 30s is a good value)",
+                    origin("hold-timeout", "hold_timeout", hold_from_flag),
+                    humantime::format_duration(timeout)
+                )));
+            }
+            Some(timeout) => Some(HoldSettings {
+                timeout,
+                safe_energized,
+            }),
+            None => {
+                if !file.safe_states.is_empty() {
+                    warnings.push(
+                        "[safe_states] is ignored without hold_timeout (the relay hold is off)"
+                            .to_owned(),
+                    );
+                }
+                None
+            }
+        };
         let state_dir = cli
             .state_dir
             .or(file.state_dir)
@@ -291,6 +362,7 @@ impl Settings {
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             metrics: cli.metrics.or(file.metrics),
             security,
+            hold,
             labels,
             warnings,
         })

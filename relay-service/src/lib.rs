@@ -13,6 +13,7 @@ pub mod bank;
 pub mod board;
 pub mod config;
 pub mod error;
+pub mod hold;
 pub mod persist;
 pub mod service;
 pub mod state;
@@ -27,6 +28,7 @@ use crate::bank::RelayBank;
 use crate::board::{Board, SimulatedBoard};
 use crate::config::{BoardChoice, OnStart, Settings};
 pub use crate::error::Error;
+use crate::hold::Hold;
 use crate::service::RelayApi;
 use crate::state::{ChannelState, Loaded, StateFile};
 
@@ -103,7 +105,16 @@ pub async fn serve(
         "relay-service listening"
     );
 
-    let routes = tonic::service::Routes::new(RelayApi::new(Arc::clone(&bank)).into_server());
+    let hold = settings.hold.clone().map(|h| {
+        tracing::info!(
+            timeout = %humantime::format_duration(h.timeout),
+            "relay hold armed: without a renewal, every channel returns to its safe state"
+        );
+        let hold = Hold::new(h);
+        tokio::spawn(Arc::clone(&hold).run(Arc::clone(&bank)));
+        hold
+    });
+    let routes = tonic::service::Routes::new(RelayApi::new(Arc::clone(&bank), hold).into_server());
     let closing_bank = Arc::clone(&bank);
     let shutdown = async move {
         shutdown.await;

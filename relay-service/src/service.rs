@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::bank::{BoardInfo, Change, Relay, RelayBank, Snapshot};
 use crate::board::BoardKind;
+use crate::hold::Hold;
 
 /// How many events a WatchRelays stream buffers for a slow reader before
 /// the stream waits (and, past the bank's backlog, gets a snapshot).
@@ -20,11 +21,13 @@ const STREAM_BUFFER: usize = 16;
 
 pub struct RelayApi {
     bank: Arc<RelayBank>,
+    hold: Option<Arc<Hold>>,
 }
 
 impl RelayApi {
-    pub fn new(bank: Arc<RelayBank>) -> Self {
-        Self { bank }
+    /// `hold`: the relay hold, when the service runs with one.
+    pub fn new(bank: Arc<RelayBank>, hold: Option<Arc<Hold>>) -> Self {
+        Self { bank, hold }
     }
 
     pub fn into_server(self) -> pb::relay_service_server::RelayServiceServer<Self> {
@@ -55,6 +58,28 @@ impl RelayService for RelayApi {
         Ok(Response::new(pb::GetRelaysResponse {
             relays: snapshot.relays.into_iter().map(relay_to_pb).collect(),
             board: Some(board_to_pb(snapshot.board)),
+        }))
+    }
+
+    async fn renew_hold(
+        &self,
+        request: Request<pb::RenewHoldRequest>,
+    ) -> Result<Response<pb::RenewHoldResponse>, Status> {
+        let Some(hold) = &self.hold else {
+            return Ok(Response::new(pb::RenewHoldResponse {
+                enabled: false,
+                timeout: None,
+                expires_at: None,
+                had_expired: false,
+            }));
+        };
+        let holder = request.into_inner().holder;
+        let renewal = hold.renew(&holder);
+        Ok(Response::new(pb::RenewHoldResponse {
+            enabled: true,
+            timeout: prost_types::Duration::try_from(renewal.timeout).ok(),
+            expires_at: Some(renewal.expires_at.into()),
+            had_expired: renewal.had_expired,
         }))
     }
 
