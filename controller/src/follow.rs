@@ -222,6 +222,7 @@ async fn relay_session(
             None => return "closed the stream (stopping?)".to_owned(),
         };
         let Some(event) = event.event else { continue };
+        tracing::debug!(relay_service = %name, ?event, "relay event");
         tx.send_modify(|seen| {
             seen.settled = true;
             seen.connected = true;

@@ -571,14 +571,16 @@ impl Controller {
         };
         let mut inner = self.inner.lock().await;
         match outcome {
-            Ok(answer) => {
-                if let Some(relay) = answer.relay {
-                    link.seen.send_modify(|seen| {
-                        if let Some(slot) = seen.energized.get_mut(relay.channel as usize) {
-                            *slot = relay.energized;
-                        }
-                    });
-                }
+            // The relay's state itself comes from WatchRelays only: the
+            // answer may be older than an event already seen (a switch
+            // answered late, then a safe-state release), and must not
+            // overwrite it.
+            Ok(answer) if !answer.switched => {
+                // Already in that state (the event had not reached us yet):
+                // nothing switched, nothing to record.
+                inner.refusals.remove(&action.load.name);
+            }
+            Ok(_) => {
                 inner.refusals.remove(&action.load.name);
                 let record = SwitchRecord {
                     at: now,

@@ -60,8 +60,9 @@ impl ServiceProcess {
         let mut child = command
             .args(args)
             .args(["--log-format", "json"])
-            .envs(env.iter().copied())
+            // info by default; a test may ask for more in `env`.
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

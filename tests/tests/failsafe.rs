@@ -188,7 +188,23 @@ async fn a_hung_controller_ends_in_the_safe_state_and_recovers() {
     // It comes back (SIGCONT): its plan is put back.
     kill(pid, Signal::SIGCONT).expect("continue");
     // Channel 0 has no load: it stays as the safe state left it.
-    wait_energized(&relay_channel, &[0, 1], "the plan, back").await;
+    let deadline = Instant::now() + BOUND;
+    while energized(&relay_channel).await != [0, 1] {
+        if Instant::now() >= deadline {
+            let status = delestage_proto::controller::v1::controller_service_client::ControllerServiceClient::new(
+                controller.channel().await,
+            )
+            .get_status(delestage_proto::controller::v1::GetStatusRequest {})
+            .await;
+            panic!(
+                "the plan was not put back: {:?}\nstatus: {status:#?}\ncontroller:\n{}\nrelay:\n{}",
+                energized(&relay_channel).await,
+                controller.log(),
+                relay.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     controller.wait_for_log("relay hold had run out").await;
 
     for svc in [controller, fsvc, relay] {
