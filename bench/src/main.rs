@@ -15,6 +15,7 @@ mod fleet;
 mod load;
 mod procs;
 mod reaction;
+mod soak;
 
 use std::time::Duration;
 
@@ -57,6 +58,13 @@ struct Args {
     /// A quick run (a few hundred requests), to check the tool works.
     #[arg(long)]
     smoke: bool,
+    /// Instead of the benchmark: the soak, for this long (e.g. 60s), with
+    /// --soak-clients clients on the three services at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    soak: Option<Duration>,
+    /// Clients during the soak.
+    #[arg(long, default_value_t = 256)]
+    soak_clients: usize,
     /// Measure only these RPCs (GetRelays, GetLevel, SetRelay); for
     /// profiling one of them.
     #[arg(long, value_name = "RPC")]
@@ -83,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if let Some(Command::ServeBare { listen, .. }) = &args.command {
         return bare::serve(listen).await;
+    }
+    if let Some(duration) = args.soak {
+        return soak::run(&procs::bin_dir()?, args.soak_clients, duration).await;
     }
     if args.smoke {
         args.requests = args.requests.min(300);

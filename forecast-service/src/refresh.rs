@@ -261,29 +261,13 @@ pub async fn run_rte(
             let forecast = parse_body(text.as_bytes(), &url, None)?;
             Ok((text, forecast))
         });
-        let wait = match outcome {
+        // Persist first, publish second: a client that has seen a forecast
+        // can count on a restart (even after kill -9) serving it.
+        let (wait, fresh) = match outcome {
             Ok((text, forecast)) => {
                 failures = 0;
-                let wait = refresh.policy.after_success();
-                tracing::info!(
-                    days = forecast.days.len(),
-                    hours = forecast.hours.len(),
-                    generated_at = %forecast.generated_at,
-                    next_in = %humantime::format_duration(wait),
-                    "new forecast from RTE"
-                );
-                publish(
-                    &current,
-                    Published {
-                        forecast,
-                        fetched_at: attempt_at,
-                        source: refresh.source,
-                        source_detail: url.clone(),
-                        ages: true,
-                    },
-                );
                 last_good = Some((text, attempt_at));
-                wait
+                (refresh.policy.after_success(), Some(forecast))
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -297,7 +281,7 @@ pub async fn run_rte(
                     "RTE refresh failed"
                 );
                 current.send_modify(|c| c.problem = Some(e.to_string()));
-                wait
+                (wait, None)
             }
         };
         let cached = Cached {
@@ -307,8 +291,33 @@ pub async fn run_rte(
                 .ok()
                 .and_then(|w| attempt_at.checked_add(w).ok()),
         };
-        if let Err(e) = refresh.cache.save(&cached) {
-            tracing::error!(error = %e, "cannot persist the forecast cache; a restart would refetch");
+        // fsync blocks: off the async workers.
+        let cache = refresh.cache.clone();
+        let saved = tokio::task::spawn_blocking(move || cache.save(&cached)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!(
+                error = %saved.map_or_else(|e| e.to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                "cannot persist the forecast cache; a restart would refetch"
+            );
+        }
+        if let Some(forecast) = fresh {
+            tracing::info!(
+                days = forecast.days.len(),
+                hours = forecast.hours.len(),
+                generated_at = %forecast.generated_at,
+                next_in = %humantime::format_duration(wait),
+                "new forecast from RTE"
+            );
+            publish(
+                &current,
+                Published {
+                    forecast,
+                    fetched_at: attempt_at,
+                    source: refresh.source,
+                    source_detail: url.clone(),
+                    ages: true,
+                },
+            );
         }
         next = started + wait;
     }

@@ -303,3 +303,98 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
         assert!(svc.stop_with(Signal::SIGTERM).await.success());
     }
 }
+
+#[tokio::test]
+async fn kill_9_of_the_forecast_service_keeps_its_cache() {
+    let standin = ecowatt_standin::EcowattStandin::start(
+        ecowatt_standin::Config {
+            rate_limit: None,
+            ..ecowatt_standin::Config::default()
+        },
+        ecowatt_standin::uniform_body_around_now(2),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = standin.base_url();
+    let start = || async {
+        let svc = ServiceProcess::start(
+            &binary("forecast-service"),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                dir.path().to_str().expect("utf-8"),
+                "--ecowatt-url",
+                &url,
+                "--refresh-interval",
+                "1h",
+            ],
+            &[
+                ("ECOWATT_CLIENT_ID", "test-client-id"),
+                ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
+            ],
+        )
+        .await;
+        let channel = svc
+            .wait_serving("delestage.forecast.v1.ForecastService")
+            .await;
+        (svc, channel)
+    };
+    let (svc, channel) = start().await;
+    let deadline = Instant::now() + BOUND;
+    let first = loop {
+        match delestage_proto::forecast::v1::forecast_service_client::ForecastServiceClient::new(
+            channel.clone(),
+        )
+        .get_forecast(delestage_proto::forecast::v1::GetForecastRequest {})
+        .await
+        {
+            Ok(f) => break f.into_inner(),
+            Err(_) => {
+                assert!(Instant::now() < deadline, "no forecast");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(!svc.stop_with(Signal::SIGKILL).await.success());
+    let (svc, channel) = start().await;
+    let again =
+        delestage_proto::forecast::v1::forecast_service_client::ForecastServiceClient::new(channel)
+            .get_forecast(delestage_proto::forecast::v1::GetForecastRequest {})
+            .await
+            .expect("served from the cache at once")
+            .into_inner();
+    assert_eq!(again.fetched_at, first.fetched_at);
+    assert_eq!(again.hours, first.hours);
+    assert_eq!(standin.signals_calls(), 1, "the restart called RTE again");
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn an_unwritable_state_dir_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file where the state dir should be.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").expect("write");
+    let state = blocker.join("state");
+    let state = state.to_str().expect("utf-8");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[relays.a]\nendpoint = \"http://127.0.0.1:1\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nshed_at = \"red\"\n",
+    )
+    .expect("write");
+    for (bin, extra) in [
+        ("relay-service", vec![]),
+        (
+            "controller",
+            vec!["--config", config.to_str().expect("utf-8")],
+        ),
+    ] {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--state-dir", state];
+        args.extend(extra);
+        let (status, stderr) = delestage_tests::run_to_exit(&binary(bin), &args).await;
+        assert!(!status.success(), "{bin} started");
+        assert!(stderr.contains(state), "{bin}: {stderr}");
+    }
+}
