@@ -81,6 +81,13 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub hold_timeout: Option<std::time::Duration>,
 
+    /// Arm the 1017_2's hardware failsafe with this time (500ms..30s): if
+    /// the service stops feeding it (hung), the board turns every relay off
+    /// by itself. Older boards say unsupported; the service runs without
+    /// [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub hardware_failsafe: Option<std::time::Duration>,
+
     #[command(flatten)]
     pub security: SecurityArgs,
 
@@ -129,6 +136,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub security: SecurityFile,
     pub hold_timeout: Option<String>,
+    pub hardware_failsafe: Option<String>,
     /// Channel number (as a TOML key) -> "on" or "off", for the relay hold.
     #[serde(default)]
     pub safe_states: BTreeMap<String, SafeState>,
@@ -159,6 +167,8 @@ pub struct Settings {
     pub security: Security,
     /// The relay hold, if configured.
     pub hold: Option<HoldSettings>,
+    /// The 1017_2 hardware failsafe time, if configured.
+    pub hardware_failsafe: Option<std::time::Duration>,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
     /// Settings that were accepted but ignored, for `main` to log once
@@ -181,6 +191,7 @@ impl Settings {
             metrics: None,
             security: Security::default(),
             hold: None,
+            hardware_failsafe: None,
             labels: Vec::new(),
             warnings: Vec::new(),
         }
@@ -324,6 +335,33 @@ impl Settings {
                 })?;
             *slot = *state == SafeState::On;
         }
+        let failsafe_from_flag = cli.hardware_failsafe.is_some();
+        let hardware_failsafe = match (cli.hardware_failsafe, &file.hardware_failsafe) {
+            (Some(d), _) => Some(d),
+            (None, Some(text)) => Some(humantime::parse_duration(text).map_err(|e| {
+                Error::Config(format!(
+                    "{}: {text:?} is not a duration ({e}); write e.g. \"2s\"",
+                    origin("hardware-failsafe", "hardware_failsafe", false)
+                ))
+            })?),
+            (None, None) => None,
+        };
+        if let Some(d) = hardware_failsafe {
+            let where_ = origin("hardware-failsafe", "hardware_failsafe", failsafe_from_flag);
+            if board != BoardChoice::Phidget {
+                return Err(Error::Config(format!(
+                    "{where_}: the hardware failsafe is the Phidget 1017_2's; use --board phidget"
+                )));
+            }
+            if !(std::time::Duration::from_millis(500)..=std::time::Duration::from_secs(30))
+                .contains(&d)
+            {
+                return Err(Error::Config(format!(
+                    "{where_}: {}: the 1017_2 takes 500ms to 30s",
+                    humantime::format_duration(d)
+                )));
+            }
+        }
         let hold = match hold_timeout {
             Some(timeout) if timeout < std::time::Duration::from_secs(1) => {
                 return Err(Error::Config(format!(
@@ -363,6 +401,7 @@ impl Settings {
             metrics: cli.metrics.or(file.metrics),
             security,
             hold,
+            hardware_failsafe,
             labels,
             warnings,
         })
@@ -487,5 +526,53 @@ log_format = "json"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay-service.toml");
         let s = Settings::resolve(cli_with(&path)).expect("deploy/relay-service.toml is valid");
         assert_eq!(s.board, BoardChoice::Phidget);
+    }
+
+    #[test]
+    fn the_hardware_failsafe_is_for_the_phidget_within_its_range() {
+        let sim = Cli {
+            hardware_failsafe: Some(std::time::Duration::from_secs(2)),
+            ..Cli::default()
+        };
+        let msg = Settings::resolve(sim).expect_err("sim").to_string();
+        assert!(
+            msg.contains("--hardware-failsafe") && msg.contains("--board phidget"),
+            "{msg}"
+        );
+        let too_short = Cli {
+            board: Some(BoardChoice::Phidget),
+            hardware_failsafe: Some(std::time::Duration::from_millis(100)),
+            ..Cli::default()
+        };
+        let msg = Settings::resolve(too_short).expect_err("range").to_string();
+        assert!(msg.contains("500ms to 30s"), "{msg}");
+        let ok = Cli {
+            board: Some(BoardChoice::Phidget),
+            hardware_failsafe: Some(std::time::Duration::from_secs(2)),
+            ..Cli::default()
+        };
+        assert!(
+            Settings::resolve(ok)
+                .expect("ok")
+                .hardware_failsafe
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn the_hold_takes_safe_states_by_channel() {
+        let (_d, path) = file("hold_timeout = \"30s\"\n[safe_states]\n2 = \"on\"\n");
+        let s = Settings::resolve(cli_with(&path)).expect("ok");
+        let hold = s.hold.expect("hold");
+        assert_eq!(hold.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(
+            hold.safe_energized,
+            [false, false, true, false, false, false, false, false]
+        );
+        let (_d, path) = file("hold_timeout = \"30s\"\n[safe_states]\n9 = \"on\"\n");
+        let msg = Settings::resolve(cli_with(&path))
+            .expect_err("channel 9")
+            .to_string();
+        assert!(msg.contains("safe_states.9"), "{msg}");
     }
 }

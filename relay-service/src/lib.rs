@@ -41,8 +41,9 @@ pub fn open_board(settings: &Settings) -> Result<Board, Error> {
         BoardChoice::Sim => Ok(Board::Simulated(SimulatedBoard::new(settings.channels))),
         #[cfg(feature = "phidget")]
         BoardChoice::Phidget => {
-            let board = board::phidget::PhidgetBoard::open(settings.serial)
-                .map_err(|e| Error::Config(format!("cannot open the Phidget 1017: {e}")))?;
+            let board =
+                board::phidget::PhidgetBoard::open(settings.serial, settings.hardware_failsafe)
+                    .map_err(|e| Error::Config(format!("cannot open the Phidget 1017: {e}")))?;
             Ok(Board::Phidget(board))
         }
         #[cfg(not(feature = "phidget"))]

@@ -45,6 +45,10 @@ mod standin {
         pub safe fn phidget_standin_plug();
         pub safe fn phidget_standin_relay(index: i32) -> i32;
         pub safe fn phidget_standin_serial() -> i32;
+        pub safe fn phidget_standin_set_failsafe(supported: i32);
+        pub safe fn phidget_standin_freeze_resets(frozen: i32);
+        pub safe fn phidget_standin_failsafe_tripped(index: i32) -> i32;
+        pub safe fn phidget_standin_failsafe_ms(index: i32) -> i32;
     }
 
     /// The stand-in is one board per process: Phidget tests take turns.
@@ -120,8 +124,11 @@ impl Harness {
         let turn = match backend {
             Backend::Phidget => {
                 let turn = standin::BOARD.lock().await;
-                // A previous test may have left the board unplugged.
+                // A previous test may have left the board unplugged, or a
+                // 1017_2 with its resets frozen.
                 standin::phidget_standin_plug();
+                standin::phidget_standin_set_failsafe(0);
+                standin::phidget_standin_freeze_resets(0);
                 Some(turn)
             }
             Backend::Sim => None,
@@ -154,8 +161,11 @@ impl Harness {
             #[cfg(feature = "phidget")]
             Backend::Phidget => (
                 Board::Phidget(
-                    relay_service::board::phidget::PhidgetBoard::open(settings.serial)
-                        .expect("open the stand-in board"),
+                    relay_service::board::phidget::PhidgetBoard::open(
+                        settings.serial,
+                        settings.hardware_failsafe,
+                    )
+                    .expect("open the stand-in board"),
                 ),
                 Hardware::Phidget,
             ),
@@ -540,6 +550,77 @@ async fn phidget_closing_the_service_turns_the_relays_off_as_libphidget22_does()
     let hardware = Hardware::Phidget;
     svc.stop().await;
     assert_eq!(hardware.energized_channels(), Vec::<u32>::new());
+}
+
+/// Polls `done` (hardware state, from the stand-in) until it holds.
+#[cfg(feature = "phidget")]
+async fn until_hardware(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + BOUND;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_the_hardware_failsafe_is_armed_fed_and_recovers_after_a_trip() {
+    let h = Harness::new(Backend::Phidget).await;
+    standin::phidget_standin_set_failsafe(1);
+    let mut settings = h.settings();
+    settings.hardware_failsafe = Some(Duration::from_millis(500));
+    let mut svc = h.start_with(settings).await;
+    svc.set(2, true).await.expect("2");
+    until_hardware("every channel armed at 500 ms", || {
+        (0..8).all(|c| standin::phidget_standin_failsafe_ms(c) == 500)
+    })
+    .await;
+
+    // Fed: four failsafe periods pass without a trip.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(
+            standin::phidget_standin_failsafe_tripped(2),
+            0,
+            "tripped while fed"
+        );
+        assert_eq!(standin::phidget_standin_relay(2), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The board stops hearing from the service (as if it hung): it turns
+    // the relay off by itself.
+    standin::phidget_standin_freeze_resets(1);
+    until_hardware("the trip", || {
+        standin::phidget_standin_failsafe_tripped(2) == 1
+    })
+    .await;
+    assert_eq!(standin::phidget_standin_relay(2), 0);
+
+    // The service is back: it re-arms and puts the intended state back.
+    standin::phidget_standin_freeze_resets(0);
+    until_hardware("the recovery", || {
+        standin::phidget_standin_relay(2) == 1 && standin::phidget_standin_failsafe_tripped(2) == 0
+    })
+    .await;
+    svc.stop().await;
+    standin::phidget_standin_set_failsafe(0);
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_an_older_board_runs_without_the_hardware_failsafe() {
+    let h = Harness::new(Backend::Phidget).await;
+    let mut settings = h.settings();
+    settings.hardware_failsafe = Some(Duration::from_millis(500));
+    let mut svc = h.start_with(settings).await;
+    svc.set(3, true).await.expect("3");
+    assert_eq!(standin::phidget_standin_relay(3), 1);
+    assert_eq!(standin::phidget_standin_failsafe_ms(3), 0);
+    svc.stop().await;
 }
 
 /// A subscriber that stops reading cannot make the service hold an unbounded

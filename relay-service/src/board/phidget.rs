@@ -18,6 +18,7 @@
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use phidget::{DigitalOutput, Phidget, ReturnCode};
 use tokio::sync::{oneshot, watch};
@@ -46,7 +47,10 @@ impl PhidgetBoard {
     /// Opens the eight channels of the 1017 with serial `serial` (any 1017
     /// when `None`). Returns once the channels are open; the board may
     /// attach later.
-    pub fn open(serial: Option<i32>) -> Result<Self, BoardError> {
+    /// `failsafe`: arm the 1017_2's hardware failsafe with this time on
+    /// every channel (and keep feeding it); older boards say it is
+    /// unsupported and run without.
+    pub fn open(serial: Option<i32>, failsafe: Option<Duration>) -> Result<Self, BoardError> {
         let (status_tx, status_rx) = watch::channel(BoardStatus::default());
         let tracker = Arc::new(AttachTracker::new(status_tx));
         let (commands, command_rx) = mpsc::channel();
@@ -65,7 +69,7 @@ impl PhidgetBoard {
                         return;
                     }
                 };
-                serve_commands(&outputs, command_rx);
+                serve_commands(&outputs, command_rx, failsafe, &tracker);
                 // Dropping the outputs closes the channels.
                 drop(outputs);
             })
@@ -145,8 +149,25 @@ fn open_channels(
     Ok(outputs)
 }
 
-fn serve_commands(outputs: &[DigitalOutput], commands: mpsc::Receiver<Command>) {
-    for command in commands {
+fn serve_commands(
+    outputs: &[DigitalOutput],
+    commands: mpsc::Receiver<Command>,
+    failsafe: Option<Duration>,
+    tracker: &AttachTracker,
+) {
+    let mut guard = failsafe.map(HardwareFailsafe::new);
+    // Feed the watchdog four times per failsafe period.
+    let period = failsafe.map_or(Duration::from_secs(3600), |f| f / 4);
+    loop {
+        let command = match commands.recv_timeout(period) {
+            Ok(command) => Some(command),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        if let Some(guard) = &mut guard {
+            guard.maintain(outputs, tracker, period);
+        }
+        let Some(command) = command else { continue };
         match command {
             Command::Set {
                 channel,
@@ -159,6 +180,90 @@ fn serve_commands(outputs: &[DigitalOutput], commands: mpsc::Receiver<Command>) 
                 };
                 let _ = reply.send(result);
             }
+        }
+    }
+}
+
+/// The 1017_2's hardware failsafe: armed on every attached channel, fed
+/// from the board's own thread. If this process hangs, the feeding stops
+/// and the board turns the relays off by itself.
+struct HardwareFailsafe {
+    ms: u32,
+    armed: [bool; CHANNELS as usize],
+    unsupported: bool,
+    last_fed: Option<Instant>,
+}
+
+impl HardwareFailsafe {
+    fn new(time: Duration) -> Self {
+        Self {
+            ms: time.as_millis().clamp(500, 30_000) as u32,
+            armed: [false; CHANNELS as usize],
+            unsupported: false,
+            last_fed: None,
+        }
+    }
+
+    /// Arms channels that are not armed yet, feeds the armed ones (at most
+    /// once per `period`), and recovers a tripped channel: re-arms it and
+    /// asks the bank to re-apply the intended states.
+    fn maintain(&mut self, outputs: &[DigitalOutput], tracker: &AttachTracker, period: Duration) {
+        if self.unsupported || self.last_fed.is_some_and(|t| t.elapsed() < period) {
+            return;
+        }
+        self.last_fed = Some(Instant::now());
+        let attached = tracker.attached_channels();
+        let mut recovered = false;
+        for (ch, out) in outputs.iter().enumerate() {
+            if !attached[ch] {
+                // A re-attach resets the failsafe: arm it again then.
+                self.armed[ch] = false;
+                continue;
+            }
+            if !self.armed[ch] {
+                match out.set_enable_failsafe(self.ms) {
+                    Ok(()) => {
+                        self.armed[ch] = true;
+                        if ch == 0 {
+                            tracing::info!(
+                                failsafe_ms = self.ms,
+                                "hardware failsafe armed: if this service stops feeding it, the board turns the relays off"
+                            );
+                        }
+                    }
+                    Err(ReturnCode::Unsupported) => {
+                        tracing::warn!(
+                            "this 1017 has no hardware failsafe (only the 1017_2 has); --hardware-failsafe is ignored, the relay hold still applies"
+                        );
+                        self.unsupported = true;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = ch, error = %e, "cannot arm the hardware failsafe; will retry")
+                    }
+                }
+                continue;
+            }
+            match out.set_reset_failsafe() {
+                Ok(()) => {}
+                Err(ReturnCode::Failsafe) => {
+                    tracing::error!(
+                        channel = ch,
+                        failsafe_ms = self.ms,
+                        "the hardware failsafe tripped (this service did not feed it in time): the relay is off; re-arming"
+                    );
+                    self.armed[ch] = out.set_enable_failsafe(self.ms).is_ok();
+                    recovered = true;
+                }
+                Err(ReturnCode::NotAttached) => self.armed[ch] = false,
+                Err(e) => {
+                    tracing::warn!(channel = ch, error = %e, "cannot feed the hardware failsafe")
+                }
+            }
+        }
+        if recovered {
+            // Like a re-attach: the bank puts the intended states back.
+            tracker.bump();
         }
     }
 }
@@ -191,6 +296,18 @@ impl AttachTracker {
 
     fn detached(&self, channel: u32) {
         self.update(channel, false, None);
+    }
+
+    fn attached_channels(&self) -> [bool; CHANNELS as usize] {
+        *self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes the bank re-apply the intended states, as after a re-attach.
+    fn bump(&self) {
+        self.status.send_modify(|status| status.attachments += 1);
     }
 
     fn update(&self, channel: u32, attached: bool, serial: Option<i32>) {

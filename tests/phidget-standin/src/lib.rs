@@ -13,7 +13,14 @@
 //!   `setState` / `getState` fail with `EPHIDGET_NOTATTACHED` (52); plugging
 //!   back re-attaches them (attach handlers run), relays off.
 //! - Failsafe is answered `EPHIDGET_UNSUPPORTED` (20), as on a 1017 before
-//!   the 1017_2 revision.
+//!   the 1017_2 revision, unless the board is made a 1017_2
+//!   (`PHIDGET_STANDIN_FAILSAFE=1`, or `phidget_standin_set_failsafe`). Then
+//!   `enableFailsafe(ms)` (500..=30000) arms a watchdog per channel that
+//!   `resetFailsafe` feeds; if it starves, the relay turns off and the
+//!   channel answers `EPHIDGET_FAILSAFE` (59) until failsafe is enabled
+//!   again. (How the real library leaves that state is our guess:
+//!   re-enabling.) `phidget_standin_freeze_resets` drops every reset, as if
+//!   the host had stopped talking to the board.
 //!
 //! Tests drive the simulated board through the `phidget_standin_*` functions
 //! (in-process), and configure it through the environment:
@@ -40,6 +47,7 @@ const EPHIDGET_UNSUPPORTED: ReturnCode = 20;
 const EPHIDGET_INVALIDARG: ReturnCode = 21;
 const EPHIDGET_NOTATTACHED: ReturnCode = 52;
 const EPHIDGET_CLOSED: ReturnCode = 56;
+const EPHIDGET_FAILSAFE: ReturnCode = 59;
 
 const ANY: i32 = -1;
 const CHANNELS: usize = 8;
@@ -51,6 +59,14 @@ struct World {
     serial: i32,
     relays: [bool; CHANNELS],
     handles: HashMap<usize, Channel>,
+    /// A 1017_2: failsafe supported.
+    failsafe_supported: bool,
+    /// Resets are dropped (the host "hung").
+    resets_frozen: bool,
+    /// Per board index: the armed watchdog (period, deadline), and whether
+    /// it tripped.
+    failsafe: [Option<(Duration, Instant)>; CHANNELS],
+    tripped: [bool; CHANNELS],
 }
 
 /// One `PhidgetDigitalOutputHandle`.
@@ -77,11 +93,17 @@ fn world() -> MutexGuard<'static, World> {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(DEFAULT_SERIAL);
             let plugged = std::env::var("PHIDGET_STANDIN_PLUGGED").as_deref() != Ok("0");
+            let failsafe_supported =
+                std::env::var("PHIDGET_STANDIN_FAILSAFE").as_deref() == Ok("1");
             Mutex::new(World {
                 plugged,
                 serial,
                 relays: [false; CHANNELS],
                 handles: HashMap::new(),
+                failsafe_supported,
+                resets_frozen: false,
+                failsafe: [None; CHANNELS],
+                tripped: [false; CHANNELS],
             })
         })
         .lock()
@@ -160,8 +182,10 @@ impl World {
         };
         channel.attached_to = Some(index);
         let on_attach = channel.on_attach;
-        // Attaching resets the output.
+        // Attaching resets the output, and the failsafe with it.
         self.relays[index] = false;
+        self.failsafe[index] = None;
+        self.tripped[index] = false;
         attach_signal().notify_all();
         on_attach.map(|(f, ctx)| (f, handle, ctx))
     }
@@ -171,6 +195,8 @@ impl World {
         let channel = self.handles.get_mut(&handle)?;
         let index = channel.attached_to.take()?;
         self.relays[index] = false;
+        self.failsafe[index] = None;
+        self.tripped[index] = false;
         channel.on_detach.map(|(f, ctx)| (f, handle, ctx))
     }
 
@@ -382,6 +408,7 @@ pub unsafe extern "C" fn Phidget_getAttached(handle: Handle, attached: *mut c_in
 pub extern "C" fn PhidgetDigitalOutput_setState(handle: Handle, state: c_int) -> ReturnCode {
     let mut w = world();
     match w.attached_index(handle) {
+        Ok(index) if w.tripped[index] => EPHIDGET_FAILSAFE,
         Ok(index) => {
             w.relays[index] = state != 0;
             EPHIDGET_OK
@@ -409,15 +436,79 @@ pub unsafe extern "C" fn PhidgetDigitalOutput_getState(
     }
 }
 
-/// The 1017 before the 1017_2 revision has no failsafe.
+/// The 1017 before the 1017_2 revision has no failsafe; a 1017_2 arms a
+/// watchdog of `ms` (500..=30000) on the channel.
 #[unsafe(no_mangle)]
-pub extern "C" fn PhidgetDigitalOutput_enableFailsafe(_handle: Handle, _ms: u32) -> ReturnCode {
-    EPHIDGET_UNSUPPORTED
+pub extern "C" fn PhidgetDigitalOutput_enableFailsafe(handle: Handle, ms: u32) -> ReturnCode {
+    let mut w = world();
+    if !w.failsafe_supported {
+        return EPHIDGET_UNSUPPORTED;
+    }
+    let index = match w.attached_index(handle) {
+        Ok(index) => index,
+        Err(rc) => return rc,
+    };
+    if !(500..=30_000).contains(&ms) {
+        return EPHIDGET_INVALIDARG;
+    }
+    let period = Duration::from_millis(u64::from(ms));
+    w.failsafe[index] = Some((period, Instant::now() + period));
+    w.tripped[index] = false;
+    drop(w);
+    start_watchdog();
+    EPHIDGET_OK
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn PhidgetDigitalOutput_resetFailsafe(_handle: Handle) -> ReturnCode {
-    EPHIDGET_UNSUPPORTED
+pub extern "C" fn PhidgetDigitalOutput_resetFailsafe(handle: Handle) -> ReturnCode {
+    let mut w = world();
+    if !w.failsafe_supported {
+        return EPHIDGET_UNSUPPORTED;
+    }
+    let index = match w.attached_index(handle) {
+        Ok(index) => index,
+        Err(rc) => return rc,
+    };
+    if w.tripped[index] {
+        return EPHIDGET_FAILSAFE;
+    }
+    if w.resets_frozen {
+        // The message never reaches the board.
+        return EPHIDGET_OK;
+    }
+    match w.failsafe[index] {
+        Some((period, _)) => {
+            w.failsafe[index] = Some((period, Instant::now() + period));
+            EPHIDGET_OK
+        }
+        None => EPHIDGET_INVALIDARG,
+    }
+}
+
+/// The board's own watchdogs: a channel whose failsafe was not fed in
+/// time turns off and trips.
+fn start_watchdog() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let _ = std::thread::Builder::new()
+            .name("phidget-standin-failsafe".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(Duration::from_millis(10));
+                    let mut w = world();
+                    let now = Instant::now();
+                    for index in 0..CHANNELS {
+                        if let Some((_, deadline)) = w.failsafe[index]
+                            && !w.tripped[index]
+                            && now >= deadline
+                        {
+                            w.relays[index] = false;
+                            w.tripped[index] = true;
+                        }
+                    }
+                }
+            });
+    });
 }
 
 #[unsafe(no_mangle)]
@@ -489,4 +580,35 @@ pub extern "C" fn phidget_standin_relay(index: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn phidget_standin_serial() -> i32 {
     world().serial
+}
+
+/// Makes the board a 1017_2 (failsafe supported) or an older 1017.
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_set_failsafe(supported: c_int) {
+    world().failsafe_supported = supported != 0;
+}
+
+/// Drops (1) or delivers (0) every resetFailsafe: a host that stopped
+/// talking to the board.
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_freeze_resets(frozen: c_int) {
+    world().resets_frozen = frozen != 0;
+}
+
+/// Whether channel `index`'s failsafe has tripped (1), and -1 if out of range.
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_failsafe_tripped(index: c_int) -> c_int {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| world().tripped.get(i).copied())
+        .map_or(-1, c_int::from)
+}
+
+/// The failsafe time armed on channel `index`, in ms (0 if none).
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_failsafe_ms(index: c_int) -> c_int {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| world().failsafe.get(i).copied().flatten())
+        .map_or(0, |(period, _)| period.as_millis() as c_int)
 }
