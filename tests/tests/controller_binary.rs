@@ -148,19 +148,27 @@ async fn three_processes_shed_on_red_and_answer_grpcurl() {
         "{line}"
     );
 
-    let status = ControllerServiceClient::new(channel)
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("GetStatus")
-        .into_inner()
-        .status
-        .expect("status");
-    assert!(
-        status
+    // The status of a pass is published just after its switches: poll.
+    let mut client = ControllerServiceClient::new(channel);
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let status = client
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .expect("GetStatus")
+            .into_inner()
+            .status
+            .expect("status");
+        if status
             .loads
             .iter()
             .all(|l| l.powered == Some(false) && !l.desired)
-    );
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let metrics = delestage_tests::scrape_metrics(&controller.metrics_addr().await).await;
     for needle in [

@@ -401,22 +401,31 @@ async fn without_the_forecast_service_loads_follow_their_fallback_then_come_back
     // heat-pump restores (already on), pool-pump keeps.
     system.stop_forecast().await;
     system.wait_relays(&[1], &[0]).await;
-    let status = system
-        .controller_client()
-        .await
-        .get_status(cpb::GetStatusRequest {})
-        .await
-        .expect("GetStatus")
-        .into_inner()
-        .status
-        .expect("status");
-    assert!(!status.forecast.as_ref().is_some_and(|f| f.usable));
-    assert!(
-        status
-            .loads
-            .iter()
-            .all(|l| l.reason() == cpb::Reason::ForecastUnknown)
-    );
+    // The status of that pass is published just after its switches.
+    let mut client = system.controller_client().await;
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let status = client
+            .get_status(cpb::GetStatusRequest {})
+            .await
+            .expect("GetStatus")
+            .into_inner()
+            .status
+            .expect("status");
+        let fallback = !status.forecast.as_ref().is_some_and(|f| f.usable)
+            && status
+                .loads
+                .iter()
+                .all(|l| l.reason() == cpb::Reason::ForecastUnknown);
+        if fallback {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fallback in the status: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Back up (from its cache, on the same address): normal again.
     system.start_forecast_again().await;
