@@ -257,3 +257,53 @@ async fn relay_session(
         wake.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds, nanos: 0 })
+    }
+
+    #[test]
+    fn unknown_levels_and_broken_hours_from_a_newer_service_are_dropped() {
+        let tx = watch::channel(ForecastSeen::default()).0;
+        apply_forecast(
+            &tx,
+            fpb::Forecast {
+                hours: vec![
+                    fpb::HourSignal {
+                        start: ts(0),
+                        end: ts(3600),
+                        level: fpb::SignalLevel::Red.into(),
+                    },
+                    // A level this build does not know.
+                    fpb::HourSignal {
+                        start: ts(3600),
+                        end: ts(7200),
+                        level: 9,
+                    },
+                    // An hour that ends before it starts.
+                    fpb::HourSignal {
+                        start: ts(9000),
+                        end: ts(8000),
+                        level: fpb::SignalLevel::Green.into(),
+                    },
+                    // No times at all.
+                    fpb::HourSignal {
+                        start: None,
+                        end: None,
+                        level: fpb::SignalLevel::Green.into(),
+                    },
+                ],
+                fetched_at: ts(10),
+                ..Default::default()
+            },
+        );
+        let seen = tx.borrow();
+        assert_eq!(seen.hours.len(), 1);
+        assert_eq!(seen.hours[0].level, SignalLevel::Red);
+        assert!(seen.settled && seen.connected);
+    }
+}
