@@ -57,6 +57,21 @@ pub async fn measure(bin_dir: &Path, clients: usize, duration: Duration) -> anyh
     for _ in 0..10 {
         channels.push(forecast.channel().await);
     }
+    // Start once the first forecast is there (until then clients get
+    // UNAVAILABLE, as they should, but that is not what is measured).
+    let ready_by = Instant::now() + Duration::from_secs(20);
+    let mut probe = ForecastServiceClient::new(channels[0].clone());
+    while probe
+        .get_forecast(fpb::GetForecastRequest {})
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(
+            Instant::now() < ready_by,
+            "the forecast-service never had a forecast"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = standin.signals_calls();
     let started = Instant::now();
     let result = load::run(
