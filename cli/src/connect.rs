@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use delestage_runtime::client::{AuthedChannel, BearerToken, ClientSecurity};
+use delestage_runtime::errors::with_causes;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::args::Endpoints;
@@ -136,18 +137,4 @@ pub async fn connect(
         .await
         .map_err(|e| unreachable(with_causes(&e)))?;
     Ok(InterceptedService::new(channel, token))
-}
-
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

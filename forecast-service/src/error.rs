@@ -108,18 +108,4 @@ impl From<Error> for Status {
     }
 }
 
-/// An error and its causes on one line: reqwest's own message leaves out
-/// the cause ("error sending request" without "connection refused").
-pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use delestage_runtime::errors::with_causes;

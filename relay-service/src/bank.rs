@@ -228,17 +228,7 @@ impl RelayBank {
         // Answer once the state is on disk. The relay has switched either
         // way; if the file cannot follow, say so (the state would not
         // survive a restart) rather than pretend.
-        inner.version += 1;
-        let version = inner.version;
-        self.writer.submit(version, inner.states.clone());
-        drop(inner);
-        self.writer
-            .wait(version)
-            .await
-            .map_err(|reason| Error::StateWrite {
-                path: self.state_file.path().to_owned(),
-                reason,
-            })?;
+        self.persist(inner).await?;
         Ok(SetOutcome {
             relay,
             switched: true,
@@ -327,6 +317,13 @@ impl RelayBank {
         if switched.is_empty() {
             return Ok(switched);
         }
+        self.persist(inner).await?;
+        Ok(switched)
+    }
+
+    /// Hands the new states to the writer, lets go of the lock, and waits
+    /// until they are on disk (group commit, see [`crate::persist`]).
+    async fn persist(&self, mut inner: tokio::sync::MutexGuard<'_, Inner>) -> Result<(), Error> {
         inner.version += 1;
         let version = inner.version;
         self.writer.submit(version, inner.states.clone());
@@ -337,8 +334,7 @@ impl RelayBank {
             .map_err(|reason| Error::StateWrite {
                 path: self.state_file.path().to_owned(),
                 reason,
-            })?;
-        Ok(switched)
+            })
     }
 
     async fn reapply(&self, inner: &mut Inner) {

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod config;
+pub mod errors;
 pub mod files;
 pub mod grpc;
 pub mod metrics;

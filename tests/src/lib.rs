@@ -236,6 +236,38 @@ pub async fn scrape_metrics(addr: &str) -> String {
     response
 }
 
+/// The relays of the relay-service behind `channel` that are energised.
+pub async fn energized(channel: &Channel) -> Vec<u32> {
+    use delestage_proto::relay::v1 as rpb;
+    rpb::relay_service_client::RelayServiceClient::new(channel.clone())
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner()
+        .relays
+        .into_iter()
+        .filter(|r| r.energized)
+        .map(|r| r.channel)
+        .collect()
+}
+
+/// Polls until exactly `expected` relays are energised; `what` names the
+/// moment in the failure message.
+pub async fn wait_energized(channel: &Channel, expected: &[u32], what: &str) {
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let now = energized(channel).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: energised {now:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs grpcurl (`$GRPCURL`, set by scripts/test, or `grpcurl` on the PATH)
 /// and returns its stdout; panics with its stderr if it fails.
 pub async fn grpcurl(args: &[&str]) -> String {

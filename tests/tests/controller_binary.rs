@@ -4,12 +4,9 @@
 use std::path::Path;
 
 use delestage_proto::controller::v1 as pb;
-use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, binary, grpcurl, run_to_exit};
+use delestage_tests::{BOUND, ServiceProcess, binary, grpcurl, run_to_exit, wait_energized};
 use nix::sys::signal::Signal;
 use pb::controller_service_client::ControllerServiceClient;
-use rpb::relay_service_client::RelayServiceClient;
-use tonic::transport::Channel;
 
 const CONTROLLER: &str = "delestage.controller.v1.ControllerService";
 
@@ -46,34 +43,6 @@ restore_stagger = "0s"
 "#,
         state = state.display()
     )
-}
-
-async fn energized(channel: &Channel) -> Vec<u32> {
-    RelayServiceClient::new(channel.clone())
-        .get_relays(rpb::GetRelaysRequest {})
-        .await
-        .expect("GetRelays")
-        .into_inner()
-        .relays
-        .into_iter()
-        .filter(|r| r.energized)
-        .map(|r| r.channel)
-        .collect()
-}
-
-async fn wait_energized(channel: &Channel, expected: &[u32]) {
-    let deadline = std::time::Instant::now() + BOUND;
-    loop {
-        let now = energized(channel).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "energised {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -138,10 +107,10 @@ async fn three_processes_shed_on_red_and_answer_grpcurl() {
     let channel = controller.wait_serving(CONTROLLER).await;
 
     // Green: the heater's relay (NO) energised, the heat pump's (NC) released.
-    wait_energized(&relay_channel, &[0]).await;
+    wait_energized(&relay_channel, &[0], "relays").await;
     // Red: both cut.
     write_forecast(&forecast_file, 3);
-    wait_energized(&relay_channel, &[5]).await;
+    wait_energized(&relay_channel, &[5], "relays").await;
     let line = controller.wait_for_log("\"message\":\"switched\"").await;
     assert!(
         line.contains("water-heater") || line.contains("heat-pump"),

@@ -5,41 +5,13 @@
 use std::time::{Duration, Instant};
 
 use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, binary};
+use delestage_tests::{BOUND, ServiceProcess, binary, energized, wait_energized};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rpb::relay_service_client::RelayServiceClient;
 use tonic::transport::Channel;
 
 const RELAY: &str = "delestage.relay.v1.RelayService";
-
-async fn energized(channel: &Channel) -> Vec<u32> {
-    RelayServiceClient::new(channel.clone())
-        .get_relays(rpb::GetRelaysRequest {})
-        .await
-        .expect("GetRelays")
-        .into_inner()
-        .relays
-        .into_iter()
-        .filter(|r| r.energized)
-        .map(|r| r.channel)
-        .collect()
-}
-
-async fn wait_energized(channel: &Channel, expected: &[u32], what: &str) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let now = energized(channel).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: energised {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn start_relay(dir: &std::path::Path, hold: &str) -> (ServiceProcess, Channel) {
     let config = dir.join("relay.toml");

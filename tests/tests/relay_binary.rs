@@ -1,7 +1,7 @@
 //! relay-service as a user runs it: the real binary, as a separate process.
 
 use delestage_proto::relay::v1 as pb;
-use delestage_tests::{BOUND, ServiceProcess, binary, run_to_exit};
+use delestage_tests::{BOUND, ServiceProcess, binary, energized, run_to_exit};
 use nix::sys::signal::Signal;
 use pb::relay_service_client::RelayServiceClient;
 use tokio_stream::StreamExt;
@@ -24,19 +24,6 @@ async fn start_env(
     let svc = ServiceProcess::start(&binary("relay-service"), &args, env).await;
     let channel = svc.wait_serving(RELAY).await;
     (svc, channel)
-}
-
-async fn energized(channel: &Channel) -> Vec<u32> {
-    RelayServiceClient::new(channel.clone())
-        .get_relays(pb::GetRelaysRequest {})
-        .await
-        .expect("GetRelays")
-        .into_inner()
-        .relays
-        .into_iter()
-        .filter(|r| r.energized)
-        .map(|r| r.channel)
-        .collect()
 }
 
 async fn set(channel: &Channel, ch: u32, on: bool) {
