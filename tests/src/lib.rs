@@ -236,6 +236,30 @@ pub async fn scrape_metrics(addr: &str) -> String {
     response
 }
 
+/// Starts forecast-service on the Ecowatt file `file` (state in
+/// `state_dir`, created if needed) with `extra` flags, and waits until it
+/// is SERVING.
+pub async fn start_forecast_on_file(
+    file: &Path,
+    state_dir: &Path,
+    extra: &[&str],
+) -> ServiceProcess {
+    std::fs::create_dir_all(state_dir).expect("create the state dir");
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state_dir.to_str().expect("utf-8 path"),
+        "--file",
+        file.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let svc = ServiceProcess::start(&binary("forecast-service"), &args, &[]).await;
+    svc.wait_serving("delestage.forecast.v1.ForecastService")
+        .await;
+    svc
+}
+
 /// The relays of the relay-service behind `channel` that are energised.
 pub async fn energized(channel: &Channel) -> Vec<u32> {
     use delestage_proto::relay::v1 as rpb;

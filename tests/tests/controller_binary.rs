@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use delestage_proto::controller::v1 as pb;
-use delestage_tests::{BOUND, ServiceProcess, binary, grpcurl, run_to_exit, wait_energized};
+use delestage_tests::{
+    BOUND, ServiceProcess, binary, grpcurl, run_to_exit, start_forecast_on_file, wait_energized,
+};
 use nix::sys::signal::Signal;
 use pb::controller_service_client::ControllerServiceClient;
 
@@ -68,22 +70,7 @@ async fn three_processes_shed_on_red_and_answer_grpcurl() {
     )
     .await;
     let relay_channel = relays.wait_serving("delestage.relay.v1.RelayService").await;
-    let forecast = ServiceProcess::start(
-        &binary("forecast-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            state("forecast").to_str().expect("utf-8"),
-            "--file",
-            forecast_file.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    forecast
-        .wait_serving("delestage.forecast.v1.ForecastService")
-        .await;
+    let forecast = start_forecast_on_file(&forecast_file, &state("forecast"), &[]).await;
 
     let config_path = dir.path().join("controller.toml");
     std::fs::write(

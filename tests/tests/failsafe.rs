@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, binary, energized, wait_energized};
+use delestage_tests::{
+    BOUND, ServiceProcess, binary, energized, start_forecast_on_file, wait_energized,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rpb::relay_service_client::RelayServiceClient;
@@ -106,23 +108,7 @@ async fn a_hung_controller_ends_in_the_safe_state_and_recovers() {
     let (relay, relay_channel) = start_relay(&relay_dir, "2s").await;
     let forecast = dir.path().join("f.json");
     std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(1)).expect("write");
-    let fstate = dir.path().join("forecast");
-    std::fs::create_dir_all(&fstate).expect("mkdir");
-    let fsvc = ServiceProcess::start(
-        &binary("forecast-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            fstate.to_str().expect("utf-8"),
-            "--file",
-            forecast.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    fsvc.wait_serving("delestage.forecast.v1.ForecastService")
-        .await;
+    let fsvc = start_forecast_on_file(&forecast, &dir.path().join("forecast"), &[]).await;
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, binary};
+use delestage_tests::{BOUND, ServiceProcess, binary, start_forecast_on_file};
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
 use tonic::Code;
@@ -164,23 +164,7 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     let (relay, relay_channel) = start_relay(&relay_state).await;
     let forecast = dir.path().join("f.json");
     std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(3)).expect("write");
-    let fstate = dir.path().join("forecast");
-    std::fs::create_dir_all(&fstate).expect("mkdir");
-    let fsvc = ServiceProcess::start(
-        &binary("forecast-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            fstate.to_str().expect("utf-8"),
-            "--file",
-            forecast.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    fsvc.wait_serving("delestage.forecast.v1.ForecastService")
-        .await;
+    let fsvc = start_forecast_on_file(&forecast, &dir.path().join("forecast"), &[]).await;
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,

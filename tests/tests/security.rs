@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, TestPki, binary, grpcurl, run_to_exit, token_hash};
+use delestage_tests::{
+    BOUND, ServiceProcess, TestPki, binary, grpcurl, run_to_exit, start_forecast_on_file,
+    token_hash,
+};
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
 use tonic::Code;
@@ -228,26 +231,12 @@ async fn tls_with_client_certificates_end_to_end_with_the_controller_and_the_cli
     // and drives the relay.
     let forecast_file = dir.path().join("ecowatt.json");
     std::fs::write(&forecast_file, ecowatt_standin::uniform_body_around_now(1)).expect("write");
-    let forecast_state = dir.path().join("forecast");
-    std::fs::create_dir_all(&forecast_state).expect("mkdir");
-    let forecast = ServiceProcess::start(
-        &binary("forecast-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            forecast_state.to_str().expect("utf-8"),
-            "--file",
-            forecast_file.to_str().expect("utf-8"),
-            "--tokens",
-            tokens.to_str().expect("utf-8"),
-        ],
-        &[],
+    let forecast = start_forecast_on_file(
+        &forecast_file,
+        &dir.path().join("forecast"),
+        &["--tokens", tokens.to_str().expect("utf-8")],
     )
     .await;
-    forecast
-        .wait_serving("delestage.forecast.v1.ForecastService")
-        .await;
     let control_file = dir.path().join("control.token");
     std::fs::write(&control_file, format!("{CONTROL_TOKEN}\n")).expect("write");
     let read_file = dir.path().join("read.token");
