@@ -33,8 +33,9 @@ pub async fn measure(bin_dir: &Path, clients: usize, duration: Duration) -> anyh
     .await;
     let url = standin.base_url();
     let refresh = Duration::from_millis(500);
-    let (forecast, _) = procs::start(
-        &procs::binary(bin_dir, "forecast-service")?,
+    let (forecast, _) = procs::start_service(
+        bin_dir,
+        "forecast-service",
         &[
             "--listen",
             "127.0.0.1:0",
@@ -49,9 +50,8 @@ pub async fn measure(bin_dir: &Path, clients: usize, duration: Duration) -> anyh
             ("ECOWATT_CLIENT_ID", "test-client-id"),
             ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
         ],
-        "delestage.forecast.v1.ForecastService",
     )
-    .await;
+    .await?;
     // Ten connections, so no single HTTP/2 connection carries them all.
     let mut channels = Vec::new();
     for _ in 0..10 {

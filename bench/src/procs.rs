@@ -47,6 +47,33 @@ pub async fn start(
     (process, t.elapsed())
 }
 
+/// The gRPC service a workspace binary serves, for its health check.
+fn service_of(binary: &str) -> &'static str {
+    match binary {
+        "relay-service" => "delestage.relay.v1.RelayService",
+        "forecast-service" => "delestage.forecast.v1.ForecastService",
+        "controller" => "delestage.controller.v1.ControllerService",
+        _ => "",
+    }
+}
+
+/// [`start`] for one of the workspace's services, by binary name.
+pub async fn start_service(
+    bin_dir: &Path,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(ServiceProcess, Duration)> {
+    Ok(start(&binary(bin_dir, name)?, args, env, service_of(name)).await)
+}
+
+/// `dir/name`, created, as a string for a `--state-dir` flag.
+pub fn subdir(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path)?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
 /// Resident memory now and at its peak, in KiB, from /proc.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Memory {

@@ -37,11 +37,7 @@ const RED: u8 = 3;
 
 pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction> {
     let dir = tempfile::tempdir()?;
-    let state = |name: &str| -> anyhow::Result<String> {
-        let p = dir.path().join(name);
-        std::fs::create_dir_all(&p)?;
-        Ok(p.to_string_lossy().into_owned())
-    };
+    let state = |name: &str| procs::subdir(dir.path(), name);
     let standin = EcowattStandin::start(
         StandinConfig {
             rate_limit: None,
@@ -52,8 +48,9 @@ pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction>
     .await;
     let url = standin.base_url();
     let relay_state = state("relay")?;
-    let (relay, _) = procs::start(
-        &procs::binary(bin_dir, "relay-service")?,
+    let (relay, _) = procs::start_service(
+        bin_dir,
+        "relay-service",
         // Dozens of switches a minute: lift the wear guard, as for SetRelay.
         &[
             "--listen",
@@ -63,12 +60,12 @@ pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction>
             "--benchmark-without-wear-guard",
         ],
         &[],
-        "delestage.relay.v1.RelayService",
     )
-    .await;
+    .await?;
     let forecast_state = state("forecast")?;
-    let (forecast, _) = procs::start(
-        &procs::binary(bin_dir, "forecast-service")?,
+    let (forecast, _) = procs::start_service(
+        bin_dir,
+        "forecast-service",
         &[
             "--listen",
             "127.0.0.1:0",
@@ -83,9 +80,8 @@ pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction>
             ("ECOWATT_CLIENT_ID", "test-client-id"),
             ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
         ],
-        "delestage.forecast.v1.ForecastService",
     )
-    .await;
+    .await?;
     let config = dir.path().join("controller.toml");
     std::fs::write(
         &config,
@@ -96,8 +92,9 @@ pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction>
     )?;
     let controller_state = state("controller")?;
     let config_path = config.to_string_lossy().into_owned();
-    let (controller, controller_start) = procs::start(
-        &procs::binary(bin_dir, "controller")?,
+    let (controller, controller_start) = procs::start_service(
+        bin_dir,
+        "controller",
         &[
             "--listen",
             "127.0.0.1:0",
@@ -107,9 +104,8 @@ pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction>
             &controller_state,
         ],
         &[],
-        "delestage.controller.v1.ControllerService",
     )
-    .await;
+    .await?;
 
     let mut forecasts = ForecastServiceClient::new(forecast.channel().await)
         .watch_forecast(fpb::WatchForecastRequest {})

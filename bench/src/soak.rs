@@ -15,18 +15,15 @@ use crate::procs;
 
 pub async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let state = |name: &str| -> anyhow::Result<String> {
-        let p = dir.path().join(name);
-        std::fs::create_dir_all(&p)?;
-        Ok(p.to_string_lossy().into_owned())
-    };
+    let state = |name: &str| procs::subdir(dir.path(), name);
     let payload = format!(
         "{}/../forecast-service/payloads/signals-sandbox-v5.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let relay_state = state("relay")?;
-    let (relay, _) = procs::start(
-        &procs::binary(bin_dir, "relay-service")?,
+    let (relay, _) = procs::start_service(
+        bin_dir,
+        "relay-service",
         &[
             "--listen",
             "127.0.0.1:0",
@@ -35,12 +32,12 @@ pub async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::
             "--benchmark-without-wear-guard",
         ],
         &[],
-        "delestage.relay.v1.RelayService",
     )
-    .await;
+    .await?;
     let forecast_state = state("forecast")?;
-    let (forecast, _) = procs::start(
-        &procs::binary(bin_dir, "forecast-service")?,
+    let (forecast, _) = procs::start_service(
+        bin_dir,
+        "forecast-service",
         &[
             "--listen",
             "127.0.0.1:0",
@@ -51,9 +48,8 @@ pub async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::
             "--rebase-to-today",
         ],
         &[],
-        "delestage.forecast.v1.ForecastService",
     )
-    .await;
+    .await?;
     let config = dir.path().join("controller.toml");
     let example = std::fs::read_to_string(format!(
         "{}/../deploy/controller.toml",
@@ -70,8 +66,9 @@ pub async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::
     )?;
     let controller_state = state("controller")?;
     let config_path = config.to_string_lossy().into_owned();
-    let (controller, _) = procs::start(
-        &procs::binary(bin_dir, "controller")?,
+    let (controller, _) = procs::start_service(
+        bin_dir,
+        "controller",
         &[
             "--listen",
             "127.0.0.1:0",
@@ -81,9 +78,8 @@ pub async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::
             &controller_state,
         ],
         &[],
-        "delestage.controller.v1.ControllerService",
     )
-    .await;
+    .await?;
 
     let channels = [
         relay.channel().await,
