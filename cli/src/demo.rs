@@ -94,14 +94,17 @@ pub async fn run(
         rebase_to_today: true,
     };
 
+    let controller_listen = format!("127.0.0.1:{}", ports.2);
+    let controller_state = mkdir(&state.join("controller"))?;
     let mut controller = controller::config::Settings::from_toml(
         CONTROLLER_CONFIG,
         Path::new("deploy/controller.toml"),
-        controller::config::Cli {
-            listen: Some(format!("127.0.0.1:{}", ports.2)),
-            state_dir: Some(mkdir(&state.join("controller"))?),
-            ..controller::config::Cli::default()
-        },
+        &[
+            "--listen",
+            &controller_listen,
+            "--state-dir",
+            &controller_state.to_string_lossy(),
+        ],
     )
     .map_err(|e| CliError::Demo(format!("the bundled example configuration: {e}")))?;
     controller.forecast = format!("http://127.0.0.1:{}", ports.1);

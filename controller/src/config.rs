@@ -1,5 +1,6 @@
 //! The controller's configuration: a TOML file (the loads, the
-//! relay-services, the policy) and a few flags that win over it.
+//! relay-services, the policy) and flags that win over it, both declared
+//! once in [`Options`] (see `delestage_runtime::options`).
 //!
 //! Every error names the file, the key and what is wrong, and the
 //! controller does not start: a load switched by mistake is worse than a
@@ -11,81 +12,93 @@ use std::time::Duration;
 
 use clap::Parser;
 use delestage_runtime::client::ClientSecurity;
-use delestage_runtime::security::{Security, SecurityArgs, SecurityFile};
+use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
+use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
-
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50053";
-pub const DEFAULT_FORECAST: &str = "http://127.0.0.1:50052";
-pub const DEFAULT_RESTORE_STAGGER: Duration = Duration::from_secs(30);
-pub const DEFAULT_FORECAST_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
 
 /// Turns RTE's Ecowatt forecast and a list of loads into a plan, and makes
 /// the relays of one or more relay-services agree with it. Serves
 /// delestage.controller.v1.ControllerService over gRPC (status, plan,
 /// overrides, history), with grpc.health.v1 and server reflection.
 ///
-/// The loads, relay-services and policy are in the --config file (see the
-/// README for every key); the flags below win over the file's keys of the
-/// same name.
-#[derive(Debug, Default, Parser)]
+/// The loads and relay-services are in the --config file (`[[load]]`,
+/// `[relays.NAME]`; see the README for every key). Every option below can
+/// be set there too, under its name with underscores (the policy ones in a
+/// `[policy]` table); flags win.
+#[derive(Debug, Parser, Serialize, Deserialize)]
 #[command(name = "controller", version, about, long_about)]
-pub struct Cli {
-    /// TOML config file (required): loads, relay-services, policy.
+pub struct Options {
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: CommonOptions,
+
+    /// The forecast-service's URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50052")]
+    pub forecast: String,
+
+    /// With an https forecast URL: the CA that signed its certificate.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Address to serve gRPC on [default: 127.0.0.1:50053].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-
-    /// Where overrides and the switch history are kept [default:
-    /// $STATE_DIRECTORY, else $XDG_STATE_HOME/delestage/controller, else
-    /// ~/.local/state/delestage/controller].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-
-    /// Log format [default: text]. RUST_LOG filters (default: info).
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-
-    /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<String>,
+    pub forecast_tls_ca: Option<PathBuf>,
+    /// Our client certificate for the forecast-service, when it requires one.
+    #[arg(long, value_name = "FILE")]
+    pub forecast_tls_cert: Option<PathBuf>,
+    /// The key of --forecast-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub forecast_tls_key: Option<PathBuf>,
+    /// A file holding the bearer token to send the forecast-service (role
+    /// read).
+    #[arg(long, value_name = "FILE")]
+    pub forecast_token_file: Option<PathBuf>,
 
     #[command(flatten)]
-    pub security: SecurityArgs,
+    pub policy: PolicyOptions,
+
+    /// `[relays.NAME]`: the relay-services. File only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub relays: BTreeMap<String, RelayServiceConfig>,
+
+    /// `[[load]]`: the loads. File only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub load: Vec<LoadConfig>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    state_dir: Option<PathBuf>,
-    forecast: Option<String>,
-    forecast_tls_ca: Option<PathBuf>,
-    forecast_tls_cert: Option<PathBuf>,
-    forecast_tls_key: Option<PathBuf>,
-    forecast_token_file: Option<PathBuf>,
-    log_format: Option<LogFormat>,
-    metrics: Option<String>,
-    #[serde(default)]
-    relays: BTreeMap<String, RelayServiceConfig>,
-    #[serde(default)]
-    load: Vec<LoadConfig>,
-    #[serde(default)]
-    policy: PolicyConfig,
-    /// TLS, tokens, --insecure for the controller's own API.
-    #[serde(default)]
-    security: SecurityFile,
+impl ServiceOptions for Options {
+    const NAME: &'static str = "controller";
+    const DEFAULT_LISTEN: &'static str = "127.0.0.1:50053";
+    fn common(&self) -> &CommonOptions {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut CommonOptions {
+        &mut self.common
+    }
 }
 
-#[derive(Debug, Deserialize)]
+/// The `[policy]` table.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct PolicyOptions {
+    /// Time between two restores, most important load first, so that loads
+    /// do not all come back at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[serde(with = "humantime_serde")]
+    pub restore_stagger: Duration,
+
+    /// A forecast fetched longer ago than this is not used: each load
+    /// follows its `when_forecast_unknown`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "6h")]
+    #[serde(with = "humantime_serde")]
+    pub forecast_max_age: Duration,
+}
+
+/// A `[relays.NAME]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RelayServiceConfig {
+pub struct RelayServiceConfig {
     endpoint: String,
     /// With an https endpoint: the CA that signed its certificate.
     tls_ca: Option<PathBuf>,
@@ -96,52 +109,33 @@ struct RelayServiceConfig {
     token_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A `[[load]]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoadConfig {
+pub struct LoadConfig {
     name: String,
     relay: String,
     #[serde(default)]
-    wiring: WiringChoice,
+    wiring: Wiring,
     shed_at: ShedAt,
     #[serde(default)]
     priority: i32,
-    min_on: Option<String>,
-    min_off: Option<String>,
-    anticipate: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    min_on: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    min_off: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    anticipate: Option<Duration>,
     #[serde(default)]
-    when_forecast_unknown: FallbackChoice,
+    when_forecast_unknown: Fallback,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyConfig {
-    restore_stagger: Option<String>,
-    forecast_max_age: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum WiringChoice {
-    #[default]
-    NormallyOpen,
-    NormallyClosed,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// The levels a load can be shed at.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum ShedAt {
     Orange,
     Red,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FallbackChoice {
-    #[default]
-    Keep,
-    Shed,
-    Restore,
 }
 
 /// A relay-service the controller drives.
@@ -176,46 +170,43 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the `--config` file, applies the flags, validates.
-    pub fn resolve(cli: Cli) -> Result<Self, Error> {
-        let Some(path) = cli.config.clone() else {
+    /// From this process's flags and config file. `--help` and flag errors
+    /// exit, as clap does.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::validate(Loaded::from_env()?)
+    }
+
+    /// From these arguments (the first is the program name).
+    pub fn from_args(args: &[&str]) -> Result<Self, Error> {
+        Self::validate(Loaded::from_args(args)?)
+    }
+
+    /// From a config file's text (`path` names it in messages) and flags
+    /// (`args`, without the program name), which win over it.
+    pub fn from_toml(text: &str, path: &Path, args: &[&str]) -> Result<Self, Error> {
+        let all = std::iter::once(Options::NAME).chain(args.iter().copied());
+        Self::validate(Loaded::from_args_and_text(all, path, text)?)
+    }
+
+    /// Checks the merged options and turns them into settings. Pure: an
+    /// error names the file and the key (or the flag) of the bad value.
+    pub fn validate(loaded: Loaded<Options>) -> Result<Self, Error> {
+        let Loaded {
+            options: o,
+            origins,
+        } = loaded;
+        let Some(path) = origins.file().map(Path::to_owned) else {
             return Err(Error::Config(
                 "--config FILE is required: it lists the loads and relay-services (see the README, or deploy/controller.toml)"
                     .to_owned(),
             ));
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::Config(format!("cannot read config file {}: {e}", path.display()))
-        })?;
-        Self::from_toml(&text, &path, cli)
-    }
+        let at = |key: &str, what: String| Error::Config(origins.error(key, what));
 
-    /// Parses and validates a config file's text (`path` is for messages).
-    pub fn from_toml(text: &str, path: &Path, cli: Cli) -> Result<Self, Error> {
-        let at =
-            |key: &str, what: String| Error::Config(format!("{}: {key}: {what}", path.display()));
-        let file: FileConfig = toml::from_str(text).map_err(|e| {
-            Error::Config(format!(
-                "invalid config file {}: {}",
-                path.display(),
-                e.to_string().trim_end()
-            ))
-        })?;
-        let duration = |key: &str, text: &Option<String>, default: Duration| match text {
-            None => Ok(default),
-            Some(t) => humantime::parse_duration(t).map_err(|e| {
-                at(
-                    key,
-                    format!("{t:?} is not a duration ({e}); write e.g. \"30s\", \"5m\" or \"1h\""),
-                )
-            }),
-        };
-
-        let forecast = file.forecast.unwrap_or_else(|| DEFAULT_FORECAST.to_owned());
-        check_endpoint(&forecast).map_err(|why| at("forecast", why))?;
+        check_endpoint(&o.forecast).map_err(|why| at("forecast", why))?;
 
         let mut relay_services = Vec::new();
-        for (name, relay) in &file.relays {
+        for (name, relay) in &o.relays {
             check_name(name).map_err(|why| at(&format!("relays.{name}"), why))?;
             check_endpoint(&relay.endpoint)
                 .map_err(|why| at(&format!("relays.{name}.endpoint"), why))?;
@@ -231,7 +222,7 @@ impl Settings {
             });
         }
 
-        if file.load.is_empty() {
+        if o.load.is_empty() {
             return Err(at(
                 "load",
                 "no [[load]] tables: there is nothing to control".to_owned(),
@@ -239,15 +230,15 @@ impl Settings {
         }
         let mut loads: Vec<Load> = Vec::new();
         let mut by_relay: HashMap<RelayAddress, String> = HashMap::new();
-        for (i, l) in file.load.iter().enumerate() {
+        for (i, l) in o.load.iter().enumerate() {
             let key = |field: &str| format!("load[{i}] ({:?}).{field}", l.name);
             check_name(&l.name).map_err(|why| at(&format!("load[{i}].name"), why))?;
             if loads.iter().any(|other| other.name == l.name) {
                 return Err(at(&key("name"), "two loads have this name".to_owned()));
             }
             let relay = parse_relay(&l.relay).map_err(|why| at(&key("relay"), why))?;
-            if !file.relays.contains_key(&relay.relay_service) {
-                let known: Vec<&str> = file.relays.keys().map(String::as_str).collect();
+            if !o.relays.contains_key(&relay.relay_service) {
+                let known: Vec<&str> = o.relays.keys().map(String::as_str).collect();
                 return Err(at(
                     &key("relay"),
                     format!(
@@ -271,70 +262,45 @@ impl Settings {
             loads.push(Load {
                 name: l.name.clone(),
                 relay,
-                wiring: match l.wiring {
-                    WiringChoice::NormallyOpen => Wiring::NormallyOpen,
-                    WiringChoice::NormallyClosed => Wiring::NormallyClosed,
-                },
+                wiring: l.wiring,
                 shed_at: match l.shed_at {
                     ShedAt::Orange => SignalLevel::Orange,
                     ShedAt::Red => SignalLevel::Red,
                 },
                 priority: l.priority,
-                min_on: duration(&key("min_on"), &l.min_on, Duration::ZERO)?,
-                min_off: duration(&key("min_off"), &l.min_off, Duration::ZERO)?,
-                anticipate: duration(&key("anticipate"), &l.anticipate, Duration::ZERO)?,
-                when_forecast_unknown: match l.when_forecast_unknown {
-                    FallbackChoice::Keep => Fallback::Keep,
-                    FallbackChoice::Shed => Fallback::Shed,
-                    FallbackChoice::Restore => Fallback::Restore,
-                },
+                min_on: l.min_on.unwrap_or_default(),
+                min_off: l.min_off.unwrap_or_default(),
+                anticipate: l.anticipate.unwrap_or_default(),
+                when_forecast_unknown: l.when_forecast_unknown,
             });
         }
-        // A relay-service no load uses is harmless, but probably a mistake.
-        let restore_stagger = duration(
-            "policy.restore_stagger",
-            &file.policy.restore_stagger,
-            DEFAULT_RESTORE_STAGGER,
-        )?;
-        let forecast_max_age = duration(
-            "policy.forecast_max_age",
-            &file.policy.forecast_max_age,
-            DEFAULT_FORECAST_MAX_AGE,
-        )?;
-        if forecast_max_age.is_zero() {
+        if o.policy.forecast_max_age.is_zero() {
             return Err(at(
                 "policy.forecast_max_age",
                 "must be more than zero".to_owned(),
             ));
         }
 
-        let listen = cli
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let security = Security::resolve(&cli.security, &file.security, &listen)
+        let security = Security::resolve(&o.common.security, &o.common.listen)
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Self {
-            listen,
-            state_dir: cli
-                .state_dir
-                .or(file.state_dir)
-                .unwrap_or_else(|| delestage_runtime::config::default_state_dir("controller")),
-            forecast,
+            state_dir: o.common.state_dir_or_default(Options::NAME),
+            listen: o.common.listen,
+            forecast: o.forecast,
             forecast_security: ClientSecurity {
-                ca: file.forecast_tls_ca.clone(),
-                cert: file.forecast_tls_cert.clone(),
-                key: file.forecast_tls_key.clone(),
-                token_file: file.forecast_token_file.clone(),
+                ca: o.forecast_tls_ca,
+                cert: o.forecast_tls_cert,
+                key: o.forecast_tls_key,
+                token_file: o.forecast_token_file,
             },
             relay_services,
             loads,
-            restore_stagger,
-            forecast_max_age,
-            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
-            metrics: cli.metrics.or(file.metrics),
+            restore_stagger: o.policy.restore_stagger,
+            forecast_max_age: o.policy.forecast_max_age,
+            log_format: o.common.log_format,
+            metrics: o.common.metrics,
             security,
-            config_path: path.to_owned(),
+            config_path: path,
         })
     }
 }
@@ -416,7 +382,7 @@ forecast_max_age = "6h"
 "#;
 
     fn parse(text: &str) -> Result<Settings, Error> {
-        Settings::from_toml(text, Path::new("ctl.toml"), Cli::default())
+        Settings::from_toml(text, Path::new("ctl.toml"), &[])
     }
 
     fn err(text: &str) -> String {
@@ -444,11 +410,8 @@ forecast_max_age = "6h"
     #[test]
     fn the_example_in_deploy_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/controller.toml");
-        let cli = Cli {
-            config: Some(path),
-            ..Cli::default()
-        };
-        let s = Settings::resolve(cli).expect("deploy/controller.toml is valid");
+        let s = Settings::from_args(&["controller", "--config", path.to_str().expect("utf-8")])
+            .expect("deploy/controller.toml is valid");
         assert!(s.loads.len() >= 4);
     }
 
@@ -457,8 +420,7 @@ forecast_max_age = "6h"
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let compose = root.join("deploy/docker/controller.compose.toml");
         let text = std::fs::read_to_string(&compose).expect("read");
-        let s =
-            Settings::from_toml(&text, &compose, Cli::default()).expect("compose config is valid");
+        let s = Settings::from_toml(&text, &compose, &[]).expect("compose config is valid");
         assert_eq!(s.relay_services[0].endpoint, "http://relay:50051");
 
         // The ConfigMap's controller.toml, un-indented.
@@ -470,8 +432,7 @@ forecast_max_age = "6h"
             .take_while(|l| l.is_empty() || l.starts_with("    "))
             .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
             .collect();
-        Settings::from_toml(&block, Path::new("k8s ConfigMap"), Cli::default())
-            .expect("k8s config is valid");
+        Settings::from_toml(&block, Path::new("k8s ConfigMap"), &[]).expect("k8s config is valid");
     }
 
     #[test]
@@ -483,7 +444,7 @@ forecast_max_age = "6h"
             ),
             (
                 EXAMPLE.replace("min_on = \"5m\"", "min_on = \"5 minuts\""),
-                "load[0] (\"water-heater\").min_on",
+                "ctl.toml: load[0].min_on",
             ),
             (
                 EXAMPLE.replace("relay = \"garage:1\"", "relay = \"garage:0\""),
@@ -533,7 +494,7 @@ forecast_max_age = "6h"
         assert!(
             err("[relays.a]\nendpoint = \"http://127.0.0.1:1\"\n").contains("nothing to control")
         );
-        let msg = Settings::resolve(Cli::default())
+        let msg = Settings::from_args(&["controller"])
             .expect_err("no --config")
             .to_string();
         assert!(msg.contains("--config"), "{msg}");
@@ -541,12 +502,20 @@ forecast_max_age = "6h"
 
     #[test]
     fn flags_win_over_the_file() {
-        let cli = Cli {
-            listen: Some("127.0.0.1:0".to_owned()),
-            state_dir: Some("/tmp/elsewhere".into()),
-            ..Cli::default()
-        };
-        let s = Settings::from_toml(EXAMPLE, Path::new("ctl.toml"), cli).expect("valid");
+        let s = Settings::from_toml(
+            EXAMPLE,
+            Path::new("ctl.toml"),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                "/tmp/elsewhere",
+                "--restore-stagger",
+                "5s",
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.restore_stagger, Duration::from_secs(5));
         assert_eq!(s.listen, "127.0.0.1:0");
         assert_eq!(s.state_dir, PathBuf::from("/tmp/elsewhere"));
     }
@@ -560,7 +529,7 @@ forecast_max_age = "6h"
             /// settings; never a panic.
             #[test]
             fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
-                if let Err(e) = Settings::from_toml(&text, Path::new("fuzz.toml"), Cli::default()) {
+                if let Err(e) = Settings::from_toml(&text, Path::new("fuzz.toml"), &[]) {
                     prop_assert!(e.to_string().contains("fuzz.toml"), "{}", e);
                 }
             }
@@ -580,7 +549,7 @@ forecast_max_age = "6h"
                     .map(|l| if l.starts_with(key) { format!("{key} = {junk}") } else { l.to_owned() })
                     .collect::<Vec<_>>()
                     .join("\n");
-                if let Err(e) = Settings::from_toml(&text, Path::new("ctl.toml"), Cli::default()) {
+                if let Err(e) = Settings::from_toml(&text, Path::new("ctl.toml"), &[]) {
                     prop_assert!(e.to_string().contains("ctl.toml"), "{}", e);
                 }
             }

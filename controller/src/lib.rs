@@ -5,16 +5,16 @@
 //! - [`model`]: loads, wiring, fallbacks.
 //! - [`policy`]: the pure plan (forecast + loads + overrides + now).
 //! - [`follow`]: following the forecast-service and the relay-services.
-//! - [`reconcile`]: comparing plan and relays, switching what differs.
+//! - [`enforce`]: comparing plan and relays, switching what differs.
 //! - [`store`]: overrides and switch history, across restarts.
 //! - [`service`]: the gRPC mapping. [`config`]: the TOML file and flags.
 
 pub mod config;
+pub mod enforce;
 pub mod error;
 pub mod follow;
 pub mod model;
 pub mod policy;
-pub mod reconcile;
 pub mod service;
 pub mod store;
 
@@ -30,9 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
+use crate::enforce::{Controller, Enforcement, RelayLink};
 pub use crate::error::Error;
 use crate::follow::{ForecastSeen, RelaySeen};
-use crate::reconcile::{Controller, RelayLink};
 use crate::service::ControllerApi;
 use crate::store::Store;
 
@@ -122,7 +122,11 @@ pub async fn serve(
     let state_dir = settings.state_dir.display().to_string();
     let security = settings.security.clone();
     let controller = Arc::new(Controller::new(
-        settings,
+        Enforcement {
+            loads: settings.loads,
+            restore_stagger: settings.restore_stagger,
+            forecast_max_age: settings.forecast_max_age,
+        },
         store,
         forecast_seen.subscribe(),
         links,

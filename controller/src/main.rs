@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use controller::config::{Cli, Settings};
+use controller::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,7 +18,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let settings = Settings::resolve(Cli::parse())?;
+    let settings = Settings::from_env()?;
     delestage_runtime::telemetry::init(settings.log_format)?;
     if let Some(addr) = &settings.metrics {
         delestage_runtime::metrics::serve(addr).await?;

@@ -21,7 +21,8 @@ impl fmt::Display for RelayAddress {
 }
 
 /// How the appliance hangs on the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Wiring {
     /// Powered when the relay is energised.
     #[default]
@@ -47,7 +48,8 @@ impl Wiring {
 }
 
 /// What a load does when the forecast is missing or too old.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Fallback {
     /// Stay as it is.
     #[default]

@@ -12,10 +12,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::enforce::{self, Controller, Event};
 use crate::follow::{from_pb, to_pb};
 use crate::model::{Fallback, Load, Wiring};
 use crate::policy::{Plan, Reason};
-use crate::reconcile::{self, Controller, Event};
 use crate::store::{StoredOverride, SwitchRecord};
 
 /// GetHistory's default and largest `limit`.
@@ -240,7 +240,7 @@ fn override_to_pb(load: &str, o: &StoredOverride) -> pb::Override {
     }
 }
 
-fn load_status_to_pb(s: &reconcile::LoadStatus) -> pb::LoadStatus {
+fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
     pb::LoadStatus {
         name: s.load.name.clone(),
         relay: Some(relay_to_pb(&s.load)),
@@ -267,7 +267,7 @@ fn load_status_to_pb(s: &reconcile::LoadStatus) -> pb::LoadStatus {
     }
 }
 
-fn status_to_pb(s: &reconcile::Status) -> pb::ControllerStatus {
+fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
     pb::ControllerStatus {
         at: Some(to_pb(s.at)),
         level: s.level.into(),

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use forecast_service::config::{Cli, Settings};
+use forecast_service::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,7 +17,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let settings = Settings::resolve(Cli::parse())?;
+    let settings = Settings::from_env()?;
     delestage_runtime::telemetry::init(settings.log_format)?;
     for warning in &settings.warnings {
         tracing::warn!("{warning}");

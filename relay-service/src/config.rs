@@ -1,22 +1,25 @@
 //! relay-service's settings: flags, an optional TOML file, and defaults.
 //!
-//! Every setting can be given as a flag or as a key of the `--config` file;
-//! the flag wins. Errors name the flag, or the file and the key.
+//! [`Options`] declares every setting once: as a flag (with its default and
+//! help) and as a key of the `--config` file; the flag wins (see
+//! `delestage_runtime::options`). [`Settings::validate`] checks them and
+//! turns them into the [`Settings`] the service runs with. Errors name the
+//! flag, or the file and the key.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use delestage_runtime::security::{Security, SecurityArgs, SecurityFile};
+use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
+use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::hold::HoldSettings;
 use crate::wear::MAX_SWITCHES_PER_MINUTE;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-pub const DEFAULT_SIM_CHANNELS: u32 = 8;
 /// A sane upper bound for a simulated board.
 pub const MAX_SIM_CHANNELS: u32 = 256;
 
@@ -24,79 +27,80 @@ pub const MAX_SIM_CHANNELS: u32 = 256;
 /// (with grpc.health.v1 and server reflection).
 ///
 /// Every option can also be set in the --config file, under the same name
-/// with underscores (listen, board, state_dir, serial, channels, on_start,
-/// max_switches_per_minute, log_format, metrics) plus a `[labels]` table
-/// (channel number = "label"). Flags win over the file.
-#[derive(Debug, Default, Parser)]
+/// with underscores, plus a `[labels]` table (channel number = "label") and
+/// a `[safe_states]` table (channel number = "on" or "off"). Flags win over
+/// the file.
+#[derive(Debug, Parser, Serialize, Deserialize)]
 #[command(name = "relay-service", version, about, long_about)]
-pub struct Cli {
-    /// TOML config file.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+pub struct Options {
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: CommonOptions,
 
-    /// Address to serve gRPC on [default: 127.0.0.1:50051]. Use port 0 for
-    /// any free port (the log says which).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-
-    /// The relay board [default: sim].
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub board: Option<BoardChoice>,
-
-    /// Where the intended relay states are kept across restarts
-    /// [default: $STATE_DIRECTORY, else $XDG_STATE_HOME/delestage/relay-service,
-    /// else ~/.local/state/delestage/relay-service].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// The relay board.
+    #[arg(long, value_enum, value_name = "KIND", default_value = "sim")]
+    pub board: BoardChoice,
 
     /// Serial number of the Phidget 1017 to open [default: any].
     #[arg(long, value_name = "N")]
     pub serial: Option<i32>,
 
-    /// Number of relays of the simulated board [default: 8].
-    #[arg(long, value_name = "N")]
-    pub channels: Option<u32>,
+    /// Number of relays of the simulated board (the 1017 has 8).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub channels: u32,
 
-    /// Relay states at start: restore the saved intended states, or all off
-    /// [default: restore].
-    #[arg(long, value_enum, value_name = "WHAT")]
-    pub on_start: Option<OnStart>,
+    /// Relay states at start: restore the saved intended states, or all off.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "restore")]
+    pub on_start: OnStart,
 
     /// Wear guard: most switches of one relay in any rolling minute; 1..=20,
-    /// the 1017's rating [default: 20].
-    #[arg(long, value_name = "N")]
-    pub max_switches_per_minute: Option<u32>,
-
-    /// Log format [default: text]. RUST_LOG filters (default: info).
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-
-    /// Serve Prometheus metrics (GET /metrics) on this address [default: off].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<String>,
+    /// the 1017's rating.
+    #[arg(long, value_name = "N", default_value_t = MAX_SWITCHES_PER_MINUTE)]
+    pub max_switches_per_minute: u32,
 
     /// The relay hold: when nobody (the controller) renews it for this long,
     /// every channel returns to its safe state ([safe_states] in the config
     /// file; default: all off) [default: off].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub hold_timeout: Option<std::time::Duration>,
+    #[serde(with = "humantime_serde")]
+    pub hold_timeout: Option<Duration>,
 
     /// Arm the 1017_2's hardware failsafe with this time (500ms..30s): if
     /// the service stops feeding it (hung), the board turns every relay off
     /// by itself. Older boards say unsupported; the service runs without
     /// [default: off].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub hardware_failsafe: Option<std::time::Duration>,
-
-    #[command(flatten)]
-    pub security: SecurityArgs,
+    #[serde(with = "humantime_serde")]
+    pub hardware_failsafe: Option<Duration>,
 
     /// For the load generator only: no wear guard. Refused with a real board.
     #[arg(long, hide = true)]
     pub benchmark_without_wear_guard: bool,
+
+    /// Channel number (as a TOML key) -> label. File only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+
+    /// Channel number (as a TOML key) -> "on" or "off", for the relay hold.
+    /// File only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub safe_states: BTreeMap<String, SafeState>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+impl ServiceOptions for Options {
+    const NAME: &'static str = "relay-service";
+    const DEFAULT_LISTEN: &'static str = "127.0.0.1:50051";
+    fn common(&self) -> &CommonOptions {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut CommonOptions {
+        &mut self.common
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BoardChoice {
     /// A simulated board, in memory.
@@ -106,7 +110,7 @@ pub enum BoardChoice {
     Phidget,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnStart {
     /// Re-apply the intended states saved in the state dir.
@@ -116,34 +120,8 @@ pub enum OnStart {
     Off,
 }
 
-/// The `--config` file. Same names as the flags, with underscores.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub board: Option<BoardChoice>,
-    pub state_dir: Option<PathBuf>,
-    pub serial: Option<i32>,
-    pub channels: Option<u32>,
-    pub on_start: Option<OnStart>,
-    pub max_switches_per_minute: Option<u32>,
-    pub log_format: Option<LogFormat>,
-    pub metrics: Option<String>,
-    /// Channel number (as a TOML key) -> label.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// TLS, tokens, --insecure.
-    #[serde(default)]
-    pub security: SecurityFile,
-    pub hold_timeout: Option<String>,
-    pub hardware_failsafe: Option<String>,
-    /// Channel number (as a TOML key) -> "on" or "off", for the relay hold.
-    #[serde(default)]
-    pub safe_states: BTreeMap<String, SafeState>,
-}
-
 /// A channel's safe state, for the relay hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SafeState {
     On,
@@ -168,7 +146,7 @@ pub struct Settings {
     /// The relay hold, if configured.
     pub hold: Option<HoldSettings>,
     /// The 1017_2 hardware failsafe time, if configured.
-    pub hardware_failsafe: Option<std::time::Duration>,
+    pub hardware_failsafe: Option<Duration>,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
     /// Settings that were accepted but ignored, for `main` to log once
@@ -179,100 +157,86 @@ pub struct Settings {
 impl Settings {
     /// Defaults, with the given state dir: what tests and embedders start from.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.to_owned(),
-            board: BoardChoice::Sim,
-            state_dir: state_dir.into(),
-            serial: None,
-            channels: DEFAULT_SIM_CHANNELS,
-            on_start: OnStart::Restore,
-            max_switches_per_minute: MAX_SWITCHES_PER_MINUTE,
-            log_format: LogFormat::Text,
-            metrics: None,
-            security: Security::default(),
-            hold: None,
-            hardware_failsafe: None,
-            labels: Vec::new(),
-            warnings: Vec::new(),
-        }
+        let mut loaded =
+            Loaded::<Options>::from_args([Options::NAME]).expect("the declared defaults are valid");
+        loaded.options.common.state_dir = Some(state_dir.into());
+        Self::validate(loaded).expect("the declared defaults are valid")
     }
 
-    /// Flags over file over defaults, then validated.
-    pub fn resolve(cli: Cli) -> Result<Self, Error> {
-        let path = cli.config.clone();
-        let file = match &path {
-            Some(path) => delestage_runtime::config::load_toml::<FileConfig>(path)?,
-            None => FileConfig::default(),
-        };
-        Self::merge(cli, file, path.as_deref())
+    /// From this process's flags and config file. `--help` and flag errors
+    /// exit, as clap does.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::validate(Loaded::from_env()?)
     }
 
-    fn merge(cli: Cli, file: FileConfig, path: Option<&Path>) -> Result<Self, Error> {
-        // Where a value came from, for error messages.
-        let origin = |flag: &str, key: &str, from_flag: bool| -> String {
-            match (from_flag, path) {
-                (true, _) | (false, None) => format!("--{flag}"),
-                (false, Some(p)) => format!("{}: {key}", p.display()),
-            }
-        };
+    /// From these arguments (the first is the program name).
+    pub fn from_args(args: &[&str]) -> Result<Self, Error> {
+        Self::validate(Loaded::from_args(args)?)
+    }
 
-        let board = cli.board.or(file.board).unwrap_or_default();
+    /// Checks the merged options and turns them into settings. Pure: an
+    /// error names the flag, or the file and key, of the bad value.
+    pub fn validate(loaded: Loaded<Options>) -> Result<Self, Error> {
+        let Loaded {
+            options: o,
+            origins,
+        } = loaded;
+        let bad = |key: &str, message: String| Error::Config(origins.error(key, message));
 
-        let channels_from_flag = cli.channels.is_some();
-        let channels_given = cli.channels.or(file.channels);
-        let channels = match (board, channels_given) {
-            (BoardChoice::Sim, Some(n)) if n == 0 || n > MAX_SIM_CHANNELS => {
-                return Err(Error::Config(format!(
-                    "{}: {n} channels: the simulated board has 1 to {MAX_SIM_CHANNELS}",
-                    origin("channels", "channels", channels_from_flag)
-                )));
+        let channels = match o.board {
+            BoardChoice::Sim if o.channels == 0 || o.channels > MAX_SIM_CHANNELS => {
+                return Err(bad(
+                    "channels",
+                    format!(
+                        "{} channels: the simulated board has 1 to {MAX_SIM_CHANNELS}",
+                        o.channels
+                    ),
+                ));
             }
-            (BoardChoice::Sim, n) => n.unwrap_or(DEFAULT_SIM_CHANNELS),
-            (BoardChoice::Phidget, Some(n)) if n != 8 => {
-                return Err(Error::Config(format!(
-                    "{}: {n} channels: only the simulated board takes a channel count (the Phidget 1017 has 8)",
-                    origin("channels", "channels", channels_from_flag)
-                )));
+            BoardChoice::Sim => o.channels,
+            BoardChoice::Phidget if o.channels != 8 => {
+                return Err(bad(
+                    "channels",
+                    format!(
+                        "{} channels: only the simulated board takes a channel count (the Phidget 1017 has 8)",
+                        o.channels
+                    ),
+                ));
             }
-            (BoardChoice::Phidget, _) => 8,
+            BoardChoice::Phidget => 8,
         };
 
         let mut warnings = Vec::new();
-        let serial_from_flag = cli.serial.is_some();
-        let serial = cli.serial.or(file.serial);
-        if let Some(n) = serial {
+        if let Some(n) = o.serial {
             if n <= 0 {
-                return Err(Error::Config(format!(
-                    "{}: {n}: a Phidget serial number is a positive number (leave it out for any board)",
-                    origin("serial", "serial", serial_from_flag)
-                )));
+                return Err(bad(
+                    "serial",
+                    format!(
+                        "{n}: a Phidget serial number is a positive number (leave it out for any board)"
+                    ),
+                ));
             }
-            if board == BoardChoice::Sim {
-                warnings.push(format!(
-                    "{}: {n}: applies to the Phidget board only; ignored with the simulated board",
-                    origin("serial", "serial", serial_from_flag)
+            if o.board == BoardChoice::Sim {
+                warnings.push(origins.error(
+                    "serial",
+                    format!(
+                        "{n}: applies to the Phidget board only; ignored with the simulated board"
+                    ),
                 ));
             }
         }
 
-        let max_from_flag = cli.max_switches_per_minute.is_some();
-        let max_switches_per_minute = cli
-            .max_switches_per_minute
-            .or(file.max_switches_per_minute)
-            .unwrap_or(MAX_SWITCHES_PER_MINUTE);
-        if !(1..=MAX_SWITCHES_PER_MINUTE).contains(&max_switches_per_minute) {
-            return Err(Error::Config(format!(
-                "{}: {max_switches_per_minute}: must be 1 to {MAX_SWITCHES_PER_MINUTE} (the relays are rated for {MAX_SWITCHES_PER_MINUTE} switching cycles per minute)",
-                origin(
-                    "max-switches-per-minute",
-                    "max_switches_per_minute",
-                    max_from_flag
-                )
-            )));
+        if !(1..=MAX_SWITCHES_PER_MINUTE).contains(&o.max_switches_per_minute) {
+            return Err(bad(
+                "max_switches_per_minute",
+                format!(
+                    "{}: must be 1 to {MAX_SWITCHES_PER_MINUTE} (the relays are rated for {MAX_SWITCHES_PER_MINUTE} switching cycles per minute)",
+                    o.max_switches_per_minute
+                ),
+            ));
         }
-
-        let max_switches_per_minute = if cli.benchmark_without_wear_guard {
-            if board != BoardChoice::Sim {
+        let max_switches_per_minute = if o.benchmark_without_wear_guard {
+            if o.board != BoardChoice::Sim {
                 return Err(Error::Config(
                     "--benchmark-without-wear-guard: only with the simulated board; real relays keep their wear guard"
                         .to_owned(),
@@ -283,99 +247,79 @@ impl Settings {
             );
             0
         } else {
-            max_switches_per_minute
+            o.max_switches_per_minute
         };
 
         let mut labels = vec![String::new(); channels as usize];
-        for (key, label) in file.labels {
-            let where_ = origin("config", &format!("labels.{key}"), false);
+        for (key, label) in o.labels {
+            let where_ = format!("labels.{key}");
             let channel: u32 = key.parse().map_err(|_| {
-                Error::Config(format!(
-                    "{where_}: {key:?} is not a channel number (write `0 = \"water heater\"`)"
-                ))
+                bad(
+                    &where_,
+                    format!("{key:?} is not a channel number (write `0 = \"water heater\"`)"),
+                )
             })?;
             let slot = labels.get_mut(channel as usize).ok_or_else(|| {
-                Error::Config(format!(
-                    "{where_}: channel {channel} does not exist: this board has channels 0..={}",
-                    channels - 1
-                ))
+                bad(
+                    &where_,
+                    format!(
+                        "channel {channel} does not exist: this board has channels 0..={}",
+                        channels - 1
+                    ),
+                )
             })?;
             *slot = label;
         }
 
-        let listen = cli
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let security = Security::resolve(&cli.security, &file.security, &listen)?;
+        let security = Security::resolve(&o.common.security, &o.common.listen)?;
 
-        let hold_from_flag = cli.hold_timeout.is_some();
-        let hold_timeout = match (cli.hold_timeout, &file.hold_timeout) {
-            (Some(d), _) => Some(d),
-            (None, Some(text)) => Some(humantime::parse_duration(text).map_err(|e| {
-                Error::Config(format!(
-                    "{}: {text:?} is not a duration ({e}); write e.g. \"30s\"",
-                    origin("hold-timeout", "hold_timeout", false)
-                ))
-            })?),
-            (None, None) => None,
-        };
         let mut safe_energized = vec![false; channels as usize];
-        for (key, state) in &file.safe_states {
-            let where_ = origin("config", &format!("safe_states.{key}"), false);
+        for (key, state) in &o.safe_states {
             let slot = key
                 .parse::<usize>()
                 .ok()
                 .and_then(|c| safe_energized.get_mut(c))
                 .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{where_}: not a channel of this board (0..={})",
-                        channels - 1
-                    ))
+                    bad(
+                        &format!("safe_states.{key}"),
+                        format!("not a channel of this board (0..={})", channels - 1),
+                    )
                 })?;
             *slot = *state == SafeState::On;
         }
-        let failsafe_from_flag = cli.hardware_failsafe.is_some();
-        let hardware_failsafe = match (cli.hardware_failsafe, &file.hardware_failsafe) {
-            (Some(d), _) => Some(d),
-            (None, Some(text)) => Some(humantime::parse_duration(text).map_err(|e| {
-                Error::Config(format!(
-                    "{}: {text:?} is not a duration ({e}); write e.g. \"2s\"",
-                    origin("hardware-failsafe", "hardware_failsafe", false)
-                ))
-            })?),
-            (None, None) => None,
-        };
-        if let Some(d) = hardware_failsafe {
-            let where_ = origin("hardware-failsafe", "hardware_failsafe", failsafe_from_flag);
-            if board != BoardChoice::Phidget {
-                return Err(Error::Config(format!(
-                    "{where_}: the hardware failsafe is the Phidget 1017_2's; use --board phidget"
-                )));
+        if let Some(d) = o.hardware_failsafe {
+            if o.board != BoardChoice::Phidget {
+                return Err(bad(
+                    "hardware_failsafe",
+                    "the hardware failsafe is the Phidget 1017_2's; use --board phidget".to_owned(),
+                ));
             }
-            if !(std::time::Duration::from_millis(500)..=std::time::Duration::from_secs(30))
-                .contains(&d)
-            {
-                return Err(Error::Config(format!(
-                    "{where_}: {}: the 1017_2 takes 500ms to 30s",
-                    humantime::format_duration(d)
-                )));
+            if !(Duration::from_millis(500)..=Duration::from_secs(30)).contains(&d) {
+                return Err(bad(
+                    "hardware_failsafe",
+                    format!(
+                        "{}: the 1017_2 takes 500ms to 30s",
+                        humantime::format_duration(d)
+                    ),
+                ));
             }
         }
-        let hold = match hold_timeout {
-            Some(timeout) if timeout < std::time::Duration::from_secs(1) => {
-                return Err(Error::Config(format!(
-                    "{}: {}: at least 1s (the controller renews about once a second; 30s is a good value)",
-                    origin("hold-timeout", "hold_timeout", hold_from_flag),
-                    humantime::format_duration(timeout)
-                )));
+        let hold = match o.hold_timeout {
+            Some(timeout) if timeout < Duration::from_secs(1) => {
+                return Err(bad(
+                    "hold_timeout",
+                    format!(
+                        "{}: at least 1s (the controller renews about once a second; 30s is a good value)",
+                        humantime::format_duration(timeout)
+                    ),
+                ));
             }
             Some(timeout) => Some(HoldSettings {
                 timeout,
                 safe_energized,
             }),
             None => {
-                if !file.safe_states.is_empty() {
+                if !o.safe_states.is_empty() {
                     warnings.push(
                         "[safe_states] is ignored without hold_timeout (the relay hold is off)"
                             .to_owned(),
@@ -384,24 +328,20 @@ impl Settings {
                 None
             }
         };
-        let state_dir = cli
-            .state_dir
-            .or(file.state_dir)
-            .unwrap_or_else(|| delestage_runtime::config::default_state_dir("relay-service"));
 
         Ok(Self {
-            listen,
-            board,
-            state_dir,
-            serial,
+            state_dir: o.common.state_dir_or_default(Options::NAME),
+            listen: o.common.listen,
+            board: o.board,
+            serial: o.serial,
             channels,
-            on_start: cli.on_start.or(file.on_start).unwrap_or_default(),
+            on_start: o.on_start,
             max_switches_per_minute,
-            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
-            metrics: cli.metrics.or(file.metrics),
+            log_format: o.common.log_format,
+            metrics: o.common.metrics,
             security,
             hold,
-            hardware_failsafe,
+            hardware_failsafe: o.hardware_failsafe,
             labels,
             warnings,
         })
@@ -410,25 +350,27 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
-    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    fn file(text: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("relay.toml");
         std::fs::write(&path, text).expect("write");
+        let path = path.to_str().expect("utf-8").to_owned();
         (dir, path)
     }
 
-    fn cli_with(path: &Path) -> Cli {
-        Cli {
-            config: Some(path.to_owned()),
-            ..Cli::default()
-        }
+    fn with(args: &[&str]) -> Result<Settings, Error> {
+        let mut all = vec!["relay-service"];
+        all.extend_from_slice(args);
+        Settings::from_args(&all)
     }
 
     #[test]
     fn defaults() {
-        let s = Settings::merge(Cli::default(), FileConfig::default(), None).expect("ok");
+        let s = with(&[]).expect("ok");
         assert_eq!(s.listen, "127.0.0.1:50051");
         assert_eq!(s.board, BoardChoice::Sim);
         assert_eq!(s.channels, 8);
@@ -454,9 +396,7 @@ log_format = "json"
 3 = "EV charger"
 "#,
         );
-        let mut cli = cli_with(&path);
-        cli.listen = Some("127.0.0.1:7000".into());
-        let s = Settings::resolve(cli).expect("ok");
+        let s = with(&["--config", &path, "--listen", "127.0.0.1:7000"]).expect("ok");
         assert_eq!(s.listen, "127.0.0.1:7000");
         assert_eq!(s.state_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.channels, 4);
@@ -469,110 +409,100 @@ log_format = "json"
     #[test]
     fn a_typo_names_the_file_and_the_key() {
         let (_d, path) = file("lisen = \"127.0.0.1:1\"\n");
-        let msg = Settings::resolve(cli_with(&path))
-            .expect_err("typo")
-            .to_string();
+        let msg = with(&["--config", &path]).expect_err("typo").to_string();
         assert!(msg.contains("relay.toml") && msg.contains("lisen"), "{msg}");
     }
 
     #[test]
     fn a_label_for_a_missing_channel_names_the_key_and_the_range() {
         let (_d, path) = file("[labels]\n8 = \"nope\"\n");
-        let msg = Settings::resolve(cli_with(&path))
+        let msg = with(&["--config", &path])
             .expect_err("out of range")
             .to_string();
-        assert!(msg.contains("labels.8"), "{msg}");
+        assert!(msg.contains("relay.toml: labels.8"), "{msg}");
         assert!(msg.contains("0..=7"), "{msg}");
     }
 
     #[test]
     fn the_wear_limit_cannot_be_raised_above_the_rating() {
-        let cli = Cli {
-            max_switches_per_minute: Some(21),
-            ..Cli::default()
-        };
-        let msg = Settings::resolve(cli).expect_err("21").to_string();
+        let msg = with(&["--max-switches-per-minute", "21"])
+            .expect_err("21")
+            .to_string();
         assert!(msg.contains("--max-switches-per-minute"), "{msg}");
+        let (_d, path) = file("max_switches_per_minute = 30\n");
+        let msg = with(&["--config", &path]).expect_err("30").to_string();
+        assert!(msg.contains("relay.toml: max_switches_per_minute"), "{msg}");
+    }
+
+    #[test]
+    fn the_benchmark_switch_is_a_flag_only() {
+        let s = with(&["--benchmark-without-wear-guard"]).expect("ok");
+        assert_eq!(s.max_switches_per_minute, 0);
+        let (_d, path) = file("benchmark_without_wear_guard = true\n");
+        let msg = with(&["--config", &path])
+            .expect_err("not in the file")
+            .to_string();
+        assert!(msg.contains("unknown key"), "{msg}");
+        assert!(!msg.contains("expected one of `benchmark"), "{msg}");
     }
 
     #[test]
     fn a_serial_with_the_simulated_board_is_a_warning() {
-        let cli = Cli {
-            serial: Some(1234),
-            ..Cli::default()
-        };
-        let s = Settings::resolve(cli).expect("ok");
+        let s = with(&["--serial", "1234"]).expect("ok");
         assert_eq!(s.warnings.len(), 1);
         assert!(s.warnings[0].contains("--serial"), "{:?}", s.warnings);
     }
 
     #[test]
     fn the_phidget_board_has_eight_channels() {
-        let cli = Cli {
-            board: Some(BoardChoice::Phidget),
-            channels: Some(4),
-            ..Cli::default()
-        };
-        assert!(Settings::resolve(cli).is_err());
-        let cli = Cli {
-            board: Some(BoardChoice::Phidget),
-            ..Cli::default()
-        };
-        assert_eq!(Settings::resolve(cli).expect("ok").channels, 8);
+        assert!(with(&["--board", "phidget", "--channels", "4"]).is_err());
+        assert_eq!(with(&["--board", "phidget"]).expect("ok").channels, 8);
     }
 
     #[test]
     fn the_example_config_in_deploy_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay-service.toml");
-        let s = Settings::resolve(cli_with(&path)).expect("deploy/relay-service.toml is valid");
+        let s = with(&["--config", path.to_str().expect("utf-8")])
+            .expect("deploy/relay-service.toml is valid");
         assert_eq!(s.board, BoardChoice::Phidget);
     }
 
     #[test]
     fn the_hardware_failsafe_is_for_the_phidget_within_its_range() {
-        let sim = Cli {
-            hardware_failsafe: Some(std::time::Duration::from_secs(2)),
-            ..Cli::default()
-        };
-        let msg = Settings::resolve(sim).expect_err("sim").to_string();
+        let msg = with(&["--hardware-failsafe", "2s"])
+            .expect_err("sim")
+            .to_string();
         assert!(
             msg.contains("--hardware-failsafe") && msg.contains("--board phidget"),
             "{msg}"
         );
-        let too_short = Cli {
-            board: Some(BoardChoice::Phidget),
-            hardware_failsafe: Some(std::time::Duration::from_millis(100)),
-            ..Cli::default()
-        };
-        let msg = Settings::resolve(too_short).expect_err("range").to_string();
+        let msg = with(&["--board", "phidget", "--hardware-failsafe", "100ms"])
+            .expect_err("range")
+            .to_string();
         assert!(msg.contains("500ms to 30s"), "{msg}");
-        let ok = Cli {
-            board: Some(BoardChoice::Phidget),
-            hardware_failsafe: Some(std::time::Duration::from_secs(2)),
-            ..Cli::default()
-        };
-        assert!(
-            Settings::resolve(ok)
-                .expect("ok")
-                .hardware_failsafe
-                .is_some()
-        );
+        let ok = with(&["--board", "phidget", "--hardware-failsafe", "2s"]).expect("ok");
+        assert!(ok.hardware_failsafe.is_some());
     }
 
     #[test]
     fn the_hold_takes_safe_states_by_channel() {
         let (_d, path) = file("hold_timeout = \"30s\"\n[safe_states]\n2 = \"on\"\n");
-        let s = Settings::resolve(cli_with(&path)).expect("ok");
+        let s = with(&["--config", &path]).expect("ok");
         let hold = s.hold.expect("hold");
-        assert_eq!(hold.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(hold.timeout, Duration::from_secs(30));
         assert_eq!(
             hold.safe_energized,
             [false, false, true, false, false, false, false, false]
         );
         let (_d, path) = file("hold_timeout = \"30s\"\n[safe_states]\n9 = \"on\"\n");
-        let msg = Settings::resolve(cli_with(&path))
+        let msg = with(&["--config", &path])
             .expect_err("channel 9")
             .to_string();
         assert!(msg.contains("safe_states.9"), "{msg}");
+        let (_d, path) = file("hold_timeout = \"soon\"\n");
+        let msg = with(&["--config", &path])
+            .expect_err("duration")
+            .to_string();
+        assert!(msg.contains("relay.toml: hold_timeout"), "{msg}");
     }
 }

@@ -1,6 +1,6 @@
 //! What delestage's three services share, written once: telemetry set-up,
 //! serving gRPC with health and reflection, waiting for a shutdown signal,
-//! reading a TOML config file, and writing state files atomically.
+//! reading options from flags and a TOML config file, and writing state files atomically.
 //!
 //! Every error's message carries its cause, so callers print it with `{}`
 //! (not anyhow's `{:#}`, which would repeat the cause).
@@ -9,11 +9,11 @@
 //! [`telemetry::init`], bind, and hand its routes to [`grpc::serve`].
 
 pub mod client;
-pub mod config;
 pub mod errors;
 pub mod files;
 pub mod grpc;
 pub mod metrics;
+pub mod options;
 pub mod security;
 pub mod shutdown;
 pub mod telemetry;
@@ -48,6 +48,14 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// clap's own error (its message names the flag); `--help` and
+    /// `--version` come this way too.
+    #[error("{0}")]
+    Flags(#[from] clap::Error),
+    /// A value the options could not take; the message names where it came
+    /// from.
+    #[error("{0}")]
+    Options(String),
     #[error("cannot set up logging: {0}")]
     Telemetry(String),
     #[error("metrics: {0}")]

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -29,9 +29,10 @@ pub enum Role {
     Control,
 }
 
-/// The flags every service takes for this.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct SecurityArgs {
+/// TLS and tokens: the flags every service takes, and the `[security]`
+/// table of its config file.
+#[derive(Debug, Default, Clone, clap::Args, Serialize, Deserialize)]
+pub struct SecurityOptions {
     /// Serve TLS with this certificate (PEM; with --tls-key).
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -49,17 +50,6 @@ pub struct SecurityArgs {
     /// tokens.
     #[arg(long)]
     pub insecure: bool,
-}
-
-/// The same settings in a config file, as a `[security]` table.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecurityFile {
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub client_ca: Option<PathBuf>,
-    pub tokens: Option<PathBuf>,
-    pub insecure: Option<bool>,
 }
 
 /// Resolved: what `grpc::serve` enforces.
@@ -85,19 +75,20 @@ impl Security {
     /// Flags over the file's `[security]` table; reads the certificates,
     /// key and tokens now, so a mistake stops the service at start. Refuses
     /// a non-loopback `listen` with neither TLS nor tokens, unless insecure.
-    pub fn resolve(args: &SecurityArgs, file: &SecurityFile, listen: &str) -> Result<Self, Error> {
-        let tls_cert = args.tls_cert.clone().or(file.tls_cert.clone());
-        let tls_key = args.tls_key.clone().or(file.tls_key.clone());
-        let client_ca = args.client_ca.clone().or(file.client_ca.clone());
-        let tokens_path = args.tokens.clone().or(file.tokens.clone());
-        let insecure = args.insecure || file.insecure.unwrap_or(false);
-
-        let tls = match (&tls_cert, &tls_key) {
+    pub fn resolve(options: &SecurityOptions, listen: &str) -> Result<Self, Error> {
+        let SecurityOptions {
+            tls_cert,
+            tls_key,
+            client_ca,
+            tokens: tokens_path,
+            insecure,
+        } = options;
+        let tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => {
                 let identity =
                     Identity::from_pem(read(cert, "--tls-cert")?, read(key, "--tls-key")?);
                 let mut config = ServerTlsConfig::new().identity(identity);
-                if let Some(ca) = &client_ca {
+                if let Some(ca) = client_ca {
                     config = config.client_ca_root(Certificate::from_pem(read(ca, "--client-ca")?));
                 }
                 Some(config)
@@ -114,11 +105,11 @@ impl Security {
                 ));
             }
         };
-        let tokens = match &tokens_path {
+        let tokens = match tokens_path {
             Some(path) => Some(Arc::new(Tokens::load(path)?)),
             None => None,
         };
-        if tls.is_none() && tokens.is_none() && !insecure && !is_loopback(listen) {
+        if tls.is_none() && tokens.is_none() && !*insecure && !is_loopback(listen) {
             return Err(Error::Security(format!(
                 "refusing to listen on {listen} with neither TLS nor tokens: anyone on the network could \
                  use this service. Give --tls-cert/--tls-key and/or --tokens, listen on 127.0.0.1, or \
@@ -427,19 +418,19 @@ mod tests {
 
     #[test]
     fn a_network_address_needs_protection_or_insecure() {
-        let none = SecurityArgs::default();
-        let err = Security::resolve(&none, &SecurityFile::default(), "0.0.0.0:50051")
+        let none = SecurityOptions::default();
+        let err = Security::resolve(&none, "0.0.0.0:50051")
             .expect_err("refused")
             .to_string();
         assert!(
             err.contains("--insecure") && err.contains("0.0.0.0:50051"),
             "{err}"
         );
-        let insecure = SecurityArgs {
+        let insecure = SecurityOptions {
             insecure: true,
-            ..SecurityArgs::default()
+            ..SecurityOptions::default()
         };
-        assert!(Security::resolve(&insecure, &SecurityFile::default(), "0.0.0.0:50051").is_ok());
-        assert!(Security::resolve(&none, &SecurityFile::default(), "127.0.0.1:50051").is_ok());
+        assert!(Security::resolve(&insecure, "0.0.0.0:50051").is_ok());
+        assert!(Security::resolve(&none, "127.0.0.1:50051").is_ok());
     }
 }

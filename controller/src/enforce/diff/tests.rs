@@ -1,0 +1,243 @@
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use proptest::prelude::*;
+
+use super::*;
+use crate::follow::RelaySeen;
+use crate::model::{Fallback, RelayAddress, Wiring};
+use crate::policy::{Interval, LoadPlan};
+
+const NOW: Timestamp = Timestamp::UNIX_EPOCH;
+
+/// One load as a test case: its priority, wiring, what the plan wants, its
+/// channel (past the board's end: unknown), and its last refusal.
+#[derive(Debug, Clone)]
+struct Case {
+    priority: i32,
+    normally_closed: bool,
+    planned: bool,
+    channel: u32,
+    refusal: Option<(u32, i64)>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        -3i32..=3,
+        any::<bool>(),
+        any::<bool>(),
+        0u32..10,
+        proptest::option::of((0u32..3, -10i64..10)),
+    )
+        .prop_map(
+            |(priority, normally_closed, planned, channel, refusal)| Case {
+                priority,
+                normally_closed,
+                planned,
+                channel,
+                refusal,
+            },
+        )
+}
+
+fn seen() -> impl Strategy<Value = RelaySeen> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        proptest::collection::vec(any::<bool>(), 0..8),
+    )
+        .prop_map(|(settled, connected, attached, energized)| RelaySeen {
+            settled: settled || connected,
+            connected,
+            attached,
+            energized,
+            problem: (!connected).then(|| "down".to_owned()),
+        })
+}
+
+#[derive(Debug)]
+struct World {
+    loads: Vec<Load>,
+    plan: Plan,
+    names: Vec<String>,
+    seen: Vec<RelaySeen>,
+    refusals: HashMap<String, Refusal>,
+}
+
+impl World {
+    fn new(cases: &[Case], seen: Vec<RelaySeen>) -> Self {
+        let names = vec!["a".to_owned(), "b".to_owned()];
+        let mut loads = Vec::new();
+        let mut plans = Vec::new();
+        let mut refusals = HashMap::new();
+        for (i, c) in cases.iter().enumerate() {
+            let name = format!("load-{i}");
+            loads.push(Load {
+                name: name.clone(),
+                relay: RelayAddress {
+                    relay_service: names[i % 2].clone(),
+                    channel: c.channel,
+                },
+                wiring: if c.normally_closed {
+                    Wiring::NormallyClosed
+                } else {
+                    Wiring::NormallyOpen
+                },
+                shed_at: SignalLevel::Red,
+                priority: c.priority,
+                min_on: Duration::ZERO,
+                min_off: Duration::ZERO,
+                anticipate: Duration::ZERO,
+                when_forecast_unknown: Fallback::Keep,
+            });
+            plans.push(LoadPlan {
+                load: name.clone(),
+                intervals: vec![Interval {
+                    start: NOW,
+                    end: NOW + SignedDuration::from_hours(1),
+                    powered: c.planned,
+                    reason: if c.planned {
+                        Reason::Normal
+                    } else {
+                        Reason::ShedForLevel(SignalLevel::Red)
+                    },
+                }],
+            });
+            if let Some((attempts, retry_in)) = c.refusal {
+                refusals.insert(
+                    name,
+                    Refusal {
+                        message: "refused".to_owned(),
+                        attempts,
+                        retry_at: NOW + SignedDuration::from_secs(retry_in),
+                    },
+                );
+            }
+        }
+        Self {
+            loads,
+            plan: Plan {
+                computed_at: NOW,
+                horizon: NOW + SignedDuration::from_hours(1),
+                loads: plans,
+            },
+            names,
+            seen,
+            refusals,
+        }
+    }
+
+    fn view(&self) -> RelayView<'_> {
+        RelayView {
+            names: &self.names,
+            seen: &self.seen,
+        }
+    }
+
+    fn diff(&self) -> Diff {
+        diff(
+            &self.loads,
+            &self.plan,
+            &self.view(),
+            &self.refusals,
+            SignalLevel::Red,
+            NOW,
+        )
+    }
+
+    fn waiting(&self, load: &Load) -> bool {
+        self.refusals
+            .get(&load.name)
+            .is_some_and(|r| r.attempts > 0 && r.retry_at > NOW)
+    }
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (
+        proptest::collection::vec(case(), 1..10),
+        proptest::collection::vec(seen(), 2),
+    )
+        .prop_map(|(cases, seen)| World::new(&cases, seen))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A relay whose state is unknown, or that cannot be switched now, is
+    /// never switched; every switch goes from what is seen to the plan.
+    #[test]
+    fn never_switches_an_unknown_or_blocked_relay(w in world()) {
+        for s in w.diff().switches {
+            let load = &w.loads[s.load];
+            prop_assert_eq!(w.view().powered(load), Some(s.from));
+            prop_assert_ne!(s.from, s.to);
+            prop_assert_eq!(w.plan.loads[s.load].at(NOW).map(|i| i.powered), Some(s.to));
+            prop_assert!(w.view().blocked(load).is_none());
+        }
+    }
+
+    /// Cuts come first, least important first; then restores, most
+    /// important first.
+    #[test]
+    fn cuts_before_restores_in_priority_order(w in world()) {
+        let switches = w.diff().switches;
+        for pair in switches.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let (pa, pb) = (w.loads[a.load].priority, w.loads[b.load].priority);
+            prop_assert!(a.to <= b.to, "a restore before a cut: {:?}", switches);
+            if a.to == b.to {
+                if a.to {
+                    prop_assert!(pa >= pb, "restores out of order: {:?}", switches);
+                } else {
+                    prop_assert!(pa <= pb, "cuts out of order: {:?}", switches);
+                }
+            }
+        }
+    }
+
+    /// A refused load waits for its retry time; every other load that
+    /// differs from the plan and can be switched is switched, once.
+    #[test]
+    fn respects_retry_times_and_misses_nothing(w in world()) {
+        let d = w.diff();
+        for (i, load) in w.loads.iter().enumerate() {
+            let times = d.switches.iter().filter(|s| s.load == i).count();
+            let planned = w.plan.loads[i].at(NOW).map(|iv| iv.powered);
+            let actual = w.view().powered(load);
+            let due = actual.is_some()
+                && actual != planned
+                && w.view().blocked(load).is_none()
+                && !w.waiting(load);
+            prop_assert_eq!(times, usize::from(due), "load {}: {:?}", i, d);
+            if actual.is_some() && actual == planned {
+                prop_assert!(d.settled.contains(&i));
+            }
+            if w.waiting(load) {
+                prop_assert_eq!(times, 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_retry_time_that_has_passed_allows_the_switch() {
+    let case = Case {
+        priority: 0,
+        normally_closed: false,
+        planned: false,
+        channel: 0,
+        refusal: Some((2, -1)),
+    };
+    let seen = RelaySeen {
+        settled: true,
+        connected: true,
+        attached: true,
+        energized: vec![true],
+        problem: None,
+    };
+    let w = World::new(&[case], vec![seen.clone(), seen]);
+    let d = w.diff();
+    assert_eq!(d.switches.len(), 1);
+    assert!(!d.switches[0].to);
+}

@@ -1,0 +1,17 @@
+//! Enforcement: level-triggered reconciliation, like a Kubernetes
+//! controller. Each pass compares the plan for now with what the relays are
+//! seen doing and switches only what differs.
+//!
+//! - [`observe`]: what the relays are doing, load by load (pure).
+//! - [`diff`]: what to switch, in which order (pure).
+//! - [`status`]: what GetStatus shows (pure).
+//! - [`reconcile`]: the loop that does the I/O: switches, hold renewals,
+//!   history, events.
+
+pub(crate) mod diff;
+pub(crate) mod observe;
+pub(crate) mod reconcile;
+pub(crate) mod status;
+
+pub use reconcile::{Controller, Enforcement, Event, RelayLink};
+pub use status::{ForecastStatus, LoadStatus, RelayServiceStatus, Status};

@@ -1,0 +1,97 @@
+//! What the relays are seen doing, load by load: a pure view over the
+//! latest state of each relay-service (from its WatchRelays follower).
+
+use std::collections::HashMap;
+
+use crate::follow::RelaySeen;
+use crate::model::Load;
+use crate::policy::LoadState;
+use crate::store::Store;
+
+/// The relay-services by name, with what was last seen of each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayView<'a> {
+    /// The configured relay-services' names, in config order.
+    pub(crate) names: &'a [String],
+    /// What was seen of each, in the same order.
+    pub(crate) seen: &'a [RelaySeen],
+}
+
+impl<'a> RelayView<'a> {
+    fn of(&self, load: &Load) -> Option<&'a RelaySeen> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| *n == load.relay.relay_service)?;
+        self.seen.get(i)
+    }
+
+    /// Whether the load is powered, from its relay; `None` if unknown.
+    pub(crate) fn powered(&self, load: &Load) -> Option<bool> {
+        let seen = self.of(load)?;
+        if !seen.connected {
+            return None;
+        }
+        let energized = *seen.energized.get(load.relay.channel as usize)?;
+        Some(load.wiring.powered_when(energized))
+    }
+
+    /// Why a load's relay cannot be switched now, if it cannot.
+    pub(crate) fn blocked(&self, load: &Load) -> Option<String> {
+        let service = &load.relay.relay_service;
+        let Some(seen) = self.of(load) else {
+            return Some(format!("relay-service {service:?} is not configured"));
+        };
+        if !seen.settled {
+            return Some(format!("waiting for relay-service {service:?}"));
+        }
+        if !seen.connected {
+            return Some(format!(
+                "relay-service {service:?} unreachable: {}",
+                seen.problem.as_deref().unwrap_or("no connection")
+            ));
+        }
+        if load.relay.channel as usize >= seen.energized.len() {
+            return Some(format!(
+                "relay-service {service:?} has no channel {} (it has 0..={}); fix the config",
+                load.relay.channel,
+                seen.energized.len().saturating_sub(1)
+            ));
+        }
+        if !seen.attached {
+            return Some(format!(
+                "relay-service {service:?}: the board is not attached"
+            ));
+        }
+        None
+    }
+}
+
+/// What each load is doing now, as the policy needs it: the relay's actual
+/// state when known (with the time of our last switch, if that switch is
+/// what put it there), else what we last commanded.
+pub(crate) fn load_states(
+    loads: &[Load],
+    store: &Store,
+    relays: &RelayView<'_>,
+) -> HashMap<String, LoadState> {
+    let mut states = HashMap::new();
+    for load in loads {
+        let last = store.last_switch(&load.name);
+        let state = match relays.powered(load) {
+            Some(powered) => LoadState {
+                powered,
+                since: last.filter(|r| r.to_powered == powered).map(|r| r.at),
+            },
+            None => match last {
+                Some(r) => LoadState {
+                    powered: r.to_powered,
+                    since: Some(r.at),
+                },
+                None => continue,
+            },
+        };
+        states.insert(load.name.clone(), state);
+    }
+    states
+}
