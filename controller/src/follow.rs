@@ -13,20 +13,20 @@ use std::time::Duration;
 
 use delestage_proto::forecast::v1 as fpb;
 use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::backoff::{Backoff, Retry};
 use delestage_runtime::client::AuthedChannel;
 use fpb::forecast_service_client::ForecastServiceClient;
 use jiff::Timestamp;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
+use tonic_types::StatusExt;
 
 use crate::model::SignalLevel;
 use crate::policy::Hour;
 
-/// Reconnect back-off: from this...
-const RETRY_MIN: Duration = Duration::from_millis(200);
-/// ...doubling up to this.
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Reconnect back-off.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// What the controller knows of the forecast.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +63,7 @@ pub async fn follow_forecast(
     wake: Arc<Notify>,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut retry = RETRY_MIN;
+    let mut retry = RECONNECT.start();
     loop {
         let problem = tokio::select! {
             p = forecast_session(&mut client, &tx, &wake, &mut retry) => p,
@@ -76,16 +76,16 @@ pub async fn follow_forecast(
             s.problem = Some(problem.clone());
         });
         wake.notify_one();
+        let wait = retry.failed();
         if was_connected {
             tracing::warn!(%problem, "lost the forecast-service; loads follow their fallback until it is back");
         } else {
-            tracing::debug!(%problem, retry_in = ?retry, "forecast-service unreachable");
+            tracing::debug!(%problem, retry_in = ?wait, "forecast-service unreachable");
         }
         tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = closing.wait_for(|c| *c) => return,
         }
-        retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
@@ -95,7 +95,7 @@ async fn forecast_session(
     client: &mut ForecastServiceClient<AuthedChannel>,
     tx: &watch::Sender<ForecastSeen>,
     wake: &Notify,
-    retry: &mut Duration,
+    retry: &mut Retry,
 ) -> String {
     match client.get_forecast(fpb::GetForecastRequest {}).await {
         Ok(f) => apply_forecast(tx, f.into_inner()),
@@ -116,7 +116,7 @@ async fn forecast_session(
         Err(s) => return format!("forecast-service: WatchForecast failed: {}", s.message()),
     };
     tracing::info!("following the forecast-service");
-    *retry = RETRY_MIN;
+    retry.succeeded();
     loop {
         match stream.next().await {
             Some(Ok(f)) => {
@@ -130,9 +130,12 @@ async fn forecast_session(
 }
 
 /// A transport failure also comes back as UNAVAILABLE; the service's own
-/// "no forecast yet" answer says so in its message.
+/// "no forecast yet" answer carries a typed reason in its details.
 fn is_from_service(status: &tonic::Status) -> bool {
-    status.message().starts_with("no forecast yet")
+    status
+        .get_error_details()
+        .error_info()
+        .is_some_and(|info| info.reason == fpb::NO_FORECAST_YET && info.domain == fpb::ERROR_DOMAIN)
 }
 
 fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {
@@ -177,7 +180,7 @@ pub async fn follow_relays(
     wake: Arc<Notify>,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut retry = RETRY_MIN;
+    let mut retry = RECONNECT.start();
     loop {
         let problem = tokio::select! {
             p = relay_session(&name, &mut client, &tx, &wake, &mut retry) => p,
@@ -190,16 +193,16 @@ pub async fn follow_relays(
             s.problem = Some(problem.clone());
         });
         wake.notify_one();
+        let wait = retry.failed();
         if was_connected {
             tracing::warn!(relay_service = %name, %problem, "lost a relay-service; its loads are not switched until it is back");
         } else {
-            tracing::debug!(relay_service = %name, %problem, retry_in = ?retry, "relay-service unreachable");
+            tracing::debug!(relay_service = %name, %problem, retry_in = ?wait, "relay-service unreachable");
         }
         tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = closing.wait_for(|c| *c) => return,
         }
-        retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
@@ -208,7 +211,7 @@ async fn relay_session(
     client: &mut RelayServiceClient<AuthedChannel>,
     tx: &watch::Sender<RelaySeen>,
     wake: &Notify,
-    retry: &mut Duration,
+    retry: &mut Retry,
 ) -> String {
     let mut stream = match client.watch_relays(rpb::WatchRelaysRequest {}).await {
         Ok(r) => r.into_inner(),
@@ -252,7 +255,7 @@ async fn relay_session(
         if !announced {
             tracing::info!(relay_service = %name, "following the relay-service");
             announced = true;
-            *retry = RETRY_MIN;
+            retry.succeeded();
         }
         wake.notify_one();
     }

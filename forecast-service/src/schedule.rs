@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use delestage_runtime::backoff::Backoff;
+
 /// RTE's limit: one signals call per 15 minutes.
 pub const RTE_MIN_SPACING: Duration = Duration::from_secs(15 * 60);
 
@@ -43,8 +45,7 @@ impl RefreshPolicy {
         }
         let base = self.interval.min(RTE_MIN_SPACING).max(self.floor);
         let cap = MAX_BACKOFF.max(self.interval);
-        let factor = 2u32.saturating_pow(consecutive.saturating_sub(1).min(16));
-        base.saturating_mul(factor).min(cap).max(self.floor)
+        Backoff::new(base, cap).delay(consecutive).max(self.floor)
     }
 }
 

@@ -12,6 +12,7 @@ use pb::forecast_service_server::ForecastService;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::refresh::{Current, Published, Source};
 use crate::timeline;
@@ -51,11 +52,21 @@ impl ForecastApi {
         let current = self.current.borrow();
         match &current.published {
             Some(p) => Ok(Arc::clone(p)),
-            None => Err(Status::unavailable(match &current.problem {
-                Some(problem) => format!("no forecast yet: {problem}"),
-                None => "no forecast yet: the first fetch is in progress; retry in a few seconds"
-                    .to_owned(),
-            })),
+            None => Err(Status::with_error_details(
+                tonic::Code::Unavailable,
+                match &current.problem {
+                    Some(problem) => format!("no forecast yet: {problem}"),
+                    None => {
+                        "no forecast yet: the first fetch is in progress; retry in a few seconds"
+                            .to_owned()
+                    }
+                },
+                ErrorDetails::with_error_info(
+                    pb::NO_FORECAST_YET,
+                    pb::ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                ),
+            )),
         }
     }
 }

@@ -16,6 +16,16 @@ pub mod relay {
 pub mod forecast {
     pub mod v1 {
         tonic::include_proto!("delestage.forecast.v1");
+
+        /// The `google.rpc.ErrorInfo` domain of the forecast-service's own
+        /// errors (in the status details).
+        pub const ERROR_DOMAIN: &str = "forecast.delestage";
+
+        /// The `ErrorInfo` reason of an UNAVAILABLE that comes from the
+        /// forecast-service itself: it is up, but has no forecast yet (its
+        /// first fetch has not succeeded). A transport failure, also
+        /// UNAVAILABLE, carries no such detail.
+        pub const NO_FORECAST_YET: &str = "NO_FORECAST_YET";
     }
 }
 

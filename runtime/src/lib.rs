@@ -8,6 +8,7 @@
 //! Each service's `main` stays thin: parse flags, load config, call
 //! [`telemetry::init`], bind, and hand its routes to [`grpc::serve`].
 
+pub mod backoff;
 pub mod client;
 pub mod errors;
 pub mod files;

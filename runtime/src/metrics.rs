@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::Error;
+use crate::backoff::Backoff;
 
 /// Latency buckets, in seconds: a relay switches in 18 ms; an RTE call can
 /// take seconds.
@@ -54,10 +55,24 @@ pub async fn serve(addr: &str) -> Result<SocketAddr, Error> {
     Ok(bound)
 }
 
+/// Accept errors (out of file descriptors, say) last a while: wait, rather
+/// than spin on them.
+const ACCEPT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+
 async fn accept(listener: TcpListener, handle: PrometheusHandle) {
+    let mut retry = ACCEPT_BACKOFF.start();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                retry.succeeded();
+                stream
+            }
+            Err(e) => {
+                let wait = retry.failed();
+                tracing::warn!(error = %e, retry_in = ?wait, "metrics: cannot accept a connection");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
         };
         let handle = handle.clone();
         tokio::spawn(async move {

@@ -9,10 +9,11 @@
 //! the other loads.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::backoff::Backoff;
 use delestage_runtime::client::AuthedChannel;
 use jiff::{SignedDuration, Timestamp};
 use rpb::relay_service_client::RelayServiceClient;
@@ -32,10 +33,8 @@ use crate::store::{Store, StoredOverride, SwitchRecord, reason_name};
 const TICK: Duration = Duration::from_secs(1);
 /// How long one SetRelay may take.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retry back-off after a refused or failed switch: from...
-const RETRY_MIN: Duration = Duration::from_secs(1);
-/// ...doubling up to.
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Retry back-off after a refused or failed switch.
+const SWITCH_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 /// How long one RenewHold may take.
 const HOLD_RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 /// Without a forecast, plan this far ahead.
@@ -67,10 +66,35 @@ pub enum Event {
     },
 }
 
+/// Behind the controller's (async) lock. Every access to the store goes
+/// through that lock, so the store's own (blocking) mutex is never
+/// contended: it only lets a write move to a blocking thread.
 struct Inner {
-    store: Store,
+    store: Arc<std::sync::Mutex<Store>>,
     refusals: HashMap<String, Refusal>,
     since: Since,
+}
+
+impl Inner {
+    /// The store, to read (or to write at start-up).
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a write (an fsync) on a blocking thread, not on an async
+    /// worker. The caller holds the controller's lock throughout, so writes
+    /// stay in order and readers wait without blocking a thread.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            f(&mut store.lock().unwrap_or_else(PoisonError::into_inner))
+        })
+        .await
+        .map_err(|e| Error::Store(format!("the state writer failed: {e}")))?
+    }
 }
 
 /// The controller's state, shared by the reconcile loop and the gRPC side.
@@ -106,7 +130,7 @@ impl Controller {
         Self {
             enforcement,
             inner: Mutex::new(Inner {
-                store,
+                store: Arc::new(std::sync::Mutex::new(store)),
                 refusals: HashMap::new(),
                 since: Since::new(),
             }),
@@ -164,7 +188,12 @@ impl Controller {
             until,
             set_at: now,
         };
-        self.inner.lock().await.store.set_override(load, o)?;
+        let name = load.to_owned();
+        self.inner
+            .lock()
+            .await
+            .write(move |store| store.set_override(&name, o))
+            .await?;
         tracing::info!(load, powered, %until, "override set");
         self.wake.notify_one();
         Ok(o)
@@ -173,7 +202,13 @@ impl Controller {
     /// Removes `load`'s override; false if it had none.
     pub async fn clear_override(&self, load: &str) -> Result<bool, Error> {
         self.load(load)?;
-        let cleared = self.inner.lock().await.store.clear_override(load)?;
+        let name = load.to_owned();
+        let cleared = self
+            .inner
+            .lock()
+            .await
+            .write(move |store| store.clear_override(&name))
+            .await?;
         if cleared {
             tracing::info!(load, "override cleared");
             self.wake.notify_one();
@@ -187,7 +222,7 @@ impl Controller {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Vec<SwitchRecord> {
-        self.inner.lock().await.store.history(load, since, limit)
+        self.inner.lock().await.store().history(load, since, limit)
     }
 
     /// Reconciles until `closing` turns true.
@@ -228,16 +263,19 @@ impl Controller {
 
         let (plan, switches) = {
             let mut inner = self.inner.lock().await;
-            match inner.store.expire_overrides(now) {
-                Ok(expired) => {
-                    for load in expired {
-                        tracing::info!(%load, "override expired");
+            let any_expired = inner.store().overrides().values().any(|o| o.until <= now);
+            if any_expired {
+                match inner.write(move |store| store.expire_overrides(now)).await {
+                    Ok(expired) => {
+                        for load in expired {
+                            tracing::info!(%load, "override expired");
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "cannot save the overrides"),
                 }
-                Err(e) => tracing::error!(error = %e, "cannot save the overrides"),
             }
-            let overrides: HashMap<String, Override> = inner
-                .store
+            let store = inner.store();
+            let overrides: HashMap<String, Override> = store
                 .overrides()
                 .iter()
                 .map(|(k, o)| {
@@ -250,17 +288,18 @@ impl Controller {
                     )
                 })
                 .collect();
-            let states = observe::load_states(&self.enforcement.loads, &inner.store, &relays);
+            let states = observe::load_states(&self.enforcement.loads, &store, &relays);
             let plan = policy::plan(&PlanInput {
                 now,
                 loads: &self.enforcement.loads,
                 forecast: usable_hours.as_deref().map(Vec::as_slice),
                 overrides: &overrides,
                 states: &states,
-                last_restore_at: inner.store.last_restore_at(),
+                last_restore_at: store.last_restore_at(),
                 restore_stagger: self.enforcement.restore_stagger,
                 default_horizon: DEFAULT_HORIZON,
             });
+            drop(store);
             let decided = diff::diff(
                 &self.enforcement.loads,
                 &plan,
@@ -392,7 +431,8 @@ impl Controller {
                     "to" => if record.to_powered { "on" } else { "off" }
                 )
                 .increment(1);
-                if let Err(e) = inner.store.record(record.clone()) {
+                let durable = record.clone();
+                if let Err(e) = inner.write(move |store| store.record(durable)).await {
                     tracing::error!(error = %e, "cannot record the switch in the history");
                 }
                 let _ = self.events.send(Event::Switched(record));
@@ -402,11 +442,7 @@ impl Controller {
                     .refusals
                     .get(&load.name)
                     .map_or(1, |r| r.attempts.saturating_add(1));
-                let backoff = hint.unwrap_or_else(|| {
-                    RETRY_MIN
-                        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(10)))
-                        .min(RETRY_MAX)
-                });
+                let backoff = hint.unwrap_or_else(|| SWITCH_RETRY.delay(attempts));
                 metrics::counter!("controller_reconcile_errors_total", "load" => load.name.clone())
                     .increment(1);
                 tracing::warn!(
@@ -448,6 +484,7 @@ impl Controller {
         let status = {
             let mut guard = self.inner.lock().await;
             let inner = &mut *guard;
+            let store = inner.store.lock().unwrap_or_else(PoisonError::into_inner);
             status::build(
                 StatusInput {
                     loads: &self.enforcement.loads,
@@ -458,7 +495,7 @@ impl Controller {
                     },
                     endpoints: &self.endpoints,
                     refusals: &inner.refusals,
-                    overrides: inner.store.overrides(),
+                    overrides: store.overrides(),
                     forecast,
                     level,
                     now,
