@@ -1,7 +1,7 @@
 //! The time rule: how an Ecowatt `pas` becomes an interval of real time.
 //!
 //! RTE does not say what `pas` means on the days clocks change, so the rule
-//! is ours (DESIGN.md): `pas` h of a date is the wall-clock hour
+//! is ours, and this is where it is written down: `pas` h of a date is the wall-clock hour
 //! [h:00, h+1:00) of that date in Europe/Paris. On the spring-forward day the
 //! hour that does not exist (02:00) covers no time; on the fall-back day the
 //! repeated hour (02:00) covers both occurrences. The timeline in UTC is then

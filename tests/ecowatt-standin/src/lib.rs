@@ -1,6 +1,7 @@
 //! A stand-in for RTE's Ecowatt API, on `127.0.0.1:0`, for tests.
 //!
-//! It speaks the API as DESIGN.md describes it:
+//! It speaks the API as RTE's public clients use it (the shapes are in
+//! `forecast-service/payloads/`):
 //! - `POST /token/oauth/` with `Authorization: Basic base64(id:secret)`
 //!   answers `{"access_token", "token_type": "Bearer", "expires_in"}`, or 401
 //!   `invalid_client`;

@@ -1,0 +1,349 @@
+//! The controller's answers: status, plan, history, overrides.
+
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::forecast::v1::SignalLevel;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+
+pub fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestamp) -> String {
+    let mut out = String::new();
+    let level = s.level();
+    let forecast = s.forecast.clone().unwrap_or_default();
+    out.push_str(&format!(
+        "Grid now: {}   forecast: {}\n\n",
+        paint.level(level, &level_name(level).to_uppercase()),
+        if forecast.usable {
+            match time(forecast.fetched_at.as_ref()) {
+                Some(t) => format!("ok (fetched {})", local(t, now)),
+                None => "ok".to_owned(),
+            }
+        } else {
+            paint.style(
+                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Yellow))),
+                &format!("not usable: {}", forecast.reason),
+            )
+        }
+    ));
+    let rows: Vec<[String; 6]> = s
+        .loads
+        .iter()
+        .map(|l| {
+            let relay = l.relay.as_ref().map_or(String::new(), |r| {
+                format!("{}:{}", r.relay_service, r.channel)
+            });
+            let powered = match l.powered {
+                Some(p) => on_off(p).to_owned(),
+                None => "?".to_owned(),
+            };
+            let next = match time(l.next_change_at.as_ref()) {
+                Some(t) => format!("{} at {}", on_off(l.next_powered), local(t, now)),
+                None => "-".to_owned(),
+            };
+            [
+                l.name.clone(),
+                relay,
+                powered,
+                on_off(l.desired).to_owned(),
+                reason_text(l.reason(), l.reason_level()),
+                next,
+            ]
+        })
+        .collect();
+    let header = ["LOAD", "RELAY", "NOW", "WANTED", "WHY", "NEXT"];
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 6]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| pad(c, *w))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    out.push_str(&paint.style(Style::new().bold(), &line(header)));
+    out.push('\n');
+    for (row, l) in rows.iter().zip(&s.loads) {
+        let mut text = line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+        if l.powered == Some(false) {
+            text = paint.style(Style::new().dimmed(), &text);
+        }
+        out.push_str(&text);
+        out.push('\n');
+        if !l.error.is_empty() {
+            out.push_str(&format!(
+                "  {} {}\n",
+                paint.style(
+                    Style::new().fg_color(Some(Color::Ansi(AnsiColor::Red))),
+                    "!"
+                ),
+                l.error
+            ));
+        }
+        if let Some(o) = &l.r#override
+            && let Some(until) = time(o.until.as_ref())
+        {
+            out.push_str(&format!(
+                "  override: {} until {}\n",
+                on_off(o.powered),
+                local(until, now)
+            ));
+        }
+    }
+    out.push('\n');
+    for r in &s.relay_services {
+        let state = if !r.reachable {
+            format!("UNREACHABLE: {}", r.error)
+        } else if !r.board_attached {
+            "reachable, board NOT attached".to_owned()
+        } else {
+            "ok".to_owned()
+        };
+        out.push_str(&format!(
+            "relay-service {} ({}): {state}\n",
+            r.name, r.endpoint
+        ));
+    }
+    out
+}
+
+pub fn status_json(s: &cpb::ControllerStatus) -> Value {
+    let forecast = s.forecast.clone().unwrap_or_default();
+    json!({
+        "at": rfc3339(s.at.as_ref()),
+        "level": level_name(s.level()),
+        "forecast": {
+            "usable": forecast.usable,
+            "fetched_at": rfc3339(forecast.fetched_at.as_ref()),
+            "reason": forecast.reason,
+        },
+        "loads": s.loads.iter().map(load_json).collect::<Vec<_>>(),
+        "relay_services": s.relay_services.iter().map(|r| json!({
+            "name": r.name,
+            "endpoint": r.endpoint,
+            "reachable": r.reachable,
+            "board_attached": r.board_attached,
+            "error": r.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn load_json(l: &cpb::LoadStatus) -> Value {
+    json!({
+        "name": l.name,
+        "relay": l.relay.as_ref().map(|r| format!("{}:{}", r.relay_service, r.channel)),
+        "wiring": match l.wiring() {
+            cpb::Wiring::NormallyClosed => "normally-closed",
+            _ => "normally-open",
+        },
+        "priority": l.priority,
+        "shed_at": level_name(l.shed_at()),
+        "desired": l.desired,
+        "powered": l.powered,
+        "reason": reason_name(l.reason()),
+        "reason_level": level_name(l.reason_level()),
+        "since": rfc3339(l.since.as_ref()),
+        "next_change_at": rfc3339(l.next_change_at.as_ref()),
+        "next_powered": l.next_change_at.as_ref().map(|_| l.next_powered),
+        "override": l.r#override.as_ref().map(|o| json!({
+            "powered": o.powered,
+            "until": rfc3339(o.until.as_ref()),
+            "set_at": rfc3339(o.set_at.as_ref()),
+        })),
+        "error": l.error,
+    })
+}
+
+// ---- plan ----
+
+/// One row per load, one cell per hour from the current hour to the end of
+/// the plan: the cell's colour is the hour's level (from the forecast, when
+/// known), `█` powered all hour, `░` cut for some of it.
+pub fn plan_text(
+    plan: &cpb::GetPlanResponse,
+    hours: &[fpb::HourSignal],
+    paint: Paint,
+    now: Timestamp,
+) -> String {
+    let mut out = String::new();
+    let Some(start) = plan
+        .loads
+        .iter()
+        .filter_map(|l| l.intervals.first())
+        .filter_map(|i| time(i.start.as_ref()))
+        .min()
+    else {
+        return "no plan yet\n".to_owned();
+    };
+    let end = plan
+        .loads
+        .iter()
+        .filter_map(|l| l.intervals.last())
+        .filter_map(|i| time(i.end.as_ref()))
+        .max()
+        .unwrap_or(start);
+    // Whole hours, from the one containing `start`.
+    let first = start
+        .to_zoned_datetime(TimeZone::system())
+        .with()
+        .minute(0)
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .map(|z| z.timestamp())
+        .unwrap_or(start);
+    let mut cells = Vec::new();
+    let mut t = first;
+    while t < end && cells.len() < 24 * 5 {
+        let next = t + jiff::SignedDuration::from_hours(1);
+        cells.push((t, next));
+        t = next;
+    }
+    let level_at = |t: Timestamp| {
+        hours
+            .iter()
+            .find(|h| {
+                time(h.start.as_ref()).is_some_and(|s| s <= t)
+                    && time(h.end.as_ref()).is_some_and(|e| t < e)
+            })
+            .map_or(SignalLevel::Unspecified, |h| h.level())
+    };
+    let name_width = plan
+        .loads
+        .iter()
+        .map(|l| l.load.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+
+    // Header: the hour every 3 cells.
+    let mut header = " ".repeat(name_width + 2);
+    for (i, (t, _)) in cells.iter().enumerate() {
+        if i % 3 == 0 {
+            let label = t
+                .to_zoned_datetime(TimeZone::system())
+                .strftime("%H")
+                .to_string();
+            header.push_str(&pad(&label, 3));
+        }
+    }
+    out.push_str(header.trim_end());
+    out.push('\n');
+    for lp in &plan.loads {
+        out.push_str(&pad(&lp.load, name_width + 2));
+        for (from, to) in &cells {
+            let mid = *from + jiff::SignedDuration::from_mins(30);
+            let cut = lp.intervals.iter().any(|i| {
+                !i.powered
+                    && time(i.start.as_ref()).is_some_and(|s| s < *to)
+                    && time(i.end.as_ref()).is_some_and(|e| e > *from)
+            });
+            let glyph = if cut { "░" } else { "█" };
+            out.push_str(&paint.level(level_at(mid), glyph));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\n█ powered  ░ cut for some or all of the hour; colour: the hour's level ({}, {}, {}, {})\n",
+        paint.level(SignalLevel::CarbonFree, "carbon-free"),
+        paint.level(SignalLevel::Green, "green"),
+        paint.level(SignalLevel::Orange, "orange"),
+        paint.level(SignalLevel::Red, "red"),
+    ));
+    if plan.loads.len() == 1 {
+        out.push('\n');
+        for i in &plan.loads[0].intervals {
+            let (Some(s), Some(e)) = (time(i.start.as_ref()), time(i.end.as_ref())) else {
+                continue;
+            };
+            out.push_str(&format!(
+                "  {} → {}  {}  {}\n",
+                local(s, now),
+                local(e, now),
+                pad(on_off(i.powered), 3),
+                reason_text(i.reason(), i.level())
+            ));
+        }
+    }
+    out
+}
+
+pub fn plan_json(plan: &cpb::GetPlanResponse) -> Value {
+    json!({
+        "computed_at": rfc3339(plan.computed_at.as_ref()),
+        "loads": plan.loads.iter().map(|l| json!({
+            "load": l.load,
+            "intervals": l.intervals.iter().map(|i| json!({
+                "start": rfc3339(i.start.as_ref()),
+                "end": rfc3339(i.end.as_ref()),
+                "powered": i.powered,
+                "reason": reason_name(i.reason()),
+                "level": level_name(i.level()),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+// ---- forecast ----
+
+pub fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Timestamp) -> String {
+    if records.is_empty() {
+        return "no switches yet\n".to_owned();
+    }
+    let mut out = paint.style(
+        Style::new().bold(),
+        "WHEN          LOAD                RELAY        SWITCH     WHY",
+    );
+    out.push('\n');
+    for r in records {
+        let relay = r.relay.as_ref().map_or(String::new(), |a| {
+            format!("{}:{}", a.relay_service, a.channel)
+        });
+        out.push_str(&format!(
+            "{}  {}  {}  {}  {}\n",
+            pad(
+                &time(r.at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+                12
+            ),
+            pad(&r.load, 18),
+            pad(&relay, 11),
+            pad(
+                &format!("{} → {}", on_off(r.from_powered), on_off(r.to_powered)),
+                9
+            ),
+            reason_text(r.reason(), r.level()),
+        ));
+    }
+    out
+}
+
+pub fn record_json(r: &cpb::SwitchRecord) -> Value {
+    json!({
+        "at": rfc3339(r.at.as_ref()),
+        "load": r.load,
+        "relay": r.relay.as_ref().map(|a| format!("{}:{}", a.relay_service, a.channel)),
+        "from_powered": r.from_powered,
+        "to_powered": r.to_powered,
+        "reason": reason_name(r.reason()),
+        "level": level_name(r.level()),
+    })
+}
+
+pub fn override_json(o: &cpb::Override) -> Value {
+    json!({
+        "load": o.load,
+        "powered": o.powered,
+        "until": rfc3339(o.until.as_ref()),
+        "set_at": rfc3339(o.set_at.as_ref()),
+    })
+}

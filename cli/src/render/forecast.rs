@@ -1,0 +1,94 @@
+//! The forecast-service's answer, day by day and hour by hour.
+
+use delestage_proto::forecast::v1 as fpb;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+
+pub fn forecast_text(f: &fpb::Forecast, paint: Paint, now: Timestamp) -> String {
+    let mut out = String::new();
+    let source = match f.source() {
+        fpb::ForecastSource::Rte => "RTE",
+        fpb::ForecastSource::RteSandbox => "RTE sandbox",
+        fpb::ForecastSource::File => "file",
+        fpb::ForecastSource::Unspecified => "?",
+    };
+    out.push_str(&format!(
+        "Ecowatt forecast from {source} ({}), generated {}, fetched {}{}\n\n",
+        f.source_detail,
+        time(f.generated_at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+        time(f.fetched_at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+        if f.stale { ", STALE" } else { "" },
+    ));
+    // Ecowatt days are days in Paris, whatever this machine's zone.
+    static PARIS: TimeZone = jiff::tz::get!("Europe/Paris");
+    for (i, day) in f.days.iter().enumerate() {
+        let Some(start) = time(day.start.as_ref()) else {
+            continue;
+        };
+        // The day ends where the next one starts (23 or 25 hours on the
+        // days clocks change), or a day later if the next one is missing.
+        let end = f
+            .days
+            .get(i + 1)
+            .and_then(|d| time(d.start.as_ref()))
+            .filter(|next| *next <= start + jiff::SignedDuration::from_hours(25))
+            .unwrap_or(start + jiff::SignedDuration::from_hours(24));
+        let date = start
+            .to_zoned_datetime(PARIS.clone())
+            .strftime("%a %d %b")
+            .to_string();
+        let mut row = String::new();
+        let mut pas = start;
+        while pas < end {
+            let hour = f.hours.iter().find(|h| {
+                time(h.start.as_ref()).is_some_and(|s| s <= pas)
+                    && time(h.end.as_ref()).is_some_and(|e| pas < e)
+            });
+            row.push_str(&match hour {
+                Some(h) => paint.level(h.level(), "█"),
+                None => " ".to_owned(),
+            });
+            pas += jiff::SignedDuration::from_hours(1);
+        }
+        out.push_str(&format!(
+            "{}  {}  {}\n     {}\n",
+            date,
+            paint.level(
+                day.level(),
+                &pad(&level_name(day.level()).to_uppercase(), 11)
+            ),
+            row.trim_end(),
+            day.message
+        ));
+    }
+    out
+}
+
+pub fn forecast_json(f: &fpb::Forecast) -> Value {
+    json!({
+        "generated_at": rfc3339(f.generated_at.as_ref()),
+        "fetched_at": rfc3339(f.fetched_at.as_ref()),
+        "stale": f.stale,
+        "source": match f.source() {
+            fpb::ForecastSource::Rte => "rte",
+            fpb::ForecastSource::RteSandbox => "rte-sandbox",
+            fpb::ForecastSource::File => "file",
+            fpb::ForecastSource::Unspecified => "unknown",
+        },
+        "source_detail": f.source_detail,
+        "days": f.days.iter().map(|d| json!({
+            "start": rfc3339(d.start.as_ref()),
+            "level": level_name(d.level()),
+            "message": d.message,
+        })).collect::<Vec<_>>(),
+        "hours": f.hours.iter().map(|h| json!({
+            "start": rfc3339(h.start.as_ref()),
+            "end": rfc3339(h.end.as_ref()),
+            "level": level_name(h.level()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+// ---- relays ----

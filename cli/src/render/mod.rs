@@ -1,0 +1,137 @@
+//! Turning the services' answers into text for people, and JSON for
+//! scripts. Pure functions of the messages (and of `now`), so they can be
+//! tested without a service.
+
+use anstyle::{AnsiColor, Color, Style};
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::forecast::v1 as fpb;
+use fpb::SignalLevel;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::Value;
+
+mod controller;
+mod forecast;
+mod relays;
+
+pub use controller::{
+    history_text, override_json, plan_json, plan_text, record_json, status_json, status_text,
+};
+pub use forecast::{forecast_json, forecast_text};
+pub use relays::{relay_json, relays_json, relays_text};
+
+/// Colours, or none (not a terminal, or NO_COLOR set).
+#[derive(Debug, Clone, Copy)]
+pub struct Paint {
+    pub enabled: bool,
+}
+
+impl Paint {
+    /// Colour only on a terminal, and not when NO_COLOR is set.
+    pub fn for_stdout() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            enabled: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    pub fn style(&self, style: Style, text: &str) -> String {
+        if self.enabled {
+            format!("{}{text}{}", style.render(), style.render_reset())
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn level(&self, level: SignalLevel, text: &str) -> String {
+        self.style(level_style(level), text)
+    }
+}
+
+fn level_style(level: SignalLevel) -> Style {
+    let color = match level {
+        SignalLevel::CarbonFree => AnsiColor::Cyan,
+        SignalLevel::Green => AnsiColor::Green,
+        SignalLevel::Orange => AnsiColor::Yellow,
+        SignalLevel::Red => AnsiColor::Red,
+        SignalLevel::Unspecified => AnsiColor::BrightBlack,
+    };
+    Style::new().fg_color(Some(Color::Ansi(color))).bold()
+}
+
+pub fn level_name(level: SignalLevel) -> &'static str {
+    match level {
+        SignalLevel::Unspecified => "unknown",
+        SignalLevel::CarbonFree => "carbon-free",
+        SignalLevel::Green => "green",
+        SignalLevel::Orange => "orange",
+        SignalLevel::Red => "red",
+    }
+}
+
+pub fn reason_name(reason: cpb::Reason) -> &'static str {
+    match reason {
+        cpb::Reason::Unspecified => "unknown",
+        cpb::Reason::Normal => "normal",
+        cpb::Reason::ShedForLevel => "shed_for_level",
+        cpb::Reason::Anticipation => "anticipation",
+        cpb::Reason::Override => "override",
+        cpb::Reason::ForecastUnknown => "forecast_unknown",
+        cpb::Reason::MinOnHold => "min_on_hold",
+        cpb::Reason::MinOffHold => "min_off_hold",
+        cpb::Reason::RestoreStagger => "restore_stagger",
+    }
+}
+
+/// Why, in words.
+fn reason_text(reason: cpb::Reason, level: SignalLevel) -> String {
+    match reason {
+        cpb::Reason::Normal => "normal".to_owned(),
+        cpb::Reason::ShedForLevel => format!("shed: {} hour", level_name(level)),
+        cpb::Reason::Anticipation => format!("shed ahead of a {} hour", level_name(level)),
+        cpb::Reason::Override => "override".to_owned(),
+        cpb::Reason::ForecastUnknown => "no forecast: fallback".to_owned(),
+        cpb::Reason::MinOnHold => "held on (min_on)".to_owned(),
+        cpb::Reason::MinOffHold => "held off (min_off)".to_owned(),
+        cpb::Reason::RestoreStagger => "waiting its turn (stagger)".to_owned(),
+        cpb::Reason::Unspecified => "?".to_owned(),
+    }
+}
+
+pub fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
+    let t = t?;
+    Timestamp::new(t.seconds, t.nanos).ok()
+}
+
+fn rfc3339(t: Option<&prost_types::Timestamp>) -> Value {
+    time(t).map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+/// A time for people: local, to the minute; with the date when not today.
+pub fn local(t: Timestamp, now: Timestamp) -> String {
+    let tz = TimeZone::system();
+    let z = t.to_zoned_datetime(tz.clone());
+    if z.date() == now.to_zoned_datetime(tz).date() {
+        z.strftime("%H:%M").to_string()
+    } else {
+        z.strftime("%a %d %H:%M").to_string()
+    }
+}
+
+fn on_off(powered: bool) -> &'static str {
+    if powered { "on" } else { "cut" }
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    if len >= width {
+        text.to_owned()
+    } else {
+        format!("{text}{}", " ".repeat(width - len))
+    }
+}
+
+// ---- status ----
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+//! A relay-service's relays.
+
+use delestage_proto::relay::v1 as rpb;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+
+pub fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> String {
+    let mut out = String::new();
+    if let Some(b) = &r.board {
+        out.push_str(&format!(
+            "{} — {}\n\n",
+            b.description,
+            if b.attached {
+                "attached"
+            } else {
+                "NOT ATTACHED"
+            }
+        ));
+    }
+    out.push_str(&paint.style(
+        Style::new().bold(),
+        "CH  STATE  SWITCHES/MIN  CHANGED  LABEL",
+    ));
+    out.push('\n');
+    for relay in &r.relays {
+        out.push_str(&format!(
+            "{:<2}  {}  {:>5}/{:<6}  {:<7}  {}\n",
+            relay.channel,
+            if relay.energized {
+                paint.style(Style::new().bold(), "on   ")
+            } else {
+                "off  ".to_owned()
+            },
+            relay.switches_last_minute,
+            relay.max_switches_per_minute,
+            time(relay.changed_at.as_ref()).map_or("-".to_owned(), |t| local(t, now)),
+            relay.label
+        ));
+    }
+    out
+}
+
+pub fn relays_json(r: &rpb::GetRelaysResponse) -> Value {
+    json!({
+        "board": r.board.as_ref().map(|b| json!({
+            "description": b.description,
+            "attached": b.attached,
+            "serial_number": b.serial_number,
+            "channel_count": b.channel_count,
+        })),
+        "relays": r.relays.iter().map(relay_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn relay_json(r: &rpb::Relay) -> Value {
+    json!({
+        "channel": r.channel,
+        "energized": r.energized,
+        "label": r.label,
+        "changed_at": rfc3339(r.changed_at.as_ref()),
+        "switches_last_minute": r.switches_last_minute,
+        "max_switches_per_minute": r.max_switches_per_minute,
+    })
+}
+
+// ---- history ----

@@ -1,0 +1,113 @@
+use super::*;
+
+fn ts(s: &str) -> prost_types::Timestamp {
+    let t: Timestamp = s.parse().expect("ts");
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: 0,
+    }
+}
+
+fn status() -> cpb::ControllerStatus {
+    cpb::ControllerStatus {
+        at: Some(ts("2026-12-08T17:00:00Z")),
+        level: SignalLevel::Red.into(),
+        forecast: Some(cpb::ForecastState {
+            usable: true,
+            fetched_at: Some(ts("2026-12-08T16:50:00Z")),
+            reason: String::new(),
+        }),
+        loads: vec![cpb::LoadStatus {
+            name: "water-heater".to_owned(),
+            relay: Some(cpb::RelayAddress {
+                relay_service: "garage".to_owned(),
+                channel: 0,
+            }),
+            desired: false,
+            powered: Some(false),
+            reason: cpb::Reason::ShedForLevel.into(),
+            reason_level: SignalLevel::Red.into(),
+            next_change_at: Some(ts("2026-12-08T19:00:00Z")),
+            next_powered: true,
+            ..Default::default()
+        }],
+        relay_services: vec![cpb::RelayServiceStatus {
+            name: "garage".to_owned(),
+            endpoint: "http://127.0.0.1:50051".to_owned(),
+            reachable: true,
+            board_attached: true,
+            error: String::new(),
+        }],
+    }
+}
+
+#[test]
+fn status_text_says_what_why_and_next_without_colour_codes() {
+    let text = status_text(
+        &status(),
+        Paint { enabled: false },
+        "2026-12-08T17:00:00Z".parse().expect("ts"),
+    );
+    assert!(text.contains("Grid now: RED"), "{text}");
+    assert!(
+        text.contains("water-heater") && text.contains("garage:0"),
+        "{text}"
+    );
+    assert!(text.contains("shed: red hour"), "{text}");
+    assert!(text.contains("on at"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no escape codes when colour is off"
+    );
+    let coloured = status_text(
+        &status(),
+        Paint { enabled: true },
+        "2026-12-08T17:00:00Z".parse().expect("ts"),
+    );
+    assert!(coloured.contains('\u{1b}'));
+}
+
+#[test]
+fn status_json_has_stable_names() {
+    let v = status_json(&status());
+    assert_eq!(v["level"], "red");
+    assert_eq!(v["loads"][0]["reason"], "shed_for_level");
+    assert_eq!(v["loads"][0]["relay"], "garage:0");
+    assert_eq!(v["loads"][0]["powered"], false);
+    assert_eq!(v["loads"][0]["next_powered"], true);
+    assert_eq!(v["relay_services"][0]["reachable"], true);
+}
+
+#[test]
+fn the_plan_timeline_marks_cut_hours() {
+    let plan = cpb::GetPlanResponse {
+        computed_at: Some(ts("2026-12-08T16:00:00Z")),
+        loads: vec![cpb::LoadPlan {
+            load: "heater".to_owned(),
+            intervals: vec![
+                cpb::PlanInterval {
+                    start: Some(ts("2026-12-08T16:00:00Z")),
+                    end: Some(ts("2026-12-08T17:00:00Z")),
+                    powered: true,
+                    reason: cpb::Reason::Normal.into(),
+                    level: 0,
+                },
+                cpb::PlanInterval {
+                    start: Some(ts("2026-12-08T17:00:00Z")),
+                    end: Some(ts("2026-12-08T19:00:00Z")),
+                    powered: false,
+                    reason: cpb::Reason::ShedForLevel.into(),
+                    level: SignalLevel::Red.into(),
+                },
+            ],
+        }],
+    };
+    let text = plan_text(
+        &plan,
+        &[],
+        Paint { enabled: false },
+        "2026-12-08T16:00:00Z".parse().expect("ts"),
+    );
+    assert!(text.contains("heater  █░░"), "{text}");
+    assert!(text.contains("shed: red hour"), "{text}");
+}
