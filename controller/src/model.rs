@@ -1,10 +1,12 @@
-//! The controller's vocabulary: a load (an appliance on one relay), how it
-//! is wired, when it is shed, what it does when the forecast is unknown.
+//! A load: an appliance on one relay, how it is wired, when it is shed, what
+//! it does when the forecast is unknown (the words themselves are
+//! `delestage_proto::vocabulary`'s).
 
 use std::fmt;
 use std::time::Duration;
 
 pub use delestage_proto::forecast::v1::SignalLevel;
+pub use delestage_proto::vocabulary::{Fallback, Wiring};
 
 /// Where a load's relay is: a relay-service (by its name in the config) and
 /// a channel on it.
@@ -18,46 +20,6 @@ impl fmt::Display for RelayAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.relay_service, self.channel)
     }
-}
-
-/// How the appliance hangs on the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Wiring {
-    /// Powered when the relay is energised.
-    #[default]
-    NormallyOpen,
-    /// Powered when the relay is de-energised (fails powered).
-    NormallyClosed,
-}
-
-impl Wiring {
-    /// The relay state that gives `powered`.
-    pub fn energized_for(self, powered: bool) -> bool {
-        match self {
-            Wiring::NormallyOpen => powered,
-            Wiring::NormallyClosed => !powered,
-        }
-    }
-
-    /// Whether the appliance is powered when the relay is `energized`.
-    pub fn powered_when(self, energized: bool) -> bool {
-        // The mapping is its own inverse.
-        self.energized_for(energized)
-    }
-}
-
-/// What a load does when the forecast is missing or too old.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fallback {
-    /// Stay as it is.
-    #[default]
-    Keep,
-    /// Be cut.
-    Shed,
-    /// Be powered.
-    Restore,
 }
 
 /// One appliance the controller manages.
@@ -77,31 +39,15 @@ pub struct Load {
     pub when_forecast_unknown: Fallback,
 }
 
-/// Short lower-case name of a level, for logs and configs.
+/// A level's name (`unknown` for unspecified), from the one vocabulary.
 pub fn level_name(level: SignalLevel) -> &'static str {
-    match level {
-        SignalLevel::Unspecified => "unknown",
-        SignalLevel::CarbonFree => "carbon-free",
-        SignalLevel::Green => "green",
-        SignalLevel::Orange => "orange",
-        SignalLevel::Red => "red",
-    }
+    let level = delestage_proto::vocabulary::SignalLevel::from_pb(level as i32);
+    delestage_proto::vocabulary::SignalLevel::name_or_unknown(level)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wiring_maps_both_ways() {
-        assert!(Wiring::NormallyOpen.energized_for(true));
-        assert!(!Wiring::NormallyClosed.energized_for(true));
-        for w in [Wiring::NormallyOpen, Wiring::NormallyClosed] {
-            for p in [true, false] {
-                assert_eq!(w.powered_when(w.energized_for(p)), p);
-            }
-        }
-    }
 
     #[test]
     fn levels_are_ordered_by_tension() {

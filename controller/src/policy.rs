@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use delestage_proto::vocabulary::ReasonKind;
+
 use crate::model::{Fallback, Load, SignalLevel};
 
 /// One forecast hour, [start, end).
@@ -72,6 +74,34 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Its kind, whose name is the one every output uses.
+    pub fn kind(self) -> ReasonKind {
+        match self {
+            Reason::Normal => ReasonKind::Normal,
+            Reason::ShedForLevel(_) => ReasonKind::ShedForLevel,
+            Reason::Anticipation(_) => ReasonKind::Anticipation,
+            Reason::Override => ReasonKind::Override,
+            Reason::ForecastUnknown => ReasonKind::ForecastUnknown,
+            Reason::MinOnHold => ReasonKind::MinOnHold,
+            Reason::MinOffHold => ReasonKind::MinOffHold,
+            Reason::RestoreStagger => ReasonKind::RestoreStagger,
+        }
+    }
+
+    /// A kind and the level beside it, back into a reason.
+    pub fn from_kind(kind: ReasonKind, level: SignalLevel) -> Self {
+        match kind {
+            ReasonKind::Normal => Reason::Normal,
+            ReasonKind::ShedForLevel => Reason::ShedForLevel(level),
+            ReasonKind::Anticipation => Reason::Anticipation(level),
+            ReasonKind::Override => Reason::Override,
+            ReasonKind::ForecastUnknown => Reason::ForecastUnknown,
+            ReasonKind::MinOnHold => Reason::MinOnHold,
+            ReasonKind::MinOffHold => Reason::MinOffHold,
+            ReasonKind::RestoreStagger => Reason::RestoreStagger,
+        }
+    }
+
     /// The level behind a shed, if any.
     pub fn level(self) -> Option<SignalLevel> {
         match self {

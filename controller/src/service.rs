@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
 use crate::follow::{from_pb, to_pb};
-use crate::model::{Fallback, Load, Wiring};
+use crate::model::{Fallback, Load};
 use crate::policy::{Plan, Reason};
 use crate::store::{StoredOverride, SwitchRecord};
 
@@ -212,16 +212,7 @@ fn event_to_pb(event: Event) -> pb::WatchEventsResponse {
 }
 
 fn reason_to_pb(reason: Reason) -> pb::Reason {
-    match reason {
-        Reason::Normal => pb::Reason::Normal,
-        Reason::ShedForLevel(_) => pb::Reason::ShedForLevel,
-        Reason::Anticipation(_) => pb::Reason::Anticipation,
-        Reason::Override => pb::Reason::Override,
-        Reason::ForecastUnknown => pb::Reason::ForecastUnknown,
-        Reason::MinOnHold => pb::Reason::MinOnHold,
-        Reason::MinOffHold => pb::Reason::MinOffHold,
-        Reason::RestoreStagger => pb::Reason::RestoreStagger,
-    }
+    reason.kind().into()
 }
 
 fn relay_to_pb(load: &Load) -> pb::RelayAddress {
@@ -244,11 +235,7 @@ fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
     pb::LoadStatus {
         name: s.load.name.clone(),
         relay: Some(relay_to_pb(&s.load)),
-        wiring: match s.load.wiring {
-            Wiring::NormallyOpen => pb::Wiring::NormallyOpen,
-            Wiring::NormallyClosed => pb::Wiring::NormallyClosed,
-        }
-        .into(),
+        wiring: pb::Wiring::from(s.load.wiring).into(),
         priority: s.load.priority,
         shed_at: s.load.shed_at.into(),
         desired: s.desired,
@@ -332,9 +319,5 @@ fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
 }
 
 fn fallback_to_pb(f: Fallback) -> pb::Fallback {
-    match f {
-        Fallback::Keep => pb::Fallback::Keep,
-        Fallback::Shed => pb::Fallback::Shed,
-        Fallback::Restore => pb::Fallback::Restore,
-    }
+    f.into()
 }

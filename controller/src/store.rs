@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use delestage_proto::vocabulary::ReasonKind;
+
 use crate::Error;
 use crate::model::{RelayAddress, SignalLevel, level_name};
 use crate::policy::Reason;
@@ -386,43 +388,22 @@ fn load_history(path: &Path, report: &mut OpenReport) -> Result<Vec<SwitchRecord
     Ok(records)
 }
 
-/// The stable names used in the history file and logs.
+/// The stable name of a reason, in the history file and logs.
 pub fn reason_name(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Normal => "normal",
-        Reason::ShedForLevel(_) => "shed_for_level",
-        Reason::Anticipation(_) => "anticipation",
-        Reason::Override => "override",
-        Reason::ForecastUnknown => "forecast_unknown",
-        Reason::MinOnHold => "min_on_hold",
-        Reason::MinOffHold => "min_off_hold",
-        Reason::RestoreStagger => "restore_stagger",
-    }
+    reason.kind().name()
 }
 
 fn reason_from_name(name: &str, level: SignalLevel) -> Option<Reason> {
-    Some(match name {
-        "normal" => Reason::Normal,
-        "shed_for_level" => Reason::ShedForLevel(level),
-        "anticipation" => Reason::Anticipation(level),
-        "override" => Reason::Override,
-        "forecast_unknown" => Reason::ForecastUnknown,
-        "min_on_hold" => Reason::MinOnHold,
-        "min_off_hold" => Reason::MinOffHold,
-        "restore_stagger" => Reason::RestoreStagger,
-        _ => return None,
-    })
+    let kind: ReasonKind = name.parse().ok()?;
+    Some(Reason::from_kind(kind, level))
 }
 
 fn level_from_name(name: &str) -> Option<SignalLevel> {
-    Some(match name {
-        "unknown" => SignalLevel::Unspecified,
-        "carbon-free" => SignalLevel::CarbonFree,
-        "green" => SignalLevel::Green,
-        "orange" => SignalLevel::Orange,
-        "red" => SignalLevel::Red,
-        _ => return None,
-    })
+    if name == "unknown" {
+        return Some(SignalLevel::Unspecified);
+    }
+    let level: delestage_proto::vocabulary::SignalLevel = name.parse().ok()?;
+    Some(level.into())
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 
-use crate::level::SignalLevel;
 use crate::timeline;
+use delestage_proto::vocabulary::SignalLevel;
 
 /// A validated Ecowatt body: days sorted by date, no duplicates.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use crate::ecowatt::Signals;
-use crate::level::SignalLevel;
 use crate::timeline;
+use delestage_proto::vocabulary::SignalLevel;
 
 /// Every known hour and day, in time order.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,7 +19,6 @@ pub mod config;
 pub mod ecowatt;
 pub mod error;
 pub mod forecast;
-pub mod level;
 pub mod refresh;
 pub mod rte;
 pub mod schedule;

@@ -1,7 +1,9 @@
 //! delestage's gRPC contracts and the Rust code generated from them.
 //!
 //! The `.proto` files under `proto/delestage/` are the source of truth; this
-//! crate only compiles them (see `build.rs`). Each package is versioned
+//! crate only compiles them (see `build.rs`), and defines, in
+//! [`vocabulary`], the domain words (levels, reasons, wirings, fallbacks)
+//! with their names and their conversions to and from these contracts. Each package is versioned
 //! (`delestage.relay.v1`, ...) so that a `v2` can live beside `v1` when a
 //! contract has to break.
 
@@ -35,6 +37,8 @@ pub mod controller {
         tonic::include_proto!("delestage.controller.v1");
     }
 }
+
+pub mod vocabulary;
 
 /// The encoded `FileDescriptorSet` of every delestage contract, for the gRPC
 /// reflection service (so grpcurl works with no .proto at hand).

@@ -338,6 +338,14 @@ mod tests {
     }
 
     #[test]
+    fn grpc_numbers_are_the_contract() {
+        assert_eq!(fpb::SignalLevel::from(SignalLevel::CarbonFree) as i32, 1);
+        assert_eq!(fpb::SignalLevel::from(SignalLevel::Green) as i32, 2);
+        assert_eq!(fpb::SignalLevel::from(SignalLevel::Orange) as i32, 3);
+        assert_eq!(fpb::SignalLevel::from(SignalLevel::Red) as i32, 4);
+    }
+
+    #[test]
     fn an_unknown_name_says_what_was_expected() {
         let err = "purple".parse::<SignalLevel>().expect_err("unknown");
         assert!(err.to_string().contains("`red`"), "{err}");

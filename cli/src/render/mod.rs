@@ -5,6 +5,7 @@
 use anstyle::{AnsiColor, Color, Style};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1 as fpb;
+use delestage_proto::vocabulary;
 use fpb::SignalLevel;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -59,28 +60,14 @@ fn level_style(level: SignalLevel) -> Style {
     Style::new().fg_color(Some(Color::Ansi(color))).bold()
 }
 
+/// A level's name (`unknown` for unspecified), from the one vocabulary.
 pub fn level_name(level: SignalLevel) -> &'static str {
-    match level {
-        SignalLevel::Unspecified => "unknown",
-        SignalLevel::CarbonFree => "carbon-free",
-        SignalLevel::Green => "green",
-        SignalLevel::Orange => "orange",
-        SignalLevel::Red => "red",
-    }
+    vocabulary::SignalLevel::name_or_unknown(vocabulary::SignalLevel::from_pb(level as i32))
 }
 
+/// A reason's name (`unknown` for unspecified), from the one vocabulary.
 pub fn reason_name(reason: cpb::Reason) -> &'static str {
-    match reason {
-        cpb::Reason::Unspecified => "unknown",
-        cpb::Reason::Normal => "normal",
-        cpb::Reason::ShedForLevel => "shed_for_level",
-        cpb::Reason::Anticipation => "anticipation",
-        cpb::Reason::Override => "override",
-        cpb::Reason::ForecastUnknown => "forecast_unknown",
-        cpb::Reason::MinOnHold => "min_on_hold",
-        cpb::Reason::MinOffHold => "min_off_hold",
-        cpb::Reason::RestoreStagger => "restore_stagger",
-    }
+    vocabulary::ReasonKind::name_or_unknown(vocabulary::ReasonKind::from_pb(reason as i32))
 }
 
 /// Why, in words.
