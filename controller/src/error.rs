@@ -19,12 +19,6 @@ pub enum Error {
     #[error("state: {0}")]
     Store(String),
 
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
-
     #[error(transparent)]
     Runtime(#[from] delestage_runtime::Error),
 }
@@ -34,7 +28,7 @@ impl From<Error> for Status {
         let code = match &err {
             Error::UnknownLoad(_) => Code::NotFound,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
-            Error::Store(_) | Error::Listen { .. } | Error::Runtime(_) => Code::Internal,
+            Error::Store(_) | Error::Runtime(_) => Code::Internal,
         };
         Status::new(code, err.to_string())
     }

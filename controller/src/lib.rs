@@ -47,12 +47,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let listener = TcpListener::bind(&settings.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: settings.listen.clone(),
-            source,
-        })?;
+    let listener = delestage_runtime::grpc::bind(&settings.listen).await?;
     serve(settings, listener, shutdown).await
 }
 

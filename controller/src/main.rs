@@ -7,23 +7,14 @@ use controller::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Our errors carry their causes in their message.
-            eprintln!("controller: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    delestage_runtime::process::exit_code("controller", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    delestage_runtime::telemetry::init(settings.log_format)?;
-    if let Some(addr) = &settings.metrics {
-        delestage_runtime::metrics::serve(addr).await?;
-    }
-    let shutdown = delestage_runtime::shutdown::signal()?;
+    let shutdown =
+        delestage_runtime::process::start(settings.log_format, settings.metrics.as_deref(), &[])
+            .await?;
     controller::run(settings, shutdown).await?;
     Ok(())
 }

@@ -60,12 +60,6 @@ pub enum Error {
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
 
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
-
     #[error(transparent)]
     Runtime(#[from] delestage_runtime::Error),
 }
@@ -101,7 +95,6 @@ impl From<Error> for Status {
             Error::CacheRead { .. }
             | Error::CacheWrite { .. }
             | Error::HttpClient(_)
-            | Error::Listen { .. }
             | Error::Runtime(_) => Code::Internal,
         };
         Status::new(code, err.to_string())

@@ -6,26 +6,17 @@ use forecast_service::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Our errors carry their causes in their message.
-            eprintln!("forecast-service: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    delestage_runtime::process::exit_code("forecast-service", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    delestage_runtime::telemetry::init(settings.log_format)?;
-    for warning in &settings.warnings {
-        tracing::warn!("{warning}");
-    }
-    if let Some(addr) = &settings.metrics {
-        delestage_runtime::metrics::serve(addr).await?;
-    }
-    let shutdown = delestage_runtime::shutdown::signal()?;
+    let shutdown = delestage_runtime::process::start(
+        settings.log_format,
+        settings.metrics.as_deref(),
+        settings.warnings.as_slice(),
+    )
+    .await?;
     forecast_service::run(settings, shutdown).await?;
     Ok(())
 }

@@ -45,12 +45,6 @@ pub enum Error {
     #[error("cannot save the relay states to {path}: {reason}")]
     StateWrite { path: PathBuf, reason: String },
 
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
-
     #[error(transparent)]
     Runtime(#[from] delestage_runtime::Error),
 }
@@ -76,7 +70,6 @@ impl From<Error> for Status {
             Error::Board { .. }
             | Error::StateRead { .. }
             | Error::StateWrite { .. }
-            | Error::Listen { .. }
             | Error::Runtime(_) => Code::Internal,
         };
         let mut status = Status::new(code, err.to_string());

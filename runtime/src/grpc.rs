@@ -17,6 +17,16 @@ use crate::Error;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 use crate::security::{AuthLayer, Security};
 
+/// Binds the address a service listens on; the error names it.
+pub async fn bind(addr: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
 /// Serves `routes` on `listener` until `shutdown` resolves, then finishes the
 /// calls in flight and returns.
 ///

@@ -15,6 +15,7 @@ pub mod files;
 pub mod grpc;
 pub mod metrics;
 pub mod options;
+pub mod process;
 pub mod security;
 pub mod shutdown;
 pub mod telemetry;
@@ -43,6 +44,11 @@ pub enum Error {
     )]
     StateDir {
         path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
         source: std::io::Error,
     },
     #[error("gRPC reflection set-up failed: {0}")]

@@ -1,0 +1,204 @@
+use super::*;
+
+const EXAMPLE: &str = r#"
+listen = "127.0.0.1:50053"
+state_dir = "/var/lib/delestage"
+forecast = "http://127.0.0.1:50052"
+
+[relays.garage]
+endpoint = "http://127.0.0.1:50051"
+
+[[load]]
+name = "water-heater"
+relay = "garage:0"
+wiring = "normally-open"
+shed_at = "orange"
+priority = 10
+min_on = "5m"
+min_off = "10m"
+anticipate = "0m"
+when_forecast_unknown = "keep"
+
+[[load]]
+name = "ev"
+relay = "garage:1"
+wiring = "normally-closed"
+shed_at = "red"
+
+[policy]
+restore_stagger = "30s"
+forecast_max_age = "6h"
+"#;
+
+fn parse(text: &str) -> Result<Settings, Error> {
+    Settings::from_toml(text, Path::new("ctl.toml"), &[])
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let s = parse(EXAMPLE).expect("valid");
+    assert_eq!(s.listen, "127.0.0.1:50053");
+    assert_eq!(s.relay_services.len(), 1);
+    assert_eq!(s.loads.len(), 2);
+    let heater = &s.loads[0];
+    assert_eq!(heater.relay.to_string(), "garage:0");
+    assert_eq!(heater.shed_at, SignalLevel::Orange);
+    assert_eq!(heater.min_on, Duration::from_secs(300));
+    assert_eq!(heater.min_off, Duration::from_secs(600));
+    let ev = &s.loads[1];
+    assert_eq!(ev.wiring, Wiring::NormallyClosed);
+    assert_eq!(ev.priority, 0);
+    assert_eq!(ev.when_forecast_unknown, Fallback::Keep);
+    assert_eq!(s.restore_stagger, Duration::from_secs(30));
+}
+
+#[test]
+fn the_example_in_deploy_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/controller.toml");
+    let s = Settings::from_args(&["controller", "--config", path.to_str().expect("utf-8")])
+        .expect("deploy/controller.toml is valid");
+    assert!(s.loads.len() >= 4);
+}
+
+#[test]
+fn the_compose_and_kubernetes_configs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let compose = root.join("deploy/docker/controller.compose.toml");
+    let text = std::fs::read_to_string(&compose).expect("read");
+    let s = Settings::from_toml(&text, &compose, &[]).expect("compose config is valid");
+    assert_eq!(s.relay_services[0].endpoint, "http://relay:50051");
+
+    // The ConfigMap's controller.toml, un-indented.
+    let k8s = std::fs::read_to_string(root.join("deploy/k8s/delestage.yaml")).expect("read");
+    let start =
+        k8s.find("  controller.toml: |\n").expect("the ConfigMap") + "  controller.toml: |\n".len();
+    let block: String = k8s[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    Settings::from_toml(&block, Path::new("k8s ConfigMap"), &[]).expect("k8s config is valid");
+}
+
+#[test]
+fn errors_name_the_file_the_key_and_the_problem() {
+    let cases = [
+        (
+            EXAMPLE.replace("shed_at = \"red\"", "shed_at = \"green\""),
+            "shed_at",
+        ),
+        (
+            EXAMPLE.replace("min_on = \"5m\"", "min_on = \"5 minuts\""),
+            "ctl.toml: load[0].min_on",
+        ),
+        (
+            EXAMPLE.replace("relay = \"garage:1\"", "relay = \"garage:0\""),
+            "already the relay of load \"water-heater\"",
+        ),
+        (
+            EXAMPLE.replace("relay = \"garage:1\"", "relay = \"cellar:1\""),
+            "no relay-service named \"cellar\"",
+        ),
+        (
+            EXAMPLE.replace("relay = \"garage:1\"", "relay = \"garage\""),
+            "RELAY_SERVICE:CHANNEL",
+        ),
+        (
+            EXAMPLE.replace("name = \"ev\"", "name = \"water-heater\""),
+            "two loads have this name",
+        ),
+        (EXAMPLE.replace("priority = 10", "priorty = 10"), "priorty"),
+        (
+            EXAMPLE.replace("restore_stagger", "restore_staggger"),
+            "restore_staggger",
+        ),
+        (
+            EXAMPLE.replace(
+                "endpoint = \"http://127.0.0.1:50051\"",
+                "endpoint = \"127.0.0.1:50051\"",
+            ),
+            "relays.garage.endpoint",
+        ),
+        (
+            EXAMPLE.replace("wiring = \"normally-open\"", "wiring = \"NO\""),
+            "wiring",
+        ),
+    ];
+    for (text, expected) in cases {
+        let msg = err(&text);
+        assert!(msg.contains("ctl.toml"), "{msg}");
+        assert!(
+            msg.contains(expected),
+            "{msg:?} should contain {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn no_loads_and_no_config_are_errors() {
+    assert!(err("[relays.a]\nendpoint = \"http://127.0.0.1:1\"\n").contains("nothing to control"));
+    let msg = Settings::from_args(&["controller"])
+        .expect_err("no --config")
+        .to_string();
+    assert!(msg.contains("--config"), "{msg}");
+}
+
+#[test]
+fn flags_win_over_the_file() {
+    let s = Settings::from_toml(
+        EXAMPLE,
+        Path::new("ctl.toml"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "/tmp/elsewhere",
+            "--restore-stagger",
+            "5s",
+        ],
+    )
+    .expect("valid");
+    assert_eq!(s.restore_stagger, Duration::from_secs(5));
+    assert_eq!(s.listen, "127.0.0.1:0");
+    assert_eq!(s.state_dir, PathBuf::from("/tmp/elsewhere"));
+}
+
+mod robustness {
+    use super::super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text as a config file: an error naming the file, or
+        /// settings; never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Err(e) = Settings::from_toml(&text, Path::new("fuzz.toml"), &[]) {
+                prop_assert!(e.to_string().contains("fuzz.toml"), "{}", e);
+            }
+        }
+
+        /// The example with one value swapped for junk: still an error
+        /// that names the file, never a panic.
+        #[test]
+        fn junk_values_are_named_errors(
+            key in prop_oneof![
+                Just("shed_at"), Just("relay"), Just("priority"), Just("min_on"),
+                Just("wiring"), Just("when_forecast_unknown"), Just("restore_stagger"),
+            ],
+            junk in "[a-z0-9:\"\\[\\] ]{0,12}",
+        ) {
+            let text: String = super::EXAMPLE
+                .lines()
+                .map(|l| if l.starts_with(key) { format!("{key} = {junk}") } else { l.to_owned() })
+                .collect::<Vec<_>>()
+                .join("\n");
+            if let Err(e) = Settings::from_toml(&text, Path::new("ctl.toml"), &[]) {
+                prop_assert!(e.to_string().contains("ctl.toml"), "{}", e);
+            }
+        }
+    }
+}

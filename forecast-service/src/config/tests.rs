@@ -1,0 +1,223 @@
+use super::*;
+
+const ID: &str = "id-0123456789";
+const SECRET: &str = "secret-abcdefghij";
+
+fn env_with_credentials(name: &str) -> Option<String> {
+    match name {
+        CLIENT_ID_ENV => Some(ID.to_owned()),
+        CLIENT_SECRET_ENV => Some(SECRET.to_owned()),
+        _ => None,
+    }
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn with(args: &[&str]) -> Result<Settings, Error> {
+    with_env(args, env_with_credentials)
+}
+
+fn with_env(args: &[&str], env: fn(&str) -> Option<String>) -> Result<Settings, Error> {
+    let mut all = vec!["forecast-service"];
+    all.extend_from_slice(args);
+    Settings::from_args(&all, env)
+}
+
+fn rte(settings: &Settings) -> &RteSettings {
+    match &settings.source {
+        SourceSettings::Rte(r) => r,
+        other => panic!("expected the RTE source, got {other:?}"),
+    }
+}
+
+fn file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("forecast.toml");
+    std::fs::write(&path, text).expect("write");
+    let path = path.to_str().expect("utf-8").to_owned();
+    (dir, path)
+}
+
+#[test]
+fn defaults_are_rte_production_every_15_minutes() {
+    let s = with(&[]).expect("ok");
+    assert_eq!(s.listen, "127.0.0.1:50052");
+    assert_eq!(s.max_age, Duration::from_secs(6 * 3600));
+    let r = rte(&s);
+    assert_eq!(r.base.as_str(), "https://digital.iservices.rte-france.com/");
+    assert!(!r.sandbox);
+    assert_eq!(r.policy.interval, RTE_MIN_SPACING);
+    assert_eq!(r.policy.floor, RTE_MIN_SPACING);
+    assert_eq!(r.request_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn no_credentials_is_an_error_saying_where_to_put_them() {
+    let msg = with_env(&[], no_env)
+        .expect_err("no credentials")
+        .to_string();
+    assert!(msg.contains("ECOWATT_CLIENT_ID"), "{msg}");
+    assert!(msg.contains("--client-id-file"), "{msg}");
+}
+
+#[test]
+fn credentials_from_files_are_trimmed_and_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = dir.path().join("id");
+    let secret = dir.path().join("secret");
+    std::fs::write(&id, format!("{ID}\n")).expect("write");
+    std::fs::write(&secret, format!("{SECRET}\n")).expect("write");
+    let id = id.to_str().expect("utf-8");
+    let secret = secret.to_str().expect("utf-8");
+    let s = with_env(
+        &["--client-id-file", id, "--client-secret-file", secret],
+        no_env,
+    )
+    .expect("ok");
+    use secrecy::ExposeSecret;
+    assert_eq!(rte(&s).credentials.client_secret.expose_secret(), SECRET);
+    let debug = format!("{s:?}");
+    assert!(!debug.contains(SECRET) && !debug.contains(ID), "{debug}");
+
+    std::fs::write(secret, "\n").expect("write");
+    let msg = with(&["--client-secret-file", secret])
+        .expect_err("empty")
+        .to_string();
+    assert!(
+        msg.contains("--client-secret-file") && msg.contains("is empty"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn production_cannot_be_polled_faster_than_15_minutes() {
+    let msg = with(&["--refresh-interval", "1m"])
+        .expect_err("too fast")
+        .to_string();
+    assert!(
+        msg.contains("--refresh-interval") && msg.contains("15 minutes"),
+        "{msg}"
+    );
+
+    // The sandbox and other servers have no such limit.
+    let s = with(&["--refresh-interval", "1m", "--sandbox"]).expect("ok");
+    assert_eq!(rte(&s).policy.floor, Duration::ZERO);
+    let s = with(&[
+        "--refresh-interval",
+        "1s",
+        "--ecowatt-url",
+        "http://127.0.0.1:8080",
+    ])
+    .expect("ok");
+    assert_eq!(rte(&s).policy.interval, Duration::from_secs(1));
+}
+
+#[test]
+fn credentials_never_travel_in_clear_over_a_network() {
+    for (url, ok) in [
+        ("http://127.0.0.1:8080", true),
+        ("http://localhost:8080", true),
+        ("http://[::1]:8080", true),
+        ("https://rte.example", true),
+        ("http://rte.example", false),
+        ("http://192.168.1.10", false),
+        ("ftp://rte.example", false),
+        ("https://rte.example/open_api/ecowatt/v5/signals", false),
+        ("not a url", false),
+    ] {
+        match with(&["--ecowatt-url", url]) {
+            Ok(_) => assert!(ok, "{url} should be refused"),
+            Err(e) => {
+                assert!(!ok, "{url}: {e}");
+                assert!(e.to_string().starts_with("--ecowatt-url"), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_alone_means_the_file_source() {
+    let s = with_env(&["--file", "/tmp/x.json", "--rebase-to-today"], no_env).expect("ok");
+    assert!(matches!(
+        s.source,
+        SourceSettings::File {
+            rebase_to_today: true,
+            ..
+        }
+    ));
+
+    let msg = with(&["--source", "file"])
+        .expect_err("no file")
+        .to_string();
+    assert!(msg.contains("--file"), "{msg}");
+
+    assert!(
+        with(&["--source", "rte", "--file", "/tmp/x.json"])
+            .expect_err("conflict")
+            .to_string()
+            .starts_with("--file")
+    );
+
+    let s = with(&["--file", "/tmp/x.json", "--sandbox"]).expect("ok");
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].starts_with("--sandbox"), "{:?}", s.warnings);
+}
+
+#[test]
+fn the_config_file_sets_everything_and_errors_name_the_key() {
+    let (_d, path) = file(
+        r#"
+listen = "127.0.0.1:6000"
+ecowatt_url = "https://rte.example"
+sandbox = true
+refresh_interval = "30m"
+max_age = "2h"
+request_timeout = "10s"
+log_format = "json"
+"#,
+    );
+    let s = with(&["--config", &path, "--listen", "127.0.0.1:7000"]).expect("ok");
+    assert_eq!(s.listen, "127.0.0.1:7000");
+    assert_eq!(s.max_age, Duration::from_secs(7200));
+    assert_eq!(s.log_format, LogFormat::Json);
+    let r = rte(&s);
+    assert!(r.sandbox);
+    assert_eq!(r.policy.interval, Duration::from_secs(1800));
+    assert_eq!(r.request_timeout, Duration::from_secs(10));
+
+    let (_d, path) = file("refresh_intervall = \"30m\"\n");
+    let msg = with(&["--config", &path]).expect_err("typo").to_string();
+    assert!(
+        msg.contains("forecast.toml") && msg.contains("refresh_intervall"),
+        "{msg}"
+    );
+
+    let (_d, path) = file("max_age = \"six hours\"\n");
+    let msg = with(&["--config", &path])
+        .expect_err("bad duration")
+        .to_string();
+    assert!(msg.contains("forecast.toml: max_age"), "{msg}");
+
+    let (_d, path) = file("refresh_interval = \"1m\"\n");
+    let msg = with(&["--config", &path])
+        .expect_err("too fast")
+        .to_string();
+    assert!(msg.contains("forecast.toml: refresh_interval"), "{msg}");
+
+    // Secrets do not belong in the config file.
+    let (_d, path) = file("client_secret = \"x\"\n");
+    let msg = with(&["--config", &path])
+        .expect_err("no secrets in the file")
+        .to_string();
+    assert!(msg.contains("client_secret"), "{msg}");
+}
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/forecast-service.toml");
+    let s = with(&["--config", path.to_str().expect("utf-8")])
+        .expect("deploy/forecast-service.toml is valid");
+    assert_eq!(rte(&s).policy.interval, RTE_MIN_SPACING);
+}
