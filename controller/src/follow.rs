@@ -146,10 +146,12 @@ fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {
             Some(Hour {
                 start: from_pb(h.start.as_ref()?)?,
                 end: from_pb(h.end.as_ref()?)?,
-                level: SignalLevel::try_from(h.level).unwrap_or(SignalLevel::Unspecified),
+                // A level this build does not know (a newer service) is
+                // no level: the hour is dropped.
+                level: SignalLevel::from_pb(h.level)?,
             })
         })
-        .filter(|h| h.start < h.end && h.level != SignalLevel::Unspecified)
+        .filter(|h| h.start < h.end)
         .collect();
     tx.send_modify(|seen| {
         seen.settled = true;

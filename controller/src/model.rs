@@ -5,8 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use delestage_proto::forecast::v1::SignalLevel;
-pub use delestage_proto::vocabulary::{Fallback, Wiring};
+pub use delestage_proto::vocabulary::{Fallback, SignalLevel, Wiring};
 
 /// Where a load's relay is: a relay-service (by its name in the config) and
 /// a channel on it.
@@ -40,9 +39,8 @@ pub struct Load {
 }
 
 /// A level's name (`unknown` for unspecified), from the one vocabulary.
-pub fn level_name(level: SignalLevel) -> &'static str {
-    let level = delestage_proto::vocabulary::SignalLevel::from_pb(level as i32);
-    delestage_proto::vocabulary::SignalLevel::name_or_unknown(level)
+pub fn level_name(level: Option<SignalLevel>) -> &'static str {
+    SignalLevel::name_or_unknown(level)
 }
 
 #[cfg(test)]

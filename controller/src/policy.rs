@@ -88,18 +88,19 @@ impl Reason {
         }
     }
 
-    /// A kind and the level beside it, back into a reason.
-    pub fn from_kind(kind: ReasonKind, level: SignalLevel) -> Self {
-        match kind {
+    /// A kind and the level beside it, back into a reason; `None` for a
+    /// shed without its level.
+    pub fn from_kind(kind: ReasonKind, level: Option<SignalLevel>) -> Option<Self> {
+        Some(match kind {
             ReasonKind::Normal => Reason::Normal,
-            ReasonKind::ShedForLevel => Reason::ShedForLevel(level),
-            ReasonKind::Anticipation => Reason::Anticipation(level),
+            ReasonKind::ShedForLevel => Reason::ShedForLevel(level?),
+            ReasonKind::Anticipation => Reason::Anticipation(level?),
             ReasonKind::Override => Reason::Override,
             ReasonKind::ForecastUnknown => Reason::ForecastUnknown,
             ReasonKind::MinOnHold => Reason::MinOnHold,
             ReasonKind::MinOffHold => Reason::MinOffHold,
             ReasonKind::RestoreStagger => Reason::RestoreStagger,
-        }
+        })
     }
 
     /// The level behind a shed, if any.

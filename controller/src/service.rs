@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
 use crate::follow::{from_pb, to_pb};
-use crate::model::{Fallback, Load};
+use crate::model::{Fallback, Load, SignalLevel};
 use crate::policy::{Plan, Reason};
 use crate::store::{StoredOverride, SwitchRecord};
 
@@ -237,10 +237,10 @@ fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
         relay: Some(relay_to_pb(&s.load)),
         wiring: pb::Wiring::from(s.load.wiring).into(),
         priority: s.load.priority,
-        shed_at: s.load.shed_at.into(),
+        shed_at: PbLevel::from(s.load.shed_at).into(),
         desired: s.desired,
         reason: reason_to_pb(s.reason).into(),
-        reason_level: s.reason.level().unwrap_or(PbLevel::Unspecified).into(),
+        reason_level: level_to_pb(s.reason.level()).into(),
         powered: s.powered,
         next_change_at: s.next_change.map(|(t, _)| to_pb(t)),
         next_powered: s.next_change.is_some_and(|(_, p)| p),
@@ -257,7 +257,7 @@ fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
 fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
     pb::ControllerStatus {
         at: Some(to_pb(s.at)),
-        level: s.level.into(),
+        level: level_to_pb(s.level).into(),
         forecast: Some(pb::ForecastState {
             usable: s.forecast.usable,
             fetched_at: s.forecast.fetched_at.map(to_pb),
@@ -295,7 +295,7 @@ fn plan_to_pb(plan: &Plan, only: Option<&str>) -> pb::GetPlanResponse {
                         end: Some(to_pb(i.end)),
                         powered: i.powered,
                         reason: reason_to_pb(i.reason).into(),
-                        level: i.reason.level().unwrap_or(PbLevel::Unspecified).into(),
+                        level: level_to_pb(i.reason.level()).into(),
                     })
                     .collect(),
             })
@@ -314,8 +314,12 @@ fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
         from_powered: r.from_powered,
         to_powered: r.to_powered,
         reason: reason_to_pb(r.reason).into(),
-        level: r.level.into(),
+        level: level_to_pb(r.level).into(),
     }
+}
+
+fn level_to_pb(level: Option<SignalLevel>) -> PbLevel {
+    level.map_or(PbLevel::Unspecified, PbLevel::from)
 }
 
 fn fallback_to_pb(f: Fallback) -> pb::Fallback {

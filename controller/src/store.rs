@@ -43,8 +43,8 @@ pub struct SwitchRecord {
     pub from_powered: bool,
     pub to_powered: bool,
     pub reason: Reason,
-    /// The level of the hour when it switched.
-    pub level: SignalLevel,
+    /// The level of the hour when it switched (`None`: unknown).
+    pub level: Option<SignalLevel>,
 }
 
 /// The state dir's files, and what they hold.
@@ -393,17 +393,17 @@ pub fn reason_name(reason: Reason) -> &'static str {
     reason.kind().name()
 }
 
-fn reason_from_name(name: &str, level: SignalLevel) -> Option<Reason> {
+fn reason_from_name(name: &str, level: Option<SignalLevel>) -> Option<Reason> {
     let kind: ReasonKind = name.parse().ok()?;
-    Some(Reason::from_kind(kind, level))
+    Reason::from_kind(kind, level)
 }
 
-fn level_from_name(name: &str) -> Option<SignalLevel> {
+/// `unknown` is a level too, on disk: `Some(None)`.
+fn level_from_name(name: &str) -> Option<Option<SignalLevel>> {
     if name == "unknown" {
-        return Some(SignalLevel::Unspecified);
+        return Some(None);
     }
-    let level: delestage_proto::vocabulary::SignalLevel = name.parse().ok()?;
-    Some(level.into())
+    name.parse().ok().map(Some)
 }
 
 #[cfg(test)]
@@ -421,7 +421,7 @@ mod tests {
             from_powered: !to,
             to_powered: to,
             reason,
-            level: SignalLevel::Red,
+            level: Some(SignalLevel::Red),
         }
     }
 

@@ -38,7 +38,8 @@ pub(crate) struct Switch {
     pub(crate) from: bool,
     pub(crate) to: bool,
     pub(crate) reason: Reason,
-    pub(crate) level: SignalLevel,
+    /// The hour's level, for the record; `None` when unknown.
+    pub(crate) level: Option<SignalLevel>,
 }
 
 /// What one pass decided.
@@ -59,7 +60,7 @@ pub(crate) fn diff(
     plan: &Plan,
     relays: &RelayView<'_>,
     refusals: &HashMap<String, Refusal>,
-    level: SignalLevel,
+    level: Option<SignalLevel>,
     now: Timestamp,
 ) -> Diff {
     let mut out = Diff::default();

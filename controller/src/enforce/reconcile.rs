@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use delestage_proto::forecast::v1::SignalLevel as PbLevel;
 use delestage_proto::relay::v1 as rpb;
 use delestage_runtime::backoff::Backoff;
 use delestage_runtime::client::AuthedChannel;
@@ -259,7 +260,7 @@ impl Controller {
         let level = usable_hours
             .as_deref()
             .and_then(|h| policy::hour_at(h, now))
-            .map_or(SignalLevel::Unspecified, |h| h.level);
+            .map(|h| h.level);
 
         let (plan, switches) = {
             let mut inner = self.inner.lock().await;
@@ -476,7 +477,7 @@ impl Controller {
         &self,
         plan: &Plan,
         forecast: status::ForecastStatus,
-        level: SignalLevel,
+        level: Option<SignalLevel>,
         now: Timestamp,
     ) {
         // Seen again: the switches just made have moved the relays on.
@@ -526,7 +527,9 @@ impl Controller {
 
 /// The figures a dashboard wants at a glance.
 fn record_gauges(status: &Status) {
-    metrics::gauge!("controller_level").set(f64::from(status.level as i32));
+    // The gRPC numbers: 0 unknown, 1 carbon-free ... 4 red.
+    let level = status.level.map_or(PbLevel::Unspecified, PbLevel::from);
+    metrics::gauge!("controller_level").set(f64::from(level as i32));
     metrics::gauge!("controller_forecast_usable").set(f64::from(u8::from(status.forecast.usable)));
     let cut = status
         .loads

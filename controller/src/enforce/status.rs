@@ -48,7 +48,8 @@ pub struct RelayServiceStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
     pub at: Timestamp,
-    pub level: SignalLevel,
+    /// The level of the hour now; `None` without a usable forecast.
+    pub level: Option<SignalLevel>,
     pub forecast: ForecastStatus,
     pub loads: Vec<LoadStatus>,
     pub relay_services: Vec<RelayServiceStatus>,
@@ -59,7 +60,7 @@ impl Status {
     pub(crate) fn starting(now: Timestamp) -> Self {
         Self {
             at: now,
-            level: SignalLevel::Unspecified,
+            level: None,
             forecast: ForecastStatus {
                 usable: false,
                 fetched_at: None,
@@ -133,8 +134,8 @@ pub(crate) struct StatusInput<'a> {
     pub(crate) refusals: &'a HashMap<String, Refusal>,
     pub(crate) overrides: &'a HashMap<String, StoredOverride>,
     pub(crate) forecast: ForecastStatus,
-    /// The level of the hour now (unspecified without a usable forecast).
-    pub(crate) level: SignalLevel,
+    /// The level of the hour now (`None` without a usable forecast).
+    pub(crate) level: Option<SignalLevel>,
     pub(crate) now: Timestamp,
 }
 

@@ -141,7 +141,7 @@ impl World {
             &self.plan,
             &self.view(),
             &self.refusals,
-            SignalLevel::Red,
+            Some(SignalLevel::Red),
             NOW,
         )
     }
