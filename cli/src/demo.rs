@@ -14,8 +14,8 @@ use cpb::controller_service_client::ControllerServiceClient;
 use delestage_proto::controller::v1 as cpb;
 use jiff::Timestamp;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::args::DemoArgs;
 use crate::connect::{CliError, Credentials, Service, connect};
@@ -114,38 +114,38 @@ pub async fn run(
 
     // On Ctrl-C the controller stops first, then the services it uses, so
     // that it never sees them go away (and says nothing alarming).
-    let (stopping_tx, stopping) = watch::channel(false);
-    let (rest_tx, rest) = watch::channel(false);
-    tokio::spawn(async move {
-        stop.await;
-        stopping_tx.send_replace(true);
+    let stopping = CancellationToken::new();
+    let rest = CancellationToken::new();
+    tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            stop.await;
+            stopping.cancel();
+        }
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let board = relay_service::open_board(&relay)
         .map_err(|e| CliError::Demo(format!("relay-service: {e}")))?;
     let relay_task = tokio::spawn(relay_service::serve(
         relay,
         board,
         relay_listener,
-        stopped(rest.clone()),
+        rest.clone().cancelled_owned(),
     ));
     let forecast_task = tokio::spawn(forecast_service::serve(
         forecast,
         forecast_listener,
-        stopped(rest.clone()),
+        rest.clone().cancelled_owned(),
     ));
     let controller_task = tokio::spawn(controller::serve(
         controller,
         controller_listener,
-        stopped(stopping.clone()),
+        stopping.clone().cancelled_owned(),
     ));
 
     let intro = intro(ports, &state, args.state_dir.is_none());
     if args.no_view {
         eprintln!("{intro}");
-        stopped(stopping.clone()).await;
+        stopping.cancelled().await;
     } else {
         view(ports.2, &intro, paint, stopping.clone()).await?;
     }
@@ -154,7 +154,7 @@ pub async fn run(
     if let Ok(Err(e)) = controller_task.await {
         problems.push(format!("controller: {e}"));
     }
-    rest_tx.send_replace(true);
+    rest.cancel();
     if let Ok(Err(e)) = forecast_task.await {
         problems.push(format!("forecast-service: {e}"));
     }
@@ -198,7 +198,7 @@ async fn view(
     port: u16,
     intro: &str,
     paint: Paint,
-    mut stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
 ) -> Result<(), CliError> {
     let url = format!("http://127.0.0.1:{port}");
     let channel = connect(Service::Controller, &url, &Credentials::none()).await?;
@@ -213,7 +213,7 @@ async fn view(
     loop {
         let event = tokio::select! {
             e = events.next() => e,
-            _ = stopping.wait_for(|s| *s) => return Ok(()),
+            _ = stopping.cancelled() => return Ok(()),
         };
         let Some(Ok(event)) = event else {
             return Ok(());

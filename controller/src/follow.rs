@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tonic_types::StatusExt;
 
 use crate::model::SignalLevel;
@@ -61,13 +62,13 @@ pub async fn follow_forecast(
     mut client: ForecastServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<ForecastSeen>>,
     wake: Arc<Notify>,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 ) {
     let mut retry = RECONNECT.start();
     loop {
         let problem = tokio::select! {
             p = forecast_session(&mut client, &tx, &wake, &mut retry) => p,
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         };
         let was_connected = tx.borrow().connected;
         tx.send_modify(|s| {
@@ -84,7 +85,7 @@ pub async fn follow_forecast(
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         }
     }
 }
@@ -180,13 +181,13 @@ pub async fn follow_relays(
     mut client: RelayServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<RelaySeen>>,
     wake: Arc<Notify>,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 ) {
     let mut retry = RECONNECT.start();
     loop {
         let problem = tokio::select! {
             p = relay_session(&name, &mut client, &tx, &wake, &mut retry) => p,
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         };
         let was_connected = tx.borrow().connected;
         tx.send_modify(|s| {
@@ -203,7 +204,7 @@ pub async fn follow_relays(
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         }
     }
 }

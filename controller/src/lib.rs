@@ -28,6 +28,7 @@ use delestage_runtime::client::{AuthedChannel, ClientSecurity};
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::enforce::{Controller, Enforcement, RelayLink};
@@ -77,7 +78,7 @@ pub async fn serve(
         tracing::warn!(%load, "dropped the override of a load that is no longer configured");
     }
 
-    let (closing_tx, closing_rx) = watch::channel(false);
+    let closing = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let mut links = Vec::new();
     for rs in &settings.relay_services {
@@ -96,7 +97,7 @@ pub async fn serve(
         ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?),
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),
-        closing_rx.clone(),
+        closing.clone(),
     )));
     for link in &links {
         tasks.push(tokio::spawn(follow::follow_relays(
@@ -104,7 +105,7 @@ pub async fn serve(
             link.client.clone(),
             Arc::clone(&link.seen),
             Arc::clone(&wake),
-            closing_rx.clone(),
+            closing.clone(),
         )));
     }
 
@@ -127,22 +128,22 @@ pub async fn serve(
         links,
         wake,
     ));
-    tasks.push(tokio::spawn(
-        Arc::clone(&controller).run(closing_rx.clone()),
-    ));
+    tasks.push(tokio::spawn(Arc::clone(&controller).run(closing.clone())));
     tracing::info!(%addr, loads, relay_services, %state_dir, "controller listening");
 
     let routes = tonic::service::Routes::new(
-        ControllerApi::new(Arc::clone(&controller), closing_rx).into_server(),
+        ControllerApi::new(Arc::clone(&controller), closing.clone()).into_server(),
     );
-    let closing = closing_tx.clone();
-    let shutdown = async move {
-        shutdown.await;
-        closing.send_replace(true);
+    let shutdown = {
+        let closing = closing.clone();
+        async move {
+            shutdown.await;
+            closing.cancel();
+        }
     };
     let served =
         delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], security, shutdown).await;
-    closing_tx.send_replace(true);
+    closing.cancel();
     for task in tasks {
         let _ = task.await;
     }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use delestage_proto::controller::v1 as pb;
 use delestage_proto::forecast::v1::SignalLevel as PbLevel;
+use delestage_runtime::stream::{WatchStream, forward_broadcast, forward_watch};
 use pb::controller_service_server::ControllerService;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
@@ -21,15 +21,14 @@ use crate::store::{StoredOverride, SwitchRecord};
 /// GetHistory's default and largest `limit`.
 const HISTORY_DEFAULT: usize = 100;
 const HISTORY_MAX: usize = 10_000;
-const STREAM_BUFFER: usize = 16;
 
 pub struct ControllerApi {
     controller: Arc<Controller>,
-    closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 }
 
 impl ControllerApi {
-    pub fn new(controller: Arc<Controller>, closing: watch::Receiver<bool>) -> Self {
+    pub fn new(controller: Arc<Controller>, closing: CancellationToken) -> Self {
         Self {
             controller,
             closing,
@@ -53,67 +52,37 @@ impl ControllerService for ControllerApi {
         }))
     }
 
-    type WatchStatusStream = ReceiverStream<Result<pb::WatchStatusResponse, Status>>;
+    type WatchStatusStream = WatchStream<pb::WatchStatusResponse>;
 
     async fn watch_status(
         &self,
         _request: Request<pb::WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        let mut statuses = self.controller.watch_status();
-        let mut closing = self.closing.clone();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
-            loop {
-                let status = status_to_pb(&statuses.borrow_and_update());
-                let message = pb::WatchStatusResponse {
-                    status: Some(status),
-                };
-                tokio::select! {
-                    sent = tx.send(Ok(message)) => if sent.is_err() { return },
-                    _ = closing.wait_for(|c| *c) => return,
-                }
-                tokio::select! {
-                    changed = statuses.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                    _ = closing.wait_for(|c| *c) => return,
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(forward_watch(
+            self.controller.watch_status(),
+            self.closing.clone(),
+            |status| pb::WatchStatusResponse {
+                status: Some(status_to_pb(status)),
+            },
+        )))
     }
 
-    type WatchEventsStream = ReceiverStream<Result<pb::WatchEventsResponse, Status>>;
+    type WatchEventsStream = WatchStream<pb::WatchEventsResponse>;
 
     async fn watch_events(
         &self,
         _request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let mut events = self.controller.subscribe_events();
+        let events = self.controller.subscribe_events();
         let controller = Arc::clone(&self.controller);
-        let mut closing = self.closing.clone();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
-            let mut next = Some(status_event(&controller));
-            loop {
-                if let Some(event) = next.take() {
-                    tokio::select! {
-                        sent = tx.send(Ok(event)) => if sent.is_err() { return },
-                        _ = closing.wait_for(|c| *c) => return,
-                    }
-                }
-                next = tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(e) => Some(event_to_pb(e)),
-                        // Fell behind: start again from the whole status.
-                        Err(broadcast::error::RecvError::Lagged(_)) => Some(status_event(&controller)),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    () = tx.closed() => return,
-                    _ = closing.wait_for(|c| *c) => return,
-                };
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(forward_broadcast(
+            status_event(&self.controller),
+            events,
+            self.closing.clone(),
+            event_to_pb,
+            // Fell behind: start again from the whole status.
+            move || std::future::ready(status_event(&controller)),
+        )))
     }
 
     async fn get_plan(

@@ -29,6 +29,7 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::CacheFile;
 use crate::config::{Settings, SourceSettings};
@@ -58,7 +59,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let (current_tx, current_rx) = watch::channel(Current::default());
-    let (closing_tx, closing_rx) = watch::channel(false);
+    let closing = CancellationToken::new();
 
     let (refresh_task, source_detail) = match settings.source {
         SourceSettings::Rte(rte) => {
@@ -81,7 +82,7 @@ pub async fn serve(
                 refresh,
                 restored,
                 current_tx,
-                closing_rx.clone(),
+                closing.clone(),
             ));
             (task, detail)
         }
@@ -93,7 +94,7 @@ pub async fn serve(
             let mut watcher = FileWatcher::new(path, rebase_to_today);
             // Read once before listening, so the first client finds it.
             watcher.check(&current_tx);
-            let task = tokio::spawn(refresh::run_file(watcher, current_tx, closing_rx.clone()));
+            let task = tokio::spawn(refresh::run_file(watcher, current_tx, closing.clone()));
             (task, detail)
         }
     };
@@ -112,16 +113,16 @@ pub async fn serve(
     let gauges = tokio::spawn(refresh::report_gauges(
         current_rx.clone(),
         settings.max_age,
-        closing_rx.clone(),
+        closing.clone(),
     ));
     let routes = tonic::service::Routes::new(
-        ForecastApi::new(current_rx, settings.max_age, closing_rx).into_server(),
+        ForecastApi::new(current_rx, settings.max_age, closing.clone()).into_server(),
     );
     let shutdown = async move {
         shutdown.await;
         // Ends WatchForecast streams (which would otherwise hold the
         // graceful shutdown forever) and the refresh task.
-        closing_tx.send_replace(true);
+        closing.cancel();
     };
     let served = delestage_runtime::grpc::serve(
         listener,

@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::cache::{CacheFile, Cached};
@@ -116,13 +117,13 @@ fn publish(current: &watch::Sender<Current>, published: Published) {
 pub async fn report_gauges(
     current: watch::Receiver<Current>,
     max_age: Duration,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         }
         let Some(p) = current.borrow().published.clone() else {
             continue;
@@ -224,7 +225,7 @@ pub async fn run_rte(
     refresh: RteRefresh,
     restored: Restored,
     current: watch::Sender<Current>,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 ) {
     let url = refresh.client.signals_url().to_string();
     let mut failures: u32 = 0;
@@ -245,13 +246,13 @@ pub async fn run_rte(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         }
         let started = Instant::now();
         let attempt_at = Timestamp::now();
         let outcome = tokio::select! {
             r = refresh.client.fetch_signals() => r,
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         };
         let outcome = outcome.and_then(|body| {
             let text = String::from_utf8(body.to_vec()).map_err(|_| Error::InvalidBody {
@@ -340,14 +341,14 @@ pub const FILE_POLL: Duration = Duration::from_secs(1);
 pub async fn run_file(
     mut watcher: FileWatcher,
     current: watch::Sender<Current>,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(FILE_POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => watcher.check(&current),
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         }
     }
 }

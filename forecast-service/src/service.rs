@@ -7,24 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delestage_proto::forecast::v1 as pb;
+use delestage_runtime::stream::{Sink, WatchStream};
 use jiff::Timestamp;
 use pb::forecast_service_server::ForecastService;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::refresh::{Current, Published, Source};
 use crate::timeline;
 
-/// Forecasts a WatchForecast stream buffers for a slow reader. Each one
-/// replaces the previous, so a small buffer is plenty.
-const STREAM_BUFFER: usize = 4;
-
 pub struct ForecastApi {
     current: watch::Receiver<Current>,
     max_age: Duration,
-    closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 }
 
 impl ForecastApi {
@@ -33,7 +30,7 @@ impl ForecastApi {
     pub fn new(
         current: watch::Receiver<Current>,
         max_age: Duration,
-        closing: watch::Receiver<bool>,
+        closing: CancellationToken,
     ) -> Self {
         Self {
             current,
@@ -114,20 +111,15 @@ impl ForecastService for ForecastApi {
         }))
     }
 
-    type WatchForecastStream = ReceiverStream<Result<pb::Forecast, Status>>;
+    type WatchForecastStream = WatchStream<pb::Forecast>;
 
     async fn watch_forecast(
         &self,
         _request: Request<pb::WatchForecastRequest>,
     ) -> Result<Response<Self::WatchForecastStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(forward_forecasts(
-            self.current.clone(),
-            self.max_age,
-            self.closing.clone(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let (sink, stream) = delestage_runtime::stream::channel(self.closing.clone());
+        tokio::spawn(forward_forecasts(self.current.clone(), self.max_age, sink));
+        Ok(Response::new(stream))
     }
 }
 
@@ -137,8 +129,7 @@ impl ForecastService for ForecastApi {
 async fn forward_forecasts(
     mut current: watch::Receiver<Current>,
     max_age: Duration,
-    mut closing: watch::Receiver<bool>,
-    tx: mpsc::Sender<Result<pb::Forecast, Status>>,
+    sink: Sink<pb::Forecast>,
 ) {
     let mut sent: Option<(Arc<Published>, bool)> = None;
     loop {
@@ -149,11 +140,8 @@ async fn forward_forecasts(
             let is_new = sent
                 .as_ref()
                 .is_none_or(|(last, was_stale)| !Arc::ptr_eq(last, &p) || *was_stale != stale);
-            if is_new {
-                tokio::select! {
-                    r = tx.send(Ok(forecast_to_pb(&p, stale))) => if r.is_err() { return },
-                    _ = closing.wait_for(|c| *c) => return,
-                }
+            if is_new && !sink.send(forecast_to_pb(&p, stale)).await {
+                return;
             }
             if !stale {
                 stale_deadline = p.stale_at(max_age).map(|at| {
@@ -164,11 +152,14 @@ async fn forward_forecasts(
             }
             sent = Some((p, stale));
         }
-        tokio::select! {
-            changed = current.changed() => if changed.is_err() { return },
-            _ = sleep_until_opt(stale_deadline) => {}
-            () = tx.closed() => return,
-            _ = closing.wait_for(|c| *c) => return,
+        let next = async {
+            tokio::select! {
+                changed = current.changed() => changed.is_ok(),
+                () = sleep_until_opt(stale_deadline) => true,
+            }
+        };
+        if sink.until(next).await != Some(true) {
+            return;
         }
     }
 }

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, broadcast};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::board::{Board, BoardKind, BoardStatus};
@@ -74,7 +75,7 @@ pub struct RelayBank {
     writer: StateWriter,
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Change>,
-    closing: watch::Sender<bool>,
+    closing: CancellationToken,
 }
 
 struct Inner {
@@ -101,11 +102,11 @@ impl RelayBank {
         states.resize(channels, ChannelState::default());
         let mut labels = labels;
         labels.resize(channels, String::new());
-        let closing = watch::channel(false).0;
+        let closing = CancellationToken::new();
         Arc::new(Self {
             board,
             labels,
-            writer: StateWriter::start(state_file.clone(), closing.subscribe()),
+            writer: StateWriter::start(state_file.clone(), closing.clone()),
             state_file,
             inner: Mutex::new(Inner {
                 states,
@@ -152,15 +153,18 @@ impl RelayBank {
     /// Ends the background task and every WatchRelays stream, so the server
     /// can finish its graceful shutdown.
     pub fn close(&self) {
-        self.closing.send_replace(true);
+        self.closing.cancel();
+    }
+
+    /// Cancelled by [`RelayBank::close`]: what ends the streams.
+    pub fn closing(&self) -> CancellationToken {
+        self.closing.clone()
     }
 
     /// Resolves once [`RelayBank::close`] has been called (at once if it
     /// already was).
     pub async fn closed(&self) {
-        let mut closing = self.closing.subscribe();
-        // Err only if the sender is gone, which `self` prevents.
-        let _ = closing.wait_for(|c| *c).await;
+        self.closing.cancelled().await;
     }
 
     pub fn channel_count(&self) -> u32 {

@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::state::{ChannelState, StateFile};
 
@@ -38,7 +39,7 @@ pub struct StateWriter {
 impl StateWriter {
     /// Starts the writer task for `file`. It ends when `closing` turns true,
     /// after writing what is pending.
-    pub fn start(file: StateFile, closing: watch::Receiver<bool>) -> Self {
+    pub fn start(file: StateFile, closing: CancellationToken) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(None),
             kick: Notify::new(),
@@ -87,12 +88,12 @@ async fn write_loop(
     file: StateFile,
     shared: Arc<Shared>,
     written: watch::Sender<Written>,
-    mut closing: watch::Receiver<bool>,
+    closing: CancellationToken,
 ) {
     loop {
         let stopping = tokio::select! {
             () = shared.kick.notified() => false,
-            _ = closing.wait_for(|c| *c) => true,
+            _ = closing.cancelled() => true,
         };
         let job = shared
             .pending
@@ -136,7 +137,7 @@ mod tests {
     async fn versions_are_written_and_a_later_write_covers_earlier_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = StateFile::in_dir(dir.path());
-        let (_closing_tx, closing) = watch::channel(false);
+        let closing = CancellationToken::new();
         let writer = StateWriter::start(file.clone(), closing);
         let state = |on: bool| {
             vec![ChannelState {
@@ -160,7 +161,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // A state "file" inside a directory that does not exist.
         let file = StateFile::in_dir(&dir.path().join("gone"));
-        let (_closing_tx, closing) = watch::channel(false);
+        let closing = CancellationToken::new();
         let writer = StateWriter::start(file, closing);
         writer.submit(1, Vec::new());
         let err = writer.wait(1).await.expect_err("cannot write");
@@ -171,10 +172,10 @@ mod tests {
     async fn pending_writes_are_done_before_the_writer_stops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = StateFile::in_dir(dir.path());
-        let (closing_tx, closing) = watch::channel(false);
-        let writer = StateWriter::start(file.clone(), closing);
+        let closing = CancellationToken::new();
+        let writer = StateWriter::start(file.clone(), closing.clone());
         writer.submit(7, vec![ChannelState::default()]);
-        closing_tx.send_replace(true);
+        closing.cancel();
         writer.wait(7).await.expect("written before stopping");
     }
 }

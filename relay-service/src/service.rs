@@ -6,18 +6,13 @@
 use std::sync::Arc;
 
 use delestage_proto::relay::v1 as pb;
+use delestage_runtime::stream::{WatchStream, forward_broadcast};
 use pb::relay_service_server::RelayService;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::bank::{BoardInfo, Change, Relay, RelayBank, Snapshot};
 use crate::board::BoardKind;
 use crate::hold::Hold;
-
-/// How many events a WatchRelays stream buffers for a slow reader before
-/// the stream waits (and, past the bank's backlog, gets a snapshot).
-const STREAM_BUFFER: usize = 16;
 
 pub struct RelayApi {
     bank: Arc<RelayBank>,
@@ -83,53 +78,24 @@ impl RelayService for RelayApi {
         }))
     }
 
-    type WatchRelaysStream = ReceiverStream<Result<pb::RelayEvent, Status>>;
+    type WatchRelaysStream = WatchStream<pb::RelayEvent>;
 
     async fn watch_relays(
         &self,
         _request: Request<pb::WatchRelaysRequest>,
     ) -> Result<Response<Self::WatchRelaysStream>, Status> {
         let (snapshot, changes) = self.bank.subscribe().await;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(forward_changes(
-            Arc::clone(&self.bank),
-            snapshot,
+        let bank = Arc::clone(&self.bank);
+        Ok(Response::new(forward_broadcast(
+            snapshot_to_pb(snapshot),
             changes,
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-/// Feeds one WatchRelays stream until the client goes away or the service
-/// shuts down. A client that falls behind the bank's backlog gets a fresh
-/// snapshot: it cannot hold memory, and it still ends up with the truth.
-async fn forward_changes(
-    bank: Arc<RelayBank>,
-    snapshot: Snapshot,
-    mut changes: broadcast::Receiver<Change>,
-    tx: mpsc::Sender<Result<pb::RelayEvent, Status>>,
-) {
-    let mut next = Some(snapshot_to_pb(snapshot));
-    loop {
-        if let Some(event) = next.take() {
-            tokio::select! {
-                sent = tx.send(Ok(event)) => if sent.is_err() { return },
-                () = bank.closed() => return,
-            }
-        }
-        next = tokio::select! {
-            change = changes.recv() => match change {
-                Ok(change) => Some(change_to_pb(change)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "WatchRelays subscriber fell behind; sending a snapshot");
-                    Some(snapshot_to_pb(bank.snapshot().await))
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+            self.bank.closing(),
+            change_to_pb,
+            move || {
+                let bank = Arc::clone(&bank);
+                async move { snapshot_to_pb(bank.snapshot().await) }
             },
-            () = tx.closed() => return,
-            () = bank.closed() => return,
-        };
+        )))
     }
 }
 

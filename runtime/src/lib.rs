@@ -18,6 +18,7 @@ pub mod options;
 pub mod process;
 pub mod security;
 pub mod shutdown;
+pub mod stream;
 pub mod telemetry;
 
 /// Everything that can go wrong in the shared runtime.

@@ -19,6 +19,7 @@ use delestage_runtime::client::AuthedChannel;
 use jiff::{SignedDuration, Timestamp};
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Mutex, Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Refusal, Switch};
 use super::observe::{self, RelayView};
@@ -227,20 +228,20 @@ impl Controller {
     }
 
     /// Reconciles until `closing` turns true.
-    pub async fn run(self: Arc<Self>, mut closing: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, closing: CancellationToken) {
         // A restart must not act on "no forecast yet": wait for the first
         // answer from the forecast-service (or its failure).
         let mut forecast = self.forecast.clone();
         tokio::select! {
             _ = forecast.wait_for(|f| f.settled) => {}
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.cancelled() => return,
         }
         loop {
             self.reconcile_once().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(TICK) => {}
-                _ = closing.wait_for(|c| *c) => return,
+                _ = closing.cancelled() => return,
             }
         }
     }
