@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use delestage_proto::forecast::v1 as fpb;
-use ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use fpb::forecast_service_client::ForecastServiceClient;
 
 use crate::load::{self, LoadResult, LoadSpec};

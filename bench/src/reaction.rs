@@ -15,9 +15,9 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use delestage_proto::forecast::v1 as fpb;
 use delestage_proto::relay::v1 as rpb;
-use ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use fpb::forecast_service_client::ForecastServiceClient;
 use hdrhistogram::Histogram;
 use rpb::relay_service_client::RelayServiceClient;

@@ -76,7 +76,8 @@ pub async fn run(
     std::fs::write(&payload, SANDBOX)
         .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", payload.display())))?;
 
-    let mut relay = relay_service::config::Settings::new(mkdir(&state.join("relay-service"))?);
+    let mut relay =
+        delestage_relay_service::config::Settings::new(mkdir(&state.join("relay-service"))?);
     relay.listen = format!("127.0.0.1:{}", ports.0);
     relay.labels = ["water heater", "EV charger", "heat pump", "pool pump"]
         .iter()
@@ -84,19 +85,19 @@ pub async fn run(
         .chain(std::iter::repeat_n(String::new(), 4))
         .collect();
 
-    let mut forecast = forecast_service::config::Settings::with_file(
+    let mut forecast = delestage_forecast_service::config::Settings::with_file(
         &payload,
         mkdir(&state.join("forecast-service"))?,
     );
     forecast.listen = format!("127.0.0.1:{}", ports.1);
-    forecast.source = forecast_service::config::SourceSettings::File {
+    forecast.source = delestage_forecast_service::config::SourceSettings::File {
         path: payload.clone(),
         rebase_to_today: true,
     };
 
     let controller_listen = format!("127.0.0.1:{}", ports.2);
     let controller_state = mkdir(&state.join("controller"))?;
-    let mut controller = controller::config::Settings::from_toml(
+    let mut controller = delestage_controller::config::Settings::from_toml(
         CONTROLLER_CONFIG,
         Path::new("deploy/controller.toml"),
         &[
@@ -123,20 +124,20 @@ pub async fn run(
             stopping.cancel();
         }
     });
-    let board = relay_service::open_board(&relay)
+    let board = delestage_relay_service::open_board(&relay)
         .map_err(|e| CliError::Demo(format!("relay-service: {e}")))?;
-    let relay_task = tokio::spawn(relay_service::serve(
+    let relay_task = tokio::spawn(delestage_relay_service::serve(
         relay,
         board,
         relay_listener,
         rest.clone().cancelled_owned(),
     ));
-    let forecast_task = tokio::spawn(forecast_service::serve(
+    let forecast_task = tokio::spawn(delestage_forecast_service::serve(
         forecast,
         forecast_listener,
         rest.clone().cancelled_owned(),
     ));
-    let controller_task = tokio::spawn(controller::serve(
+    let controller_task = tokio::spawn(delestage_controller::serve(
         controller,
         controller_listener,
         stopping.clone().cancelled_owned(),
@@ -181,11 +182,11 @@ fn intro((relay, forecast, controller): (u16, u16, u16), state: &Path, temporary
         "delestage demo: relay-service (simulated board) on 127.0.0.1:{relay}, forecast-service (RTE sandbox data moved to this week) on 127.0.0.1:{forecast}, controller on 127.0.0.1:{controller}.\n\
          State in {}{}. Ctrl-C stops everything.\n\n\
          Try, in another terminal:\n{env}\
-         \x20 cargo run -q -p cli -- plan                      # the plan, hour by hour\n\
-         \x20 cargo run -q -p cli -- forecast                  # the Ecowatt forecast\n\
-         \x20 cargo run -q -p cli -- override heat-pump off --for 1h\n\
-         \x20 cargo run -q -p cli -- relays                    # the simulated board\n\
-         \x20 cargo run -q -p cli -- history\n\
+         \x20 cargo run -q -p delestage-cli -- plan                     # the plan, hour by hour\n\
+         \x20 cargo run -q -p delestage-cli -- forecast                 # the Ecowatt forecast\n\
+         \x20 cargo run -q -p delestage-cli -- override heat-pump off --for 1h\n\
+         \x20 cargo run -q -p delestage-cli -- relays                   # the simulated board\n\
+         \x20 cargo run -q -p delestage-cli -- history\n\
          \x20 grpcurl -plaintext 127.0.0.1:{controller} delestage.controller.v1.ControllerService/GetStatus\n\
          \x20 grpcurl -plaintext 127.0.0.1:{forecast} delestage.forecast.v1.ForecastService/GetLevel\n",
         state.display(),

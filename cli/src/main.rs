@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::args::{Cli, Command};
+use delestage_cli::args::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli::run(args, stop).await {
+    match delestage_cli::run(args, stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("delestage: {e}");

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use controller::config::Settings;
+use delestage_controller::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,6 +15,6 @@ async fn run() -> anyhow::Result<()> {
     let shutdown =
         delestage_runtime::process::start(settings.log_format, settings.metrics.as_deref(), &[])
             .await?;
-    controller::run(settings, shutdown).await?;
+    delestage_controller::run(settings, shutdown).await?;
     Ok(())
 }

@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use controller::config::{RelayService, Settings};
-use controller::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
+use delestage_controller::config::{RelayService, Settings};
+use delestage_controller::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
 use delestage_proto::controller::v1 as pb;
 use delestage_proto::relay::v1 as rpb;
+use delestage_relay_service::board::{Board, SimulatedBoard};
 use delestage_runtime::telemetry::LogFormat;
 use pb::controller_service_client::ControllerServiceClient;
-use relay_service::board::{Board, SimulatedBoard};
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -48,24 +48,24 @@ async fn bind(addr: &str) -> (TcpListener, String) {
 
 async fn start_relays(
     state: &Path,
-    on_start: relay_service::config::OnStart,
+    on_start: delestage_relay_service::config::OnStart,
     at: &str,
-) -> Server<relay_service::Error> {
+) -> Server<delestage_relay_service::Error> {
     start_relays_with(state, on_start, at, 20).await
 }
 
 async fn start_relays_with(
     state: &Path,
-    on_start: relay_service::config::OnStart,
+    on_start: delestage_relay_service::config::OnStart,
     at: &str,
     max_switches_per_minute: u32,
-) -> Server<relay_service::Error> {
+) -> Server<delestage_relay_service::Error> {
     let (listener, addr) = bind(at).await;
-    let mut settings = relay_service::config::Settings::new(state);
+    let mut settings = delestage_relay_service::config::Settings::new(state);
     settings.on_start = on_start;
     settings.max_switches_per_minute = max_switches_per_minute;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(relay_service::serve(
+    let task = tokio::spawn(delestage_relay_service::serve(
         settings,
         Board::Simulated(SimulatedBoard::new(8)),
         listener,
@@ -76,22 +76,29 @@ async fn start_relays_with(
     Server { addr, stop, task }
 }
 
-async fn start_forecast(file: &Path, state: &Path) -> Server<forecast_service::Error> {
+async fn start_forecast(file: &Path, state: &Path) -> Server<delestage_forecast_service::Error> {
     let (listener, addr) = bind("127.0.0.1:0").await;
-    let settings = forecast_service::config::Settings::with_file(file, state);
+    let settings = delestage_forecast_service::config::Settings::with_file(file, state);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(forecast_service::serve(settings, listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(delestage_forecast_service::serve(
+        settings,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Server { addr, stop, task }
 }
 
 async fn start_controller(
     settings: Settings,
-) -> (Server<controller::Error>, ControllerServiceClient<Channel>) {
+) -> (
+    Server<delestage_controller::Error>,
+    ControllerServiceClient<Channel>,
+) {
     let (listener, addr) = bind("127.0.0.1:0").await;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(controller::serve(settings, listener, async {
+    let task = tokio::spawn(delestage_controller::serve(settings, listener, async {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(addr.clone())
@@ -150,7 +157,11 @@ const RED: u8 = 3;
 fn write_forecast(path: &Path, hvalue: u8) {
     // Atomically, as a careful writer would: the service never reads half.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, ecowatt_standin::uniform_body_around_now(hvalue)).expect("write");
+    std::fs::write(
+        &tmp,
+        delestage_ecowatt_standin::uniform_body_around_now(hvalue),
+    )
+    .expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
 
@@ -268,8 +279,8 @@ fn four_loads() -> Vec<Load> {
 struct Rig {
     dir: tempfile::TempDir,
     forecast_file: PathBuf,
-    relays: Server<relay_service::Error>,
-    forecast: Server<forecast_service::Error>,
+    relays: Server<delestage_relay_service::Error>,
+    forecast: Server<delestage_forecast_service::Error>,
 }
 
 impl Rig {
@@ -282,7 +293,7 @@ impl Rig {
         write_forecast(&forecast_file, level);
         let relays = start_relays(
             &dir.path().join("relays"),
-            relay_service::config::OnStart::Restore,
+            delestage_relay_service::config::OnStart::Restore,
             "127.0.0.1:0",
         )
         .await;
@@ -555,7 +566,12 @@ async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
         forecast,
     } = rig;
     old.stop().await;
-    let relays = start_relays(&relay_state, relay_service::config::OnStart::Off, &addr).await;
+    let relays = start_relays(
+        &relay_state,
+        delestage_relay_service::config::OnStart::Off,
+        &addr,
+    )
+    .await;
     wait_energized(&relays.addr, &[0, 1]).await;
     let status = wait_status(&mut client, "reconnected", |s| {
         s.relay_services.iter().all(|r| r.reachable)
@@ -666,7 +682,7 @@ async fn a_channel_the_relay_service_does_not_have_stops_the_start() {
     let mut loads = four_loads();
     loads[3].relay.channel = 8;
     let (listener, _) = bind("127.0.0.1:0").await;
-    let err = controller::serve(
+    let err = delestage_controller::serve(
         rig.controller_settings(loads),
         listener,
         std::future::pending(),
@@ -692,7 +708,7 @@ async fn a_refused_switch_is_shown_and_does_not_hold_up_the_others() {
     // A wear guard of two switches per minute per relay.
     let relays = start_relays_with(
         &dir.path().join("relays"),
-        relay_service::config::OnStart::Restore,
+        delestage_relay_service::config::OnStart::Restore,
         "127.0.0.1:0",
         2,
     )

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use forecast_service::config::Settings;
+use delestage_forecast_service::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,6 +17,6 @@ async fn run() -> anyhow::Result<()> {
         settings.warnings.as_slice(),
     )
     .await?;
-    forecast_service::run(settings, shutdown).await?;
+    delestage_forecast_service::run(settings, shutdown).await?;
     Ok(())
 }

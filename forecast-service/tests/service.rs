@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin, Reply, signals_body};
+use delestage_forecast_service::config::{RteSettings, Settings, SourceSettings};
+use delestage_forecast_service::rte::Credentials;
+use delestage_forecast_service::schedule::RefreshPolicy;
 use delestage_proto::forecast::v1 as pb;
-use ecowatt_standin::{Config as StandinConfig, EcowattStandin, Reply, signals_body};
-use forecast_service::config::{RteSettings, Settings, SourceSettings};
-use forecast_service::rte::Credentials;
-use forecast_service::schedule::RefreshPolicy;
 use pb::forecast_service_client::ForecastServiceClient;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -31,7 +31,7 @@ const SANDBOX: &[u8] = include_bytes!("../payloads/signals-sandbox-v5.json");
 struct Running {
     client: ForecastServiceClient<Channel>,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), forecast_service::Error>>,
+    task: JoinHandle<Result<(), delestage_forecast_service::Error>>,
 }
 
 impl Running {
@@ -39,9 +39,13 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(forecast_service::serve(settings, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(delestage_forecast_service::serve(
+            settings,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         // The listener is bound: connecting cannot race the server.
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("uri")
@@ -212,7 +216,7 @@ async fn fetches_with_a_token_and_serves_every_hour_and_day() {
     // One token, one signals call, with the right headers.
     let calls = standin.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert_eq!(calls[0].path, ecowatt_standin::TOKEN_PATH);
+    assert_eq!(calls[0].path, delestage_ecowatt_standin::TOKEN_PATH);
     assert!(
         calls[0]
             .authorization
@@ -248,7 +252,10 @@ async fn the_sandbox_path_is_used_with_sandbox() {
     // Days in any order and a partial day: 17 + 3 * 24 hours.
     assert_eq!(f.days.len(), 4);
     assert_eq!(f.hours.len(), 17 + 72);
-    assert_eq!(standin.calls()[1].path, ecowatt_standin::SANDBOX_PATH);
+    assert_eq!(
+        standin.calls()[1].path,
+        delestage_ecowatt_standin::SANDBOX_PATH
+    );
     svc.stop().await;
 }
 
@@ -325,7 +332,7 @@ async fn a_429_is_retried_after_retry_after_and_reported_meanwhile() {
     let calls: Vec<_> = standin
         .calls()
         .into_iter()
-        .filter(|c| c.path != ecowatt_standin::TOKEN_PATH)
+        .filter(|c| c.path != delestage_ecowatt_standin::TOKEN_PATH)
         .collect();
     assert_eq!(
         calls.iter().map(|c| c.status).collect::<Vec<_>>(),
@@ -364,11 +371,11 @@ async fn an_expired_token_is_renewed_once_and_the_call_retried() {
     assert_eq!(
         summary,
         [
-            (ecowatt_standin::TOKEN_PATH, 200),
-            (ecowatt_standin::SIGNALS_PATH, 200),
-            (ecowatt_standin::SIGNALS_PATH, 401),
-            (ecowatt_standin::TOKEN_PATH, 200),
-            (ecowatt_standin::SIGNALS_PATH, 200),
+            (delestage_ecowatt_standin::TOKEN_PATH, 200),
+            (delestage_ecowatt_standin::SIGNALS_PATH, 200),
+            (delestage_ecowatt_standin::SIGNALS_PATH, 401),
+            (delestage_ecowatt_standin::TOKEN_PATH, 200),
+            (delestage_ecowatt_standin::SIGNALS_PATH, 200),
         ]
     );
     assert_eq!(
@@ -796,7 +803,7 @@ async fn rebase_to_today_moves_the_sandbox_to_this_week() {
     };
     let mut svc = Running::start(settings).await;
     let f = svc.forecast().await.expect("forecast");
-    let paris = forecast_service::timeline::PARIS.clone();
+    let paris = delestage_forecast_service::timeline::PARIS.clone();
     let today = jiff::Timestamp::now()
         .to_zoned_datetime(paris.clone())
         .date();

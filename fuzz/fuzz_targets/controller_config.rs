@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     let path = std::path::Path::new("fuzz.toml");
-    if let Err(e) = controller::config::Settings::from_toml(text, path, &[]) {
+    if let Err(e) = delestage_controller::config::Settings::from_toml(text, path, &[]) {
         assert!(e.to_string().contains("fuzz.toml"));
     }
 });

@@ -5,9 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(signals) = forecast_service::ecowatt::parse(body) {
+    if let Ok(signals) = delestage_forecast_service::ecowatt::parse(body) {
         let today = jiff::civil::date(2026, 11, 26);
-        let forecast = forecast_service::forecast::Forecast::from_signals(&signals.rebased(today));
+        let forecast = delestage_forecast_service::forecast::Forecast::from_signals(&signals.rebased(today));
         for hour in &forecast.hours {
             assert!(hour.start < hour.end);
         }

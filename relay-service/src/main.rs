@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use relay_service::config::Settings;
+use delestage_relay_service::config::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,6 +17,6 @@ async fn run() -> anyhow::Result<()> {
         settings.warnings.as_slice(),
     )
     .await?;
-    relay_service::run(settings, shutdown).await?;
+    delestage_relay_service::run(settings, shutdown).await?;
     Ok(())
 }

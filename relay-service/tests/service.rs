@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use delestage_proto::relay::v1 as pb;
+use delestage_relay_service::board::{Board, SimulatedBoard};
+use delestage_relay_service::config::{OnStart, Settings};
 use pb::relay_service_client::RelayServiceClient;
-use relay_service::board::{Board, SimulatedBoard};
-use relay_service::config::{OnStart, Settings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -106,7 +106,7 @@ struct Running {
     client: RelayServiceClient<Channel>,
     hardware: Hardware,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), relay_service::Error>>,
+    task: JoinHandle<Result<(), delestage_relay_service::Error>>,
     state_dir: std::path::PathBuf,
     addr: std::net::SocketAddr,
 }
@@ -161,7 +161,7 @@ impl Harness {
             #[cfg(feature = "phidget")]
             Backend::Phidget => (
                 Board::Phidget(
-                    relay_service::board::phidget::PhidgetBoard::open(
+                    delestage_relay_service::board::phidget::PhidgetBoard::open(
                         settings.serial,
                         settings.hardware_failsafe,
                     )
@@ -174,9 +174,14 @@ impl Harness {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let state_dir = settings.state_dir.clone();
-        let task = tokio::spawn(relay_service::serve(settings, board, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(delestage_relay_service::serve(
+            settings,
+            board,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("uri")
             .connect()
@@ -249,7 +254,7 @@ async fn wait_serving(channel: Channel) {
         loop {
             let answer = health
                 .check(tonic_health::pb::HealthCheckRequest {
-                    service: relay_service::SERVICE_NAME.into(),
+                    service: delestage_relay_service::SERVICE_NAME.into(),
                 })
                 .await;
             if let Ok(r) = answer

@@ -14,7 +14,11 @@ const CONTROLLER: &str = "delestage.controller.v1.ControllerService";
 
 fn write_forecast(path: &Path, hvalue: u8) {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, ecowatt_standin::uniform_body_around_now(hvalue)).expect("write");
+    std::fs::write(
+        &tmp,
+        delestage_ecowatt_standin::uniform_body_around_now(hvalue),
+    )
+    .expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
 

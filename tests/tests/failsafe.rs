@@ -107,7 +107,11 @@ async fn a_hung_controller_ends_in_the_safe_state_and_recovers() {
     std::fs::create_dir_all(&relay_dir).expect("mkdir");
     let (relay, relay_channel) = start_relay(&relay_dir, "2s").await;
     let forecast = dir.path().join("f.json");
-    std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(1)).expect("write");
+    std::fs::write(
+        &forecast,
+        delestage_ecowatt_standin::uniform_body_around_now(1),
+    )
+    .expect("write");
     let fsvc = start_forecast_on_file(&forecast, &dir.path().join("forecast"), &[]).await;
     let config = dir.path().join("c.toml");
     std::fs::write(

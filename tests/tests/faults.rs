@@ -48,7 +48,11 @@ async fn an_oversized_request_is_refused_and_the_service_goes_on() {
     let state = tempfile::tempdir().expect("tempdir");
     let dir = tempfile::tempdir().expect("tempdir");
     let forecast = dir.path().join("f.json");
-    std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(1)).expect("write");
+    std::fs::write(
+        &forecast,
+        delestage_ecowatt_standin::uniform_body_around_now(1),
+    )
+    .expect("write");
     let (relay, relay_channel) = start_relay(state.path()).await;
     let config = dir.path().join("c.toml");
     std::fs::write(
@@ -163,7 +167,11 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     std::fs::create_dir_all(&relay_state).expect("mkdir");
     let (relay, relay_channel) = start_relay(&relay_state).await;
     let forecast = dir.path().join("f.json");
-    std::fs::write(&forecast, ecowatt_standin::uniform_body_around_now(3)).expect("write");
+    std::fs::write(
+        &forecast,
+        delestage_ecowatt_standin::uniform_body_around_now(3),
+    )
+    .expect("write");
     let fsvc = start_forecast_on_file(&forecast, &dir.path().join("forecast"), &[]).await;
     let config = dir.path().join("c.toml");
     std::fs::write(
@@ -290,12 +298,12 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
 
 #[tokio::test]
 async fn kill_9_of_the_forecast_service_keeps_its_cache() {
-    let standin = ecowatt_standin::EcowattStandin::start(
-        ecowatt_standin::Config {
+    let standin = delestage_ecowatt_standin::EcowattStandin::start(
+        delestage_ecowatt_standin::Config {
             rate_limit: None,
-            ..ecowatt_standin::Config::default()
+            ..delestage_ecowatt_standin::Config::default()
         },
-        ecowatt_standin::uniform_body_around_now(2),
+        delestage_ecowatt_standin::uniform_body_around_now(2),
     )
     .await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,9 +1,9 @@
 //! forecast-service as a user runs it: the real binary, as a separate
 //! process, against a local server that speaks RTE's Ecowatt API.
 
+use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin};
 use delestage_proto::forecast::v1 as pb;
 use delestage_tests::{BOUND, ServiceProcess, binary, grpcurl, run_to_exit, run_to_exit_env};
-use ecowatt_standin::{Config as StandinConfig, EcowattStandin};
 use nix::sys::signal::Signal;
 use pb::forecast_service_client::ForecastServiceClient;
 use tonic::transport::Channel;

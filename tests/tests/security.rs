@@ -230,7 +230,11 @@ async fn tls_with_client_certificates_end_to_end_with_the_controller_and_the_cli
     // The controller reaches it over TLS, with its certificate and token,
     // and drives the relay.
     let forecast_file = dir.path().join("ecowatt.json");
-    std::fs::write(&forecast_file, ecowatt_standin::uniform_body_around_now(1)).expect("write");
+    std::fs::write(
+        &forecast_file,
+        delestage_ecowatt_standin::uniform_body_around_now(1),
+    )
+    .expect("write");
     let forecast = start_forecast_on_file(
         &forecast_file,
         &dir.path().join("forecast"),

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cpb::controller_service_client::ControllerServiceClient;
+use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{BOUND, ServiceProcess, binary};
-use ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
 use tonic::transport::Channel;
