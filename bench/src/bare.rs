@@ -30,7 +30,7 @@ fn relay(channel: u32) -> rpb::Relay {
     }
 }
 
-pub struct BareRelays;
+pub(crate) struct BareRelays;
 
 #[tonic::async_trait]
 impl RelayService for BareRelays {
@@ -80,7 +80,7 @@ impl RelayService for BareRelays {
     }
 }
 
-pub struct BareForecast;
+pub(crate) struct BareForecast;
 
 #[tonic::async_trait]
 impl ForecastService for BareForecast {
@@ -122,7 +122,7 @@ impl ForecastService for BareForecast {
 /// Serves both bare services, and health, on `listen` until killed. Prints
 /// the same kind of JSON "listening" line as our services, so the load
 /// generator starts it the same way.
-pub async fn serve(listen: &str) -> anyhow::Result<()> {
+pub(crate) async fn serve(listen: &str) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -13,14 +13,18 @@ use fpb::forecast_service_client::ForecastServiceClient;
 use crate::load::{self, LoadResult, LoadSpec};
 use crate::procs;
 
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub load: LoadResult,
     pub upstream_calls: usize,
     pub refresh: Duration,
     pub clients: usize,
 }
 
-pub async fn measure(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::Result<Fleet> {
+pub(crate) async fn measure(
+    bin_dir: &Path,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Fleet> {
     let dir = tempfile::tempdir()?;
     let state = dir.path().to_string_lossy().into_owned();
     let standin = EcowattStandin::start(

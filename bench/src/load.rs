@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 #[derive(Debug, Clone, Copy)]
-pub struct LoadSpec {
+pub(crate) struct LoadSpec {
     pub concurrency: usize,
     pub requests: u64,
     pub max_time: Duration,
@@ -19,7 +19,7 @@ pub struct LoadSpec {
 
 /// What one run measured.
 #[derive(Debug, Clone)]
-pub struct LoadResult {
+pub(crate) struct LoadResult {
     pub completed: u64,
     pub errors: u64,
     pub elapsed: Duration,
@@ -29,19 +29,19 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    pub fn rps(&self) -> f64 {
+    pub(crate) fn rps(&self) -> f64 {
         self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// A latency quantile, in microseconds.
-    pub fn quantile_us(&self, q: f64) -> u64 {
+    pub(crate) fn quantile_us(&self, q: f64) -> u64 {
         self.latency.value_at_quantile(q)
     }
 }
 
 /// Runs `call(task, n)` as described in the module docs. `call` gets the
 /// task index and the request number, so a task can vary its requests.
-pub async fn run<F, Fut>(spec: LoadSpec, call: F) -> LoadResult
+pub(crate) async fn run<F, Fut>(spec: LoadSpec, call: F) -> LoadResult
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,

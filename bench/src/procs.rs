@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 
 /// The directory holding the workspace's binaries: the load generator's own
 /// (they are built together, `scripts/bench` builds them all).
-pub fn bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let mut dir = exe
         .parent()
@@ -23,7 +23,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     anyhow::ensure!(
         path.exists(),
@@ -35,7 +35,7 @@ pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts `binary` and waits until `service` is SERVING; returns the
 /// process and the time from spawn to SERVING.
-pub async fn start(
+pub(crate) async fn start(
     binary: &Path,
     args: &[&str],
     env: &[(&str, &str)],
@@ -58,7 +58,7 @@ fn service_of(binary: &str) -> &'static str {
 }
 
 /// [`start`] for one of the workspace's services, by binary name.
-pub async fn start_service(
+pub(crate) async fn start_service(
     bin_dir: &Path,
     name: &str,
     args: &[&str],
@@ -68,7 +68,7 @@ pub async fn start_service(
 }
 
 /// `dir/name`, created, as a string for a `--state-dir` flag.
-pub fn subdir(dir: &Path, name: &str) -> anyhow::Result<String> {
+pub(crate) fn subdir(dir: &Path, name: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
     std::fs::create_dir_all(&path)?;
     Ok(path.to_string_lossy().into_owned())
@@ -76,12 +76,12 @@ pub fn subdir(dir: &Path, name: &str) -> anyhow::Result<String> {
 
 /// Resident memory now and at its peak, in KiB, from /proc.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub rss_kib: u64,
     pub peak_kib: u64,
 }
 
-pub fn memory(process: &ServiceProcess) -> Memory {
+pub(crate) fn memory(process: &ServiceProcess) -> Memory {
     let Some(pid) = process.pid() else {
         return Memory::default();
     };
@@ -102,10 +102,10 @@ pub fn memory(process: &ServiceProcess) -> Memory {
     }
 }
 
-pub async fn stop(process: ServiceProcess) {
+pub(crate) async fn stop(process: ServiceProcess) {
     let _ = process.stop_with(Signal::SIGTERM).await;
 }
 
-pub fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }

@@ -25,7 +25,7 @@ use tokio_stream::StreamExt;
 
 use crate::procs::{self, Memory};
 
-pub struct Reaction {
+pub(crate) struct Reaction {
     /// Microseconds.
     pub latency: Histogram<u64>,
     pub controller_start: Duration,
@@ -35,7 +35,7 @@ pub struct Reaction {
 const GREEN: u8 = 1;
 const RED: u8 = 3;
 
-pub async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction> {
+pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction> {
     let dir = tempfile::tempdir()?;
     let state = |name: &str| procs::subdir(dir.path(), name);
     let standin = EcowattStandin::start(

@@ -13,7 +13,7 @@ use delestage_proto::relay::v1 as rpb;
 use crate::load::{self, LoadSpec};
 use crate::procs;
 
-pub async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::Result<()> {
+pub(crate) async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let state = |name: &str| procs::subdir(dir.path(), name);
     let payload = format!(

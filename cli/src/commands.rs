@@ -15,7 +15,7 @@ use crate::render::{self, Paint};
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]
-pub struct Output {
+pub(crate) struct Output {
     pub json: bool,
     pub paint: Paint,
 }
@@ -43,7 +43,7 @@ async fn controller(
     ))
 }
 
-pub async fn status(e: &Endpoints, out: Output) -> Result<(), CliError> {
+pub(crate) async fn status(e: &Endpoints, out: Output) -> Result<(), CliError> {
     let status = controller(e)
         .await?
         .get_status(cpb::GetStatusRequest {})
@@ -59,7 +59,7 @@ pub async fn status(e: &Endpoints, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Result<(), CliError> {
+pub(crate) async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Result<(), CliError> {
     let plan = controller(e)
         .await?
         .get_plan(cpb::GetPlanRequest { load })
@@ -87,7 +87,7 @@ pub async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Result<()
     Ok(())
 }
 
-pub async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError> {
+pub(crate) async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError> {
     let channel = connect(Service::Forecast, &e.forecast, &Credentials::from_args(e)).await?;
     let f = ForecastServiceClient::new(channel)
         .get_forecast(fpb::GetForecastRequest {})
@@ -109,7 +109,7 @@ async fn relay(
     ))
 }
 
-pub async fn relays(e: &Endpoints, out: Output) -> Result<(), CliError> {
+pub(crate) async fn relays(e: &Endpoints, out: Output) -> Result<(), CliError> {
     let r = relay(e)
         .await?
         .get_relays(rpb::GetRelaysRequest {})
@@ -123,7 +123,7 @@ pub async fn relays(e: &Endpoints, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn relay_set(
+pub(crate) async fn relay_set(
     e: &Endpoints,
     channel: u32,
     state: OnOff,
@@ -160,7 +160,11 @@ pub async fn relay_set(
     Ok(())
 }
 
-pub async fn override_(e: &Endpoints, args: OverrideArgs, out: Output) -> Result<(), CliError> {
+pub(crate) async fn override_(
+    e: &Endpoints,
+    args: OverrideArgs,
+    out: Output,
+) -> Result<(), CliError> {
     let mut client = controller(e).await?;
     if let Some(OverrideClear::Clear { load }) = args.clear {
         let cleared = client
@@ -233,7 +237,7 @@ pub async fn override_(e: &Endpoints, args: OverrideArgs, out: Output) -> Result
     Ok(())
 }
 
-pub async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Result<(), CliError> {
+pub(crate) async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Result<(), CliError> {
     let since = match args.since {
         Some(d) => {
             let d = jiff::SignedDuration::try_from(d)
@@ -266,7 +270,7 @@ pub async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Result<()
     Ok(())
 }
 
-pub async fn health(url: &str, service: &str, out: Output) -> Result<(), CliError> {
+pub(crate) async fn health(url: &str, service: &str, out: Output) -> Result<(), CliError> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = connect(Service::Any, url, &Credentials::none()).await?;

@@ -35,7 +35,7 @@ pub enum CliError {
 
 /// One of the services the CLI talks to.
 #[derive(Debug, Clone, Copy)]
-pub enum Service {
+pub(crate) enum Service {
     Controller,
     Forecast,
     Relay,
@@ -44,7 +44,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Controller => "controller",
             Service::Forecast => "forecast-service",
@@ -63,7 +63,7 @@ impl Service {
     }
 
     /// Turns a failed call into an error naming this service.
-    pub fn error(self, url: &str, status: tonic::Status) -> CliError {
+    pub(crate) fn error(self, url: &str, status: tonic::Status) -> CliError {
         // A connection failure surfaces as UNAVAILABLE from the transport.
         if status.code() == tonic::Code::Unavailable && status.message().contains("transport") {
             return CliError::Unreachable {
@@ -83,14 +83,14 @@ impl Service {
 
 /// TLS and the token, from the command line and the environment.
 #[derive(Debug, Clone, Default)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     security: ClientSecurity,
     /// From DELESTAGE_TOKEN, when no --token-file.
     env_token: Option<String>,
 }
 
 impl Credentials {
-    pub fn from_args(e: &Endpoints) -> Self {
+    pub(crate) fn from_args(e: &Endpoints) -> Self {
         Self {
             security: ClientSecurity {
                 ca: e.tls_ca.clone(),
@@ -105,13 +105,13 @@ impl Credentials {
     }
 
     /// Nothing: for the demo's own services.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self::default()
     }
 }
 
 /// Connects to `service` at `url`, with TLS and the token as given.
-pub async fn connect(
+pub(crate) async fn connect(
     service: Service,
     url: &str,
     credentials: &Credentials,

@@ -42,7 +42,7 @@ fn mkdir(dir: &Path) -> Result<PathBuf, CliError> {
 }
 
 /// Runs the demo until `stop` resolves (Ctrl-C).
-pub async fn run(
+pub(crate) async fn run(
     args: DemoArgs,
     paint: Paint,
     stop: impl Future<Output = ()> + Send + 'static,

@@ -9,10 +9,10 @@
 //! - [`demo`]: the three services in-process, with a live view.
 
 pub mod args;
-pub mod commands;
-pub mod connect;
-pub mod demo;
-pub mod render;
+mod commands;
+mod connect;
+mod demo;
+mod render;
 
 use crate::args::{Cli, Command, RelayAction};
 use crate::commands::Output;

@@ -31,7 +31,7 @@ const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::fr
 
 /// What the controller knows of the forecast.
 #[derive(Debug, Clone, Default)]
-pub struct ForecastSeen {
+pub(crate) struct ForecastSeen {
     /// The first answer (a forecast, or a failure) has come: until then the
     /// reconciler waits, so that a restart does not act on "no forecast".
     pub settled: bool,
@@ -48,7 +48,7 @@ pub struct ForecastSeen {
 
 /// What the controller knows of one relay-service.
 #[derive(Debug, Clone, Default)]
-pub struct RelaySeen {
+pub(crate) struct RelaySeen {
     pub settled: bool,
     pub connected: bool,
     pub attached: bool,
@@ -58,7 +58,7 @@ pub struct RelaySeen {
 }
 
 /// Follows WatchForecast until `closing`.
-pub async fn follow_forecast(
+pub(crate) async fn follow_forecast(
     mut client: ForecastServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<ForecastSeen>>,
     wake: Arc<Notify>,
@@ -164,11 +164,11 @@ fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {
     });
 }
 
-pub fn from_pb(t: &prost_types::Timestamp) -> Option<Timestamp> {
+pub(crate) fn from_pb(t: &prost_types::Timestamp) -> Option<Timestamp> {
     Timestamp::new(t.seconds, t.nanos).ok()
 }
 
-pub fn to_pb(t: Timestamp) -> prost_types::Timestamp {
+pub(crate) fn to_pb(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.as_second(),
         nanos: t.subsec_nanosecond(),
@@ -176,7 +176,7 @@ pub fn to_pb(t: Timestamp) -> prost_types::Timestamp {
 }
 
 /// Follows one relay-service's WatchRelays until `closing`.
-pub async fn follow_relays(
+pub(crate) async fn follow_relays(
     name: String,
     mut client: RelayServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<RelaySeen>>,

@@ -10,13 +10,13 @@
 //! - [`service`]: the gRPC mapping. [`config`]: the TOML file and flags.
 
 pub mod config;
-pub mod enforce;
-pub mod error;
-pub mod follow;
+mod enforce;
+mod error;
+mod follow;
 pub mod model;
-pub mod policy;
-pub mod service;
-pub mod store;
+mod policy;
+mod service;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;

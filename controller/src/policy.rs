@@ -30,7 +30,7 @@ use crate::model::{Fallback, Load, SignalLevel};
 
 /// One forecast hour, [start, end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hour {
+pub(crate) struct Hour {
     pub start: Timestamp,
     pub end: Timestamp,
     pub level: SignalLevel,
@@ -38,7 +38,7 @@ pub struct Hour {
 
 /// A person's decision: this load is `powered` until `until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Override {
+pub(crate) struct Override {
     pub powered: bool,
     pub until: Timestamp,
 }
@@ -47,14 +47,14 @@ pub struct Override {
 /// put it in that state (`None`: not by the controller, or unknown; no
 /// minimum time applies then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadState {
+pub(crate) struct LoadState {
     pub powered: bool,
     pub since: Option<Timestamp>,
 }
 
 /// Why a load is in a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Nothing to shed.
     Normal,
     /// The hour's level is at or above the load's `shed_at`.
@@ -75,7 +75,7 @@ pub enum Reason {
 
 impl Reason {
     /// Its kind, whose name is the one every output uses.
-    pub fn kind(self) -> ReasonKind {
+    pub(crate) fn kind(self) -> ReasonKind {
         match self {
             Reason::Normal => ReasonKind::Normal,
             Reason::ShedForLevel(_) => ReasonKind::ShedForLevel,
@@ -90,7 +90,7 @@ impl Reason {
 
     /// A kind and the level beside it, back into a reason; `None` for a
     /// shed without its level.
-    pub fn from_kind(kind: ReasonKind, level: Option<SignalLevel>) -> Option<Self> {
+    pub(crate) fn from_kind(kind: ReasonKind, level: Option<SignalLevel>) -> Option<Self> {
         Some(match kind {
             ReasonKind::Normal => Reason::Normal,
             ReasonKind::ShedForLevel => Reason::ShedForLevel(level?),
@@ -104,7 +104,7 @@ impl Reason {
     }
 
     /// The level behind a shed, if any.
-    pub fn level(self) -> Option<SignalLevel> {
+    pub(crate) fn level(self) -> Option<SignalLevel> {
         match self {
             Reason::ShedForLevel(l) | Reason::Anticipation(l) => Some(l),
             _ => None,
@@ -114,7 +114,7 @@ impl Reason {
 
 /// One piece of a load's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interval {
+pub(crate) struct Interval {
     pub start: Timestamp,
     pub end: Timestamp,
     pub powered: bool,
@@ -122,14 +122,14 @@ pub struct Interval {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadPlan {
+pub(crate) struct LoadPlan {
     pub load: String,
     /// Contiguous, from the plan's `computed_at` to its `horizon`.
     pub intervals: Vec<Interval>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub computed_at: Timestamp,
     pub horizon: Timestamp,
     /// In the order of the configured loads.
@@ -137,20 +137,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn load(&self, name: &str) -> Option<&LoadPlan> {
+    pub(crate) fn load(&self, name: &str) -> Option<&LoadPlan> {
         self.loads.iter().find(|l| l.load == name)
     }
 }
 
 impl LoadPlan {
     /// The interval containing `t`, if within the plan.
-    pub fn at(&self, t: Timestamp) -> Option<&Interval> {
+    pub(crate) fn at(&self, t: Timestamp) -> Option<&Interval> {
         self.intervals.iter().find(|i| i.start <= t && t < i.end)
     }
 
     /// The first interval after the one containing `t` whose powered state
     /// differs: the next planned switch.
-    pub fn next_change(&self, t: Timestamp) -> Option<&Interval> {
+    pub(crate) fn next_change(&self, t: Timestamp) -> Option<&Interval> {
         let current = self.at(t)?;
         self.intervals
             .iter()
@@ -160,7 +160,7 @@ impl LoadPlan {
 
 /// Everything the policy looks at.
 #[derive(Debug, Clone, Copy)]
-pub struct PlanInput<'a> {
+pub(crate) struct PlanInput<'a> {
     pub now: Timestamp,
     pub loads: &'a [Load],
     /// Sorted, disjoint hours; `None` when there is no usable forecast
@@ -179,7 +179,7 @@ pub struct PlanInput<'a> {
 }
 
 /// Computes the plan. See the module docs for the rules.
-pub fn plan(input: &PlanInput<'_>) -> Plan {
+pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     let now = input.now;
     let hours = input.forecast.unwrap_or(&[]);
     let horizon = hours
@@ -354,7 +354,7 @@ fn wanted(load: &Load, t: Timestamp, input: &PlanInput<'_>) -> (Option<bool>, Re
 }
 
 /// The hour containing `t`.
-pub fn hour_at(hours: &[Hour], t: Timestamp) -> Option<&Hour> {
+pub(crate) fn hour_at(hours: &[Hour], t: Timestamp) -> Option<&Hour> {
     let after = hours.partition_point(|h| h.start <= t);
     let hour = hours.get(after.checked_sub(1)?)?;
     (t < hour.end).then_some(hour)

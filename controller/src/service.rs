@@ -22,20 +22,22 @@ use crate::store::{StoredOverride, SwitchRecord};
 const HISTORY_DEFAULT: usize = 100;
 const HISTORY_MAX: usize = 10_000;
 
-pub struct ControllerApi {
+pub(crate) struct ControllerApi {
     controller: Arc<Controller>,
     closing: CancellationToken,
 }
 
 impl ControllerApi {
-    pub fn new(controller: Arc<Controller>, closing: CancellationToken) -> Self {
+    pub(crate) fn new(controller: Arc<Controller>, closing: CancellationToken) -> Self {
         Self {
             controller,
             closing,
         }
     }
 
-    pub fn into_server(self) -> pb::controller_service_server::ControllerServiceServer<Self> {
+    pub(crate) fn into_server(
+        self,
+    ) -> pb::controller_service_server::ControllerServiceServer<Self> {
         pb::controller_service_server::ControllerServiceServer::new(self)
             .max_decoding_message_size(delestage_runtime::grpc::MAX_REQUEST_BYTES)
     }

@@ -28,7 +28,7 @@ const HISTORY_IN_MEMORY: usize = 100_000;
 
 /// An override as stored and shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredOverride {
+pub(crate) struct StoredOverride {
     pub powered: bool,
     pub until: Timestamp,
     pub set_at: Timestamp,
@@ -36,7 +36,7 @@ pub struct StoredOverride {
 
 /// One switch the controller made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwitchRecord {
+pub(crate) struct SwitchRecord {
     pub at: Timestamp,
     pub load: String,
     pub relay: RelayAddress,
@@ -48,7 +48,7 @@ pub struct SwitchRecord {
 }
 
 /// The state dir's files, and what they hold.
-pub struct Store {
+pub(crate) struct Store {
     overrides_path: PathBuf,
     history_path: PathBuf,
     history_file: File,
@@ -59,16 +59,16 @@ pub struct Store {
 
 /// What opening the store found worth telling.
 #[derive(Debug, Default)]
-pub struct OpenReport {
+pub(crate) struct OpenReport {
     pub problems: Vec<String>,
 }
 
 impl Store {
-    pub const OVERRIDES: &'static str = "overrides.json";
-    pub const HISTORY: &'static str = "history.jsonl";
+    pub(crate) const OVERRIDES: &'static str = "overrides.json";
+    pub(crate) const HISTORY: &'static str = "history.jsonl";
 
     /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<(Self, OpenReport), Error> {
+    pub(crate) fn open(dir: &Path) -> Result<(Self, OpenReport), Error> {
         delestage_runtime::files::ensure_writable_dir(dir)?;
         let mut report = OpenReport::default();
         let overrides_path = dir.join(Self::OVERRIDES);
@@ -92,11 +92,11 @@ impl Store {
         ))
     }
 
-    pub fn overrides(&self) -> &HashMap<String, StoredOverride> {
+    pub(crate) fn overrides(&self) -> &HashMap<String, StoredOverride> {
         &self.overrides
     }
 
-    pub fn set_override(&mut self, load: &str, o: StoredOverride) -> Result<(), Error> {
+    pub(crate) fn set_override(&mut self, load: &str, o: StoredOverride) -> Result<(), Error> {
         let previous = self.overrides.insert(load.to_owned(), o);
         self.save_overrides().inspect_err(|_| {
             // Keep memory and disk in agreement.
@@ -108,7 +108,7 @@ impl Store {
     }
 
     /// Removes a load's override; false if it had none.
-    pub fn clear_override(&mut self, load: &str) -> Result<bool, Error> {
+    pub(crate) fn clear_override(&mut self, load: &str) -> Result<bool, Error> {
         let Some(previous) = self.overrides.remove(load) else {
             return Ok(false);
         };
@@ -119,7 +119,7 @@ impl Store {
     }
 
     /// Drops overrides that ended at or before `now`; returns their loads.
-    pub fn expire_overrides(&mut self, now: Timestamp) -> Result<Vec<String>, Error> {
+    pub(crate) fn expire_overrides(&mut self, now: Timestamp) -> Result<Vec<String>, Error> {
         let expired: Vec<String> = self
             .overrides
             .iter()
@@ -136,7 +136,10 @@ impl Store {
     }
 
     /// Drops overrides of loads that are no longer configured.
-    pub fn retain_overrides(&mut self, known: impl Fn(&str) -> bool) -> Result<Vec<String>, Error> {
+    pub(crate) fn retain_overrides(
+        &mut self,
+        known: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, Error> {
         let unknown: Vec<String> = self
             .overrides
             .keys()
@@ -175,7 +178,7 @@ impl Store {
     }
 
     /// Appends a switch to the history, durably.
-    pub fn record(&mut self, record: SwitchRecord) -> Result<(), Error> {
+    pub(crate) fn record(&mut self, record: SwitchRecord) -> Result<(), Error> {
         let mut line = serde_json::to_vec(&RecordOnDisk::from(&record))
             .map_err(|e| Error::Store(e.to_string()))?;
         line.push(b'\n');
@@ -196,7 +199,7 @@ impl Store {
     }
 
     /// Newest first, filtered.
-    pub fn history(
+    pub(crate) fn history(
         &self,
         load: Option<&str>,
         since: Option<Timestamp>,
@@ -213,12 +216,12 @@ impl Store {
     }
 
     /// The last switch of `load`.
-    pub fn last_switch(&self, load: &str) -> Option<&SwitchRecord> {
+    pub(crate) fn last_switch(&self, load: &str) -> Option<&SwitchRecord> {
         self.history.iter().rev().find(|r| r.load == load)
     }
 
     /// When the controller last powered a load back (not by override).
-    pub fn last_restore_at(&self) -> Option<Timestamp> {
+    pub(crate) fn last_restore_at(&self) -> Option<Timestamp> {
         self.history
             .iter()
             .rev()
@@ -389,7 +392,7 @@ fn load_history(path: &Path, report: &mut OpenReport) -> Result<Vec<SwitchRecord
 }
 
 /// The stable name of a reason, in the history file and logs.
-pub fn reason_name(reason: Reason) -> &'static str {
+pub(crate) fn reason_name(reason: Reason) -> &'static str {
     reason.kind().name()
 }
 

@@ -14,7 +14,7 @@ use crate::Error;
 
 /// What the cache holds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// The signals URL the body came from; a cache for another URL (the
     /// sandbox, another server) is not used.
     pub source_detail: String,
@@ -27,7 +27,7 @@ pub struct Cached {
 
 /// What was found at start.
 #[derive(Debug)]
-pub enum Loaded {
+pub(crate) enum Loaded {
     Missing,
     Found(Cached),
     /// Unreadable or corrupt: renamed to `set_aside`.
@@ -54,25 +54,25 @@ const FORMAT_VERSION: u32 = 1;
 
 /// `forecast-cache.json` in a state dir.
 #[derive(Debug, Clone)]
-pub struct CacheFile {
+pub(crate) struct CacheFile {
     path: PathBuf,
 }
 
 impl CacheFile {
-    pub const FILE_NAME: &'static str = "forecast-cache.json";
+    pub(crate) const FILE_NAME: &'static str = "forecast-cache.json";
 
-    pub fn in_dir(dir: &Path) -> Self {
+    pub(crate) fn in_dir(dir: &Path) -> Self {
         Self {
             path: dir.join(Self::FILE_NAME),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads the cache; a corrupt one is set aside and reported, not fatal.
-    pub fn load(&self) -> Result<Loaded, Error> {
+    pub(crate) fn load(&self) -> Result<Loaded, Error> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
@@ -99,7 +99,7 @@ impl CacheFile {
     }
 
     /// Replaces the cache atomically.
-    pub fn save(&self, cached: &Cached) -> Result<(), Error> {
+    pub(crate) fn save(&self, cached: &Cached) -> Result<(), Error> {
         let on_disk = OnDisk {
             version: FORMAT_VERSION,
             source_detail: cached.source_detail.clone(),

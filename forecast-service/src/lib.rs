@@ -14,15 +14,15 @@
 //! `main.rs` only parses flags and calls [`run`]; tests call [`serve`] with
 //! a listener of their own.
 
-pub mod cache;
+mod cache;
 pub mod config;
 pub mod ecowatt;
-pub mod error;
+mod error;
 pub mod forecast;
-pub mod refresh;
+mod refresh;
 pub mod rte;
 pub mod schedule;
-pub mod service;
+mod service;
 pub mod timeline;
 
 use std::future::Future;

@@ -26,7 +26,7 @@ use crate::timeline;
 
 /// Where a forecast came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Rte,
     RteSandbox,
     File,
@@ -34,7 +34,7 @@ pub enum Source {
 
 /// A forecast as served, with where and when it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Published {
+pub(crate) struct Published {
     pub forecast: Forecast,
     /// When it was fetched from RTE, or the file's modification time (the
     /// time of rebasing, for a rebased file).
@@ -49,12 +49,12 @@ pub struct Published {
 
 impl Published {
     /// Older than `max_age` at `now`.
-    pub fn is_stale(&self, now: Timestamp, max_age: Duration) -> bool {
+    pub(crate) fn is_stale(&self, now: Timestamp, max_age: Duration) -> bool {
         self.ages && stale_at(self.fetched_at, max_age).is_some_and(|t| now >= t)
     }
 
     /// When it turns stale, if it ages.
-    pub fn stale_at(&self, max_age: Duration) -> Option<Timestamp> {
+    pub(crate) fn stale_at(&self, max_age: Duration) -> Option<Timestamp> {
         if self.ages {
             stale_at(self.fetched_at, max_age)
         } else {
@@ -70,7 +70,7 @@ fn stale_at(fetched_at: Timestamp, max_age: Duration) -> Option<Timestamp> {
 
 /// What the service knows right now.
 #[derive(Debug, Clone, Default)]
-pub struct Current {
+pub(crate) struct Current {
     /// The last good forecast.
     pub published: Option<Arc<Published>>,
     /// The last failure, if the last attempt failed: why there is no
@@ -79,7 +79,11 @@ pub struct Current {
 }
 
 /// Parses a body from `origin` into a forecast, or says why not.
-pub fn parse_body(body: &[u8], origin: &str, rebase_to: Option<Date>) -> Result<Forecast, Error> {
+pub(crate) fn parse_body(
+    body: &[u8],
+    origin: &str,
+    rebase_to: Option<Date>,
+) -> Result<Forecast, Error> {
     let signals = ecowatt::parse(body).map_err(|reason| Error::InvalidBody {
         origin: origin.to_owned(),
         reason,
@@ -114,7 +118,7 @@ fn publish(current: &watch::Sender<Current>, published: Published) {
 /// Keeps the forecast gauges current until `closing`: the age of the
 /// forecast (`forecast_age_seconds`), whether it is stale, and the level of
 /// the current hour (`forecast_level`: 0 unknown, 1 carbon-free .. 4 red).
-pub async fn report_gauges(
+pub(crate) async fn report_gauges(
     current: watch::Receiver<Current>,
     max_age: Duration,
     closing: CancellationToken,
@@ -140,7 +144,7 @@ pub async fn report_gauges(
 }
 
 /// How the RTE refresh task is set up.
-pub struct RteRefresh {
+pub(crate) struct RteRefresh {
     pub client: RteClient,
     pub source: Source,
     pub cache: CacheFile,
@@ -150,7 +154,7 @@ pub struct RteRefresh {
 impl RteRefresh {
     /// Loads the cache: publishes its forecast (if it is for this URL and
     /// still parses) and says when the first call may be made.
-    pub fn restore(&self, current: &watch::Sender<Current>) -> Result<Restored, Error> {
+    pub(crate) fn restore(&self, current: &watch::Sender<Current>) -> Result<Restored, Error> {
         let url = self.client.signals_url().to_string();
         let cached = match self.cache.load()? {
             crate::cache::Loaded::Missing => {
@@ -209,7 +213,7 @@ impl RteRefresh {
 
 /// What the cache gave back at start.
 #[derive(Debug, Default)]
-pub struct Restored {
+pub(crate) struct Restored {
     /// The last good body and when it was fetched.
     pub last_good: Option<(String, Timestamp)>,
     /// No call before this time.
@@ -221,7 +225,7 @@ pub struct Restored {
 /// `restored.next_attempt_at` (from the cache) delays the first call: a
 /// restart does not call RTE while the cached forecast is fresh or a
 /// back-off runs.
-pub async fn run_rte(
+pub(crate) async fn run_rte(
     refresh: RteRefresh,
     restored: Restored,
     current: watch::Sender<Current>,
@@ -334,11 +338,11 @@ fn round_secs(d: Duration) -> Duration {
 }
 
 /// How often the file source looks at the file.
-pub const FILE_POLL: Duration = Duration::from_secs(1);
+pub(crate) const FILE_POLL: Duration = Duration::from_secs(1);
 
 /// Checks the file every [`FILE_POLL`] (see [`FileWatcher::check`]) until
 /// `closing` turns true.
-pub async fn run_file(
+pub(crate) async fn run_file(
     mut watcher: FileWatcher,
     current: watch::Sender<Current>,
     closing: CancellationToken,
@@ -356,7 +360,7 @@ pub async fn run_file(
 /// The file source: re-reads the file whenever it changes (and, with
 /// `rebase`, every hour, rebased to the date in Paris). Remembers what it last
 /// read, to tell when to read again.
-pub struct FileWatcher {
+pub(crate) struct FileWatcher {
     path: PathBuf,
     rebase: bool,
     seen: Option<(Option<SystemTime>, u64)>,
@@ -368,7 +372,7 @@ pub struct FileWatcher {
 }
 
 impl FileWatcher {
-    pub fn new(path: PathBuf, rebase: bool) -> Self {
+    pub(crate) fn new(path: PathBuf, rebase: bool) -> Self {
         Self {
             path,
             rebase,
@@ -380,7 +384,7 @@ impl FileWatcher {
 
     /// Reads the file if it changed (or the day did, when rebasing) and
     /// publishes the result, or the reason it was rejected.
-    pub fn check(&mut self, current: &watch::Sender<Current>) {
+    pub(crate) fn check(&mut self, current: &watch::Sender<Current>) {
         let origin = self.path.display().to_string();
         let read_err = |source| Error::ReadFile {
             path: self.path.clone(),

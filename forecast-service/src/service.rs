@@ -18,7 +18,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::refresh::{Current, Published, Source};
 use crate::timeline;
 
-pub struct ForecastApi {
+pub(crate) struct ForecastApi {
     current: watch::Receiver<Current>,
     max_age: Duration,
     closing: CancellationToken,
@@ -27,7 +27,7 @@ pub struct ForecastApi {
 impl ForecastApi {
     /// `max_age`: older forecasts are served with `stale` set. `closing`
     /// turns true at shutdown, which ends every WatchForecast stream.
-    pub fn new(
+    pub(crate) fn new(
         current: watch::Receiver<Current>,
         max_age: Duration,
         closing: CancellationToken,
@@ -39,7 +39,7 @@ impl ForecastApi {
         }
     }
 
-    pub fn into_server(self) -> pb::forecast_service_server::ForecastServiceServer<Self> {
+    pub(crate) fn into_server(self) -> pb::forecast_service_server::ForecastServiceServer<Self> {
         pb::forecast_service_server::ForecastServiceServer::new(self)
             .max_decoding_message_size(delestage_runtime::grpc::MAX_REQUEST_BYTES)
     }

@@ -25,7 +25,7 @@ const CHANGE_BACKLOG: usize = 64;
 
 /// One relay, as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relay {
+pub(crate) struct Relay {
     pub channel: u32,
     pub energized: bool,
     pub changed_at: Option<SystemTime>,
@@ -36,7 +36,7 @@ pub struct Relay {
 
 /// The board, as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoardInfo {
+pub(crate) struct BoardInfo {
     pub kind: BoardKind,
     pub serial_number: Option<i32>,
     pub attached: bool,
@@ -46,7 +46,7 @@ pub struct BoardInfo {
 
 /// Everything at one instant.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub at: SystemTime,
     pub relays: Vec<Relay>,
     pub board: BoardInfo,
@@ -54,20 +54,20 @@ pub struct Snapshot {
 
 /// One change, as broadcast to subscribers.
 #[derive(Debug, Clone)]
-pub enum Change {
+pub(crate) enum Change {
     Relay { at: SystemTime, relay: Relay },
     Board { at: SystemTime, board: BoardInfo },
 }
 
 /// The result of a SetRelay.
 #[derive(Debug, Clone)]
-pub struct SetOutcome {
+pub(crate) struct SetOutcome {
     pub relay: Relay,
     /// False when the relay already had the requested state.
     pub switched: bool,
 }
 
-pub struct RelayBank {
+pub(crate) struct RelayBank {
     board: Board,
     labels: Vec<String>,
     state_file: StateFile,
@@ -90,7 +90,7 @@ struct Inner {
 impl RelayBank {
     /// A bank over `board`, starting from `initial` intended states (one per
     /// channel). Nothing is applied until [`RelayBank::start`].
-    pub fn new(
+    pub(crate) fn new(
         board: Board,
         labels: Vec<String>,
         state_file: StateFile,
@@ -123,7 +123,7 @@ impl RelayBank {
     /// the board in the background: every (re)attach re-applies them, every
     /// attach and detach is broadcast. Returns once the first application is
     /// done, so no request is served before it.
-    pub async fn start(self: &Arc<Self>) -> Result<(), Error> {
+    pub(crate) async fn start(self: &Arc<Self>) -> Result<(), Error> {
         let mut status = self.board.status();
         let first = *status.borrow_and_update();
         self.on_board_status(first).await;
@@ -152,28 +152,28 @@ impl RelayBank {
 
     /// Ends the background task and every WatchRelays stream, so the server
     /// can finish its graceful shutdown.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closing.cancel();
     }
 
     /// Cancelled by [`RelayBank::close`]: what ends the streams.
-    pub fn closing(&self) -> CancellationToken {
+    pub(crate) fn closing(&self) -> CancellationToken {
         self.closing.clone()
     }
 
     /// Resolves once [`RelayBank::close`] has been called (at once if it
     /// already was).
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.closing.cancelled().await;
     }
 
-    pub fn channel_count(&self) -> u32 {
+    pub(crate) fn channel_count(&self) -> u32 {
         self.board.channel_count()
     }
 
     /// Switches `channel` to `energized`. A no-op (no cycle, no event) when
     /// it is already in that state.
-    pub async fn set(&self, channel: u32, energized: bool) -> Result<SetOutcome, Error> {
+    pub(crate) async fn set(&self, channel: u32, energized: bool) -> Result<SetOutcome, Error> {
         let count = self.channel_count();
         if channel >= count {
             return Err(Error::ChannelOutOfRange { channel, count });
@@ -240,13 +240,13 @@ impl RelayBank {
     }
 
     /// Every relay and the board, now.
-    pub async fn snapshot(&self) -> Snapshot {
+    pub(crate) async fn snapshot(&self) -> Snapshot {
         let mut inner = self.inner.lock().await;
         self.snapshot_locked(&mut inner)
     }
 
     /// A snapshot and the changes after it, with none missed or repeated.
-    pub async fn subscribe(&self) -> (Snapshot, broadcast::Receiver<Change>) {
+    pub(crate) async fn subscribe(&self) -> (Snapshot, broadcast::Receiver<Change>) {
         let mut inner = self.inner.lock().await;
         // Under the lock: no change can slip between the two.
         let changes = self.changes.subscribe();
@@ -292,7 +292,7 @@ impl RelayBank {
     /// Puts every channel in its safe state (`safe[channel]`: energised?),
     /// for the relay hold. A safety action: the wear guard counts these
     /// switches but never refuses them. Returns the channels that switched.
-    pub async fn apply_safe_states(&self, safe: &[bool]) -> Result<Vec<u32>, Error> {
+    pub(crate) async fn apply_safe_states(&self, safe: &[bool]) -> Result<Vec<u32>, Error> {
         let mut inner = self.inner.lock().await;
         let now = Instant::now();
         let mut switched = Vec::new();

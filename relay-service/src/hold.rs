@@ -25,7 +25,7 @@ pub struct HoldSettings {
 
 /// What a renewal answers.
 #[derive(Debug, Clone, Copy)]
-pub struct Renewal {
+pub(crate) struct Renewal {
     pub timeout: Duration,
     pub expires_at: SystemTime,
     /// The hold had run out before this renewal.
@@ -38,14 +38,14 @@ struct State {
 }
 
 /// The hold of one relay bank.
-pub struct Hold {
+pub(crate) struct Hold {
     settings: HoldSettings,
     state: Mutex<State>,
     renewed: Notify,
 }
 
 impl Hold {
-    pub fn new(settings: HoldSettings) -> Arc<Self> {
+    pub(crate) fn new(settings: HoldSettings) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 deadline: Instant::now() + settings.timeout,
@@ -56,12 +56,8 @@ impl Hold {
         })
     }
 
-    pub fn settings(&self) -> &HoldSettings {
-        &self.settings
-    }
-
     /// Pushes the deadline to `timeout` from now.
-    pub fn renew(&self, holder: &str) -> Renewal {
+    pub(crate) fn renew(&self, holder: &str) -> Renewal {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let had_expired = state.expired;
         state.deadline = Instant::now() + self.settings.timeout;
@@ -80,7 +76,7 @@ impl Hold {
 
     /// Watches the deadline until the bank closes: when it passes, puts
     /// every channel in its safe state, once, until the next renewal.
-    pub async fn run(self: Arc<Self>, bank: Arc<RelayBank>) {
+    pub(crate) async fn run(self: Arc<Self>, bank: Arc<RelayBank>) {
         loop {
             let deadline = {
                 let state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,15 +9,15 @@
 //! `main.rs` only parses flags and calls [`run`]; tests call [`serve`] with a
 //! board and a listener of their own.
 
-pub mod bank;
+mod bank;
 pub mod board;
 pub mod config;
-pub mod error;
-pub mod hold;
-pub mod persist;
-pub mod service;
-pub mod state;
-pub mod wear;
+mod error;
+mod hold;
+mod persist;
+mod service;
+mod state;
+mod wear;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -31,7 +31,7 @@ struct Shared {
 }
 
 /// The bank's side: submit versions, wait for them.
-pub struct StateWriter {
+pub(crate) struct StateWriter {
     shared: Arc<Shared>,
     written: watch::Receiver<Written>,
 }
@@ -39,7 +39,7 @@ pub struct StateWriter {
 impl StateWriter {
     /// Starts the writer task for `file`. It ends when `closing` turns true,
     /// after writing what is pending.
-    pub fn start(file: StateFile, closing: CancellationToken) -> Self {
+    pub(crate) fn start(file: StateFile, closing: CancellationToken) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(None),
             kick: Notify::new(),
@@ -51,7 +51,7 @@ impl StateWriter {
 
     /// Hands over `version` of the states (newer versions replace older
     /// ones not yet written).
-    pub fn submit(&self, version: u64, states: Vec<ChannelState>) {
+    pub(crate) fn submit(&self, version: u64, states: Vec<ChannelState>) {
         {
             let mut pending = self
                 .shared
@@ -66,7 +66,7 @@ impl StateWriter {
     }
 
     /// Waits until `version` (or a later one) is on disk.
-    pub async fn wait(&self, version: u64) -> Result<(), String> {
+    pub(crate) async fn wait(&self, version: u64) -> Result<(), String> {
         let mut written = self.written.clone();
         let outcome = written
             .wait_for(|w| {

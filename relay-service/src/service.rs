@@ -14,18 +14,18 @@ use crate::bank::{BoardInfo, Change, Relay, RelayBank, Snapshot};
 use crate::board::BoardKind;
 use crate::hold::Hold;
 
-pub struct RelayApi {
+pub(crate) struct RelayApi {
     bank: Arc<RelayBank>,
     hold: Option<Arc<Hold>>,
 }
 
 impl RelayApi {
     /// `hold`: the relay hold, when the service runs with one.
-    pub fn new(bank: Arc<RelayBank>, hold: Option<Arc<Hold>>) -> Self {
+    pub(crate) fn new(bank: Arc<RelayBank>, hold: Option<Arc<Hold>>) -> Self {
         Self { bank, hold }
     }
 
-    pub fn into_server(self) -> pb::relay_service_server::RelayServiceServer<Self> {
+    pub(crate) fn into_server(self) -> pb::relay_service_server::RelayServiceServer<Self> {
         pb::relay_service_server::RelayServiceServer::new(self)
             .max_decoding_message_size(delestage_runtime::grpc::MAX_REQUEST_BYTES)
     }

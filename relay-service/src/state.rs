@@ -13,7 +13,7 @@ use crate::Error;
 
 /// One channel's intended state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ChannelState {
+pub(crate) struct ChannelState {
     pub energized: bool,
     /// When it last changed; `None` if never (since the file was created).
     pub changed_at: Option<SystemTime>,
@@ -21,13 +21,13 @@ pub struct ChannelState {
 
 /// The state file in a state dir.
 #[derive(Debug, Clone)]
-pub struct StateFile {
+pub(crate) struct StateFile {
     path: PathBuf,
 }
 
 /// What was found at start.
 #[derive(Debug)]
-pub enum Loaded {
+pub(crate) enum Loaded {
     /// No file yet: first start.
     Missing,
     Found(Vec<ChannelState>),
@@ -58,21 +58,21 @@ struct OnDiskRelay {
 const FORMAT_VERSION: u32 = 1;
 
 impl StateFile {
-    pub const FILE_NAME: &'static str = "relays.json";
+    pub(crate) const FILE_NAME: &'static str = "relays.json";
 
-    pub fn in_dir(dir: &Path) -> Self {
+    pub(crate) fn in_dir(dir: &Path) -> Self {
         Self {
             path: dir.join(Self::FILE_NAME),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads the file. A corrupt file is not fatal: it is renamed aside (so
     /// nothing is lost and a person can look at it) and reported.
-    pub fn load(&self, channels: usize) -> Result<Loaded, Error> {
+    pub(crate) fn load(&self, channels: usize) -> Result<Loaded, Error> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
@@ -99,7 +99,7 @@ impl StateFile {
     }
 
     /// Replaces the file with `states`, atomically.
-    pub fn save(&self, states: &[ChannelState]) -> Result<(), Error> {
+    pub(crate) fn save(&self, states: &[ChannelState]) -> Result<(), Error> {
         let on_disk = OnDisk {
             version: FORMAT_VERSION,
             relays: states

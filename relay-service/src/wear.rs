@@ -14,14 +14,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The rolling window the limit applies to.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 /// The relays' rating, and the highest limit we accept.
-pub const MAX_SWITCHES_PER_MINUTE: u32 = 20;
+pub(crate) const MAX_SWITCHES_PER_MINUTE: u32 = 20;
 
 /// A refused switch: the channel has used its budget for the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// Switches in the current window (equal to the limit).
     pub recent: u32,
     pub limit: u32,
@@ -31,7 +31,7 @@ pub struct Refusal {
 
 /// Per-channel switch times within the last [`WINDOW`].
 #[derive(Debug, Clone)]
-pub struct WearGuard {
+pub(crate) struct WearGuard {
     limit: u32,
     switches: Vec<VecDeque<Instant>>,
 }
@@ -40,19 +40,19 @@ impl WearGuard {
     /// `limit` switches per rolling minute for each of `channels` channels.
     /// A limit of 0 turns the guard off (for benchmarks on the simulated
     /// board only; see `--benchmark-without-wear-guard`).
-    pub fn new(channels: usize, limit: u32) -> Self {
+    pub(crate) fn new(channels: usize, limit: u32) -> Self {
         Self {
             limit,
             switches: vec![VecDeque::new(); channels],
         }
     }
 
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit
     }
 
     /// Whether `channel` may switch at `now`.
-    pub fn check(&mut self, channel: usize, now: Instant) -> Result<(), Refusal> {
+    pub(crate) fn check(&mut self, channel: usize, now: Instant) -> Result<(), Refusal> {
         let limit = self.limit;
         if limit == 0 {
             return Ok(());
@@ -74,7 +74,7 @@ impl WearGuard {
     }
 
     /// Counts a switch of `channel` at `now`.
-    pub fn record(&mut self, channel: usize, now: Instant) {
+    pub(crate) fn record(&mut self, channel: usize, now: Instant) {
         if self.limit == 0 {
             return;
         }
@@ -85,7 +85,7 @@ impl WearGuard {
     }
 
     /// Switches of `channel` within the window ending at `now`.
-    pub fn recent(&mut self, channel: usize, now: Instant) -> u32 {
+    pub(crate) fn recent(&mut self, channel: usize, now: Instant) -> u32 {
         self.switches.get_mut(channel).map_or(0, |times| {
             prune(times, now);
             times.len() as u32

@@ -41,18 +41,18 @@ mod standin {
     // phidget crate links, so these resolve against it.
     #[link(name = "phidget22")]
     unsafe extern "C" {
-        pub safe fn phidget_standin_unplug();
-        pub safe fn phidget_standin_plug();
-        pub safe fn phidget_standin_relay(index: i32) -> i32;
-        pub safe fn phidget_standin_serial() -> i32;
-        pub safe fn phidget_standin_set_failsafe(supported: i32);
-        pub safe fn phidget_standin_freeze_resets(frozen: i32);
-        pub safe fn phidget_standin_failsafe_tripped(index: i32) -> i32;
-        pub safe fn phidget_standin_failsafe_ms(index: i32) -> i32;
+        pub(crate) safe fn phidget_standin_unplug();
+        pub(crate) safe fn phidget_standin_plug();
+        pub(crate) safe fn phidget_standin_relay(index: i32) -> i32;
+        pub(crate) safe fn phidget_standin_serial() -> i32;
+        pub(crate) safe fn phidget_standin_set_failsafe(supported: i32);
+        pub(crate) safe fn phidget_standin_freeze_resets(frozen: i32);
+        pub(crate) safe fn phidget_standin_failsafe_tripped(index: i32) -> i32;
+        pub(crate) safe fn phidget_standin_failsafe_ms(index: i32) -> i32;
     }
 
     /// The stand-in is one board per process: Phidget tests take turns.
-    pub static BOARD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    pub(crate) static BOARD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 }
 
 impl Hardware {

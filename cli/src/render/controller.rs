@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-pub fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestamp) -> String {
+pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestamp) -> String {
     let mut out = String::new();
     let level = s.level();
     let forecast = s.forecast.clone().unwrap_or_default();
@@ -117,7 +117,7 @@ pub fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestamp) -> S
     out
 }
 
-pub fn status_json(s: &cpb::ControllerStatus) -> Value {
+pub(crate) fn status_json(s: &cpb::ControllerStatus) -> Value {
     let forecast = s.forecast.clone().unwrap_or_default();
     json!({
         "at": rfc3339(s.at.as_ref()),
@@ -169,7 +169,7 @@ fn load_json(l: &cpb::LoadStatus) -> Value {
 /// One row per load, one cell per hour from the current hour to the end of
 /// the plan: the cell's colour is the hour's level (from the forecast, when
 /// known), `█` powered all hour, `░` cut for some of it.
-pub fn plan_text(
+pub(crate) fn plan_text(
     plan: &cpb::GetPlanResponse,
     hours: &[fpb::HourSignal],
     paint: Paint,
@@ -278,7 +278,7 @@ pub fn plan_text(
     out
 }
 
-pub fn plan_json(plan: &cpb::GetPlanResponse) -> Value {
+pub(crate) fn plan_json(plan: &cpb::GetPlanResponse) -> Value {
     json!({
         "computed_at": rfc3339(plan.computed_at.as_ref()),
         "loads": plan.loads.iter().map(|l| json!({
@@ -296,7 +296,7 @@ pub fn plan_json(plan: &cpb::GetPlanResponse) -> Value {
 
 // ---- forecast ----
 
-pub fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Timestamp) -> String {
+pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Timestamp) -> String {
     if records.is_empty() {
         return "no switches yet\n".to_owned();
     }
@@ -327,7 +327,7 @@ pub fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Timestamp)
     out
 }
 
-pub fn record_json(r: &cpb::SwitchRecord) -> Value {
+pub(crate) fn record_json(r: &cpb::SwitchRecord) -> Value {
     json!({
         "at": rfc3339(r.at.as_ref()),
         "load": r.load,
@@ -339,7 +339,7 @@ pub fn record_json(r: &cpb::SwitchRecord) -> Value {
     })
 }
 
-pub fn override_json(o: &cpb::Override) -> Value {
+pub(crate) fn override_json(o: &cpb::Override) -> Value {
     json!({
         "load": o.load,
         "powered": o.powered,

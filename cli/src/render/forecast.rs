@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-pub fn forecast_text(f: &fpb::Forecast, paint: Paint, now: Timestamp) -> String {
+pub(crate) fn forecast_text(f: &fpb::Forecast, paint: Paint, now: Timestamp) -> String {
     let mut out = String::new();
     let source = match f.source() {
         fpb::ForecastSource::Rte => "RTE",
@@ -66,7 +66,7 @@ pub fn forecast_text(f: &fpb::Forecast, paint: Paint, now: Timestamp) -> String 
     out
 }
 
-pub fn forecast_json(f: &fpb::Forecast) -> Value {
+pub(crate) fn forecast_json(f: &fpb::Forecast) -> Value {
     json!({
         "generated_at": rfc3339(f.generated_at.as_ref()),
         "fetched_at": rfc3339(f.fetched_at.as_ref()),

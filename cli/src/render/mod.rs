@@ -15,28 +15,28 @@ mod controller;
 mod forecast;
 mod relays;
 
-pub use controller::{
+pub(crate) use controller::{
     history_text, override_json, plan_json, plan_text, record_json, status_json, status_text,
 };
-pub use forecast::{forecast_json, forecast_text};
-pub use relays::{relay_json, relays_json, relays_text};
+pub(crate) use forecast::{forecast_json, forecast_text};
+pub(crate) use relays::{relay_json, relays_json, relays_text};
 
 /// Colours, or none (not a terminal, or NO_COLOR set).
 #[derive(Debug, Clone, Copy)]
-pub struct Paint {
+pub(crate) struct Paint {
     pub enabled: bool,
 }
 
 impl Paint {
     /// Colour only on a terminal, and not when NO_COLOR is set.
-    pub fn for_stdout() -> Self {
+    pub(crate) fn for_stdout() -> Self {
         use std::io::IsTerminal;
         Self {
             enabled: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
     }
 
-    pub fn style(&self, style: Style, text: &str) -> String {
+    pub(crate) fn style(&self, style: Style, text: &str) -> String {
         if self.enabled {
             format!("{}{text}{}", style.render(), style.render_reset())
         } else {
@@ -61,12 +61,12 @@ fn level_style(level: SignalLevel) -> Style {
 }
 
 /// A level's name (`unknown` for unspecified), from the one vocabulary.
-pub fn level_name(level: SignalLevel) -> &'static str {
+pub(crate) fn level_name(level: SignalLevel) -> &'static str {
     vocabulary::SignalLevel::name_or_unknown(vocabulary::SignalLevel::from_pb(level as i32))
 }
 
 /// A reason's name (`unknown` for unspecified), from the one vocabulary.
-pub fn reason_name(reason: cpb::Reason) -> &'static str {
+pub(crate) fn reason_name(reason: cpb::Reason) -> &'static str {
     vocabulary::ReasonKind::name_or_unknown(vocabulary::ReasonKind::from_pb(reason as i32))
 }
 
@@ -85,7 +85,7 @@ fn reason_text(reason: cpb::Reason, level: SignalLevel) -> String {
     }
 }
 
-pub fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
+pub(crate) fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
     let t = t?;
     Timestamp::new(t.seconds, t.nanos).ok()
 }
@@ -95,7 +95,7 @@ fn rfc3339(t: Option<&prost_types::Timestamp>) -> Value {
 }
 
 /// A time for people: local, to the minute; with the date when not today.
-pub fn local(t: Timestamp, now: Timestamp) -> String {
+pub(crate) fn local(t: Timestamp, now: Timestamp) -> String {
     let tz = TimeZone::system();
     let z = t.to_zoned_datetime(tz.clone());
     if z.date() == now.to_zoned_datetime(tz).date() {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-pub fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> String {
+pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> String {
     let mut out = String::new();
     if let Some(b) = &r.board {
         out.push_str(&format!(
@@ -42,7 +42,7 @@ pub fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> 
     out
 }
 
-pub fn relays_json(r: &rpb::GetRelaysResponse) -> Value {
+pub(crate) fn relays_json(r: &rpb::GetRelaysResponse) -> Value {
     json!({
         "board": r.board.as_ref().map(|b| json!({
             "description": b.description,
@@ -54,7 +54,7 @@ pub fn relays_json(r: &rpb::GetRelaysResponse) -> Value {
     })
 }
 
-pub fn relay_json(r: &rpb::Relay) -> Value {
+pub(crate) fn relay_json(r: &rpb::Relay) -> Value {
     json!({
         "channel": r.channel,
         "energized": r.energized,

@@ -13,5 +13,5 @@ pub(crate) mod observe;
 pub(crate) mod reconcile;
 pub(crate) mod status;
 
-pub use reconcile::{Controller, Enforcement, Event, RelayLink};
-pub use status::{ForecastStatus, LoadStatus, RelayServiceStatus, Status};
+pub(crate) use reconcile::{Controller, Enforcement, Event, RelayLink};
+pub(crate) use status::{LoadStatus, Status};

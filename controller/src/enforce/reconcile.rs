@@ -44,14 +44,14 @@ const DEFAULT_HORIZON: Duration = Duration::from_secs(3600);
 
 /// What enforcement needs of the settings, and nothing else.
 #[derive(Debug, Clone)]
-pub struct Enforcement {
+pub(crate) struct Enforcement {
     pub loads: Vec<Load>,
     pub restore_stagger: Duration,
     pub forecast_max_age: Duration,
 }
 
 /// A relay-service as the controller uses it.
-pub struct RelayLink {
+pub(crate) struct RelayLink {
     pub name: String,
     pub endpoint: String,
     pub client: RelayServiceClient<AuthedChannel>,
@@ -60,7 +60,7 @@ pub struct RelayLink {
 
 /// What WatchEvents streams.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub(crate) enum Event {
     Switched(SwitchRecord),
     LoadChanged {
         at: Timestamp,
@@ -100,7 +100,7 @@ impl Inner {
 }
 
 /// The controller's state, shared by the reconcile loop and the gRPC side.
-pub struct Controller {
+pub(crate) struct Controller {
     enforcement: Enforcement,
     inner: Mutex<Inner>,
     forecast: watch::Receiver<ForecastSeen>,
@@ -116,7 +116,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(
+    pub(crate) fn new(
         enforcement: Enforcement,
         store: Store,
         forecast: watch::Receiver<ForecastSeen>,
@@ -147,19 +147,19 @@ impl Controller {
         }
     }
 
-    pub fn plan(&self) -> Arc<Plan> {
+    pub(crate) fn plan(&self) -> Arc<Plan> {
         Arc::clone(&self.plan.borrow())
     }
 
-    pub fn status(&self) -> Arc<Status> {
+    pub(crate) fn status(&self) -> Arc<Status> {
         Arc::clone(&self.status.borrow())
     }
 
-    pub fn watch_status(&self) -> watch::Receiver<Arc<Status>> {
+    pub(crate) fn watch_status(&self) -> watch::Receiver<Arc<Status>> {
         self.status.subscribe()
     }
 
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
@@ -172,7 +172,7 @@ impl Controller {
     }
 
     /// Forces `load` on or off until `until`.
-    pub async fn set_override(
+    pub(crate) async fn set_override(
         &self,
         load: &str,
         powered: bool,
@@ -202,7 +202,7 @@ impl Controller {
     }
 
     /// Removes `load`'s override; false if it had none.
-    pub async fn clear_override(&self, load: &str) -> Result<bool, Error> {
+    pub(crate) async fn clear_override(&self, load: &str) -> Result<bool, Error> {
         self.load(load)?;
         let name = load.to_owned();
         let cleared = self
@@ -218,7 +218,7 @@ impl Controller {
         Ok(cleared)
     }
 
-    pub async fn history(
+    pub(crate) async fn history(
         &self,
         load: Option<&str>,
         since: Option<Timestamp>,
@@ -228,7 +228,7 @@ impl Controller {
     }
 
     /// Reconciles until `closing` turns true.
-    pub async fn run(self: Arc<Self>, closing: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, closing: CancellationToken) {
         // A restart must not act on "no forecast yet": wait for the first
         // answer from the forecast-service (or its failure).
         let mut forecast = self.forecast.clone();
@@ -247,7 +247,7 @@ impl Controller {
     }
 
     /// One pass: plan, compare, switch what differs, publish status.
-    pub async fn reconcile_once(&self) {
+    pub(crate) async fn reconcile_once(&self) {
         let now = Timestamp::now();
         let forecast = self.forecast.borrow().clone();
         let seen = self.seen();

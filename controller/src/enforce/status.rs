@@ -15,7 +15,7 @@ use crate::store::StoredOverride;
 
 /// Where the forecast stands, for status.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ForecastStatus {
+pub(crate) struct ForecastStatus {
     pub usable: bool,
     pub fetched_at: Option<Timestamp>,
     pub reason: String,
@@ -23,7 +23,7 @@ pub struct ForecastStatus {
 
 /// One load's status.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadStatus {
+pub(crate) struct LoadStatus {
     pub load: Load,
     pub desired: bool,
     pub reason: Reason,
@@ -36,7 +36,7 @@ pub struct LoadStatus {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct RelayServiceStatus {
+pub(crate) struct RelayServiceStatus {
     pub name: String,
     pub endpoint: String,
     pub reachable: bool,
@@ -46,7 +46,7 @@ pub struct RelayServiceStatus {
 
 /// Everything GetStatus shows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Status {
+pub(crate) struct Status {
     pub at: Timestamp,
     /// The level of the hour now; `None` without a usable forecast.
     pub level: Option<SignalLevel>,
