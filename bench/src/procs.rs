@@ -68,6 +68,56 @@ pub(crate) async fn start_service(
 }
 
 /// `dir/name`, created, as a string for a `--state-dir` flag.
+/// relay-service on a simulated board with its state in `dir/relay`, and
+/// the wear guard lifted: a benchmark switches relays far more often than
+/// the 1017's rating allows.
+pub(crate) async fn start_relay_without_wear_guard(
+    bin_dir: &Path,
+    dir: &Path,
+) -> anyhow::Result<ServiceProcess> {
+    let state = subdir(dir, "relay")?;
+    let (relay, _) = start_service(
+        bin_dir,
+        "relay-service",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            &state,
+            "--benchmark-without-wear-guard",
+        ],
+        &[],
+    )
+    .await?;
+    Ok(relay)
+}
+
+/// The controller on `config` (TOML, written to `dir/controller.toml`),
+/// state in `dir/controller`; with the time from spawn to SERVING.
+pub(crate) async fn start_controller(
+    bin_dir: &Path,
+    dir: &Path,
+    config: &str,
+) -> anyhow::Result<(ServiceProcess, Duration)> {
+    let path = dir.join("controller.toml");
+    std::fs::write(&path, config)?;
+    let state = subdir(dir, "controller")?;
+    start_service(
+        bin_dir,
+        "controller",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &path.to_string_lossy(),
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    )
+    .await
+}
+
 pub(crate) fn subdir(dir: &Path, name: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
     std::fs::create_dir_all(&path)?;

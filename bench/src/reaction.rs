@@ -47,21 +47,8 @@ pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Re
     )
     .await;
     let url = standin.base_url();
-    let relay_state = state("relay")?;
-    let (relay, _) = procs::start_service(
-        bin_dir,
-        "relay-service",
-        // Dozens of switches a minute: lift the wear guard, as for SetRelay.
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &relay_state,
-            "--benchmark-without-wear-guard",
-        ],
-        &[],
-    )
-    .await?;
+    // Dozens of switches a minute: lift the wear guard, as for SetRelay.
+    let relay = procs::start_relay_without_wear_guard(bin_dir, dir.path()).await?;
     let forecast_state = state("forecast")?;
     let (forecast, _) = procs::start_service(
         bin_dir,
@@ -82,28 +69,13 @@ pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Re
         ],
     )
     .await?;
-    let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (controller, controller_start) = procs::start_controller(
+        bin_dir,
+        dir.path(),
+        &format!(
             "forecast = \"http://{}\"\n\n[relays.box]\nendpoint = \"http://{}\"\n\n[[load]]\nname = \"heater\"\nrelay = \"box:0\"\nshed_at = \"orange\"\n\n[policy]\nrestore_stagger = \"0s\"\n",
             forecast.addr, relay.addr
         ),
-    )?;
-    let controller_state = state("controller")?;
-    let config_path = config.to_string_lossy().into_owned();
-    let (controller, controller_start) = procs::start_service(
-        bin_dir,
-        "controller",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            &config_path,
-            "--state-dir",
-            &controller_state,
-        ],
-        &[],
     )
     .await?;
 

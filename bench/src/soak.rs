@@ -20,20 +20,7 @@ pub(crate) async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> a
         "{}/../forecast-service/payloads/signals-sandbox-v5.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    let relay_state = state("relay")?;
-    let (relay, _) = procs::start_service(
-        bin_dir,
-        "relay-service",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &relay_state,
-            "--benchmark-without-wear-guard",
-        ],
-        &[],
-    )
-    .await?;
+    let relay = procs::start_relay_without_wear_guard(bin_dir, dir.path()).await?;
     let forecast_state = state("forecast")?;
     let (forecast, _) = procs::start_service(
         bin_dir,
@@ -50,36 +37,17 @@ pub(crate) async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> a
         &[],
     )
     .await?;
-    let config = dir.path().join("controller.toml");
     let example = std::fs::read_to_string(format!(
         "{}/../deploy/controller.toml",
         env!("CARGO_MANIFEST_DIR")
     ))?;
-    std::fs::write(
-        &config,
-        example
-            .replace("http://127.0.0.1:50051", &format!("http://{}", relay.addr))
-            .replace(
-                "http://127.0.0.1:50052",
-                &format!("http://{}", forecast.addr),
-            ),
-    )?;
-    let controller_state = state("controller")?;
-    let config_path = config.to_string_lossy().into_owned();
-    let (controller, _) = procs::start_service(
-        bin_dir,
-        "controller",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            &config_path,
-            "--state-dir",
-            &controller_state,
-        ],
-        &[],
-    )
-    .await?;
+    let config = example
+        .replace("http://127.0.0.1:50051", &format!("http://{}", relay.addr))
+        .replace(
+            "http://127.0.0.1:50052",
+            &format!("http://{}", forecast.addr),
+        );
+    let (controller, _) = procs::start_controller(bin_dir, dir.path(), &config).await?;
 
     let channels = [
         relay.channel().await,

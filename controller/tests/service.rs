@@ -4,7 +4,7 @@
 //! operator (or a script) would.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use delestage_controller::config::{RelayService, Settings};
 use delestage_controller::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
@@ -19,8 +19,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-/// Upper bound for anything a test waits on.
-const BOUND: Duration = Duration::from_secs(15);
+use delestage_tests::{
+    BOUND, energized, history, load_status, wait_energized, wait_history, wait_status,
+    write_forecast,
+};
 
 /// A server running in-process, stopped by `stop`.
 struct Server<E> {
@@ -30,6 +32,13 @@ struct Server<E> {
 }
 
 impl<E: std::fmt::Debug> Server<E> {
+    /// A client channel to it.
+    fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .expect("a URL")
+            .connect_lazy()
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(BOUND, self.task)
@@ -154,118 +163,6 @@ const GREEN: u8 = 1;
 const ORANGE: u8 = 2;
 const RED: u8 = 3;
 
-fn write_forecast(path: &Path, hvalue: u8) {
-    // Atomically, as a careful writer would: the service never reads half.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        delestage_ecowatt_standin::uniform_body_around_now(hvalue),
-    )
-    .expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
-async fn energized(relays: &str) -> Vec<u32> {
-    let mut client = RelayServiceClient::connect(relays.to_owned())
-        .await
-        .expect("connect relays");
-    client
-        .get_relays(rpb::GetRelaysRequest {})
-        .await
-        .expect("GetRelays")
-        .into_inner()
-        .relays
-        .into_iter()
-        .filter(|r| r.energized)
-        .map(|r| r.channel)
-        .collect()
-}
-
-/// Polls the relay-service until exactly `expected` channels are energised.
-async fn wait_energized(relays: &str, expected: &[u32]) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let now = energized(relays).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "energised {now:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls GetStatus until `done` holds.
-async fn wait_status(
-    client: &mut ControllerServiceClient<Channel>,
-    what: &str,
-    done: impl Fn(&pb::ControllerStatus) -> bool,
-) -> pb::ControllerStatus {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let status = client
-            .get_status(pb::GetStatusRequest {})
-            .await
-            .expect("GetStatus")
-            .into_inner()
-            .status
-            .expect("status");
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn load_status<'a>(status: &'a pb::ControllerStatus, name: &str) -> &'a pb::LoadStatus {
-    status
-        .loads
-        .iter()
-        .find(|l| l.name == name)
-        .expect("load in status")
-}
-
-async fn history(client: &mut ControllerServiceClient<Channel>) -> Vec<pb::SwitchRecord> {
-    client
-        .get_history(pb::GetHistoryRequest {
-            load: String::new(),
-            since: None,
-            limit: 0,
-        })
-        .await
-        .expect("GetHistory")
-        .into_inner()
-        .records
-}
-
-/// Polls GetHistory until `done` holds. (A relay shows its new state a
-/// moment before the controller has its SetRelay answer and records the
-/// switch.)
-async fn wait_history(
-    client: &mut ControllerServiceClient<Channel>,
-    what: &str,
-    done: impl Fn(&[pb::SwitchRecord]) -> bool,
-) -> Vec<pb::SwitchRecord> {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let records = history(client).await;
-        if done(&records) {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; history: {records:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Four loads: orange and red, each wired both ways, on channels 0..=3.
 fn four_loads() -> Vec<Load> {
     vec![
@@ -328,7 +225,7 @@ async fn tense_hours_cut_exactly_the_right_loads_with_both_wirings() {
 
     // Green: everything powered. Normally-open relays energised (0, 1),
     // normally-closed ones released (2, 3).
-    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
     let status = wait_status(&mut client, "green, all powered", |s| {
         s.loads.iter().all(|l| l.powered == Some(true) && l.desired)
     })
@@ -342,7 +239,7 @@ async fn tense_hours_cut_exactly_the_right_loads_with_both_wirings() {
     // Orange: the two orange loads are cut (heater: release 0; pump:
     // energise 2), the red ones stay.
     write_forecast(&rig.forecast_file, ORANGE);
-    wait_energized(&rig.relays.addr, &[1, 2]).await;
+    wait_energized(&rig.relays.channel(), &[1, 2], "the relays").await;
     let status = wait_status(&mut client, "orange", |s| {
         load_status(s, "heater").powered == Some(false)
     })
@@ -357,11 +254,11 @@ async fn tense_hours_cut_exactly_the_right_loads_with_both_wirings() {
 
     // Red: everything is cut.
     write_forecast(&rig.forecast_file, RED);
-    wait_energized(&rig.relays.addr, &[2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[2, 3], "the relays").await;
 
     // Green again: everything comes back.
     write_forecast(&rig.forecast_file, GREEN);
-    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
 
     // Every switch is in the history with its reason and level, newest first.
     let records = wait_history(&mut client, "ten switches", |h| h.len() >= 10).await;
@@ -392,10 +289,10 @@ async fn loads_come_back_in_priority_order_staggered() {
     let mut settings = rig.controller_settings(four_loads());
     settings.restore_stagger = Duration::from_millis(300);
     let (ctl, mut client) = start_controller(settings).await;
-    wait_energized(&rig.relays.addr, &[2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[2, 3], "the relays").await;
 
     write_forecast(&rig.forecast_file, GREEN);
-    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
     let mut restores: Vec<_> = wait_history(&mut client, "four restores", |h| {
         h.iter().filter(|r| r.to_powered).count() >= 4
     })
@@ -438,7 +335,7 @@ fn in_from_now(d: Duration) -> prost_types::Timestamp {
 async fn an_override_wins_then_expires_or_is_cleared() {
     let rig = Rig::start(RED).await;
     let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
-    wait_energized(&rig.relays.addr, &[2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[2, 3], "the relays").await;
 
     // Force the heater on for a moment, in a red hour.
     let set = client
@@ -451,7 +348,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
         .expect("SetOverride")
         .into_inner();
     assert!(set.r#override.is_some_and(|o| o.powered));
-    wait_energized(&rig.relays.addr, &[0, 2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[0, 2, 3], "the relays").await;
     let status = wait_status(&mut client, "the override", |s| {
         load_status(s, "heater").powered == Some(true)
     })
@@ -474,7 +371,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
     );
 
     // It expires by itself: cut again.
-    wait_energized(&rig.relays.addr, &[2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[2, 3], "the relays").await;
     let status = wait_status(&mut client, "expiry", |s| {
         load_status(s, "heater").r#override.is_none()
     })
@@ -493,7 +390,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
         })
         .await
         .expect("SetOverride");
-    wait_energized(&rig.relays.addr, &[1, 2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[1, 2, 3], "the relays").await;
     let cleared = client
         .clear_override(pb::ClearOverrideRequest {
             load: "ev".to_owned(),
@@ -502,7 +399,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
         .expect("ClearOverride")
         .into_inner();
     assert!(cleared.cleared);
-    wait_energized(&rig.relays.addr, &[2, 3]).await;
+    wait_energized(&rig.relays.channel(), &[2, 3], "the relays").await;
 
     // Bad requests get the right codes.
     let err = client
@@ -541,7 +438,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
 async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
     let rig = Rig::start(GREEN).await;
     let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
-    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
 
     // Someone switches relay 0 off and relay 3 on by hand.
     let mut relays = RelayServiceClient::connect(rig.relays.addr.clone())
@@ -553,7 +450,7 @@ async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
             .await
             .expect("SetRelay");
     }
-    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
 
     // The relay-service restarts with every relay off (as a board that lost
     // power would), on the same address.
@@ -572,7 +469,7 @@ async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
         &addr,
     )
     .await;
-    wait_energized(&relays.addr, &[0, 1]).await;
+    wait_energized(&relays.channel(), &[0, 1], "the relays").await;
     let status = wait_status(&mut client, "reconnected", |s| {
         s.relay_services.iter().all(|r| r.reachable)
     })
@@ -618,7 +515,7 @@ async fn without_a_forecast_service_each_load_follows_its_fallback() {
     let (ctl, mut client) = start_controller(settings).await;
 
     // heater cut (0 released), ev kept (1), pump cut (2 energised), pool on.
-    wait_energized(&rig.relays.addr, &[1, 2]).await;
+    wait_energized(&rig.relays.channel(), &[1, 2], "the relays").await;
     let status = wait_status(&mut client, "fallbacks", |s| {
         load_status(s, "heater").powered == Some(false)
     })
@@ -641,7 +538,7 @@ async fn without_a_forecast_service_each_load_follows_its_fallback() {
 async fn a_controller_restart_switches_nothing_and_keeps_overrides_and_history() {
     let rig = Rig::start(ORANGE).await;
     let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
-    wait_energized(&rig.relays.addr, &[1, 2]).await;
+    wait_energized(&rig.relays.channel(), &[1, 2], "the relays").await;
     client
         .set_override(pb::SetOverrideRequest {
             load: "ev".to_owned(),
@@ -650,7 +547,7 @@ async fn a_controller_restart_switches_nothing_and_keeps_overrides_and_history()
         })
         .await
         .expect("SetOverride");
-    wait_energized(&rig.relays.addr, &[2]).await;
+    wait_energized(&rig.relays.channel(), &[2], "the relays").await;
     let before = wait_history(&mut client, "the override's switch", |h| {
         h.iter()
             .any(|r| r.load == "ev" && r.reason() == pb::Reason::Override)
@@ -671,7 +568,7 @@ async fn a_controller_restart_switches_nothing_and_keeps_overrides_and_history()
     assert!(load_status(&status, "ev").r#override.is_some());
     let after = history(&mut client).await;
     assert_eq!(after, before, "the restart switched something");
-    assert_eq!(energized(&rig.relays.addr).await, [2]);
+    assert_eq!(energized(&rig.relays.channel()).await, [2]);
     ctl.stop().await;
     rig.stop().await;
 }
@@ -725,11 +622,11 @@ async fn a_refused_switch_is_shown_and_does_not_hold_up_the_others() {
     // heater (NO, ch 0): on at start (1), off at orange (2), refused when
     // green comes back. pump (NC, ch 2): energised at orange (1), released
     // at green (2): not held up by the heater.
-    wait_energized(&relays.addr, &[0, 1]).await;
+    wait_energized(&relays.channel(), &[0, 1], "the relays").await;
     write_forecast(&forecast_file, ORANGE);
-    wait_energized(&relays.addr, &[1, 2]).await;
+    wait_energized(&relays.channel(), &[1, 2], "the relays").await;
     write_forecast(&forecast_file, GREEN);
-    wait_energized(&relays.addr, &[1]).await;
+    wait_energized(&relays.channel(), &[1], "the relays").await;
     let status = wait_status(&mut client, "the refusal", |s| {
         !load_status(s, "heater").error.is_empty()
     })
@@ -754,7 +651,7 @@ async fn watchers_see_the_status_then_every_switch() {
     use tokio_stream::StreamExt;
     let rig = Rig::start(GREEN).await;
     let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
-    wait_energized(&rig.relays.addr, &[0, 1]).await;
+    wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
     wait_status(&mut client, "settled", |s| {
         s.loads.iter().all(|l| l.powered == Some(true))
     })

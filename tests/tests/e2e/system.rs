@@ -10,7 +10,7 @@ use cpb::controller_service_client::ControllerServiceClient;
 use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin, uniform_body_around_now};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, binary};
+use delestage_tests::{BOUND, ServiceProcess, binary, wait_history, wait_status};
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
 use tonic::transport::Channel;
@@ -274,37 +274,6 @@ async fn energized(addr: &str) -> Vec<u32> {
         .collect()
 }
 
-async fn history(client: &mut ControllerServiceClient<Channel>) -> Vec<cpb::SwitchRecord> {
-    client
-        .get_history(cpb::GetHistoryRequest {
-            load: String::new(),
-            since: None,
-            limit: 1000,
-        })
-        .await
-        .expect("GetHistory")
-        .into_inner()
-        .records
-}
-
-async fn wait_history(
-    client: &mut ControllerServiceClient<Channel>,
-    done: impl Fn(&[cpb::SwitchRecord]) -> bool,
-) -> Vec<cpb::SwitchRecord> {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let records = history(client).await;
-        if done(&records) {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "history never got there: {records:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn ts(t: &Option<prost_types::Timestamp>) -> jiff::Timestamp {
     let t = t.as_ref().expect("set");
     jiff::Timestamp::new(t.seconds, t.nanos).expect("valid")
@@ -324,14 +293,15 @@ async fn red_cuts_green_restores_in_order_and_restarts_are_handled() {
     let mut client = system.controller_client().await;
     // (A relay shows its new state a moment before the controller has its
     // SetRelay answer and records the switch: wait for the records.)
-    let before = wait_history(&mut client, |h| {
+    let before = wait_history(&mut client, "the switches", |h| {
         h.iter().filter(|r| !r.to_powered).count() == 4
     })
     .await
     .len();
     system.standin.set_signals(uniform_body_around_now(GREEN));
     system.wait_relays(&[0, 1], &[0]).await;
-    let mut restores: Vec<_> = wait_history(&mut client, |h| h.len() == before + 4).await;
+    let mut restores: Vec<_> =
+        wait_history(&mut client, "the four restores", |h| h.len() == before + 4).await;
     restores.truncate(restores.len() - before);
     restores.reverse();
     let order: Vec<&str> = restores.iter().map(|r| r.load.as_str()).collect();
@@ -363,26 +333,18 @@ async fn red_cuts_green_restores_in_order_and_restarts_are_handled() {
     .concat();
     system.restart_controller().await;
     let mut client = system.controller_client().await;
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let status = client
-            .get_status(cpb::GetStatusRequest {})
-            .await
-            .expect("GetStatus")
-            .into_inner()
-            .status
-            .expect("status");
-        // Switches happen before the status of the same pass is published:
-        // once settled, the restart has made every decision it would.
-        let settled = status.forecast.as_ref().is_some_and(|f| f.usable)
-            && status.relay_services.iter().all(|r| r.reachable)
-            && status.loads.iter().all(|l| l.powered == Some(l.desired));
-        if settled {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never settled: {status:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Switches happen before the status of the same pass is published:
+    // once settled, the restart has made every decision it would.
+    wait_status(
+        &mut client,
+        "the restarted controller to settle",
+        |status| {
+            status.forecast.as_ref().is_some_and(|f| f.usable)
+                && status.relay_services.iter().all(|r| r.reachable)
+                && status.loads.iter().all(|l| l.powered == Some(l.desired))
+        },
+    )
+    .await;
     let after = [
         relays(&system.garage().addr).await,
         relays(&system.cellar.addr).await,
@@ -403,29 +365,14 @@ async fn without_the_forecast_service_loads_follow_their_fallback_then_come_back
     system.wait_relays(&[1], &[0]).await;
     // The status of that pass is published just after its switches.
     let mut client = system.controller_client().await;
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let status = client
-            .get_status(cpb::GetStatusRequest {})
-            .await
-            .expect("GetStatus")
-            .into_inner()
-            .status
-            .expect("status");
-        let fallback = !status.forecast.as_ref().is_some_and(|f| f.usable)
+    wait_status(&mut client, "the fallback in the status", |status| {
+        !status.forecast.as_ref().is_some_and(|f| f.usable)
             && status
                 .loads
                 .iter()
-                .all(|l| l.reason() == cpb::Reason::ForecastUnknown);
-        if fallback {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no fallback in the status: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+                .all(|l| l.reason() == cpb::Reason::ForecastUnknown)
+    })
+    .await;
 
     // Back up (from its cache, on the same address): normal again.
     system.start_forecast_again().await;

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
-use delestage_tests::{BOUND, ServiceProcess, binary, start_forecast_on_file};
+use delestage_tests::{
+    BOUND, ServiceProcess, binary, load_status, start_controller, start_forecast_at, wait_history,
+    wait_status,
+};
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
 use tonic::Code;
@@ -54,28 +57,15 @@ async fn an_oversized_request_is_refused_and_the_service_goes_on() {
     )
     .expect("write");
     let (relay, relay_channel) = start_relay(state.path()).await;
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (controller, channel) = start_controller(
+        dir.path(),
+        &format!(
             "forecast = \"http://127.0.0.1:1\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nshed_at = \"red\"\n",
             dir.path().join("ctl").display(),
             relay.addr
         ),
     )
-    .expect("write");
-    let controller = ServiceProcess::start(
-        &binary("controller"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
     .await;
-    let channel = controller.wait_serving(CONTROLLER).await;
     let mut client = cpb::controller_service_client::ControllerServiceClient::new(channel);
     let err = client
         .set_override(cpb::SetOverrideRequest {
@@ -166,13 +156,7 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     let relay_state = dir.path().join("relay");
     std::fs::create_dir_all(&relay_state).expect("mkdir");
     let (relay, relay_channel) = start_relay(&relay_state).await;
-    let forecast = dir.path().join("f.json");
-    std::fs::write(
-        &forecast,
-        delestage_ecowatt_standin::uniform_body_around_now(3),
-    )
-    .expect("write");
-    let fsvc = start_forecast_on_file(&forecast, &dir.path().join("forecast"), &[]).await;
+    let fsvc = start_forecast_at(dir.path(), 3).await;
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
@@ -216,24 +200,10 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
         .await
         .expect("override");
     // Wait until the override's switch is recorded, then kill -9.
-    let deadline = Instant::now() + BOUND;
-    let history = loop {
-        let h = client
-            .get_history(cpb::GetHistoryRequest {
-                load: String::new(),
-                since: None,
-                limit: 0,
-            })
-            .await
-            .expect("history")
-            .into_inner()
-            .records;
-        if h.iter().any(|r| r.load == "heater" && r.to_powered) {
-            break h;
-        }
-        assert!(Instant::now() < deadline, "no override switch: {h:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let history = wait_history(&mut client, "the override's switch", |h| {
+        h.iter().any(|r| r.load == "heater" && r.to_powered)
+    })
+    .await;
     let relays_before = RelayServiceClient::new(relay_channel.clone())
         .get_relays(rpb::GetRelaysRequest {})
         .await
@@ -243,30 +213,18 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     assert!(!controller.stop_with(Signal::SIGKILL).await.success());
 
     let (controller, mut client) = start_controller().await;
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let status = client
-            .get_status(cpb::GetStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("set");
-        let settled = status.forecast.as_ref().is_some_and(|f| f.usable)
-            && status.loads.iter().all(|l| l.powered == Some(l.desired));
-        if settled {
-            let heater = status
-                .loads
-                .iter()
-                .find(|l| l.name == "heater")
-                .expect("heater");
-            assert!(heater.r#override.is_some(), "the override was lost");
-            assert!(heater.desired, "{heater:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never settled: {status:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let status = wait_status(
+        &mut client,
+        "the restarted controller to settle",
+        |status| {
+            status.forecast.as_ref().is_some_and(|f| f.usable)
+                && status.loads.iter().all(|l| l.powered == Some(l.desired))
+        },
+    )
+    .await;
+    let heater = load_status(&status, "heater");
+    assert!(heater.r#override.is_some(), "the override was lost");
+    assert!(heater.desired, "{heater:?}");
     let again = client
         .get_history(cpb::GetHistoryRequest {
             load: String::new(),

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 
 const FORECAST: &str = "delestage.forecast.v1.ForecastService";
 const PRODUCTION: &[u8] =
-    include_bytes!("../../forecast-service/payloads/signals-production-shape.json");
+    include_bytes!("../../../forecast-service/payloads/signals-production-shape.json");
 const SANDBOX_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../forecast-service/payloads/signals-sandbox-v5.json"

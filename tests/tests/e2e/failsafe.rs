@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    BOUND, ServiceProcess, binary, energized, start_forecast_on_file, wait_energized,
+    BOUND, ServiceProcess, binary, energized, start_controller, start_forecast_at, wait_energized,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -106,38 +106,17 @@ async fn a_hung_controller_ends_in_the_safe_state_and_recovers() {
     let relay_dir = dir.path().join("relay");
     std::fs::create_dir_all(&relay_dir).expect("mkdir");
     let (relay, relay_channel) = start_relay(&relay_dir, "2s").await;
-    let forecast = dir.path().join("f.json");
-    std::fs::write(
-        &forecast,
-        delestage_ecowatt_standin::uniform_body_around_now(1),
-    )
-    .expect("write");
-    let fsvc = start_forecast_on_file(&forecast, &dir.path().join("forecast"), &[]).await;
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let fsvc = start_forecast_at(dir.path(), 1).await;
+    let (controller, _) = start_controller(
+        dir.path(),
+        &format!(
             "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:1\"\nshed_at = \"red\"\n[policy]\nrestore_stagger = \"0s\"\n",
             fsvc.addr,
             dir.path().join("ctl").display(),
             relay.addr
         ),
     )
-    .expect("write");
-    let controller = ServiceProcess::start(
-        &binary("controller"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
     .await;
-    controller
-        .wait_serving("delestage.controller.v1.ControllerService")
-        .await;
 
     // Green: the controller powers the heater (relay 1) and keeps the hold
     // renewed. Channel 0's safe state is "on", but the hold never runs out.

@@ -1,0 +1,12 @@
+//! The end-to-end tests: the real binaries as separate processes, talking
+//! over gRPC as users and other services do. One test binary (fewer link
+//! steps), one module per subject.
+
+mod cli;
+mod controller_binary;
+mod failsafe;
+mod faults;
+mod forecast_binary;
+mod relay_binary;
+mod security;
+mod system;
