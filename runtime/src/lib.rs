@@ -1,12 +1,16 @@
-//! What delestage's three services share, written once: telemetry set-up,
-//! serving gRPC with health and reflection, waiting for a shutdown signal,
-//! reading options from flags and a TOML config file, and writing state files atomically.
+//! What delestage's three services share, written once: options from flags
+//! and a TOML file ([`options`]), telemetry, serving gRPC with health,
+//! reflection, security and metrics ([`grpc`]), server streams
+//! ([`stream`]), back-off, the shutdown signal, clients, and state files
+//! written atomically.
 //!
 //! Every error's message carries its cause, so callers print it with `{}`
 //! (not anyhow's `{:#}`, which would repeat the cause).
 //!
-//! Each service's `main` stays thin: parse flags, load config, call
-//! [`telemetry::init`], bind, and hand its routes to [`grpc::serve`].
+//! Each service's `main` stays thin: its `Settings::from_env()`, then
+//! [`process::start`] (logging, metrics, the signal), then the service's
+//! `run`, which binds with [`grpc::bind`] and hands its routes to
+//! [`grpc::serve`].
 
 pub mod backoff;
 pub mod client;

@@ -1,7 +1,9 @@
 //! The test harness shared by the service tests and the end-to-end tests:
-//! start a service (a real binary, or in-process on `127.0.0.1:0`), wait
-//! for its health check, write a forecast, wait for a relay, a status or a
-//! history record; and certificates and tokens for the security tests.
+//! start a service binary as a process on `127.0.0.1:0` and wait for its
+//! health check, write a forecast and serve it, start a controller on a
+//! config, wait for a relay, a status or a history record (in-process
+//! servers too: the waits take a channel or a client); and certificates and
+//! tokens for the security tests.
 //!
 //! Nothing here sleeps to wait for readiness: the address comes from the
 //! service's own "listening" log line, readiness from its health check.
