@@ -73,7 +73,7 @@ pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Re
         bin_dir,
         dir.path(),
         &format!(
-            "forecast = \"http://{}\"\n\n[relays.box]\nendpoint = \"http://{}\"\n\n[[load]]\nname = \"heater\"\nrelay = \"box:0\"\nshed_at = \"orange\"\n\n[policy]\nrestore_stagger = \"0s\"\n",
+            "forecast = \"http://{}\"\n\n[relays.box]\nendpoint = \"http://{}\"\n\n[[load]]\nname = \"heater\"\nrelay = \"box:0\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n\n[policy]\nrestore_stagger = \"0s\"\n",
             forecast.addr, relay.addr
         ),
     )

@@ -115,8 +115,8 @@ pub struct RelayServiceConfig {
 pub struct LoadConfig {
     name: String,
     relay: String,
-    #[serde(default)]
-    wiring: Wiring,
+    /// Required: there is no safe guess (see [`WIRING_CHOICES`]).
+    wiring: Option<Wiring>,
     shed_at: ShedAt,
     #[serde(default)]
     priority: i32,
@@ -129,6 +129,12 @@ pub struct LoadConfig {
     #[serde(default)]
     when_forecast_unknown: Fallback,
 }
+
+/// Why `wiring` has no default, in the error that asks for it.
+const WIRING_CHOICES: &str = "required: say how the load hangs on its relay. \
+\"normally-closed\" (recommended): the relay is energised only to shed, so every failure that \
+drops the relays (power cut, USB unplugged, service stopped, failsafe trip) leaves the load powered. \
+\"normally-open\": the relay is energised to power the load, so any such failure cuts it";
 
 /// The levels a load can be shed at.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -259,10 +265,13 @@ impl Settings {
                     format!("{relay} is already the relay of load {other:?}; one load per relay"),
                 ));
             }
+            let Some(wiring) = l.wiring else {
+                return Err(at(&key("wiring"), WIRING_CHOICES.to_owned()));
+            };
             loads.push(Load {
                 name: l.name.clone(),
                 relay,
-                wiring: l.wiring,
+                wiring,
                 shed_at: match l.shed_at {
                     ShedAt::Orange => SignalLevel::Orange,
                     ShedAt::Red => SignalLevel::Red,

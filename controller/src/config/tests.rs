@@ -202,3 +202,44 @@ mod robustness {
         }
     }
 }
+
+#[test]
+fn wiring_is_required_and_the_error_explains_both_choices() {
+    let text = EXAMPLE.replace("wiring = \"normally-open\"\n", "");
+    let msg = err(&text);
+    assert!(msg.contains("load[0] (\"water-heater\").wiring"), "{msg}");
+    assert!(
+        msg.contains("normally-closed") && msg.contains("normally-open"),
+        "{msg}"
+    );
+    assert!(msg.contains("recommended"), "{msg}");
+}
+
+#[test]
+fn the_example_relay_box_and_controller_describe_the_same_installation() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = root.join("deploy/controller.toml");
+    let s = Settings::from_args(&["controller", "--config", path.to_str().expect("utf-8")])
+        .expect("valid");
+    let relay: toml::Table = std::fs::read_to_string(root.join("deploy/relay-service.toml"))
+        .expect("read")
+        .parse()
+        .expect("toml");
+    let labels = relay["labels"].as_table().expect("[labels]");
+    for load in &s.loads {
+        let label = labels
+            .get(&load.relay.channel.to_string())
+            .and_then(|l| l.as_str())
+            .unwrap_or_default();
+        assert_eq!(
+            label.to_lowercase().replace(' ', "-"),
+            load.name,
+            "channel {} is {:?} on the relay box but load {:?} in the controller",
+            load.relay.channel,
+            label,
+            load.name
+        );
+        // The examples show the recommended wiring.
+        assert_eq!(load.wiring, Wiring::NormallyClosed, "{}", load.name);
+    }
+}

@@ -34,6 +34,7 @@ endpoint = "http://{relays}"
 [[load]]
 name = "water-heater"
 relay = "garage:0"
+wiring = "normally-open"
 shed_at = "orange"
 priority = 10
 

@@ -110,7 +110,7 @@ async fn a_hung_controller_ends_in_the_safe_state_and_recovers() {
     let (controller, _) = start_controller(
         dir.path(),
         &format!(
-            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:1\"\nshed_at = \"red\"\n[policy]\nrestore_stagger = \"0s\"\n",
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:1\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n[policy]\nrestore_stagger = \"0s\"\n",
             fsvc.addr,
             dir.path().join("ctl").display(),
             relay.addr

@@ -60,7 +60,7 @@ async fn an_oversized_request_is_refused_and_the_service_goes_on() {
     let (controller, channel) = start_controller(
         dir.path(),
         &format!(
-            "forecast = \"http://127.0.0.1:1\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nshed_at = \"red\"\n",
+            "forecast = \"http://127.0.0.1:1\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n",
             dir.path().join("ctl").display(),
             relay.addr
         ),
@@ -161,7 +161,7 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     std::fs::write(
         &config,
         format!(
-            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:0\"\nshed_at = \"orange\"\n[[load]]\nname = \"ev\"\nrelay = \"a:1\"\nshed_at = \"red\"\n[policy]\nrestore_stagger = \"0s\"\n",
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:0\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n[[load]]\nname = \"ev\"\nrelay = \"a:1\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n[policy]\nrestore_stagger = \"0s\"\n",
             fsvc.addr,
             dir.path().join("ctl").display(),
             relay.addr
@@ -331,7 +331,7 @@ async fn an_unwritable_state_dir_is_a_clear_error_at_start() {
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
-        "[relays.a]\nendpoint = \"http://127.0.0.1:1\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nshed_at = \"red\"\n",
+        "[relays.a]\nendpoint = \"http://127.0.0.1:1\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n",
     )
     .expect("write");
     for (bin, extra) in [

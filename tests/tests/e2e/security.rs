@@ -265,6 +265,7 @@ token_file = "{control}"
 [[load]]
 name = "heater"
 relay = "garage:0"
+wiring = "normally-open"
 shed_at = "orange"
 "#,
             forecast = forecast.addr,

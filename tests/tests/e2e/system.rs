@@ -101,6 +101,7 @@ endpoint = "http://{cellar}"
 [[load]]
 name = "water-heater"
 relay = "garage:0"
+wiring = "normally-open"
 shed_at = "orange"
 priority = 10
 when_forecast_unknown = "shed"
@@ -108,6 +109,7 @@ when_forecast_unknown = "shed"
 [[load]]
 name = "ev-charger"
 relay = "garage:1"
+wiring = "normally-open"
 shed_at = "orange"
 priority = 5
 when_forecast_unknown = "keep"
@@ -115,6 +117,7 @@ when_forecast_unknown = "keep"
 [[load]]
 name = "heat-pump"
 relay = "cellar:0"
+wiring = "normally-open"
 shed_at = "red"
 priority = 20
 when_forecast_unknown = "restore"
