@@ -37,6 +37,9 @@ impl RelayService for RelayApi {
         &self,
         request: Request<pb::SetRelayRequest>,
     ) -> Result<Response<pb::SetRelayResponse>, Status> {
+        // A request read after the caller gave up (this box was frozen) is
+        // not carried out: the caller has no record of it.
+        delestage_runtime::deadline::check_now(request.metadata())?;
         let req = request.into_inner();
         let outcome = self.bank.set(req.channel, req.energized).await?;
         Ok(Response::new(pb::SetRelayResponse {

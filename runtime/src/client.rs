@@ -84,6 +84,11 @@ impl Interceptor for BearerToken {
 /// A channel that adds the token to every call.
 pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
 
+/// How often a client pings the service on an open connection.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the connection is given up.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A lazily connected channel to `url` (http:// or https://) with `security`.
 pub fn channel(
     url: &str,
@@ -104,7 +109,14 @@ pub fn endpoint(
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| Error::Security(format!("{url}: not a URL: {e}")))?
         .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A peer that is frozen (SIGSTOP, a wedged box) keeps its TCP
+        // connection open and answers nothing: HTTP/2 pings find it within
+        // a few seconds, close the connection, and every call and stream on
+        // it fails, instead of waiting forever.
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     let https = url.starts_with("https://");
     if https {
         let ca = security.ca.as_ref().ok_or_else(|| {

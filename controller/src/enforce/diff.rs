@@ -8,10 +8,11 @@
 //! - cuts come before restores; cuts least important first, restores most
 //!   important first;
 //! - a load whose last switch was refused is not tried again before its
-//!   retry time;
+//!   retry time, and a load whose switch is still under way is not
+//!   switched again;
 //! - every other load whose relay differs from the plan is switched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 
@@ -60,6 +61,7 @@ pub(crate) fn diff(
     plan: &Plan,
     relays: &RelayView<'_>,
     refusals: &HashMap<String, Refusal>,
+    in_flight: &HashSet<String>,
     level: Option<SignalLevel>,
     now: Timestamp,
 ) -> Diff {
@@ -80,7 +82,7 @@ pub(crate) fn diff(
         let waiting = refusals
             .get(&load.name)
             .is_some_and(|r| r.attempts > 0 && r.retry_at > now);
-        if waiting {
+        if waiting || in_flight.contains(&load.name) {
             continue;
         }
         out.switches.push(Switch {

@@ -5,9 +5,11 @@
 //! - [`observe`]: what the relays are doing, load by load (pure).
 //! - [`diff`]: what to switch, in which order (pure).
 //! - [`status`]: what GetStatus shows (pure).
-//! - [`reconcile`]: the loop that does the I/O: switches, hold renewals,
-//!   history, events.
+//! - [`reconcile`]: the loop: plan, decide, hand out, publish.
+//! - [`act`]: each relay-service's own tasks: its switches (history,
+//!   refusals) and its hold renewals.
 
+mod act;
 pub(crate) mod diff;
 pub(crate) mod observe;
 pub(crate) mod reconcile;

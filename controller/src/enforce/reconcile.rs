@@ -1,24 +1,24 @@
 //! Enforcement's I/O: the reconcile loop. On every change (forecast,
 //! relays, overrides) and at least once a second, it computes the plan for
-//! now ([`crate::policy`]), decides what to switch ([`super::diff`]),
-//! carries the switches out on the relay-services, renews their holds, and
+//! now ([`crate::policy`]), decides what to switch ([`super::diff`]), hands
+//! the switches to each relay-service's own task ([`super::act`]), and
 //! publishes the status ([`super::status`]) and the events.
 //!
-//! A refused switch (wear guard, unplugged board, unreachable box) is
-//! retried with back-off and shown in the load's status; it never holds up
-//! the other loads.
+//! The loop never waits on a relay-service: a frozen box holds up only its
+//! own switches. A refused switch (wear guard, unplugged board, unreachable
+//! box) is retried with back-off and shown in the load's status; it never
+//! holds up the other loads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use delestage_proto::forecast::v1::SignalLevel as PbLevel;
 use delestage_proto::relay::v1 as rpb;
-use delestage_runtime::backoff::Backoff;
 use delestage_runtime::client::AuthedChannel;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use rpb::relay_service_client::RelayServiceClient;
-use tokio::sync::{Mutex, Notify, broadcast, watch};
+use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Refusal, Switch};
@@ -26,19 +26,13 @@ use super::observe::{self, RelayView};
 use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
 use crate::follow::{ForecastSeen, RelaySeen};
-use crate::model::{Load, SignalLevel, level_name};
+use crate::model::{Load, SignalLevel};
 use crate::policy::{self, Override, Plan, PlanInput};
-use crate::store::{Store, StoredOverride, SwitchRecord, reason_name};
+use crate::store::{Store, StoredOverride, SwitchRecord};
 
 /// Reconcile at least this often (plan boundaries, expiring overrides,
 /// retries), even when nothing pokes the loop.
 const TICK: Duration = Duration::from_secs(1);
-/// How long one SetRelay may take.
-const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retry back-off after a refused or failed switch.
-const SWITCH_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-/// How long one RenewHold may take.
-const HOLD_RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 /// Without a forecast, plan this far ahead.
 const DEFAULT_HORIZON: Duration = Duration::from_secs(3600);
 
@@ -58,6 +52,12 @@ pub(crate) struct RelayLink {
     pub seen: Arc<watch::Sender<RelaySeen>>,
 }
 
+/// A switch handed to a relay-service's task, and the pass that decided it.
+pub(super) struct Job {
+    pub(super) switch: Switch,
+    pub(super) at: Timestamp,
+}
+
 /// What WatchEvents streams.
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
@@ -71,22 +71,28 @@ pub(crate) enum Event {
 /// Behind the controller's (async) lock. Every access to the store goes
 /// through that lock, so the store's own (blocking) mutex is never
 /// contended: it only lets a write move to a blocking thread.
-struct Inner {
+pub(super) struct Inner {
     store: Arc<std::sync::Mutex<Store>>,
-    refusals: HashMap<String, Refusal>,
+    pub(super) refusals: HashMap<String, Refusal>,
     since: Since,
+    /// Loads whose switch is queued or under way: not decided again until
+    /// it is done.
+    pub(super) in_flight: HashSet<String>,
+    /// When the last restore was handed out: the stagger counts from it,
+    /// since its record exists only once the relay-service has answered.
+    last_restore_decided: Option<Timestamp>,
 }
 
 impl Inner {
     /// The store, to read (or to write at start-up).
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+    pub(super) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs a write (an fsync) on a blocking thread, not on an async
     /// worker. The caller holds the controller's lock throughout, so writes
     /// stay in order and readers wait without blocking a thread.
-    async fn write<R: Send + 'static>(
+    pub(super) async fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
@@ -101,16 +107,23 @@ impl Inner {
 
 /// The controller's state, shared by the reconcile loop and the gRPC side.
 pub(crate) struct Controller {
-    enforcement: Enforcement,
-    inner: Mutex<Inner>,
+    pub(super) enforcement: Enforcement,
+    pub(super) inner: Mutex<Inner>,
     forecast: watch::Receiver<ForecastSeen>,
-    relays: Vec<RelayLink>,
+    pub(super) relays: Vec<RelayLink>,
+    /// One queue of switches per relay-service, in `relays`' order.
+    queues: Vec<mpsc::UnboundedSender<Job>>,
+    /// Their receiving ends, until [`Controller::run`] starts the tasks.
+    queued: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Job>>>,
+    /// When the last pass ended: the relay holds are renewed only while
+    /// passes keep coming (a wedged loop must let the boxes fail safe).
+    last_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// The relay-services' names and endpoints, in `relays`' order.
     names: Vec<String>,
     endpoints: Vec<String>,
     plan: watch::Sender<Arc<Plan>>,
     status: watch::Sender<Arc<Status>>,
-    events: broadcast::Sender<Event>,
+    pub(super) events: broadcast::Sender<Event>,
     /// Poked by the followers and by override changes.
     pub wake: Arc<Notify>,
 }
@@ -129,14 +142,21 @@ impl Controller {
             horizon: now,
             loads: Vec::new(),
         };
+        let (queues, queued): (Vec<_>, Vec<_>) =
+            relays.iter().map(|_| mpsc::unbounded_channel()).unzip();
         Self {
             enforcement,
             inner: Mutex::new(Inner {
                 store: Arc::new(std::sync::Mutex::new(store)),
                 refusals: HashMap::new(),
                 since: Since::new(),
+                in_flight: HashSet::new(),
+                last_restore_decided: None,
             }),
             forecast,
+            queues,
+            queued: std::sync::Mutex::new(queued),
+            last_pass: std::sync::Mutex::new(None),
             names: relays.iter().map(|r| r.name.clone()).collect(),
             endpoints: relays.iter().map(|r| r.endpoint.clone()).collect(),
             relays,
@@ -231,6 +251,12 @@ impl Controller {
     pub(crate) async fn run(self: Arc<Self>, closing: CancellationToken) {
         // A restart must not act on "no forecast yet": wait for the first
         // answer from the forecast-service (or its failure).
+        let queued =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        for (link, jobs) in queued.into_iter().enumerate() {
+            tokio::spawn(Arc::clone(&self).switch_loop(link, jobs, closing.clone()));
+            tokio::spawn(Arc::clone(&self).hold_loop(link, closing.clone()));
+        }
         let mut forecast = self.forecast.clone();
         tokio::select! {
             _ = forecast.wait_for(|f| f.settled) => {}
@@ -297,7 +323,7 @@ impl Controller {
                 forecast: usable_hours.as_deref().map(Vec::as_slice),
                 overrides: &overrides,
                 states: &states,
-                last_restore_at: store.last_restore_at(),
+                last_restore_at: store.last_restore_at().max(inner.last_restore_decided),
                 restore_stagger: self.enforcement.restore_stagger,
                 default_horizon: DEFAULT_HORIZON,
             });
@@ -307,11 +333,20 @@ impl Controller {
                 &plan,
                 &relays,
                 &inner.refusals,
+                &inner.in_flight,
                 level,
                 now,
             );
             for i in decided.settled {
                 inner.refusals.remove(&self.enforcement.loads[i].name);
+            }
+            for switch in &decided.switches {
+                inner
+                    .in_flight
+                    .insert(self.enforcement.loads[switch.load].name.clone());
+                if switch.to {
+                    inner.last_restore_decided = Some(now);
+                }
             }
             for (i, why) in decided.blocked {
                 inner.refusals.insert(
@@ -327,14 +362,42 @@ impl Controller {
         };
 
         for switch in switches {
-            self.switch(switch, now).await;
+            let load = &self.enforcement.loads[switch.load];
+            let Some(link) = self.link_of(load) else {
+                continue;
+            };
+            // Fails only at shutdown, when the tasks have ended.
+            let _ = self.queues[link].send(Job { switch, at: now });
         }
-        self.renew_holds(&seen).await;
 
         let plan = Arc::new(plan);
         self.plan.send_replace(Arc::clone(&plan));
         self.publish_status(&plan, forecast_status, level, now)
             .await;
+        *self
+            .last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tokio::time::Instant::now());
+    }
+
+    /// Whether the loop has completed a pass within `within`.
+    pub(super) fn alive(&self, within: Duration) -> bool {
+        self.last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() <= within)
+    }
+
+    /// What a relay-service was last seen doing.
+    pub(super) fn seen_of(&self, link: usize) -> RelaySeen {
+        self.relays[link].seen.borrow().clone()
+    }
+
+    /// The index of the load's relay-service.
+    fn link_of(&self, load: &Load) -> Option<usize> {
+        self.relays
+            .iter()
+            .position(|r| r.name == load.relay.relay_service)
     }
 
     /// What each relay-service was last seen doing.
@@ -343,135 +406,6 @@ impl Controller {
             .iter()
             .map(|r| r.seen.borrow().clone())
             .collect()
-    }
-
-    /// Renews the relay hold of every reachable relay-service: proof that
-    /// this loop is alive. If the loop hangs, the renewals stop and the
-    /// relay-services return their channels to their safe states.
-    async fn renew_holds(&self, relays: &[RelaySeen]) {
-        for (link, seen) in self.relays.iter().zip(relays) {
-            if !seen.connected {
-                continue;
-            }
-            let mut client = link.client.clone();
-            let request = rpb::RenewHoldRequest {
-                holder: "controller".to_owned(),
-            };
-            match tokio::time::timeout(HOLD_RENEW_TIMEOUT, client.renew_hold(request)).await {
-                Ok(Ok(answer)) if answer.get_ref().had_expired => tracing::warn!(
-                    relay_service = %link.name,
-                    "its relay hold had run out (channels went to their safe states); putting the plan back"
-                ),
-                Ok(Ok(_)) => {}
-                // An older relay-service without the hold.
-                Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {}
-                Ok(Err(s)) => {
-                    tracing::debug!(relay_service = %link.name, error = %s.message(), "cannot renew the relay hold")
-                }
-                Err(_) => {
-                    tracing::debug!(relay_service = %link.name, "renewing the relay hold timed out")
-                }
-            }
-        }
-    }
-
-    /// Carries out one switch, and records its outcome: a history record
-    /// and an event, or a refusal with its retry time.
-    async fn switch(&self, switch: Switch, now: Timestamp) {
-        let load = &self.enforcement.loads[switch.load];
-        let Some(link) = self
-            .relays
-            .iter()
-            .find(|r| r.name == load.relay.relay_service)
-        else {
-            return;
-        };
-        let mut client = link.client.clone();
-        let request = rpb::SetRelayRequest {
-            channel: load.relay.channel,
-            energized: load.wiring.energized_for(switch.to),
-        };
-        let result = tokio::time::timeout(SWITCH_TIMEOUT, client.set_relay(request)).await;
-        let outcome = match result {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err((status.message().to_owned(), retry_hint(&status))),
-            Err(_) => Err((format!("no answer within {SWITCH_TIMEOUT:?}"), None)),
-        };
-        let mut inner = self.inner.lock().await;
-        match outcome {
-            // The relay's state itself comes from WatchRelays only: the
-            // answer may be older than an event already seen (a switch
-            // answered late, then a safe-state release), and must not
-            // overwrite it.
-            Ok(answer) if !answer.switched => {
-                // Already in that state (the event had not reached us yet):
-                // nothing switched, nothing to record.
-                inner.refusals.remove(&load.name);
-            }
-            Ok(_) => {
-                inner.refusals.remove(&load.name);
-                let record = SwitchRecord {
-                    at: now,
-                    load: load.name.clone(),
-                    relay: load.relay.clone(),
-                    from_powered: switch.from,
-                    to_powered: switch.to,
-                    reason: switch.reason,
-                    level: switch.level,
-                };
-                tracing::info!(
-                    load = %record.load,
-                    relay = %record.relay,
-                    powered = record.to_powered,
-                    reason = reason_name(record.reason),
-                    level = level_name(record.level),
-                    "switched"
-                );
-                metrics::counter!(
-                    "controller_switches_total",
-                    "load" => record.load.clone(),
-                    "to" => if record.to_powered { "on" } else { "off" }
-                )
-                .increment(1);
-                let durable = record.clone();
-                if let Err(e) = inner.write(move |store| store.record(durable)).await {
-                    tracing::error!(error = %e, "cannot record the switch in the history");
-                }
-                let _ = self.events.send(Event::Switched(record));
-            }
-            Err((message, hint)) => {
-                let attempts = inner
-                    .refusals
-                    .get(&load.name)
-                    .map_or(1, |r| r.attempts.saturating_add(1));
-                let backoff = hint.unwrap_or_else(|| SWITCH_RETRY.delay(attempts));
-                metrics::counter!("controller_reconcile_errors_total", "load" => load.name.clone())
-                    .increment(1);
-                tracing::warn!(
-                    load = %load.name,
-                    relay = %load.relay,
-                    powered = switch.to,
-                    error = %message,
-                    attempts,
-                    retry_in = ?backoff,
-                    "switch refused"
-                );
-                // From the moment the answer came, not from the pass.
-                let retry_at = Timestamp::now()
-                    + SignedDuration::try_from(backoff).unwrap_or(SignedDuration::MAX);
-                inner.refusals.insert(
-                    load.name.clone(),
-                    Refusal {
-                        message: format!(
-                            "switching {} failed: {message}",
-                            if switch.to { "on" } else { "off" }
-                        ),
-                        attempts,
-                        retry_at,
-                    },
-                );
-            }
-        }
     }
 
     async fn publish_status(
@@ -548,14 +482,4 @@ fn record_gauges(status: &Status) {
         metrics::gauge!("controller_relay_service_reachable", "relay_service" => r.name.clone())
             .set(f64::from(u8::from(r.reachable)));
     }
-}
-
-/// The relay-service's `grpc-retry-pushback-ms` hint (the wear guard's).
-fn retry_hint(status: &tonic::Status) -> Option<Duration> {
-    status
-        .metadata()
-        .get("grpc-retry-pushback-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis)
 }

@@ -7,6 +7,7 @@ mod controller_binary;
 mod failsafe;
 mod faults;
 mod forecast_binary;
+mod frozen;
 mod relay_binary;
 mod security;
 mod system;

@@ -19,6 +19,7 @@ struct Case {
     planned: bool,
     channel: u32,
     refusal: Option<(u32, i64)>,
+    in_flight: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -28,14 +29,16 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         0u32..10,
         proptest::option::of((0u32..3, -10i64..10)),
+        proptest::bool::weighted(0.2),
     )
         .prop_map(
-            |(priority, normally_closed, planned, channel, refusal)| Case {
+            |(priority, normally_closed, planned, channel, refusal, in_flight)| Case {
                 priority,
                 normally_closed,
                 planned,
                 channel,
                 refusal,
+                in_flight,
             },
         )
 }
@@ -63,6 +66,7 @@ struct World {
     names: Vec<String>,
     seen: Vec<RelaySeen>,
     refusals: HashMap<String, Refusal>,
+    in_flight: HashSet<String>,
 }
 
 impl World {
@@ -71,8 +75,12 @@ impl World {
         let mut loads = Vec::new();
         let mut plans = Vec::new();
         let mut refusals = HashMap::new();
+        let mut in_flight = HashSet::new();
         for (i, c) in cases.iter().enumerate() {
             let name = format!("load-{i}");
+            if c.in_flight {
+                in_flight.insert(name.clone());
+            }
             loads.push(Load {
                 name: name.clone(),
                 relay: RelayAddress {
@@ -125,6 +133,7 @@ impl World {
             names,
             seen,
             refusals,
+            in_flight,
         }
     }
 
@@ -141,15 +150,18 @@ impl World {
             &self.plan,
             &self.view(),
             &self.refusals,
+            &self.in_flight,
             Some(SignalLevel::Red),
             NOW,
         )
     }
 
     fn waiting(&self, load: &Load) -> bool {
-        self.refusals
-            .get(&load.name)
-            .is_some_and(|r| r.attempts > 0 && r.retry_at > NOW)
+        self.in_flight.contains(&load.name)
+            || self
+                .refusals
+                .get(&load.name)
+                .is_some_and(|r| r.attempts > 0 && r.retry_at > NOW)
     }
 }
 
@@ -196,8 +208,9 @@ proptest! {
         }
     }
 
-    /// A refused load waits for its retry time; every other load that
-    /// differs from the plan and can be switched is switched, once.
+    /// A refused load waits for its retry time, a load being switched for
+    /// its switch to end; every other load that differs from the plan and
+    /// can be switched is switched, once.
     #[test]
     fn respects_retry_times_and_misses_nothing(w in world()) {
         let d = w.diff();
@@ -228,6 +241,7 @@ fn a_retry_time_that_has_passed_allows_the_switch() {
         planned: false,
         channel: 0,
         refusal: Some((2, -1)),
+        in_flight: false,
     };
     let seen = RelaySeen {
         settled: true,

@@ -1,0 +1,212 @@
+//! Carrying out what the reconcile loop decided, one relay-service at a
+//! time: each box has a task that makes its switches in order, and a task
+//! that renews its relay hold on a schedule of its own. A frozen box
+//! (whose calls time out) holds up only its own tasks, never the loop nor
+//! the other boxes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use delestage_proto::relay::v1 as rpb;
+use delestage_runtime::backoff::Backoff;
+use delestage_runtime::deadline;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::diff::{Refusal, Switch};
+use super::reconcile::{Controller, Event, Job};
+use crate::model::level_name;
+use crate::store::{SwitchRecord, reason_name};
+
+/// How long one SetRelay may take, end to end.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retry back-off after a refused or failed switch.
+const SWITCH_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// How often each relay-service's hold is renewed.
+const HOLD_RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long one RenewHold may take.
+const HOLD_RENEW_TIMEOUT: Duration = Duration::from_millis(500);
+/// The holds are renewed only while the reconcile loop has completed a pass
+/// this recently: a wedged loop lets the relay boxes fail safe.
+const LOOP_ALIVE_WITHIN: Duration = Duration::from_secs(10);
+
+impl Controller {
+    /// Makes the switches queued for relay-service `link`, in order, until
+    /// `closing`.
+    pub(super) async fn switch_loop(
+        self: Arc<Self>,
+        link: usize,
+        mut jobs: mpsc::UnboundedReceiver<Job>,
+        closing: CancellationToken,
+    ) {
+        loop {
+            let job = tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+                () = closing.cancelled() => return,
+            };
+            let name = self.enforcement.loads[job.switch.load].name.clone();
+            tokio::select! {
+                () = self.switch(link, job.switch, job.at) => {}
+                () = closing.cancelled() => return,
+            }
+            self.inner.lock().await.in_flight.remove(&name);
+            // Decide again with this outcome (a refusal, a retry time).
+            self.wake.notify_one();
+        }
+    }
+
+    /// Renews relay-service `link`'s hold every [`HOLD_RENEW_EVERY`] while
+    /// the reconcile loop is alive and the box is reachable, until
+    /// `closing`. If the controller hangs or loses the box, the renewals
+    /// stop and the box returns its channels to their safe states.
+    pub(super) async fn hold_loop(self: Arc<Self>, link: usize, closing: CancellationToken) {
+        let mut tick = tokio::time::interval(HOLD_RENEW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = closing.cancelled() => return,
+            }
+            if self.alive(LOOP_ALIVE_WITHIN) && self.seen_of(link).connected {
+                self.renew_hold(link).await;
+            }
+        }
+    }
+
+    async fn renew_hold(&self, link: usize) {
+        let relay = &self.relays[link];
+        let mut client = relay.client.clone();
+        let mut request = tonic::Request::new(rpb::RenewHoldRequest {
+            holder: "controller".to_owned(),
+        });
+        request.set_timeout(HOLD_RENEW_TIMEOUT);
+        match tokio::time::timeout(HOLD_RENEW_TIMEOUT, client.renew_hold(request)).await {
+            Ok(Ok(answer)) if answer.get_ref().had_expired => {
+                tracing::warn!(
+                    relay_service = %relay.name,
+                    "its relay hold had run out (channels went to their safe states); putting the plan back"
+                );
+                self.wake.notify_one();
+            }
+            Ok(Ok(_)) => {}
+            // An older relay-service without the hold.
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {}
+            Ok(Err(s)) => {
+                tracing::debug!(relay_service = %relay.name, error = %s.message(), "cannot renew the relay hold")
+            }
+            Err(_) => {
+                tracing::debug!(relay_service = %relay.name, "renewing the relay hold timed out")
+            }
+        }
+    }
+
+    /// Carries out one switch on relay-service `link`, and records its
+    /// outcome: a history record and an event, or a refusal with its retry
+    /// time.
+    async fn switch(&self, link: usize, switch: Switch, now: Timestamp) {
+        let load = &self.enforcement.loads[switch.load];
+        let mut client = self.relays[link].client.clone();
+        let mut request = tonic::Request::new(rpb::SetRelayRequest {
+            channel: load.relay.channel,
+            energized: load.wiring.energized_for(switch.to),
+        });
+        // Both deadlines: a box that reads this after waking from a freeze
+        // refuses it rather than switching behind our back.
+        deadline::set(&mut request, SWITCH_TIMEOUT, Timestamp::now());
+        let result = tokio::time::timeout(SWITCH_TIMEOUT, client.set_relay(request)).await;
+        let outcome = match result {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err((status.message().to_owned(), retry_hint(&status))),
+            Err(_) => Err((format!("no answer within {SWITCH_TIMEOUT:?}"), None)),
+        };
+        let mut inner = self.inner.lock().await;
+        match outcome {
+            // The relay's state itself comes from WatchRelays only: the
+            // answer may be older than an event already seen (a switch
+            // answered late, then a safe-state release), and must not
+            // overwrite it.
+            Ok(answer) if !answer.switched => {
+                // Already in that state (the event had not reached us yet):
+                // nothing switched, nothing to record.
+                inner.refusals.remove(&load.name);
+            }
+            Ok(_) => {
+                inner.refusals.remove(&load.name);
+                let record = SwitchRecord {
+                    at: now,
+                    load: load.name.clone(),
+                    relay: load.relay.clone(),
+                    from_powered: switch.from,
+                    to_powered: switch.to,
+                    reason: switch.reason,
+                    level: switch.level,
+                };
+                tracing::info!(
+                    load = %record.load,
+                    relay = %record.relay,
+                    powered = record.to_powered,
+                    reason = reason_name(record.reason),
+                    level = level_name(record.level),
+                    "switched"
+                );
+                metrics::counter!(
+                    "controller_switches_total",
+                    "load" => record.load.clone(),
+                    "to" => if record.to_powered { "on" } else { "off" }
+                )
+                .increment(1);
+                let durable = record.clone();
+                if let Err(e) = inner.write(move |store| store.record(durable)).await {
+                    tracing::error!(error = %e, "cannot record the switch in the history");
+                }
+                let _ = self.events.send(Event::Switched(record));
+            }
+            Err((message, hint)) => {
+                let attempts = inner
+                    .refusals
+                    .get(&load.name)
+                    .map_or(1, |r| r.attempts.saturating_add(1));
+                let backoff = hint.unwrap_or_else(|| SWITCH_RETRY.delay(attempts));
+                metrics::counter!("controller_reconcile_errors_total", "load" => load.name.clone())
+                    .increment(1);
+                tracing::warn!(
+                    load = %load.name,
+                    relay = %load.relay,
+                    powered = switch.to,
+                    error = %message,
+                    attempts,
+                    retry_in = ?backoff,
+                    "switch refused"
+                );
+                // From the moment the answer came, not from the pass.
+                let retry_at = Timestamp::now()
+                    + SignedDuration::try_from(backoff).unwrap_or(SignedDuration::MAX);
+                inner.refusals.insert(
+                    load.name.clone(),
+                    Refusal {
+                        message: format!(
+                            "switching {} failed: {message}",
+                            if switch.to { "on" } else { "off" }
+                        ),
+                        attempts,
+                        retry_at,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The relay-service's `grpc-retry-pushback-ms` hint (the wear guard's).
+fn retry_hint(status: &tonic::Status) -> Option<Duration> {
+    status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+}

@@ -1,0 +1,165 @@
+//! A frozen relay box (SIGSTOP: its TCP connections stay open, it answers
+//! nothing) must not hold up the controller's other boxes: their switches
+//! land at once and their holds never run out; the frozen box shows as
+//! unreachable, and catches up when it wakes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::forecast::v1 as fpb;
+use delestage_proto::relay::v1 as rpb;
+use delestage_tests::{
+    BOUND, ServiceProcess, binary, start_controller, start_forecast_at, wait_energized,
+    wait_status, write_forecast,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tonic::transport::Channel;
+
+const RELAY: &str = "delestage.relay.v1.RelayService";
+/// How long the box stays frozen: many hold timeouts of the healthy box.
+const FROZEN_FOR: Duration = Duration::from_secs(60);
+
+async fn start_box(dir: &Path) -> (ServiceProcess, Channel) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let svc = ServiceProcess::start(
+        &binary("relay-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            dir.to_str().expect("utf-8"),
+            "--hold-timeout",
+            "3s",
+        ],
+        &[],
+    )
+    .await;
+    let channel = svc.wait_serving(RELAY).await;
+    (svc, channel)
+}
+
+fn millis(t: Option<&prost_types::Timestamp>) -> i64 {
+    let t = t.expect("a time");
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+#[tokio::test]
+async fn a_frozen_box_holds_up_neither_the_other_box_nor_its_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (healthy, healthy_relays) = start_box(&dir.path().join("healthy")).await;
+    let (frozen, frozen_relays) = start_box(&dir.path().join("frozen")).await;
+    let forecast = start_forecast_at(dir.path(), 1).await;
+    let (controller, controller_channel) = start_controller(
+        dir.path(),
+        &format!(
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\
+             [relays.healthy]\nendpoint = \"http://{}\"\n\
+             [relays.frozen]\nendpoint = \"http://{}\"\n\
+             [[load]]\nname = \"pump\"\nrelay = \"frozen:0\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n\
+             [[load]]\nname = \"boiler\"\nrelay = \"frozen:1\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n\
+             [[load]]\nname = \"heater\"\nrelay = \"healthy:0\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n\
+             [[load]]\nname = \"charger\"\nrelay = \"healthy:1\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n\
+             [policy]\nrestore_stagger = \"0s\"\n",
+            forecast.addr,
+            dir.path().join("ctl").display(),
+            healthy.addr,
+            frozen.addr
+        ),
+    )
+    .await;
+    // Green: every load powered.
+    wait_energized(&healthy_relays, &[0, 1], "green, healthy box").await;
+    wait_energized(&frozen_relays, &[0, 1], "green, frozen box").await;
+
+    // Freeze one box, then make switches due on both. (The frozen box's
+    // loads come first in the config, and so in the order of the cuts.)
+    let mut forecasts =
+        fpb::forecast_service_client::ForecastServiceClient::new(forecast.channel().await)
+            .watch_forecast(fpb::WatchForecastRequest {})
+            .await
+            .expect("WatchForecast")
+            .into_inner();
+    let first = forecasts
+        .message()
+        .await
+        .expect("stream")
+        .expect("a forecast");
+    let frozen_pid = Pid::from_raw(frozen.pid().expect("running") as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let frozen_at = Instant::now();
+    write_forecast(&dir.path().join("forecast.json"), 3);
+    // When the new forecast is out (the service re-reads its file every
+    // second): the clock starts here, not at the file's write.
+    loop {
+        let next = tokio::time::timeout(BOUND, forecasts.message())
+            .await
+            .expect("a new forecast in time")
+            .expect("stream")
+            .expect("a forecast");
+        if next.fetched_at != first.fetched_at {
+            break;
+        }
+    }
+    let published_ms = jiff::Timestamp::now().as_millisecond();
+
+    // The healthy box is switched at once, whatever the frozen one does.
+    wait_energized(&healthy_relays, &[], "red, healthy box").await;
+    let relays = rpb::relay_service_client::RelayServiceClient::new(healthy_relays.clone())
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner()
+        .relays;
+    let switched_ms = relays
+        .iter()
+        .filter(|r| r.channel < 2)
+        .map(|r| millis(r.changed_at.as_ref()) - published_ms)
+        .max()
+        .expect("relays");
+    eprintln!(
+        "frozen box: the healthy box's relays switched at most {switched_ms} ms after the new forecast was out"
+    );
+    assert!(
+        switched_ms <= 1000,
+        "the healthy box was switched {switched_ms} ms after the forecast"
+    );
+
+    // The frozen box is found out (HTTP/2 keepalive) and shown unreachable.
+    let mut client =
+        cpb::controller_service_client::ControllerServiceClient::new(controller_channel);
+    wait_status(&mut client, "the frozen box to show unreachable", |s| {
+        s.relay_services
+            .iter()
+            .any(|r| r.name == "frozen" && !r.reachable)
+            && s.relay_services
+                .iter()
+                .any(|r| r.name == "healthy" && r.reachable)
+    })
+    .await;
+
+    // Many hold timeouts later, the healthy box's hold never ran out: its
+    // loads stayed shed through the red hours.
+    tokio::time::sleep(FROZEN_FOR.saturating_sub(frozen_at.elapsed())).await;
+    let expiries = healthy.log().matches("relay hold ran out").count();
+    eprintln!(
+        "frozen box: {expiries} hold expiries on the healthy box in {} s",
+        FROZEN_FOR.as_secs()
+    );
+    assert_eq!(expiries, 0, "{}", healthy.log());
+    wait_energized(&healthy_relays, &[], "still shed, healthy box").await;
+
+    // The frozen box wakes up and catches up with the plan.
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    wait_energized(&frozen_relays, &[], "red, the box that was frozen").await;
+    wait_status(&mut client, "the woken box to show reachable", |s| {
+        s.relay_services.iter().all(|r| r.reachable)
+    })
+    .await;
+
+    assert!(controller.stop_with(Signal::SIGTERM).await.success());
+    assert!(frozen.stop_with(Signal::SIGTERM).await.success());
+    assert!(healthy.stop_with(Signal::SIGTERM).await.success());
+    assert!(forecast.stop_with(Signal::SIGTERM).await.success());
+}
