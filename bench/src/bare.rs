@@ -27,6 +27,7 @@ fn relay(channel: u32) -> rpb::Relay {
         label: String::new(),
         switches_last_minute: 0,
         max_switches_per_minute: 20,
+        applied: Some(true),
     }
 }
 

@@ -54,6 +54,9 @@ pub(crate) struct RelaySeen {
     pub attached: bool,
     /// Indexed by channel.
     pub energized: Vec<bool>,
+    /// Indexed by channel: the board holds `energized` now (an older
+    /// relay-service that does not say is taken at its word).
+    pub applied: Vec<bool>,
     pub problem: Option<String>,
 }
 
@@ -240,9 +243,13 @@ async fn relay_session(
                         .as_ref()
                         .map_or(snap.relays.len() as u32, |b| b.channel_count);
                     seen.energized = vec![false; count as usize];
+                    seen.applied = vec![false; count as usize];
                     for r in &snap.relays {
                         if let Some(slot) = seen.energized.get_mut(r.channel as usize) {
                             *slot = r.energized;
+                        }
+                        if let Some(slot) = seen.applied.get_mut(r.channel as usize) {
+                            *slot = r.applied.unwrap_or(true);
                         }
                     }
                     seen.attached = snap.board.as_ref().is_some_and(|b| b.attached);
@@ -250,6 +257,9 @@ async fn relay_session(
                 rpb::relay_event::Event::RelayChanged(r) => {
                     if let Some(slot) = seen.energized.get_mut(r.channel as usize) {
                         *slot = r.energized;
+                    }
+                    if let Some(slot) = seen.applied.get_mut(r.channel as usize) {
+                        *slot = r.applied.unwrap_or(true);
                     }
                 }
                 rpb::relay_event::Event::BoardChanged(b) => seen.attached = b.attached,

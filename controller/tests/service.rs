@@ -29,6 +29,8 @@ struct Server<E> {
     addr: String,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), E>>,
+    /// A relay-service's simulated board, to unplug it.
+    board: Option<SimulatedBoard>,
 }
 
 impl<E: std::fmt::Debug> Server<E> {
@@ -74,15 +76,21 @@ async fn start_relays_with(
     settings.on_start = on_start;
     settings.max_switches_per_minute = max_switches_per_minute;
     let (stop, stopped) = oneshot::channel::<()>();
+    let board = SimulatedBoard::new(8);
     let task = tokio::spawn(delestage_relay_service::serve(
         settings,
-        Board::Simulated(SimulatedBoard::new(8)),
+        Board::Simulated(board.clone()),
         listener,
         async {
             let _ = stopped.await;
         },
     ));
-    Server { addr, stop, task }
+    Server {
+        addr,
+        stop,
+        task,
+        board: Some(board),
+    }
 }
 
 async fn start_forecast(file: &Path, state: &Path) -> Server<delestage_forecast_service::Error> {
@@ -96,7 +104,12 @@ async fn start_forecast(file: &Path, state: &Path) -> Server<delestage_forecast_
             let _ = stopped.await;
         },
     ));
-    Server { addr, stop, task }
+    Server {
+        addr,
+        stop,
+        task,
+        board: None,
+    }
 }
 
 async fn start_controller(
@@ -116,7 +129,12 @@ async fn start_controller(
         .await
         .expect("connect");
     (
-        Server { addr, stop, task },
+        Server {
+            addr,
+            stop,
+            task,
+            board: None,
+        },
         ControllerServiceClient::new(channel),
     )
 }
@@ -732,5 +750,44 @@ async fn watchers_see_the_status_then_every_switch() {
     })
     .await
     .expect("the stream ends in time");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_whose_state_the_board_does_not_hold_is_unknown_and_says_why() {
+    let rig = Rig::start(GREEN).await;
+    let (ctl, mut client) = start_controller(rig.controller_settings(four_loads())).await;
+    wait_status(&mut client, "every load known", |s| {
+        s.loads.len() == 4 && s.loads.iter().all(|l| l.powered.is_some())
+    })
+    .await;
+
+    // Unplugged: the relays' states are no longer held (applied: false).
+    let board = rig.relays.board.clone().expect("a simulated board");
+    board.unplug();
+    let status = wait_status(&mut client, "every load unknown", |s| {
+        s.loads.iter().all(|l| l.powered.is_none())
+    })
+    .await;
+    for load in &status.loads {
+        assert!(
+            load.error.contains("not attached"),
+            "{}: {:?}",
+            load.name,
+            load.error
+        );
+    }
+
+    // Back: re-applied, known again, nothing switched by the controller.
+    let switches_before = history(&mut client).await.len();
+    board.plug();
+    wait_status(&mut client, "every load known again", |s| {
+        s.loads
+            .iter()
+            .all(|l| l.powered == Some(l.desired) && l.error.is_empty())
+    })
+    .await;
+    assert_eq!(history(&mut client).await.len(), switches_before);
+    ctl.stop().await;
     rig.stop().await;
 }

@@ -23,6 +23,10 @@ use crate::wear::WearGuard;
 /// fresh snapshot instead. Bounds memory whatever the subscribers do.
 const CHANGE_BACKLOG: usize = 64;
 
+/// How often channels whose state the board does not hold (a write failed)
+/// are tried again, while the board is attached.
+const REAPPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One relay, as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Relay {
@@ -32,6 +36,8 @@ pub(crate) struct Relay {
     pub label: String,
     pub switches_last_minute: u32,
     pub max_switches_per_minute: u32,
+    /// The board holds `energized` right now.
+    pub applied: bool,
 }
 
 /// The board, as clients see it.
@@ -85,6 +91,8 @@ struct Inner {
     board: BoardStatus,
     /// Bumped on every switch; what the writer is asked to persist.
     version: u64,
+    /// Per channel: whether the board holds the intended state now.
+    applied: Vec<bool>,
 }
 
 impl RelayBank {
@@ -113,6 +121,7 @@ impl RelayBank {
                 wear: WearGuard::new(channels, max_switches_per_minute),
                 board: BoardStatus::default(),
                 version: 0,
+                applied: vec![false; channels],
             }),
             changes: broadcast::channel(CHANGE_BACKLOG).0,
             closing,
@@ -134,6 +143,8 @@ impl RelayBank {
 
         let bank = Arc::clone(self);
         tokio::spawn(async move {
+            let mut retry = tokio::time::interval(REAPPLY_EVERY);
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     changed = status.changed() => {
@@ -143,6 +154,7 @@ impl RelayBank {
                         let now = *status.borrow_and_update();
                         bank.on_board_status(now).await;
                     }
+                    _ = retry.tick() => bank.reapply_unapplied().await,
                     () = bank.closed() => break,
                 }
             }
@@ -183,6 +195,11 @@ impl RelayBank {
         let now = Instant::now();
 
         if inner.states[ch].energized == energized {
+            // Asked again for a state the board may not hold (a write
+            // failed): try it now rather than at the next retry.
+            if !inner.applied[ch] && inner.board.attached {
+                self.reapply_channel(&mut inner, ch).await;
+            }
             return Ok(SetOutcome {
                 relay: self.relay(&mut inner, ch, now),
                 switched: false,
@@ -208,10 +225,13 @@ impl RelayBank {
             return Err(err);
         }
 
-        self.board
-            .set(channel, energized)
-            .await
-            .map_err(|source| Error::Board { channel, source })?;
+        if let Err(source) = self.board.set(channel, energized).await {
+            // What the relay holds now is not known: say so until a
+            // re-apply succeeds.
+            self.mark_applied(&mut inner, ch, false, now);
+            return Err(Error::Board { channel, source });
+        }
+        inner.applied[ch] = true;
         inner.wear.record(ch, now);
         let at = SystemTime::now();
         inner.states[ch] = ChannelState {
@@ -271,18 +291,23 @@ impl RelayBank {
             return;
         }
         let info = self.board_info(&status);
+        inner.board = status;
+        metrics::gauge!("relay_board_attached").set(f64::from(u8::from(status.attached)));
+        // The board's news first, then what it means for each relay.
+        let _ = self.changes.send(Change::Board {
+            at: SystemTime::now(),
+            board: info.clone(),
+        });
         if status.attached && status.attachments != before.attachments {
             tracing::info!(board = %info.description, "board attached; re-applying intended states");
             self.reapply(&mut inner).await;
         } else if !status.attached && before.attached {
             tracing::warn!(board = %info.description, "board detached; relays cannot be switched until it is back");
+            let now = Instant::now();
+            for ch in 0..inner.applied.len() {
+                self.mark_applied(&mut inner, ch, false, now);
+            }
         }
-        inner.board = status;
-        metrics::gauge!("relay_board_attached").set(f64::from(u8::from(status.attached)));
-        let _ = self.changes.send(Change::Board {
-            at: SystemTime::now(),
-            board: info,
-        });
     }
 
     /// Puts every relay in its intended state. The board has just (re)attached,
@@ -302,13 +327,17 @@ impl RelayBank {
                 continue;
             }
             // Unattached: the new intended state is applied on re-attach.
+            let mut applied = false;
             if inner.board.attached {
                 if let Err(e) = self.board.set(ch as u32, target).await {
                     tracing::error!(channel = ch, error = %e, "cannot apply the safe state");
+                    self.mark_applied(&mut inner, ch, false, now);
                     continue;
                 }
                 inner.wear.record(ch, now);
+                applied = true;
             }
+            inner.applied[ch] = applied;
             let at = SystemTime::now();
             inner.states[ch] = ChannelState {
                 energized: target,
@@ -342,19 +371,53 @@ impl RelayBank {
     }
 
     async fn reapply(&self, inner: &mut Inner) {
-        let now = Instant::now();
-        for (ch, state) in inner.states.iter().enumerate() {
-            match self.board.set(ch as u32, state.energized).await {
-                Ok(()) => {
-                    if state.energized {
-                        inner.wear.record(ch, now);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(channel = ch, energized = state.energized, error = %e, "cannot re-apply intended state");
-                }
+        for ch in 0..inner.states.len() {
+            self.reapply_channel(inner, ch).await;
+        }
+    }
+
+    /// Tries again the channels whose state the board does not hold.
+    async fn reapply_unapplied(&self) {
+        let mut inner = self.inner.lock().await;
+        if !inner.board.attached {
+            return;
+        }
+        for ch in 0..inner.states.len() {
+            if !inner.applied[ch] {
+                self.reapply_channel(&mut inner, ch).await;
             }
         }
+    }
+
+    async fn reapply_channel(&self, inner: &mut Inner, ch: usize) {
+        let now = Instant::now();
+        let state = inner.states[ch];
+        match self.board.set(ch as u32, state.energized).await {
+            Ok(()) => {
+                if state.energized {
+                    inner.wear.record(ch, now);
+                }
+                self.mark_applied(inner, ch, true, now);
+            }
+            Err(e) => {
+                tracing::error!(channel = ch, energized = state.energized, error = %e, "cannot re-apply intended state");
+                self.mark_applied(inner, ch, false, now);
+            }
+        }
+    }
+
+    /// Records whether the board holds channel `ch`'s state, and tells the
+    /// subscribers when that flips.
+    fn mark_applied(&self, inner: &mut Inner, ch: usize, applied: bool, now: Instant) {
+        if inner.applied[ch] == applied {
+            return;
+        }
+        inner.applied[ch] = applied;
+        let relay = self.relay(inner, ch, now);
+        let _ = self.changes.send(Change::Relay {
+            at: SystemTime::now(),
+            relay,
+        });
     }
 
     fn relay(&self, inner: &mut Inner, ch: usize, now: Instant) -> Relay {
@@ -366,6 +429,7 @@ impl RelayBank {
             label: self.labels.get(ch).cloned().unwrap_or_default(),
             switches_last_minute: inner.wear.recent(ch, now),
             max_switches_per_minute: inner.wear.limit(),
+            applied: inner.applied[ch],
         }
     }
 

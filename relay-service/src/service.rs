@@ -110,6 +110,7 @@ fn relay_to_pb(relay: Relay) -> pb::Relay {
         label: relay.label,
         switches_last_minute: relay.switches_last_minute,
         max_switches_per_minute: relay.max_switches_per_minute,
+        applied: Some(relay.applied),
     }
 }
 

@@ -429,6 +429,22 @@ async fn watch_sends_the_state_then_every_change_and_attach_detach(backend: Back
         pb::relay_event::Event::BoardChanged(b) => assert!(!b.attached),
         other => panic!("expected a detach, got {other:?}"),
     }
+    // Then every relay: its state is no longer held by a board.
+    for channel in 0..8 {
+        match next_event(&mut stream).await {
+            pb::relay_event::Event::RelayChanged(r) => {
+                assert_eq!((r.channel, r.applied), (channel, Some(false)));
+            }
+            other => panic!("expected relay {channel} not applied, got {other:?}"),
+        }
+    }
+    assert!(
+        svc.relays()
+            .await
+            .relays
+            .iter()
+            .all(|r| r.applied == Some(false))
+    );
     assert!(!svc.relays().await.board.expect("board").attached);
     let err = svc.set(4, true).await.expect_err("unattached");
     assert_eq!(err.code(), Code::Unavailable);
@@ -438,6 +454,15 @@ async fn watch_sends_the_state_then_every_change_and_attach_detach(backend: Back
     match next_event(&mut stream).await {
         pb::relay_event::Event::BoardChanged(b) => assert!(b.attached),
         other => panic!("expected an attach, got {other:?}"),
+    }
+    // Re-applied: every relay's state is held again.
+    for channel in 0..8 {
+        match next_event(&mut stream).await {
+            pb::relay_event::Event::RelayChanged(r) => {
+                assert_eq!((r.channel, r.applied), (channel, Some(true)));
+            }
+            other => panic!("expected relay {channel} applied, got {other:?}"),
+        }
     }
     assert_eq!(svc.hardware.energized_channels(), vec![0, 1, 2]);
     svc.set(4, true).await.expect("attached again");

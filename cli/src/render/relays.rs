@@ -36,7 +36,12 @@ pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timesta
             relay.switches_last_minute,
             relay.max_switches_per_minute,
             time(relay.changed_at.as_ref()).map_or("-".to_owned(), |t| local(t, now)),
-            relay.label
+            if relay.applied == Some(false) {
+                format!("{} (not held by the board now)", relay.label)
+            } else {
+                relay.label.clone()
+            }
+            .trim_start()
         ));
     }
     out
@@ -62,6 +67,8 @@ pub(crate) fn relay_json(r: &rpb::Relay) -> Value {
         "changed_at": rfc3339(r.changed_at.as_ref()),
         "switches_last_minute": r.switches_last_minute,
         "max_switches_per_minute": r.max_switches_per_minute,
+        // null from an older relay-service that does not say.
+        "applied": r.applied,
     })
 }
 

@@ -26,13 +26,19 @@ impl<'a> RelayView<'a> {
         self.seen.get(i)
     }
 
-    /// Whether the load is powered, from its relay; `None` if unknown.
+    /// Whether the load is powered, from its relay; `None` if unknown:
+    /// the relay-service is unreachable, or its board does not hold the
+    /// relay's state right now (unplugged, a failed write, a failsafe trip).
     pub(crate) fn powered(&self, load: &Load) -> Option<bool> {
         let seen = self.of(load)?;
         if !seen.connected {
             return None;
         }
-        let energized = *seen.energized.get(load.relay.channel as usize)?;
+        let channel = load.relay.channel as usize;
+        if !seen.applied.get(channel).copied().unwrap_or(true) {
+            return None;
+        }
+        let energized = *seen.energized.get(channel)?;
         Some(load.wiring.powered_when(energized))
     }
 
@@ -61,6 +67,17 @@ impl<'a> RelayView<'a> {
         if !seen.attached {
             return Some(format!(
                 "relay-service {service:?}: the board is not attached"
+            ));
+        }
+        if !seen
+            .applied
+            .get(load.relay.channel as usize)
+            .copied()
+            .unwrap_or(true)
+        {
+            return Some(format!(
+                "relay-service {service:?}: the board does not hold channel {}'s state right now (a failed write or a failsafe trip; it is being re-applied)",
+                load.relay.channel
             ));
         }
         None

@@ -48,13 +48,14 @@ fn seen() -> impl Strategy<Value = RelaySeen> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
-        proptest::collection::vec(any::<bool>(), 0..8),
+        proptest::collection::vec((any::<bool>(), proptest::bool::weighted(0.8)), 0..8),
     )
-        .prop_map(|(settled, connected, attached, energized)| RelaySeen {
+        .prop_map(|(settled, connected, attached, relays)| RelaySeen {
             settled: settled || connected,
             connected,
             attached,
-            energized,
+            energized: relays.iter().map(|r| r.0).collect(),
+            applied: relays.iter().map(|r| r.1).collect(),
             problem: (!connected).then(|| "down".to_owned()),
         })
 }
@@ -248,6 +249,7 @@ fn a_retry_time_that_has_passed_allows_the_switch() {
         connected: true,
         attached: true,
         energized: vec![true],
+        applied: vec![true],
         problem: None,
     };
     let w = World::new(&[case], vec![seen.clone(), seen]);
