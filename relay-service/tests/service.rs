@@ -49,6 +49,8 @@ mod standin {
         pub(crate) safe fn phidget_standin_freeze_resets(frozen: i32);
         pub(crate) safe fn phidget_standin_failsafe_tripped(index: i32) -> i32;
         pub(crate) safe fn phidget_standin_failsafe_ms(index: i32) -> i32;
+        pub(crate) safe fn phidget_standin_longest_feed_gap_ms(index: i32) -> i32;
+        pub(crate) safe fn phidget_standin_set_device_id(id: i32);
     }
 
     /// The stand-in is one board per process: Phidget tests take turns.
@@ -129,6 +131,7 @@ impl Harness {
                 standin::phidget_standin_plug();
                 standin::phidget_standin_set_failsafe(0);
                 standin::phidget_standin_freeze_resets(0);
+                standin::phidget_standin_set_device_id(12);
                 Some(turn)
             }
             Backend::Sim => None,
@@ -151,6 +154,12 @@ impl Harness {
         self.start_with(self.settings()).await
     }
 
+    /// Starts the service on a board opened by the test.
+    #[cfg(feature = "phidget")]
+    async fn start_on(&self, settings: Settings, board: Board) -> Running {
+        self.serve(settings, board, Hardware::Phidget).await
+    }
+
     async fn start_with(&self, settings: Settings) -> Running {
         let (board, hardware) = match self.backend {
             Backend::Sim => {
@@ -170,6 +179,10 @@ impl Harness {
                 Hardware::Phidget,
             ),
         };
+        self.serve(settings, board, hardware).await
+    }
+
+    async fn serve(&self, settings: Settings, board: Board, hardware: Hardware) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -720,4 +733,99 @@ async fn a_subscriber_that_falls_behind_gets_a_snapshot_and_ends_up_right() {
         "the subscriber never fell behind ({snapshots} snapshot): the test did not test anything"
     );
     svc.stop().await;
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_the_failsafe_is_fed_at_least_every_third_of_its_time() {
+    let h = Harness::new(Backend::Phidget).await;
+    standin::phidget_standin_set_failsafe(1);
+    let mut settings = h.settings();
+    settings.hardware_failsafe = Some(Duration::from_millis(600));
+    let mut svc = h.start_with(settings).await;
+    until_hardware("every channel armed", || {
+        (0..8).all(|c| standin::phidget_standin_failsafe_ms(c) == 600)
+    })
+    .await;
+    // Two seconds of feeding, with commands in between (each wakes the
+    // board's thread, which must not push the next feed back).
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut switches = 0u32;
+    while std::time::Instant::now() < until {
+        // Round the channels, within the wear guard.
+        svc.set(switches % 8, (switches / 8).is_multiple_of(2))
+            .await
+            .expect("switch");
+        switches += 1;
+        // Just under the feed period: a thread that let each command push
+        // its next feed back would go twice as long without feeding.
+        tokio::time::sleep(Duration::from_millis(140)).await;
+    }
+    for channel in 0..8 {
+        let gap = standin::phidget_standin_longest_feed_gap_ms(channel);
+        assert!(
+            (1..=200).contains(&gap),
+            "channel {channel}: fed {gap} ms apart at most; Phidgets ask for a third of 600 ms"
+        );
+    }
+    svc.stop().await;
+    standin::phidget_standin_set_failsafe(0);
+}
+
+#[cfg(all(feature = "phidget", feature = "fault-injection"))]
+#[tokio::test]
+async fn phidget_a_wedged_runtime_lets_the_board_fail_safe() {
+    let h = Harness::new(Backend::Phidget).await;
+    standin::phidget_standin_set_failsafe(1);
+    let board = delestage_relay_service::board::phidget::PhidgetBoard::open(
+        None,
+        Some(Duration::from_millis(500)),
+    )
+    .expect("open");
+    let stall = board.stall_heartbeat_hook();
+    let mut svc = h.start_on(h.settings(), Board::Phidget(board)).await;
+    svc.set(4, true).await.expect("4");
+    until_hardware("armed", || standin::phidget_standin_failsafe_ms(4) == 500).await;
+    // The process and the board's thread run on; only the async side stops.
+    stall();
+    until_hardware("the trip", || {
+        standin::phidget_standin_failsafe_tripped(4) == 1
+    })
+    .await;
+    assert_eq!(standin::phidget_standin_relay(4), 0);
+    svc.stop().await;
+    standin::phidget_standin_set_failsafe(0);
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_a_failsafe_time_the_board_does_not_take_stops_the_start() {
+    let _h = Harness::new(Backend::Phidget).await;
+    standin::phidget_standin_set_failsafe(1);
+    let err = delestage_relay_service::board::phidget::PhidgetBoard::open(
+        None,
+        Some(Duration::from_millis(100)),
+    )
+    .err()
+    .expect("100 ms is below the 1017_2's range");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("--hardware-failsafe") && msg.contains("500ms to 30000ms"),
+        "{msg}"
+    );
+    standin::phidget_standin_set_failsafe(0);
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_a_device_that_is_not_a_1017_is_refused() {
+    let h = Harness::new(Backend::Phidget).await;
+    // A 1018 answers a DigitalOutput open too.
+    standin::phidget_standin_set_device_id(6);
+    let mut svc = h.start().await;
+    assert!(!svc.relays().await.board.expect("board").attached);
+    let err = svc.set(0, true).await.expect_err("no 1017");
+    assert_eq!(err.code(), Code::Unavailable);
+    svc.stop().await;
+    standin::phidget_standin_set_device_id(12);
 }

@@ -15,12 +15,22 @@
 //! - The channels are opened with `Phidget_open`, which returns at once and
 //!   attaches whenever the board is (or later becomes) present, so the
 //!   service starts and serves even with the board unplugged.
+//! - Other DigitalOutput devices (a 1018, a VINT REL1000) also answer a
+//!   channel open with serial "any": an attach is checked for the 1017's
+//!   device id, and without `--serial` the service pins itself to the first
+//!   1017 that attaches, so channels from two boards are never mixed.
+//! - The 1017_2's failsafe ([`HardwareFailsafe`]): its range is read from
+//!   the device; it is fed at least every third of its time, and only while
+//!   the async side's heartbeat is fresh (a wedged runtime lets the board
+//!   fail safe, not only a frozen process); a tripped channel takes no
+//!   command until it is closed and reopened, so recovery does exactly that.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use phidget::{DigitalOutput, Phidget, ReturnCode};
+use phidget::{DeviceId, DigitalOutput, Phidget, ReturnCode};
 use tokio::sync::{oneshot, watch};
 
 use super::{BoardError, BoardStatus};
@@ -33,6 +43,41 @@ pub struct PhidgetBoard {
     commands: Option<mpsc::Sender<Command>>,
     status: watch::Receiver<BoardStatus>,
     worker: Option<JoinHandle<()>>,
+    /// Kept alive here: the beating task holds only a weak reference, and
+    /// stops when the board goes.
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    heartbeat: Arc<Heartbeat>,
+}
+
+/// The async side's sign of life, read by the board's thread before it
+/// feeds the failsafe: milliseconds since `start` at the last beat.
+struct Heartbeat {
+    start: Instant,
+    last_ms: AtomicU64,
+    /// Test builds only: stop beating, as a wedged runtime would.
+    stalled: AtomicBool,
+}
+
+impl Heartbeat {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    fn beat(&self) {
+        if !self.stalled.load(Ordering::Relaxed) {
+            let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    fn age(&self) -> Duration {
+        let now = self.start.elapsed();
+        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 enum Command {
@@ -52,14 +97,23 @@ impl PhidgetBoard {
     /// unsupported and run without.
     pub fn open(serial: Option<i32>, failsafe: Option<Duration>) -> Result<Self, BoardError> {
         let (status_tx, status_rx) = watch::channel(BoardStatus::default());
-        let tracker = Arc::new(AttachTracker::new(status_tx));
+        let tracker = Arc::new(AttachTracker::new(status_tx, serial));
         let (commands, command_rx) = mpsc::channel();
         let (opened_tx, opened_rx) = mpsc::channel();
+        let heartbeat = Arc::new(Heartbeat::new());
 
+        let beats = Arc::clone(&heartbeat);
         let worker = std::thread::Builder::new()
             .name("phidget-1017".into())
             .spawn(move || {
-                let outputs = match open_channels(serial, &tracker) {
+                let opened = open_channels(serial, &tracker).and_then(|outputs| {
+                    match failsafe {
+                        Some(time) => check_failsafe_range(&outputs, &tracker, time),
+                        None => Ok(()),
+                    }
+                    .map(|()| outputs)
+                });
+                let mut outputs = match opened {
                     Ok(outputs) => {
                         let _ = opened_tx.send(Ok(()));
                         outputs
@@ -69,7 +123,7 @@ impl PhidgetBoard {
                         return;
                     }
                 };
-                serve_commands(&outputs, command_rx, failsafe, &tracker);
+                serve_commands(&mut outputs, command_rx, failsafe, &tracker, &beats);
                 // Dropping the outputs closes the channels.
                 drop(outputs);
             })
@@ -79,11 +133,36 @@ impl PhidgetBoard {
             .recv()
             .map_err(|_| BoardError::Failed("the Phidget thread stopped while opening".into()))??;
 
+        // The async side's heartbeat: beats while the runtime runs tasks.
+        if let (Some(time), Ok(runtime)) = (failsafe, tokio::runtime::Handle::try_current()) {
+            let beats = Arc::downgrade(&heartbeat);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(feed_period(time));
+                while let Some(heartbeat) = beats.upgrade() {
+                    heartbeat.beat();
+                    drop(heartbeat);
+                    tick.tick().await;
+                }
+            });
+        }
+        heartbeat.beat();
+
         Ok(Self {
             commands: Some(commands),
             status: status_rx,
             worker: Some(worker),
+            heartbeat,
         })
+    }
+
+    /// Test builds only: what makes the async side stop beating, as if its
+    /// runtime were wedged; the board's thread then stops feeding the
+    /// failsafe. (A hook, so that a test can keep it once the service owns
+    /// the board.)
+    #[cfg(feature = "fault-injection")]
+    pub fn stall_heartbeat_hook(&self) -> impl Fn() + Send + Sync + 'static {
+        let heartbeat = Arc::clone(&self.heartbeat);
+        move || heartbeat.stalled.store(true, Ordering::Relaxed)
     }
 
     pub fn status(&self) -> watch::Receiver<BoardStatus> {
@@ -134,7 +213,7 @@ fn open_channels(
 
         let on_attach = Arc::clone(tracker);
         out.set_on_attach_handler(move |out: &mut DigitalOutput| {
-            on_attach.attached(channel, out.serial_number().ok());
+            on_attach.attached(channel, out.serial_number().ok(), out.device_id().ok());
         })
         .map_err(|e| failed("set attach handler", e))?;
         let on_detach = Arc::clone(tracker);
@@ -149,23 +228,66 @@ fn open_channels(
     Ok(outputs)
 }
 
-fn serve_commands(
+/// Phidgets' rule: never let more than a third of the failsafe time pass
+/// between two resets. A quarter leaves room for a slow command.
+fn feed_period(failsafe: Duration) -> Duration {
+    failsafe / 4
+}
+
+/// The failsafe time must be within what the device says it takes.
+fn check_failsafe_range(
     outputs: &[DigitalOutput],
+    tracker: &AttachTracker,
+    time: Duration,
+) -> Result<(), BoardError> {
+    // Only an attached channel can say; a board plugged in later is
+    // checked when the failsafe is armed.
+    let Some(out) = outputs
+        .iter()
+        .zip(tracker.attached_channels())
+        .find_map(|(out, attached)| attached.then_some(out))
+    else {
+        return Ok(());
+    };
+    let (min, max) = match (out.min_failsafe_time(), out.max_failsafe_time()) {
+        (Ok(min), Ok(max)) => (min, max),
+        // An older 1017: no failsafe; said once when arming.
+        _ => return Ok(()),
+    };
+    let ms = u32::try_from(time.as_millis()).unwrap_or(u32::MAX);
+    if !(min..=max).contains(&ms) {
+        return Err(BoardError::Failed(format!(
+            "--hardware-failsafe {}: this board takes {min}ms to {max}ms",
+            humantime::format_duration(time)
+        )));
+    }
+    Ok(())
+}
+
+fn serve_commands(
+    outputs: &mut [DigitalOutput],
     commands: mpsc::Receiver<Command>,
     failsafe: Option<Duration>,
     tracker: &AttachTracker,
+    heartbeat: &Heartbeat,
 ) {
     let mut guard = failsafe.map(HardwareFailsafe::new);
-    // Feed the watchdog four times per failsafe period.
-    let period = failsafe.map_or(Duration::from_secs(3600), |f| f / 4);
+    let period = failsafe.map_or(Duration::from_secs(3600), feed_period);
+    let mut next_feed = Instant::now();
     loop {
-        let command = match commands.recv_timeout(period) {
+        let wait = next_feed.saturating_duration_since(Instant::now());
+        let command = match commands.recv_timeout(wait) {
             Ok(command) => Some(command),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        if let Some(guard) = &mut guard {
-            guard.maintain(outputs, tracker, period);
+        // Fed on a schedule of its own, whatever the commands do: the gap
+        // between two feeds stays within `period` (plus one command).
+        if Instant::now() >= next_feed {
+            next_feed = Instant::now() + period;
+            if let Some(guard) = &mut guard {
+                guard.maintain(outputs, tracker, heartbeat);
+            }
         }
         let Some(command) = command else { continue };
         match command {
@@ -174,97 +296,157 @@ fn serve_commands(
                 energized,
                 reply,
             } => {
-                let result = match outputs.get(channel as usize) {
-                    Some(out) => out.set_state(u8::from(energized)).map_err(board_error),
-                    None => Err(BoardError::Failed(format!("no channel {channel}"))),
-                };
-                let _ = reply.send(result);
+                let mut result = set_state(outputs, channel, energized);
+                if result == Err(ReturnCode::Failsafe)
+                    && let Some(guard) = &mut guard
+                {
+                    // Tripped: nothing gets through until it is reopened.
+                    guard.recover(outputs, channel as usize, tracker);
+                    result = set_state(outputs, channel, energized);
+                }
+                let _ = reply.send(result.map_err(board_error));
             }
         }
     }
 }
 
+fn set_state(outputs: &[DigitalOutput], channel: u32, energized: bool) -> Result<(), ReturnCode> {
+    match outputs.get(channel as usize) {
+        Some(out) => out.set_state(u8::from(energized)),
+        None => Err(ReturnCode::InvalidArg),
+    }
+}
+
 /// The 1017_2's hardware failsafe: armed on every attached channel, fed
-/// from the board's own thread. If this process hangs, the feeding stops
-/// and the board turns the relays off by itself.
+/// from the board's own thread while the async side lives. If the service
+/// hangs, the feeding stops and the board turns the relays off by itself.
 struct HardwareFailsafe {
     ms: u32,
     armed: [bool; CHANNELS as usize],
     unsupported: bool,
-    last_fed: Option<Instant>,
+    /// The heartbeat was stale at the last feed (said once per stall).
+    starving: bool,
 }
 
 impl HardwareFailsafe {
     fn new(time: Duration) -> Self {
         Self {
-            ms: time.as_millis().clamp(500, 30_000) as u32,
+            ms: u32::try_from(time.as_millis()).unwrap_or(u32::MAX),
             armed: [false; CHANNELS as usize],
             unsupported: false,
-            last_fed: None,
+            starving: false,
         }
     }
 
-    /// Arms channels that are not armed yet, feeds the armed ones (at most
-    /// once per `period`), and recovers a tripped channel: re-arms it and
-    /// asks the bank to re-apply the intended states.
-    fn maintain(&mut self, outputs: &[DigitalOutput], tracker: &AttachTracker, period: Duration) {
-        if self.unsupported || self.last_fed.is_some_and(|t| t.elapsed() < period) {
+    /// Arms channels that are not armed yet and feeds the armed ones, as
+    /// long as the async side's heartbeat is fresh (younger than half the
+    /// failsafe time); recovers a tripped channel.
+    fn maintain(
+        &mut self,
+        outputs: &mut [DigitalOutput],
+        tracker: &AttachTracker,
+        heartbeat: &Heartbeat,
+    ) {
+        if self.unsupported {
             return;
         }
-        self.last_fed = Some(Instant::now());
+        let age = heartbeat.age();
+        if age > Duration::from_millis(u64::from(self.ms) / 2) {
+            if !self.starving {
+                tracing::error!(
+                    heartbeat_age_ms = age.as_millis() as u64,
+                    "the service is not running its tasks: no longer feeding the hardware failsafe, the board will turn the relays off"
+                );
+                self.starving = true;
+            }
+            return;
+        }
+        self.starving = false;
         let attached = tracker.attached_channels();
-        let mut recovered = false;
-        for (ch, out) in outputs.iter().enumerate() {
+        for ch in 0..outputs.len() {
             if !attached[ch] {
                 // A re-attach resets the failsafe: arm it again then.
                 self.armed[ch] = false;
                 continue;
             }
             if !self.armed[ch] {
-                match out.set_enable_failsafe(self.ms) {
-                    Ok(()) => {
-                        self.armed[ch] = true;
-                        if ch == 0 {
-                            tracing::info!(
-                                failsafe_ms = self.ms,
-                                "hardware failsafe armed: if this service stops feeding it, the board turns the relays off"
-                            );
-                        }
-                    }
-                    Err(ReturnCode::Unsupported) => {
-                        tracing::warn!(
-                            "this 1017 has no hardware failsafe (only the 1017_2 has); --hardware-failsafe is ignored, the relay hold still applies"
-                        );
-                        self.unsupported = true;
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = ch, error = %e, "cannot arm the hardware failsafe; will retry")
-                    }
+                self.arm(outputs, ch);
+                if self.unsupported {
+                    return;
                 }
                 continue;
             }
-            match out.set_reset_failsafe() {
+            match outputs[ch].set_reset_failsafe() {
                 Ok(()) => {}
-                Err(ReturnCode::Failsafe) => {
-                    tracing::error!(
-                        channel = ch,
-                        failsafe_ms = self.ms,
-                        "the hardware failsafe tripped (this service did not feed it in time): the relay is off; re-arming"
-                    );
-                    self.armed[ch] = out.set_enable_failsafe(self.ms).is_ok();
-                    recovered = true;
-                }
+                Err(ReturnCode::Failsafe) => self.recover(outputs, ch, tracker),
                 Err(ReturnCode::NotAttached) => self.armed[ch] = false,
                 Err(e) => {
                     tracing::warn!(channel = ch, error = %e, "cannot feed the hardware failsafe")
                 }
             }
         }
-        if recovered {
-            // Like a re-attach: the bank puts the intended states back.
-            tracker.bump();
+    }
+
+    fn arm(&mut self, outputs: &[DigitalOutput], ch: usize) {
+        match outputs[ch].set_enable_failsafe(self.ms) {
+            Ok(()) => {
+                self.armed[ch] = true;
+                if ch == 0 {
+                    tracing::info!(
+                        failsafe_ms = self.ms,
+                        "hardware failsafe armed: if this service stops feeding it, the board turns the relays off"
+                    );
+                }
+            }
+            Err(ReturnCode::Unsupported) => {
+                tracing::warn!(
+                    "this 1017 has no hardware failsafe (only the 1017_2 has); --hardware-failsafe is ignored, the relay hold still applies"
+                );
+                self.unsupported = true;
+            }
+            Err(ReturnCode::InvalidArg) => {
+                let range = match (
+                    outputs[ch].min_failsafe_time(),
+                    outputs[ch].max_failsafe_time(),
+                ) {
+                    (Ok(min), Ok(max)) => format!("{min}ms to {max}ms"),
+                    _ => "another range".to_owned(),
+                };
+                tracing::error!(
+                    failsafe_ms = self.ms,
+                    "this board takes {range} for --hardware-failsafe; running without the hardware failsafe"
+                );
+                self.unsupported = true;
+            }
+            Err(e) => {
+                tracing::warn!(channel = ch, error = %e, "cannot arm the hardware failsafe; will retry")
+            }
         }
+    }
+
+    /// A tripped channel (forced off) rejects every command until it is
+    /// closed and reopened: do that, arm it again, and let the bank
+    /// re-apply the intended states (the reopen is an attach).
+    fn recover(&mut self, outputs: &mut [DigitalOutput], ch: usize, tracker: &AttachTracker) {
+        tracing::error!(
+            channel = ch,
+            failsafe_ms = self.ms,
+            "the hardware failsafe tripped (this service did not feed it in time): the relay is off; reopening the channel"
+        );
+        self.armed[ch] = false;
+        let out = &mut outputs[ch];
+        if let Err(e) = out.close() {
+            tracing::error!(channel = ch, error = %e, "cannot close the tripped channel");
+        }
+        if let Err(e) = out.open() {
+            tracing::error!(channel = ch, error = %e, "cannot reopen the tripped channel");
+            return;
+        }
+        if tracker.attached_channels()[ch] {
+            self.arm(outputs, ch);
+        }
+        // Like a re-attach: the bank puts the intended states back.
+        tracker.bump();
     }
 }
 
@@ -276,21 +458,68 @@ fn board_error(code: ReturnCode) -> BoardError {
 }
 
 /// Turns per-channel attach/detach callbacks into one board status: the
-/// board is attached when all eight channels are.
+/// board is attached when all eight channels are, on one 1017.
 struct AttachTracker {
-    channels: Mutex<[bool; CHANNELS as usize]>,
+    state: Mutex<Attachments>,
     status: watch::Sender<BoardStatus>,
 }
 
+struct Attachments {
+    channels: [bool; CHANNELS as usize],
+    /// The board the service drives: `--serial`, or the first 1017 that
+    /// attached. Channels of any other board are not counted.
+    pinned: Option<i32>,
+}
+
 impl AttachTracker {
-    fn new(status: watch::Sender<BoardStatus>) -> Self {
+    fn new(status: watch::Sender<BoardStatus>, serial: Option<i32>) -> Self {
         Self {
-            channels: Mutex::new([false; CHANNELS as usize]),
+            state: Mutex::new(Attachments {
+                channels: [false; CHANNELS as usize],
+                pinned: serial,
+            }),
             status,
         }
     }
 
-    fn attached(&self, channel: u32, serial: Option<i32>) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Attachments> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn attached(&self, channel: u32, serial: Option<i32>, device: Option<DeviceId>) {
+        if device != Some(DeviceId::Phidget1017) {
+            tracing::error!(
+                channel,
+                ?serial,
+                device = ?device,
+                "a device that is not a Phidget 1017 answered: refused (give --serial of the 1017)"
+            );
+            return;
+        }
+        {
+            let mut state = self.lock();
+            match (state.pinned, serial) {
+                (None, Some(s)) => {
+                    tracing::info!(
+                        serial = s,
+                        "driving the Phidget 1017 with this serial number"
+                    );
+                    state.pinned = Some(s);
+                }
+                (Some(pinned), Some(s)) if pinned != s => {
+                    tracing::error!(
+                        channel,
+                        serial = s,
+                        driving = pinned,
+                        "a second 1017 answered: its channels are not used (channels of two boards are never mixed; give --serial)"
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
         self.update(channel, true, serial);
     }
 
@@ -299,10 +528,7 @@ impl AttachTracker {
     }
 
     fn attached_channels(&self) -> [bool; CHANNELS as usize] {
-        *self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lock().channels
     }
 
     /// Makes the bank re-apply the intended states, as after a re-attach.
@@ -311,14 +537,11 @@ impl AttachTracker {
     }
 
     fn update(&self, channel: u32, attached: bool, serial: Option<i32>) {
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(slot) = channels.get_mut(channel as usize) {
+        let mut state = self.lock();
+        if let Some(slot) = state.channels.get_mut(channel as usize) {
             *slot = attached;
         }
-        let all = channels.iter().all(|a| *a);
+        let all = state.channels.iter().all(|a| *a);
         self.status.send_if_modified(|status| {
             let before = *status;
             if all && !before.attached {

@@ -80,3 +80,19 @@ pub extern "C" fn phidget_standin_failsafe_ms(index: c_int) -> c_int {
         .and_then(|i| world().failsafe.get(i).copied().flatten())
         .map_or(0, |(period, _)| period.as_millis() as c_int)
 }
+
+/// The longest gap between two feeds (enable or reset) of channel `index`'s
+/// failsafe since it was armed, in ms; -1 if out of range.
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_longest_feed_gap_ms(index: c_int) -> c_int {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| world().longest_gap.get(i).copied())
+        .map_or(-1, |gap| gap.as_millis() as c_int)
+}
+
+/// Makes the board answer another device id (a 1018 is 6, a REL1000 81).
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_set_device_id(id: c_int) {
+    world().device_id = id;
+}

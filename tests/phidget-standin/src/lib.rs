@@ -17,10 +17,17 @@
 //!   (`PHIDGET_STANDIN_FAILSAFE=1`, or `phidget_standin_set_failsafe`). Then
 //!   `enableFailsafe(ms)` (500..=30000) arms a watchdog per channel that
 //!   `resetFailsafe` feeds; if it starves, the relay turns off and the
-//!   channel answers `EPHIDGET_FAILSAFE` (59) until failsafe is enabled
-//!   again. (How the real library leaves that state is our guess:
-//!   re-enabling.) `phidget_standin_freeze_resets` drops every reset, as if
-//!   the host had stopped talking to the board.
+//!   channel rejects every further command (`setState`, `resetFailsafe`,
+//!   `enableFailsafe`) with `EPHIDGET_FAILSAFE` (59) until it is closed and
+//!   opened again, as Phidgets document. The failsafe range is read with
+//!   `getMinFailsafeTime` / `getMaxFailsafeTime` (500 / 30000 ms). The
+//!   longest gap between two feeds of each channel is recorded, for tests of
+//!   Phidgets' rule (feed at least every third of the failsafe time).
+//!   `phidget_standin_freeze_resets` drops every reset, as if the host had
+//!   stopped talking to the board.
+//! - `Phidget_getDeviceID` answers the 1017's id (12), or another device's
+//!   (`PHIDGET_STANDIN_DEVICE_ID`, or `phidget_standin_set_device_id`): a
+//!   1018 also answers a DigitalOutput open, and must be refused.
 //!
 //! Tests drive the simulated board through the `phidget_standin_*` functions
 //! (in-process), and configure it through the environment:
@@ -52,6 +59,11 @@ const EPHIDGET_FAILSAFE: ReturnCode = 59;
 const ANY: i32 = -1;
 const CHANNELS: usize = 8;
 const DEFAULT_SERIAL: i32 = 300_123;
+/// libphidget22's `PHIDID_1017`.
+const PHIDID_1017: i32 = 12;
+/// The 1017_2's failsafe range, in ms.
+const MIN_FAILSAFE_MS: u32 = 500;
+const MAX_FAILSAFE_MS: u32 = 30_000;
 
 /// The simulated board and every channel handle.
 struct World {
@@ -67,6 +79,12 @@ struct World {
     /// it tripped.
     failsafe: [Option<(Duration, Instant)>; CHANNELS],
     tripped: [bool; CHANNELS],
+    /// Per board index: the last feed (or arming), and the longest gap
+    /// between two feeds since the channel was armed.
+    last_feed: [Option<Instant>; CHANNELS],
+    longest_gap: [Duration; CHANNELS],
+    /// What `Phidget_getDeviceID` answers.
+    device_id: i32,
 }
 
 /// One `PhidgetDigitalOutputHandle`.
@@ -95,6 +113,10 @@ fn world() -> MutexGuard<'static, World> {
             let plugged = std::env::var("PHIDGET_STANDIN_PLUGGED").as_deref() != Ok("0");
             let failsafe_supported =
                 std::env::var("PHIDGET_STANDIN_FAILSAFE").as_deref() == Ok("1");
+            let device_id = std::env::var("PHIDGET_STANDIN_DEVICE_ID")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(PHIDID_1017);
             Mutex::new(World {
                 plugged,
                 serial,
@@ -104,6 +126,9 @@ fn world() -> MutexGuard<'static, World> {
                 resets_frozen: false,
                 failsafe: [None; CHANNELS],
                 tripped: [false; CHANNELS],
+                last_feed: [None; CHANNELS],
+                longest_gap: [Duration::ZERO; CHANNELS],
+                device_id,
             })
         })
         .lock()
@@ -197,6 +222,7 @@ impl World {
         self.relays[index] = false;
         self.failsafe[index] = None;
         self.tripped[index] = false;
+        self.last_feed[index] = None;
         channel.on_detach.map(|(f, ctx)| (f, handle, ctx))
     }
 
@@ -448,12 +474,18 @@ pub extern "C" fn PhidgetDigitalOutput_enableFailsafe(handle: Handle, ms: u32) -
         Ok(index) => index,
         Err(rc) => return rc,
     };
-    if !(500..=30_000).contains(&ms) {
+    // A tripped channel takes nothing until it is closed and reopened.
+    if w.tripped[index] {
+        return EPHIDGET_FAILSAFE;
+    }
+    if !(MIN_FAILSAFE_MS..=MAX_FAILSAFE_MS).contains(&ms) {
         return EPHIDGET_INVALIDARG;
     }
     let period = Duration::from_millis(u64::from(ms));
-    w.failsafe[index] = Some((period, Instant::now() + period));
-    w.tripped[index] = false;
+    let now = Instant::now();
+    w.failsafe[index] = Some((period, now + period));
+    w.last_feed[index] = Some(now);
+    w.longest_gap[index] = Duration::ZERO;
     drop(w);
     start_watchdog();
     EPHIDGET_OK
@@ -478,11 +510,65 @@ pub extern "C" fn PhidgetDigitalOutput_resetFailsafe(handle: Handle) -> ReturnCo
     }
     match w.failsafe[index] {
         Some((period, _)) => {
-            w.failsafe[index] = Some((period, Instant::now() + period));
+            let now = Instant::now();
+            w.failsafe[index] = Some((period, now + period));
+            if let Some(last) = w.last_feed[index] {
+                let gap = now.duration_since(last);
+                w.longest_gap[index] = w.longest_gap[index].max(gap);
+            }
+            w.last_feed[index] = Some(now);
             EPHIDGET_OK
         }
         None => EPHIDGET_INVALIDARG,
     }
+}
+
+/// The failsafe range of a 1017_2; an older 1017 answers unsupported.
+fn failsafe_limit(handle: Handle, value: *mut u32, limit: u32) -> ReturnCode {
+    if value.is_null() {
+        return EPHIDGET_INVALIDARG;
+    }
+    let w = world();
+    if let Err(rc) = w.attached_index(handle) {
+        return rc;
+    }
+    if !w.failsafe_supported {
+        return EPHIDGET_UNSUPPORTED;
+    }
+    // SAFETY: checked non-null above.
+    unsafe { *value = limit };
+    EPHIDGET_OK
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn PhidgetDigitalOutput_getMinFailsafeTime(
+    handle: Handle,
+    ms: *mut u32,
+) -> ReturnCode {
+    failsafe_limit(handle, ms, MIN_FAILSAFE_MS)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn PhidgetDigitalOutput_getMaxFailsafeTime(
+    handle: Handle,
+    ms: *mut u32,
+) -> ReturnCode {
+    failsafe_limit(handle, ms, MAX_FAILSAFE_MS)
+}
+
+/// Which device the attached channel belongs to.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn Phidget_getDeviceID(handle: Handle, id: *mut c_uint) -> ReturnCode {
+    if id.is_null() {
+        return EPHIDGET_INVALIDARG;
+    }
+    let w = world();
+    if let Err(rc) = w.attached_index(handle) {
+        return rc;
+    }
+    // SAFETY: checked non-null above.
+    unsafe { *id = w.device_id as c_uint };
+    EPHIDGET_OK
 }
 
 /// The board's own watchdogs: a channel whose failsafe was not fed in
