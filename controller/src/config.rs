@@ -128,6 +128,10 @@ pub struct LoadConfig {
     anticipate: Option<Duration>,
     #[serde(default)]
     when_forecast_unknown: Fallback,
+    /// Where the relay box puts the load once it has followed the plan to
+    /// its end without a controller: powered by default.
+    #[serde(default = "restore")]
+    when_controller_lost: Fallback,
 }
 
 /// Why `wiring` has no default, in the error that asks for it.
@@ -135,6 +139,10 @@ const WIRING_CHOICES: &str = "required: say how the load hangs on its relay. \
 \"normally-closed\" (recommended): the relay is energised only to shed, so every failure that \
 drops the relays (power cut, USB unplugged, service stopped, failsafe trip) leaves the load powered. \
 \"normally-open\": the relay is energised to power the load, so any such failure cuts it";
+
+fn restore() -> Fallback {
+    Fallback::Restore
+}
 
 /// The levels a load can be shed at.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -281,6 +289,7 @@ impl Settings {
                 min_off: l.min_off.unwrap_or_default(),
                 anticipate: l.anticipate.unwrap_or_default(),
                 when_forecast_unknown: l.when_forecast_unknown,
+                when_controller_lost: l.when_controller_lost,
             });
         }
         if o.policy.forecast_max_age.is_zero() {

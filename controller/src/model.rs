@@ -36,6 +36,9 @@ pub struct Load {
     /// Cut this long before a tense hour begins.
     pub anticipate: Duration,
     pub when_forecast_unknown: Fallback,
+    /// Where its relay goes once a relay box that lost its controller has
+    /// followed the plan it was handed to its end.
+    pub when_controller_lost: Fallback,
 }
 
 /// A level's name (`unknown` for unspecified), from the one vocabulary.

@@ -153,6 +153,7 @@ fn load(name: &str, channel: u32, shed_at: SignalLevel, wiring: Wiring, priority
         min_off: Duration::ZERO,
         anticipate: Duration::ZERO,
         when_forecast_unknown: Fallback::Keep,
+        when_controller_lost: Fallback::Restore,
     }
 }
 

@@ -314,14 +314,22 @@ impl RelayBank {
     /// so its relays are off: every energised one switches, and counts as a
     /// cycle for the wear guard, but is never refused: the state was chosen
     /// before, and leaving it wrong would be worse.
-    /// Puts every channel in its safe state (`safe[channel]`: energised?),
-    /// for the relay hold. A safety action: the wear guard counts these
-    /// switches but never refuses them. Returns the channels that switched.
-    pub(crate) async fn apply_safe_states(&self, safe: &[bool]) -> Result<Vec<u32>, Error> {
+    /// Puts the channels where `which[channel]` in their safe state
+    /// (`safe[channel]`: energised?), for the relay hold. A safety action:
+    /// the wear guard counts these switches but never refuses them. Returns
+    /// the channels that switched.
+    pub(crate) async fn apply_safe_states(
+        &self,
+        safe: &[bool],
+        which: &[bool],
+    ) -> Result<Vec<u32>, Error> {
         let mut inner = self.inner.lock().await;
         let now = Instant::now();
         let mut switched = Vec::new();
         for ch in 0..inner.states.len() {
+            if !which.get(ch).copied().unwrap_or(true) {
+                continue;
+            }
             let target = safe.get(ch).copied().unwrap_or(false);
             if inner.states[ch].energized == target {
                 continue;

@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 mod hold;
 mod persist;
+mod plan;
 mod service;
 mod state;
 mod wear;
@@ -106,7 +107,7 @@ pub async fn serve(
             timeout = %humantime::format_duration(h.timeout),
             "relay hold armed: without a renewal, every channel returns to its safe state"
         );
-        let hold = Hold::new(h);
+        let hold = Hold::new(h, plan::PlanFile::new(&settings.state_dir));
         tokio::spawn(Arc::clone(&hold).run(Arc::clone(&bank)));
         hold
     });

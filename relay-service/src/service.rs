@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::bank::{BoardInfo, Change, Relay, RelayBank, Snapshot};
 use crate::board::BoardKind;
 use crate::hold::Hold;
+use crate::plan::{ChannelPlan, HeldPlan};
 
 pub(crate) struct RelayApi {
     bank: Arc<RelayBank>,
@@ -71,8 +72,9 @@ impl RelayService for RelayApi {
                 had_expired: false,
             }));
         };
-        let holder = request.into_inner().holder;
-        let renewal = hold.renew(&holder);
+        let request = request.into_inner();
+        let plan = held_plan(request.channels, self.bank.channel_count())?;
+        let renewal = hold.renew(&request.holder, plan);
         Ok(Response::new(pb::RenewHoldResponse {
             enabled: true,
             timeout: prost_types::Duration::try_from(renewal.timeout).ok(),
@@ -100,6 +102,47 @@ impl RelayService for RelayApi {
             },
         )))
     }
+}
+
+/// The plan of a RenewHold, checked: channels that exist, once each, and
+/// steps with a time (sorted).
+fn held_plan(channels: Vec<pb::HeldChannel>, count: u32) -> Result<HeldPlan, Status> {
+    let mut plan = HeldPlan::default();
+    for held in channels {
+        if held.channel >= count {
+            return Err(Status::invalid_argument(format!(
+                "channels: channel {} does not exist (0..={})",
+                held.channel,
+                count.saturating_sub(1)
+            )));
+        }
+        if plan.is_planned(held.channel) {
+            return Err(Status::invalid_argument(format!(
+                "channels: channel {} is listed twice",
+                held.channel
+            )));
+        }
+        let mut schedule = Vec::with_capacity(held.schedule.len());
+        for step in held.schedule {
+            let from = step
+                .from
+                .and_then(|t| std::time::SystemTime::try_from(t).ok())
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "channels: channel {}: a scheduled state without a valid `from`",
+                        held.channel
+                    ))
+                })?;
+            schedule.push((from, step.energized));
+        }
+        schedule.sort_by_key(|s| s.0);
+        plan.channels.push(ChannelPlan {
+            channel: held.channel,
+            schedule,
+            safe_energized: held.safe_energized,
+        });
+    }
+    Ok(plan)
 }
 
 fn relay_to_pb(relay: Relay) -> pb::Relay {

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::diff::{Refusal, Switch};
 use super::reconcile::{Controller, Event, Job};
-use crate::model::level_name;
+use crate::follow::to_pb;
+use crate::model::{Fallback, level_name};
 use crate::store::{SwitchRecord, reason_name};
 
 /// How long one SetRelay may take, end to end.
@@ -82,6 +83,7 @@ impl Controller {
         let mut client = relay.client.clone();
         let mut request = tonic::Request::new(rpb::RenewHoldRequest {
             holder: "controller".to_owned(),
+            channels: self.held_channels(link),
         });
         request.set_timeout(HOLD_RENEW_TIMEOUT);
         match tokio::time::timeout(HOLD_RENEW_TIMEOUT, client.renew_hold(request)).await {
@@ -102,6 +104,50 @@ impl Controller {
                 tracing::debug!(relay_service = %relay.name, "renewing the relay hold timed out")
             }
         }
+    }
+
+    /// The plan for relay-service `link`'s channels, as the box follows it
+    /// if it loses us: each load's planned relay states, then the state
+    /// its `when_controller_lost` asks for.
+    fn held_channels(&self, link: usize) -> Vec<rpb::HeldChannel> {
+        let plan = self.plan();
+        let name = &self.relays[link].name;
+        self.enforcement
+            .loads
+            .iter()
+            .zip(&plan.loads)
+            .filter(|(load, _)| load.relay.relay_service == *name)
+            .filter_map(|(load, lp)| {
+                let mut schedule: Vec<rpb::ScheduledState> = Vec::new();
+                for interval in &lp.intervals {
+                    let energized = load.wiring.energized_for(interval.powered);
+                    // One step per change of the relay, not per reason.
+                    if schedule.last().is_some_and(|s| s.energized == energized) {
+                        continue;
+                    }
+                    schedule.push(rpb::ScheduledState {
+                        from: Some(to_pb(interval.start)),
+                        energized,
+                    });
+                }
+                let last = schedule.last()?.energized;
+                let safe_energized = match load.when_controller_lost {
+                    Fallback::Restore => load.wiring.energized_for(true),
+                    Fallback::Shed => load.wiring.energized_for(false),
+                    Fallback::Keep => last,
+                };
+                // The horizon ends the schedule.
+                schedule.push(rpb::ScheduledState {
+                    from: Some(to_pb(plan.horizon)),
+                    energized: safe_energized,
+                });
+                Some(rpb::HeldChannel {
+                    channel: load.relay.channel,
+                    schedule,
+                    safe_energized,
+                })
+            })
+            .collect()
     }
 
     /// Carries out one switch on relay-service `link`, and records its

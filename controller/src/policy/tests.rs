@@ -30,6 +30,7 @@ fn load(name: &str, shed_at: SignalLevel, priority: i32) -> Load {
         min_off: Duration::ZERO,
         anticipate: Duration::ZERO,
         when_forecast_unknown: Fallback::Keep,
+        when_controller_lost: Fallback::Restore,
     }
 }
 

@@ -62,6 +62,7 @@ async fn without_renewals_the_channels_return_to_their_safe_states() {
         let answer = client
             .renew_hold(rpb::RenewHoldRequest {
                 holder: "test".to_owned(),
+                channels: Vec::new(),
             })
             .await
             .expect("renew")
@@ -85,6 +86,7 @@ async fn without_renewals_the_channels_return_to_their_safe_states() {
     let answer = client
         .renew_hold(rpb::RenewHoldRequest {
             holder: "test".to_owned(),
+            channels: Vec::new(),
         })
         .await
         .expect("renew")

@@ -99,6 +99,7 @@ impl World {
                 min_off: Duration::ZERO,
                 anticipate: Duration::ZERO,
                 when_forecast_unknown: Fallback::Keep,
+                when_controller_lost: Fallback::Restore,
             });
             plans.push(LoadPlan {
                 load: name.clone(),
