@@ -322,3 +322,18 @@ pub async fn start_controller(dir: &Path, config: &str) -> (ServiceProcess, Chan
         .await;
     (controller, channel)
 }
+
+/// relay-service (simulated board) as a process on `127.0.0.1:0`, its
+/// state in `dir`, with `extra` flags; returns once it is SERVING.
+pub async fn start_relay(dir: &Path, extra: &[&str]) -> (ServiceProcess, Channel) {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let relay = ServiceProcess::start(&binary("relay-service"), &args, &[]).await;
+    let channel = relay.wait_serving("delestage.relay.v1.RelayService").await;
+    (relay, channel)
+}

@@ -7,29 +7,13 @@ use std::path::Path;
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    ServiceProcess, binary, poll, start_controller, start_forecast_at, wait_energized,
+    ServiceProcess, poll, start_controller, start_forecast_at, start_relay, wait_energized,
 };
 use nix::sys::signal::Signal;
 use tonic::transport::Channel;
 
-const RELAY: &str = "delestage.relay.v1.RelayService";
-
 async fn start_box(dir: &Path) -> (ServiceProcess, Channel) {
-    let svc = ServiceProcess::start(
-        &binary("relay-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            dir.to_str().expect("utf-8"),
-            "--hold-timeout",
-            "2s",
-        ],
-        &[],
-    )
-    .await;
-    let channel = svc.wait_serving(RELAY).await;
-    (svc, channel)
+    start_relay(dir, &["--hold-timeout", "2s"]).await
 }
 
 /// The times at which the kept plan powers channel 0 again (energised).

@@ -10,34 +10,19 @@ use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1 as fpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    BOUND, ServiceProcess, binary, start_controller, start_forecast_at, wait_energized,
+    BOUND, ServiceProcess, start_controller, start_forecast_at, start_relay, wait_energized,
     wait_status, write_forecast,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
 
-const RELAY: &str = "delestage.relay.v1.RelayService";
 /// How long the box stays frozen: many hold timeouts of the healthy box.
 const FROZEN_FOR: Duration = Duration::from_secs(60);
 
 async fn start_box(dir: &Path) -> (ServiceProcess, Channel) {
     std::fs::create_dir_all(dir).expect("mkdir");
-    let svc = ServiceProcess::start(
-        &binary("relay-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            dir.to_str().expect("utf-8"),
-            "--hold-timeout",
-            "3s",
-        ],
-        &[],
-    )
-    .await;
-    let channel = svc.wait_serving(RELAY).await;
-    (svc, channel)
+    start_relay(dir, &["--hold-timeout", "3s"]).await
 }
 
 fn millis(t: Option<&prost_types::Timestamp>) -> i64 {
