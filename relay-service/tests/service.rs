@@ -51,6 +51,7 @@ mod standin {
         pub(crate) safe fn phidget_standin_failsafe_ms(index: i32) -> i32;
         pub(crate) safe fn phidget_standin_longest_feed_gap_ms(index: i32) -> i32;
         pub(crate) safe fn phidget_standin_set_device_id(id: i32);
+        pub(crate) safe fn phidget_standin_set_second_board(serial: i32);
     }
 
     /// The stand-in is one board per process: Phidget tests take turns.
@@ -132,6 +133,7 @@ impl Harness {
                 standin::phidget_standin_set_failsafe(0);
                 standin::phidget_standin_freeze_resets(0);
                 standin::phidget_standin_set_device_id(12);
+                standin::phidget_standin_set_second_board(0);
                 Some(turn)
             }
             Backend::Sim => None,
@@ -828,4 +830,31 @@ async fn phidget_a_device_that_is_not_a_1017_is_refused() {
     assert_eq!(err.code(), Code::Unavailable);
     svc.stop().await;
     standin::phidget_standin_set_device_id(12);
+}
+
+#[cfg(feature = "phidget")]
+#[tokio::test]
+async fn phidget_two_1017s_without_a_serial_stop_the_start_naming_both() {
+    let h = Harness::new(Backend::Phidget).await;
+    let first = standin::phidget_standin_serial();
+    let second = first + 1;
+    standin::phidget_standin_set_second_board(second);
+    let err = delestage_relay_service::board::phidget::PhidgetBoard::open(None, None)
+        .err()
+        .expect("two boards, no --serial");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&first.to_string()) && msg.contains(&second.to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("--serial"), "{msg}");
+
+    // With --serial, that board, and only its channels.
+    let mut settings = h.settings();
+    settings.serial = Some(first);
+    let mut svc = h.start_with(settings).await;
+    svc.set(6, true).await.expect("6");
+    assert_eq!(standin::phidget_standin_relay(6), 1);
+    svc.stop().await;
+    standin::phidget_standin_set_second_board(0);
 }

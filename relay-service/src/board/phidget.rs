@@ -106,13 +106,15 @@ impl PhidgetBoard {
         let worker = std::thread::Builder::new()
             .name("phidget-1017".into())
             .spawn(move || {
-                let opened = open_channels(serial, &tracker).and_then(|outputs| {
-                    match failsafe {
-                        Some(time) => check_failsafe_range(&outputs, &tracker, time),
-                        None => Ok(()),
-                    }
-                    .map(|()| outputs)
-                });
+                let opened = pick_board(serial)
+                    .and_then(|serial| open_channels(serial, &tracker))
+                    .and_then(|outputs| {
+                        match failsafe {
+                            Some(time) => check_failsafe_range(&outputs, &tracker, time),
+                            None => Ok(()),
+                        }
+                        .map(|()| outputs)
+                    });
                 let mut outputs = match opened {
                     Ok(outputs) => {
                         let _ = opened_tx.send(Ok(()));
@@ -193,6 +195,58 @@ impl Drop for PhidgetBoard {
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
+    }
+}
+
+/// How long a probe waits for a board's channel 0 to attach.
+const PROBE_WAIT: Duration = Duration::from_millis(300);
+
+/// The board to drive: `--serial`, or, without it, the one 1017 plugged in
+/// (found by opening channel 0 with serial "any" until no other board
+/// answers; each open attaches a board not yet taken). Two or more 1017s
+/// without `--serial` is an error listing them; none: the first that
+/// attaches later.
+fn pick_board(serial: Option<i32>) -> Result<Option<i32>, BoardError> {
+    if serial.is_some() {
+        return Ok(serial);
+    }
+    let mut probes = Vec::new();
+    let mut found = Vec::new();
+    // At most a handful of boards; the bound keeps a broken library from
+    // looping forever.
+    while probes.len() < 8 {
+        let mut probe = DigitalOutput::new();
+        if probe
+            .set_serial_number(phidget::PHIDGET_SERIALNUMBER_ANY)
+            .is_err()
+            || probe.set_channel(0).is_err()
+            || probe.open_wait(PROBE_WAIT).is_err()
+        {
+            break;
+        }
+        match (probe.device_id(), probe.serial_number()) {
+            (Ok(DeviceId::Phidget1017), Ok(s)) => found.push(s),
+            (device, s) => tracing::warn!(
+                device = ?device.ok(),
+                serial = ?s.ok(),
+                "a device that is not a Phidget 1017 is plugged in: not used"
+            ),
+        }
+        probes.push(probe);
+    }
+    // Dropping the probes closes them.
+    drop(probes);
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(BoardError::Failed(format!(
+            "{} Phidget 1017s are plugged in (serial numbers {}): give --serial to say which one this service drives",
+            many.len(),
+            many.iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

@@ -96,3 +96,25 @@ pub extern "C" fn phidget_standin_longest_feed_gap_ms(index: c_int) -> c_int {
 pub extern "C" fn phidget_standin_set_device_id(id: c_int) {
     world().device_id = id;
 }
+
+/// Plugs a second 1017 with this serial in as well (0: unplugs it).
+#[unsafe(no_mangle)]
+pub extern "C" fn phidget_standin_set_second_board(serial: i32) {
+    let pending: Vec<Pending> = {
+        let mut w = world();
+        if serial == 0 {
+            w.second_serial = None;
+            let handles: Vec<usize> = w
+                .handles
+                .iter()
+                .filter(|(_, c)| c.on_second.is_some())
+                .map(|(h, _)| *h)
+                .collect();
+            handles.into_iter().filter_map(|h| w.detach(h)).collect()
+        } else {
+            w.second_serial = Some(serial);
+            Vec::new()
+        }
+    };
+    dispatch(pending);
+}

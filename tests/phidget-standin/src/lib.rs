@@ -85,6 +85,9 @@ struct World {
     longest_gap: [Duration; CHANNELS],
     /// What `Phidget_getDeviceID` answers.
     device_id: i32,
+    /// A second 1017 plugged in too (its serial), for the "which board?"
+    /// tests: its channels attach and say who they are, nothing more.
+    second_serial: Option<i32>,
 }
 
 /// One `PhidgetDigitalOutputHandle`.
@@ -95,6 +98,8 @@ struct Channel {
     open: bool,
     /// The board index it is attached to, when attached.
     attached_to: Option<usize>,
+    /// Or the index on the second board.
+    on_second: Option<usize>,
     on_attach: Option<(unsafe extern "C" fn(Handle, *mut c_void), usize)>,
     on_detach: Option<(unsafe extern "C" fn(Handle, *mut c_void), usize)>,
 }
@@ -129,6 +134,7 @@ fn world() -> MutexGuard<'static, World> {
                 last_feed: [None; CHANNELS],
                 longest_gap: [Duration::ZERO; CHANNELS],
                 device_id,
+                second_serial: None,
             })
         })
         .lock()
@@ -184,6 +190,37 @@ impl World {
         if !self.plugged {
             return None;
         }
+        self.try_attach_main(handle)
+            .or_else(|| self.try_attach_second(handle))
+    }
+
+    /// The second board takes a channel the first could not (its serial,
+    /// or "any" with the first board's channel taken).
+    fn try_attach_second(&mut self, handle: usize) -> Option<Pending> {
+        let second = self.second_serial?;
+        let taken: Vec<usize> = self
+            .handles
+            .iter()
+            .filter(|(h, _)| **h != handle)
+            .filter_map(|(_, c)| c.on_second)
+            .collect();
+        let channel = self.handles.get_mut(&handle)?;
+        if !channel.open || channel.attached_to.is_some() || channel.on_second.is_some() {
+            return None;
+        }
+        if channel.serial != ANY && channel.serial != second {
+            return None;
+        }
+        let index = usize::try_from(channel.index)
+            .ok()
+            .filter(|i| *i < CHANNELS && !taken.contains(i))?;
+        channel.on_second = Some(index);
+        let on_attach = channel.on_attach;
+        attach_signal().notify_all();
+        on_attach.map(|(f, ctx)| (f, handle, ctx))
+    }
+
+    fn try_attach_main(&mut self, handle: usize) -> Option<Pending> {
         let taken: Vec<usize> = self
             .handles
             .iter()
@@ -192,7 +229,7 @@ impl World {
             .collect();
         let serial = self.serial;
         let channel = self.handles.get_mut(&handle)?;
-        if !channel.open || channel.attached_to.is_some() {
+        if !channel.open || channel.attached_to.is_some() || channel.on_second.is_some() {
             return None;
         }
         if channel.serial != ANY && channel.serial != serial {
@@ -218,6 +255,9 @@ impl World {
     /// Detaches `handle`. Returns the detach handler to run.
     fn detach(&mut self, handle: usize) -> Option<Pending> {
         let channel = self.handles.get_mut(&handle)?;
+        if channel.on_second.take().is_some() {
+            return channel.on_detach.map(|(f, ctx)| (f, handle, ctx));
+        }
         let index = channel.attached_to.take()?;
         self.relays[index] = false;
         self.failsafe[index] = None;
@@ -301,10 +341,10 @@ pub unsafe extern "C" fn Phidget_getDeviceSerialNumber(
     let Some(channel) = w.handles.get(&(handle as usize)) else {
         return EPHIDGET_INVALIDARG;
     };
-    let value = if channel.attached_to.is_some() {
-        w.serial
-    } else {
-        channel.serial
+    let value = match (channel.attached_to, channel.on_second, w.second_serial) {
+        (Some(_), _, _) => w.serial,
+        (None, Some(_), Some(second)) => second,
+        _ => channel.serial,
     };
     // SAFETY: checked non-null above.
     unsafe { *serial = value };
@@ -364,7 +404,7 @@ pub extern "C" fn Phidget_openWaitForAttachment(handle: Handle, timeout_ms: u32)
     let mut w = world();
     loop {
         match w.handles.get(&(handle as usize)) {
-            Some(c) if c.attached_to.is_some() => return EPHIDGET_OK,
+            Some(c) if c.attached_to.is_some() || c.on_second.is_some() => return EPHIDGET_OK,
             Some(_) => {}
             None => return EPHIDGET_INVALIDARG,
         }
@@ -421,7 +461,7 @@ pub unsafe extern "C" fn Phidget_getAttached(handle: Handle, attached: *mut c_in
     let Some(value) = world()
         .handles
         .get(&(handle as usize))
-        .map(|c| c.attached_to.is_some())
+        .map(|c| c.attached_to.is_some() || c.on_second.is_some())
     else {
         return EPHIDGET_INVALIDARG;
     };
@@ -558,16 +598,22 @@ pub extern "C" fn PhidgetDigitalOutput_getMaxFailsafeTime(
 
 /// Which device the attached channel belongs to.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn Phidget_getDeviceID(handle: Handle, id: *mut c_uint) -> ReturnCode {
-    if id.is_null() {
+pub unsafe extern "C" fn Phidget_getDeviceID(handle: Handle, id_ptr: *mut c_uint) -> ReturnCode {
+    if id_ptr.is_null() {
         return EPHIDGET_INVALIDARG;
     }
     let w = world();
-    if let Err(rc) = w.attached_index(handle) {
+    let on_second = w
+        .handles
+        .get(&(handle as usize))
+        .is_some_and(|c| c.on_second.is_some());
+    if !on_second && let Err(rc) = w.attached_index(handle) {
         return rc;
     }
+    // The second board is a 1017.
+    let id = if on_second { PHIDID_1017 } else { w.device_id };
     // SAFETY: checked non-null above.
-    unsafe { *id = w.device_id as c_uint };
+    unsafe { *id_ptr = id as c_uint };
     EPHIDGET_OK
 }
 
