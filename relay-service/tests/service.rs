@@ -157,7 +157,7 @@ impl Harness {
     }
 
     /// Starts the service on a board opened by the test.
-    #[cfg(feature = "phidget")]
+    #[cfg(all(feature = "phidget", feature = "fault-injection"))]
     async fn start_on(&self, settings: Settings, board: Board) -> Running {
         self.serve(settings, board, Hardware::Phidget).await
     }
