@@ -306,6 +306,12 @@ pub async fn run_to_exit_env(
 pub async fn start_controller(dir: &Path, config: &str) -> (ServiceProcess, Channel) {
     let path = dir.join("controller.toml");
     std::fs::write(&path, config).expect("write the controller config");
+    start_controller_on(&path).await
+}
+
+/// The controller binary on the config file `path`, on `127.0.0.1:0`;
+/// returns once it is SERVING (again after a restart on the same file).
+pub async fn start_controller_on(path: &Path) -> (ServiceProcess, Channel) {
     let controller = ServiceProcess::start(
         &binary("controller"),
         &[

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    BOUND, ServiceProcess, binary, load_status, start_controller, start_forecast_at, wait_history,
-    wait_status,
+    BOUND, ServiceProcess, binary, load_status, start_controller, start_controller_on,
+    start_forecast_at, wait_history, wait_status,
 };
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
@@ -16,7 +16,6 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 const RELAY: &str = "delestage.relay.v1.RelayService";
-const CONTROLLER: &str = "delestage.controller.v1.ControllerService";
 
 fn rss_kib(svc: &ServiceProcess) -> u64 {
     let pid = svc.pid().expect("running");
@@ -169,18 +168,7 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     )
     .expect("write");
     let start_controller = || async {
-        let svc = ServiceProcess::start(
-            &binary("controller"),
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--config",
-                config.to_str().expect("utf-8"),
-            ],
-            &[],
-        )
-        .await;
-        let channel = svc.wait_serving(CONTROLLER).await;
+        let (svc, channel) = start_controller_on(&config).await;
         (
             svc,
             cpb::controller_service_client::ControllerServiceClient::new(channel),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    BOUND, ServiceProcess, TestPki, binary, grpcurl, run_to_exit, start_forecast_on_file,
-    token_hash,
+    BOUND, ServiceProcess, TestPki, binary, grpcurl, run_to_exit, start_controller_on,
+    start_forecast_on_file, token_hash,
 };
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
@@ -279,20 +279,7 @@ shed_at = "orange"
         ),
     )
     .expect("write config");
-    let controller = ServiceProcess::start(
-        &binary("controller"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    let controller_channel = controller
-        .wait_serving("delestage.controller.v1.ControllerService")
-        .await;
+    let (controller, controller_channel) = start_controller_on(&config).await;
     let deadline = std::time::Instant::now() + BOUND;
     loop {
         let status = cpb::controller_service_client::ControllerServiceClient::new(
