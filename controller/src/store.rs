@@ -6,10 +6,15 @@
 //!   switch. A crash can at worst leave a torn last line; it is cut off at
 //!   start (and reported), the lines before it are kept.
 //!
+//! Every file is read defensively at start (size limits, set aside when
+//! unusable; the history streamed, see [`history_file`]).
+//!
 //! Plain files rather than a database: a few switches a day, read once at
 //! start, and a person can read them with `jq`.
 
-use std::collections::HashMap;
+mod history_file;
+
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,8 +58,8 @@ pub(crate) struct Store {
     history_path: PathBuf,
     history_file: File,
     overrides: HashMap<String, StoredOverride>,
-    /// Oldest first.
-    history: Vec<SwitchRecord>,
+    /// The last records, oldest first.
+    history: VecDeque<SwitchRecord>,
 }
 
 /// What opening the store found worth telling.
@@ -74,7 +79,7 @@ impl Store {
         let overrides_path = dir.join(Self::OVERRIDES);
         let history_path = dir.join(Self::HISTORY);
         let overrides = load_overrides(&overrides_path, &mut report)?;
-        let history = load_history(&history_path, &mut report)?;
+        let history = history_file::load(&history_path, &mut report)?;
         let history_file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -190,10 +195,9 @@ impl Store {
         };
         self.history_file.write_all(&line).map_err(err)?;
         self.history_file.sync_data().map_err(err)?;
-        self.history.push(record);
+        self.history.push_back(record);
         if self.history.len() > HISTORY_IN_MEMORY {
-            let excess = self.history.len() - HISTORY_IN_MEMORY;
-            self.history.drain(..excess);
+            self.history.pop_front();
         }
         Ok(())
     }
@@ -250,43 +254,41 @@ fn load_overrides(
     path: &Path,
     report: &mut OpenReport,
 ) -> Result<HashMap<String, StoredOverride>, Error> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(Error::Store(format!("cannot read {}: {e}", path.display()))),
+    use delestage_runtime::files::{self, Loaded};
+    let parse = |bytes: &[u8]| {
+        let on_disk: OverridesOnDisk = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        on_disk
+            .overrides
+            .into_iter()
+            .map(|o| {
+                let time = |v: &str| v.parse::<Timestamp>().map_err(|e| format!("{v:?}: {e}"));
+                Ok((
+                    o.load,
+                    StoredOverride {
+                        powered: o.powered,
+                        until: time(&o.until)?,
+                        set_at: time(&o.set_at)?,
+                    },
+                ))
+            })
+            .collect::<Result<HashMap<_, _>, String>>()
     };
-    let parsed = serde_json::from_slice::<OverridesOnDisk>(&bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|on_disk| {
-            on_disk
-                .overrides
-                .into_iter()
-                .map(|o| {
-                    let time = |v: &str| v.parse::<Timestamp>().map_err(|e| format!("{v:?}: {e}"));
-                    Ok((
-                        o.load,
-                        StoredOverride {
-                            powered: o.powered,
-                            until: time(&o.until)?,
-                            set_at: time(&o.set_at)?,
-                        },
-                    ))
-                })
-                .collect::<Result<HashMap<_, _>, String>>()
-        });
-    match parsed {
-        Ok(overrides) => Ok(overrides),
-        Err(reason) => {
-            let aside = delestage_runtime::files::set_aside(path)
-                .map_err(|e| Error::Store(format!("cannot set aside {}: {e}", path.display())))?;
-            report.problems.push(format!(
-                "{} is corrupt ({reason}); kept aside as {}, starting with no overrides",
-                path.display(),
-                aside.display()
-            ));
-            Ok(HashMap::new())
-        }
-    }
+    Ok(
+        match files::load_state_file(path, files::STATE_FILE_LIMIT, parse)
+            .map_err(|e| Error::Store(e.to_string()))?
+        {
+            Loaded::Found(overrides) => overrides,
+            Loaded::Missing => HashMap::new(),
+            Loaded::SetAside { set_aside, reason } => {
+                report.problems.push(format!(
+                    "{} cannot be used ({reason}); kept aside as {}, starting with no overrides",
+                    path.display(),
+                    set_aside.display()
+                ));
+                HashMap::new()
+            }
+        },
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -345,52 +347,6 @@ impl RecordOnDisk {
     }
 }
 
-fn load_history(path: &Path, report: &mut OpenReport) -> Result<Vec<SwitchRecord>, Error> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Store(format!("cannot read {}: {e}", path.display()))),
-    };
-    // A torn last line (no newline) is what a crash mid-append leaves: cut
-    // it off so the next append starts on a line of its own.
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if complete < bytes.len() {
-        report.problems.push(format!(
-            "{}: the last line was cut short (a crash while writing?); dropped {} bytes",
-            path.display(),
-            bytes.len() - complete
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::Store(format!("cannot repair {}: {e}", path.display())))?;
-        file.set_len(complete as u64)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::Store(format!("cannot repair {}: {e}", path.display())))?;
-    }
-    let mut records = Vec::new();
-    for (n, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<RecordOnDisk>(line)
-            .map_err(|e| e.to_string())
-            .and_then(RecordOnDisk::parse)
-        {
-            Ok(r) => records.push(r),
-            Err(why) => report.problems.push(format!(
-                "{} line {}: unreadable record skipped ({why})",
-                path.display(),
-                n + 1
-            )),
-        }
-    }
-    if records.len() > HISTORY_IN_MEMORY {
-        records.drain(..records.len() - HISTORY_IN_MEMORY);
-    }
-    Ok(records)
-}
-
 /// The stable name of a reason, in the history file and logs.
 pub(crate) fn reason_name(reason: Reason) -> &'static str {
     reason.kind().name()
@@ -413,7 +369,7 @@ fn level_from_name(name: &str) -> Option<Option<SignalLevel>> {
 mod tests {
     use super::*;
 
-    fn record(load: &str, minute: i64, to: bool, reason: Reason) -> SwitchRecord {
+    pub(super) fn record(load: &str, minute: i64, to: bool, reason: Reason) -> SwitchRecord {
         SwitchRecord {
             at: Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(minute),
             load: load.to_owned(),

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use delestage_runtime::files;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -26,16 +27,7 @@ pub(crate) struct Cached {
 }
 
 /// What was found at start.
-#[derive(Debug)]
-pub(crate) enum Loaded {
-    Missing,
-    Found(Cached),
-    /// Unreadable or corrupt: renamed to `set_aside`.
-    SetAside {
-        set_aside: PathBuf,
-        reason: String,
-    },
-}
+pub(crate) type Loaded = files::Loaded<Cached>;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,31 +63,14 @@ impl CacheFile {
         &self.path
     }
 
-    /// Reads the cache; a corrupt one is set aside and reported, not fatal.
+    /// Reads the cache; a corrupt, oversized or misplaced one is set aside
+    /// and reported, not fatal.
     pub(crate) fn load(&self) -> Result<Loaded, Error> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(source) => {
-                return Err(Error::CacheRead {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        match parse(&bytes) {
-            Ok(cached) => Ok(Loaded::Found(cached)),
-            Err(reason) => {
-                let set_aside =
-                    delestage_runtime::files::set_aside(&self.path).map_err(|source| {
-                        Error::CacheRead {
-                            path: self.path.clone(),
-                            source,
-                        }
-                    })?;
-                Ok(Loaded::SetAside { set_aside, reason })
-            }
-        }
+        Ok(files::load_state_file(
+            &self.path,
+            files::STATE_FILE_LIMIT,
+            parse,
+        )?)
     }
 
     /// Replaces the cache atomically.

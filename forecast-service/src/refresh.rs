@@ -403,7 +403,12 @@ impl FileWatcher {
         if seen == self.seen && !new_period {
             return;
         }
-        let bytes = match std::fs::read(&self.path) {
+        // A forecast body weighs a few KiB: a huge file is a mistake, and
+        // must not be read into memory.
+        let bytes = match delestage_runtime::files::read_limited(
+            &self.path,
+            delestage_runtime::files::STATE_FILE_LIMIT,
+        ) {
             Ok(b) => b,
             Err(e) => return report_problem(current, read_err(e).to_string()),
         };

@@ -153,7 +153,7 @@ fn initial_states(settings: &Settings, file: &StateFile) -> Result<Vec<ChannelSt
                 file = %file.path().display(),
                 set_aside = %set_aside.display(),
                 %reason,
-                "the saved relay states are corrupt; kept aside, every relay starts off"
+                "the saved relay states cannot be used (corrupt, oversized or not a file); kept aside, every relay starts off"
             );
             all_off
         }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use delestage_runtime::files::{self, Loaded};
 use serde::{Deserialize, Serialize};
 
 /// One channel's plan.
@@ -111,17 +112,20 @@ impl PlanFile {
         }
     }
 
-    /// The last plan saved; none if there is none, or if it cannot be read
-    /// (reported: a box without a plan falls back to its safe states).
+    /// The last plan saved; none if there is none, or if it cannot be used
+    /// (set aside and reported: a box without a plan falls back to its safe
+    /// states).
     pub(crate) fn load(&self) -> HeldPlan {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::error!(path = %self.path.display(), error = %e, "unreadable held plan ignored; the safe states apply");
+        let parse = |bytes: &[u8]| serde_json::from_slice(bytes).map_err(|e| e.to_string());
+        match files::load_state_file(&self.path, files::STATE_FILE_LIMIT, parse) {
+            Ok(Loaded::Found(plan)) => plan,
+            Ok(Loaded::Missing) => HeldPlan::default(),
+            Ok(Loaded::SetAside { set_aside, reason }) => {
+                tracing::error!(path = %self.path.display(), set_aside = %set_aside.display(), %reason, "unusable held plan kept aside; the safe states apply");
                 HeldPlan::default()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HeldPlan::default(),
+            }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot read the held plan; the safe states apply");
+                tracing::error!(error = %e, "cannot read the held plan; the safe states apply");
                 HeldPlan::default()
             }
         }

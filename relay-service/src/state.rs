@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use delestage_runtime::files;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -26,17 +27,7 @@ pub(crate) struct StateFile {
 }
 
 /// What was found at start.
-#[derive(Debug)]
-pub(crate) enum Loaded {
-    /// No file yet: first start.
-    Missing,
-    Found(Vec<ChannelState>),
-    /// The file was unreadable or corrupt; it was renamed to `set_aside`.
-    SetAside {
-        set_aside: PathBuf,
-        reason: String,
-    },
-}
+pub(crate) type Loaded = files::Loaded<Vec<ChannelState>>;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,32 +61,15 @@ impl StateFile {
         &self.path
     }
 
-    /// Reads the file. A corrupt file is not fatal: it is renamed aside (so
-    /// nothing is lost and a person can look at it) and reported.
+    /// Reads the file. A corrupt, oversized or misplaced file is not fatal:
+    /// it is renamed aside (so nothing is lost and a person can look at it)
+    /// and reported.
     pub(crate) fn load(&self, channels: usize) -> Result<Loaded, Error> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(source) => {
-                return Err(Error::StateRead {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        match parse(&bytes, channels) {
-            Ok(states) => Ok(Loaded::Found(states)),
-            Err(reason) => {
-                let set_aside =
-                    delestage_runtime::files::set_aside(&self.path).map_err(|source| {
-                        Error::StateRead {
-                            path: self.path.clone(),
-                            source,
-                        }
-                    })?;
-                Ok(Loaded::SetAside { set_aside, reason })
-            }
-        }
+        Ok(files::load_state_file(
+            &self.path,
+            files::STATE_FILE_LIMIT,
+            |bytes| parse(bytes, channels),
+        )?)
     }
 
     /// Replaces the file with `states`, atomically.

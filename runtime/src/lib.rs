@@ -52,6 +52,14 @@ pub enum Error {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// A state file could not be used and could not be moved out of the
+    /// way either: the service cannot start afresh without losing it.
+    #[error("{path} cannot be used ({reason}) and cannot be set aside: {source}")]
+    SetAside {
+        path: std::path::PathBuf,
+        reason: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,

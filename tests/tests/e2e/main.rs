@@ -2,6 +2,7 @@
 //! over gRPC as users and other services do. One test binary (fewer link
 //! steps), one module per subject.
 
+mod bad_days;
 mod carried;
 mod cli;
 mod controller_binary;

@@ -1,0 +1,185 @@
+//! Bad days on a box (issue 13), against the real binaries: state files
+//! that are huge or not files at all, a state dir that is full or
+//! read-only, and tokens set up wrong.
+
+use std::path::Path;
+
+use delestage_tests::{ServiceProcess, binary, start_controller, start_relay};
+
+/// A gigabyte that costs nothing to make (sparse).
+fn huge_file(path: &Path) {
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("a sparse 1 GiB file");
+}
+
+/// The peak memory of a process, in MiB.
+fn peak_rss_mib(svc: &ServiceProcess) -> u64 {
+    let pid = svc.pid().expect("running");
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .expect("VmHWM")
+        / 1024
+}
+
+/// The names in `dir` that start with `prefix`.
+fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Each service meets a 1 GiB file or a directory where a state file
+/// should be: it starts, says so, keeps the thing aside, and never reads a
+/// gigabyte into memory.
+#[tokio::test]
+async fn huge_or_misplaced_state_files_are_set_aside_and_every_service_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let relay_state = dir.path().join("relay");
+    std::fs::create_dir_all(relay_state.join("relays.json")).expect("a directory for a file");
+    huge_file(&relay_state.join("hold-plan.json"));
+    let (relay, _) = start_relay(&relay_state, &["--hold-timeout", "30s"]).await;
+    relay.wait_for_log("relays.json").await;
+    assert!(
+        relay
+            .log()
+            .contains("a directory, where a file was expected"),
+        "{}",
+        relay.log()
+    );
+    assert!(
+        relay.log().contains("unusable held plan kept aside"),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(
+        names_starting(&relay_state, "relays.json.corrupt-").len(),
+        1
+    );
+    assert_eq!(
+        names_starting(&relay_state, "hold-plan.json.corrupt-").len(),
+        1
+    );
+    // A fresh state file was written in its place.
+    assert!(relay_state.join("relays.json").is_file());
+
+    let forecast_state = dir.path().join("forecast");
+    std::fs::create_dir_all(forecast_state.join("forecast-cache.json")).expect("mkdir");
+    let standin = delestage_ecowatt_standin::EcowattStandin::start(
+        delestage_ecowatt_standin::Config::default(),
+        delestage_ecowatt_standin::uniform_body_around_now(1),
+    )
+    .await;
+    let forecast = ServiceProcess::start(
+        &binary("forecast-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            forecast_state.to_str().expect("utf-8"),
+            "--ecowatt-url",
+            &standin.base_url(),
+        ],
+        &[
+            ("ECOWATT_CLIENT_ID", "test-client-id"),
+            ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
+        ],
+    )
+    .await;
+    forecast
+        .wait_serving("delestage.forecast.v1.ForecastService")
+        .await;
+    forecast.wait_for_log("forecast-cache.json").await;
+    assert_eq!(
+        names_starting(&forecast_state, "forecast-cache.json.corrupt-").len(),
+        1
+    );
+
+    let controller_state = dir.path().join("ctl");
+    std::fs::create_dir_all(&controller_state).expect("mkdir");
+    huge_file(&controller_state.join("overrides.json"));
+    std::fs::create_dir_all(controller_state.join("history.jsonl")).expect("mkdir");
+    let (controller, _) = start_controller(
+        dir.path(),
+        &format!(
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n",
+            forecast.addr,
+            controller_state.display(),
+            relay.addr
+        ),
+    )
+    .await;
+    controller.wait_for_log("history.jsonl").await;
+    let log = controller.log();
+    assert!(
+        log.contains("1073741824 bytes, over the 1048576-byte limit"),
+        "{log}"
+    );
+    assert!(log.contains("kept aside"), "{log}");
+    assert_eq!(
+        names_starting(&controller_state, "overrides.json.corrupt-").len(),
+        1
+    );
+    assert_eq!(
+        names_starting(&controller_state, "history.jsonl.corrupt-").len(),
+        1
+    );
+
+    for svc in [&relay, &forecast, &controller] {
+        // Reading any of those gigabytes whole would show here.
+        assert!(
+            peak_rss_mib(svc) < 256,
+            "peak RSS {} MiB",
+            peak_rss_mib(svc)
+        );
+    }
+}
+
+/// A history of a gigabyte is streamed: the controller starts, keeps the
+/// records at its end, and leaves the file where it is.
+#[tokio::test]
+async fn a_huge_history_is_streamed_not_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("ctl");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let history = state.join("history.jsonl");
+    huge_file(&history);
+    let record = "\n{\"at\":\"2026-11-27T01:00:00Z\",\"load\":\"x\",\"relay\":\"a:0\",\"from\":true,\"to\":false,\"reason\":\"shed_for_level\",\"level\":\"red\"}\n";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&history)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, record.as_bytes()))
+        .expect("append a record");
+    let (controller, channel) = start_controller(
+        dir.path(),
+        &format!(
+            "forecast = \"http://127.0.0.1:1\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://127.0.0.1:1\"\n[[load]]\nname = \"x\"\nrelay = \"a:0\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n",
+            state.display(),
+        ),
+    )
+    .await;
+    assert!(
+        controller.log().contains("only its last 64 MiB were read"),
+        "{}",
+        controller.log()
+    );
+    let mut client =
+        delestage_proto::controller::v1::controller_service_client::ControllerServiceClient::new(
+            channel,
+        );
+    let records = delestage_tests::history(&mut client).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(history.is_file(), "the history stays where it is");
+    assert!(
+        peak_rss_mib(&controller) < 256,
+        "peak RSS {} MiB",
+        peak_rss_mib(&controller)
+    );
+}
