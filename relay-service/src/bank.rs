@@ -5,6 +5,12 @@
 //! every change, and tells subscribers. Every operation takes one lock, so
 //! switches, re-applies and subscriptions happen in a single order: a
 //! subscriber's snapshot is followed by exactly the changes after it.
+//!
+//! A switch is durable before it happens: its new state is saved first,
+//! then the relay switches, then subscribers and metrics hear of it. A
+//! switch that answers an error has not happened; one that answers OK
+//! survives a restart. Requests, hold expiries and plan steps all take this
+//! one path ([`RelayBank::switch`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -80,12 +86,31 @@ pub(crate) struct RelayBank {
     /// Persists each switch; SetRelay waits for it (group commit).
     writer: StateWriter,
     inner: Mutex<Inner>,
+    /// One per channel, held for a whole switch (save, then switch): two
+    /// switches of one channel never interleave, while other channels'
+    /// saves share a write (group commit).
+    channel_turns: Vec<Mutex<()>>,
     changes: broadcast::Sender<Change>,
     closing: CancellationToken,
 }
 
+/// Who asks for a switch, which decides how the wear guard treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// A SetRelay or a plan step: refused past the wear limit, or when the
+    /// board is away.
+    Request,
+    /// A safe state on hold expiry: counted by the wear guard but never
+    /// refused; with the board away it becomes the intended state, applied
+    /// when the board is back.
+    Safety,
+}
+
 struct Inner {
+    /// What the relays hold (or will, once the board is back): saved.
     states: Vec<ChannelState>,
+    /// Per channel, a switch being saved: not made yet.
+    saving: Vec<Option<ChannelState>>,
     wear: WearGuard,
     /// The board status as last handled (attach → re-apply).
     board: BoardStatus,
@@ -116,7 +141,9 @@ impl RelayBank {
             labels,
             writer: StateWriter::start(state_file.clone(), closing.clone()),
             state_file,
+            channel_turns: (0..channels).map(|_| Mutex::new(())).collect(),
             inner: Mutex::new(Inner {
+                saving: vec![None; channels],
                 states,
                 wear: WearGuard::new(channels, max_switches_per_minute),
                 board: BoardStatus::default(),
@@ -137,9 +164,12 @@ impl RelayBank {
         let first = *status.borrow_and_update();
         self.on_board_status(first).await;
         metrics::gauge!("relay_board_attached").set(f64::from(u8::from(first.attached)));
-        // Persist at once, so that a first start leaves a state file behind
-        // and an unwritable state dir shows up now, not on the first switch.
-        self.state_file.save(&self.inner.lock().await.states)?;
+        // Persist at once, so that a first start leaves a state file behind.
+        // A full disk is not fatal: the writer says so and keeps trying,
+        // and switches are refused until it succeeds.
+        let mut inner = self.inner.lock().await;
+        self.submit(&mut inner);
+        drop(inner);
 
         let bank = Arc::clone(self);
         tokio::spawn(async move {
@@ -183,28 +213,111 @@ impl RelayBank {
         self.board.channel_count()
     }
 
-    /// Switches `channel` to `energized`. A no-op (no cycle, no event) when
-    /// it is already in that state.
+    /// Switches `channel` to `energized` for a request (SetRelay, a plan
+    /// step). A no-op (no cycle, no event) when it is already in that state.
     pub(crate) async fn set(&self, channel: u32, energized: bool) -> Result<SetOutcome, Error> {
         let count = self.channel_count();
         if channel >= count {
             return Err(Error::ChannelOutOfRange { channel, count });
         }
-        let ch = channel as usize;
-        let mut inner = self.inner.lock().await;
-        let now = Instant::now();
+        self.switch(channel as usize, energized, Asked::Request)
+            .await
+    }
 
-        if inner.states[ch].energized == energized {
-            // Asked again for a state the board may not hold (a write
-            // failed): try it now rather than at the next retry.
-            if !inner.applied[ch] && inner.board.attached {
-                self.reapply_channel(&mut inner, ch).await;
+    /// The one way a relay switches: checks, saves the new state, switches
+    /// the relay, then tells subscribers and metrics. An error at any step
+    /// leaves the relay (and what is saved) as it was.
+    async fn switch(&self, ch: usize, energized: bool, asked: Asked) -> Result<SetOutcome, Error> {
+        let channel = ch as u32;
+        let _turn = self.channel_turns[ch].lock().await;
+
+        // 1. Check, and hand the new state to the writer.
+        let (target, version) = {
+            let mut inner = self.inner.lock().await;
+            let now = Instant::now();
+            if inner.states[ch].energized == energized {
+                // Asked again for a state the board may not hold (a write
+                // failed): try it now rather than at the next retry.
+                if !inner.applied[ch] && inner.board.attached {
+                    self.reapply_channel(&mut inner, ch).await;
+                }
+                return Ok(SetOutcome {
+                    relay: self.relay(&mut inner, ch, now),
+                    switched: false,
+                });
             }
-            return Ok(SetOutcome {
-                relay: self.relay(&mut inner, ch, now),
-                switched: false,
+            if asked == Asked::Request {
+                self.check_request(&mut inner, ch, energized, now)?;
+            }
+            let target = ChannelState {
+                energized,
+                changed_at: Some(SystemTime::now()),
+            };
+            inner.saving[ch] = Some(target);
+            (target, self.submit(&mut inner))
+        };
+
+        // 2. Durable first.
+        if let Err(reason) = self.writer.wait(version).await {
+            let mut inner = self.inner.lock().await;
+            inner.saving[ch] = None;
+            // What is saved must not keep a switch that did not happen:
+            // save the states without it (when the disk lets us).
+            self.submit(&mut inner);
+            tracing::error!(channel, energized, %reason, "switch refused: its new state cannot be saved; the relay stays as it was");
+            return Err(Error::NotSaved {
+                channel,
+                path: self.state_file.path().to_owned(),
+                reason,
             });
         }
+
+        // 3. Then the relay.
+        let mut inner = self.inner.lock().await;
+        inner.saving[ch] = None;
+        let now = Instant::now();
+        let mut applied = false;
+        if inner.board.attached {
+            if let Err(source) = self.board.set(channel, energized).await {
+                // Not switched: what is saved goes back to the state before,
+                // and what the relay holds is unknown until a re-apply.
+                self.submit(&mut inner);
+                self.mark_applied(&mut inner, ch, false, now);
+                return Err(Error::Board { channel, source });
+            }
+            inner.wear.record(ch, now);
+            applied = true;
+        }
+        inner.applied[ch] = applied;
+        inner.states[ch] = target;
+
+        // 4. Then the news.
+        let relay = self.relay(&mut inner, ch, now);
+        tracing::info!(channel, energized, label = %relay.label, applied, "relay switched");
+        metrics::counter!("relay_switches_total", "channel" => channel.to_string()).increment(1);
+        metrics::gauge!("relay_energized", "channel" => channel.to_string())
+            .set(f64::from(u8::from(energized)));
+        // No subscriber is not an error.
+        let _ = self.changes.send(Change::Relay {
+            at: target.changed_at.unwrap_or_else(SystemTime::now),
+            relay: relay.clone(),
+        });
+        Ok(SetOutcome {
+            relay,
+            switched: true,
+        })
+    }
+
+    /// Whether a request may switch `ch` now: the board is there, and the
+    /// wear guard allows it.
+    fn check_request(
+        &self,
+        inner: &mut Inner,
+        ch: usize,
+        energized: bool,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let channel = ch as u32;
         if !inner.board.attached {
             return Err(Error::Board {
                 channel,
@@ -224,39 +337,21 @@ impl RelayBank {
                 .increment(1);
             return Err(err);
         }
+        Ok(())
+    }
 
-        if let Err(source) = self.board.set(channel, energized).await {
-            // What the relay holds now is not known: say so until a
-            // re-apply succeeds.
-            self.mark_applied(&mut inner, ch, false, now);
-            return Err(Error::Board { channel, source });
-        }
-        inner.applied[ch] = true;
-        inner.wear.record(ch, now);
-        let at = SystemTime::now();
-        inner.states[ch] = ChannelState {
-            energized,
-            changed_at: Some(at),
-        };
-        let relay = self.relay(&mut inner, ch, now);
-        tracing::info!(channel, energized, label = %relay.label, "relay switched");
-        metrics::counter!("relay_switches_total", "channel" => channel.to_string()).increment(1);
-        metrics::gauge!("relay_energized", "channel" => channel.to_string())
-            .set(f64::from(u8::from(energized)));
-        // No subscriber is not an error.
-        let _ = self.changes.send(Change::Relay {
-            at,
-            relay: relay.clone(),
-        });
-
-        // Answer once the state is on disk. The relay has switched either
-        // way; if the file cannot follow, say so (the state would not
-        // survive a restart) rather than pretend.
-        self.persist(inner).await?;
-        Ok(SetOutcome {
-            relay,
-            switched: true,
-        })
+    /// Hands the writer a new version: the states, with the switches being
+    /// saved in place. Returns the version to wait for.
+    fn submit(&self, inner: &mut Inner) -> u64 {
+        inner.version += 1;
+        let states = inner
+            .states
+            .iter()
+            .zip(&inner.saving)
+            .map(|(state, saving)| saving.unwrap_or(*state))
+            .collect();
+        self.writer.submit(inner.version, states);
+        inner.version
     }
 
     /// Every relay and the board, now.
@@ -310,74 +405,44 @@ impl RelayBank {
         }
     }
 
-    /// Puts every relay in its intended state. The board has just (re)attached,
-    /// so its relays are off: every energised one switches, and counts as a
-    /// cycle for the wear guard, but is never refused: the state was chosen
-    /// before, and leaving it wrong would be worse.
     /// Puts the channels where `which[channel]` in their safe state
     /// (`safe[channel]`: energised?), for the relay hold. A safety action:
-    /// the wear guard counts these switches but never refuses them. Returns
-    /// the channels that switched.
+    /// the wear guard counts these switches but never refuses them. Each
+    /// goes through [`RelayBank::switch`], durable first. Returns the
+    /// channels that switched, or the first error (after trying every
+    /// channel).
     pub(crate) async fn apply_safe_states(
         &self,
         safe: &[bool],
         which: &[bool],
     ) -> Result<Vec<u32>, Error> {
-        let mut inner = self.inner.lock().await;
-        let now = Instant::now();
         let mut switched = Vec::new();
-        for ch in 0..inner.states.len() {
+        let mut first_error = None;
+        for ch in 0..self.channel_turns.len() {
             if !which.get(ch).copied().unwrap_or(true) {
                 continue;
             }
             let target = safe.get(ch).copied().unwrap_or(false);
-            if inner.states[ch].energized == target {
-                continue;
-            }
-            // Unattached: the new intended state is applied on re-attach.
-            let mut applied = false;
-            if inner.board.attached {
-                if let Err(e) = self.board.set(ch as u32, target).await {
+            match self.switch(ch, target, Asked::Safety).await {
+                Ok(outcome) if outcome.switched => switched.push(ch as u32),
+                Ok(_) => {}
+                Err(e) => {
                     tracing::error!(channel = ch, error = %e, "cannot apply the safe state");
-                    self.mark_applied(&mut inner, ch, false, now);
-                    continue;
+                    first_error.get_or_insert(e);
                 }
-                inner.wear.record(ch, now);
-                applied = true;
             }
-            inner.applied[ch] = applied;
-            let at = SystemTime::now();
-            inner.states[ch] = ChannelState {
-                energized: target,
-                changed_at: Some(at),
-            };
-            let relay = self.relay(&mut inner, ch, now);
-            let _ = self.changes.send(Change::Relay { at, relay });
-            switched.push(ch as u32);
         }
-        if switched.is_empty() {
-            return Ok(switched);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(switched),
         }
-        self.persist(inner).await?;
-        Ok(switched)
     }
 
-    /// Hands the new states to the writer, lets go of the lock, and waits
-    /// until they are on disk (group commit, see [`crate::persist`]).
-    async fn persist(&self, mut inner: tokio::sync::MutexGuard<'_, Inner>) -> Result<(), Error> {
-        inner.version += 1;
-        let version = inner.version;
-        self.writer.submit(version, inner.states.clone());
-        drop(inner);
-        self.writer
-            .wait(version)
-            .await
-            .map_err(|reason| Error::StateWrite {
-                path: self.state_file.path().to_owned(),
-                reason,
-            })
-    }
-
+    /// Puts every relay in its intended state. The board has just
+    /// (re)attached, so its relays are off: every energised one switches,
+    /// and counts as a cycle for the wear guard, but is never refused: the
+    /// state was chosen (and saved) before, and leaving it wrong would be
+    /// worse.
     async fn reapply(&self, inner: &mut Inner) {
         for ch in 0..inner.states.len() {
             self.reapply_channel(inner, ch).await;

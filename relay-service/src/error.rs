@@ -36,14 +36,18 @@ pub enum Error {
         source: BoardError,
     },
 
-    #[error("cannot read the state file {path}: {source}")]
-    StateRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
     #[error("cannot save the relay states to {path}: {reason}")]
     StateWrite { path: PathBuf, reason: String },
+
+    /// Durable first: a switch whose new state cannot be saved is not made.
+    #[error(
+        "channel {channel} not switched: its new state cannot be saved to {path} ({reason}); the relay stays as it was, and the service keeps trying to save (free some space, or make the state dir writable)"
+    )]
+    NotSaved {
+        channel: u32,
+        path: PathBuf,
+        reason: String,
+    },
 
     #[error(transparent)]
     Runtime(#[from] delestage_runtime::Error),
@@ -63,14 +67,13 @@ impl From<Error> for Status {
         let code = match &err {
             Error::ChannelOutOfRange { .. } | Error::Config(_) => Code::InvalidArgument,
             Error::WearLimit { .. } => Code::ResourceExhausted,
+            // Nothing happened, and a retry may well work later.
             Error::Board {
                 source: BoardError::NotAttached,
                 ..
-            } => Code::Unavailable,
-            Error::Board { .. }
-            | Error::StateRead { .. }
-            | Error::StateWrite { .. }
-            | Error::Runtime(_) => Code::Internal,
+            }
+            | Error::NotSaved { .. } => Code::Unavailable,
+            Error::Board { .. } | Error::StateWrite { .. } | Error::Runtime(_) => Code::Internal,
         };
         let mut status = Status::new(code, err.to_string());
         if let Error::WearLimit { retry_after, .. } = &err {

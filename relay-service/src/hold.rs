@@ -138,23 +138,21 @@ impl Hold {
                         let unplanned: Vec<bool> = (0..self.settings.safe_energized.len())
                             .map(|ch| !plan.is_planned(ch as u32))
                             .collect();
-                        match bank
-                            .apply_safe_states(&self.settings.safe_energized, &unplanned)
-                            .await
-                        {
-                            Ok(switched) => {
-                                tracing::warn!(?switched, "channels returned to their safe state")
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "could not put every channel in its safe state")
-                            }
-                        }
-                        if !plan.channels.is_empty() {
-                            tokio::select! {
-                                () = follow(&plan, &bank) => {}
-                                _ = self.renewed.notified() => {}
-                                () = bank.closed() => return,
-                            }
+                        let carry_on = async {
+                            tokio::join!(
+                                to_safe_states(&bank, &self.settings.safe_energized, &unplanned),
+                                async {
+                                    if !plan.channels.is_empty() {
+                                        follow(&plan, &bank).await;
+                                    }
+                                }
+                            );
+                            std::future::pending::<()>().await;
+                        };
+                        tokio::select! {
+                            () = carry_on => {}
+                            _ = self.renewed.notified() => {}
+                            () = bank.closed() => return,
                         }
                     }
                 }
@@ -164,6 +162,23 @@ impl Hold {
                         () = bank.closed() => return,
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Puts the `which` channels in their safe states, trying again until every
+/// one is (a full disk refuses a switch until it can be saved).
+async fn to_safe_states(bank: &RelayBank, safe: &[bool], which: &[bool]) {
+    loop {
+        match bank.apply_safe_states(safe, which).await {
+            Ok(switched) => {
+                tracing::warn!(?switched, "channels returned to their safe state");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not put every channel in its safe state; trying again");
+                tokio::time::sleep(FOLLOW_RETRY).await;
             }
         }
     }

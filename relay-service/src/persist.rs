@@ -7,6 +7,10 @@
 //! bank hands each new version of the states to one writer task and waits
 //! for it; the writer always writes the newest version it has, so one write
 //! covers every switch made while the previous one was in flight.
+//!
+//! A write that fails (a full disk, a read-only state dir) is tried again
+//! every [`RETRY_EVERY`] until it succeeds or a newer version replaces it,
+//! so that what is saved catches up as soon as the disk allows.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +18,9 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{ChannelState, StateFile};
+
+/// How often a failed write is tried again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How far the writes have got.
 #[derive(Debug, Clone, Default)]
@@ -90,18 +97,31 @@ async fn write_loop(
     written: watch::Sender<Written>,
     closing: CancellationToken,
 ) {
+    // The last version that failed, to try again unless a newer one comes.
+    let mut failed: Option<(u64, Vec<ChannelState>)> = None;
     loop {
         let stopping = tokio::select! {
             () = shared.kick.notified() => false,
+            () = tokio::time::sleep(RETRY_EVERY), if failed.is_some() => false,
             _ = closing.cancelled() => true,
         };
-        let job = shared
+        let newest = shared
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        // A newer version replaces the failed one (never write back an
+        // older one over it).
+        let job = match newest {
+            Some(job) => {
+                failed = None;
+                Some(job)
+            }
+            None => failed.take(),
+        };
         if let Some((version, states)) = job {
             let file = file.clone();
+            let kept = states.clone();
             // fsync blocks: keep it off the async workers.
             let result = tokio::task::spawn_blocking(move || file.save(&states)).await;
             let outcome = match result {
@@ -109,11 +129,21 @@ async fn write_loop(
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("the writer failed: {e}")),
             };
+            let retrying = written.borrow().failed.is_some();
             written.send_modify(|w| match outcome {
-                Ok(()) => w.ok_up_to = w.ok_up_to.max(version),
+                Ok(()) => {
+                    if retrying {
+                        tracing::info!(version, "the relay states are saved again");
+                    }
+                    w.ok_up_to = w.ok_up_to.max(version);
+                    w.failed = None;
+                }
                 Err(why) => {
-                    tracing::error!(error = %why, "cannot save the relay states");
+                    if !retrying {
+                        tracing::error!(error = %why, "cannot save the relay states; trying again every {}s", RETRY_EVERY.as_secs());
+                    }
                     w.failed = Some((version, why));
+                    failed = Some((version, kept));
                 }
             });
         }
@@ -166,6 +196,28 @@ mod tests {
         writer.submit(1, Vec::new());
         let err = writer.wait(1).await.expect_err("cannot write");
         assert!(err.contains("gone"), "{err}");
+    }
+
+    /// Real time (a paused clock would race the blocking write): takes one
+    /// retry period.
+    #[tokio::test]
+    async fn a_failed_write_is_tried_again_until_the_disk_is_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        let file = StateFile::in_dir(&state_dir);
+        let writer = StateWriter::start(file.clone(), CancellationToken::new());
+        writer.submit(1, vec![ChannelState::default()]);
+        writer.wait(1).await.expect_err("no state dir yet");
+        std::fs::create_dir(&state_dir).expect("the disk is back");
+        let mut written = writer.written.clone();
+        tokio::time::timeout(
+            10 * RETRY_EVERY,
+            written.wait_for(|w| w.ok_up_to >= 1),
+        )
+        .await
+        .expect("written by a retry")
+        .expect("writer alive");
+        assert!(file.path().exists());
     }
 
     #[tokio::test]

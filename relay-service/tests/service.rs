@@ -537,6 +537,45 @@ async fn shutdown_ends_open_watch_streams(backend: Backend) {
     );
 }
 
+/// Durable first: while the state cannot be saved, a switch answers an
+/// error and does not happen (asking again changes nothing); once the disk
+/// is back, switches work and survive a restart.
+async fn a_switch_that_cannot_be_saved_does_not_happen(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let dir = h._state.path().join("state");
+    let mut settings = h.settings();
+    settings.state_dir = dir.clone();
+    let mut svc = h.start_with(settings.clone()).await;
+    svc.set(0, true).await.expect("saved and switched");
+
+    // The state dir goes away: every write fails.
+    let away = h._state.path().join("away");
+    std::fs::rename(&dir, &away).expect("move the state dir away");
+    for _ in 0..2 {
+        let err = svc.set(1, true).await.expect_err("cannot be saved");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("channel 1 not switched")
+                && err.message().contains("cannot be saved")
+                && err.message().contains("relays.json"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(svc.energized().await, vec![0]);
+        assert_eq!(svc.hardware.energized_channels(), vec![0]);
+    }
+
+    std::fs::rename(&away, &dir).expect("the state dir is back");
+    let answer = svc.set(1, true).await.expect("saved and switched");
+    assert!(answer.switched);
+    assert_eq!(svc.hardware.energized_channels(), vec![0, 1]);
+    svc.stop().await;
+
+    let mut svc = h.start_with(settings).await;
+    assert_eq!(svc.energized().await, vec![0, 1]);
+    svc.stop().await;
+}
+
 /// Declares each behaviour test once per board.
 macro_rules! on_every_board {
     ($($name:ident),* $(,)?) => {
@@ -566,6 +605,7 @@ on_every_board!(
     a_restart_restores_the_intended_states,
     on_start_off_starts_every_relay_off,
     shutdown_ends_open_watch_streams,
+    a_switch_that_cannot_be_saved_does_not_happen,
 );
 
 // ----- Phidget-only behaviour -----

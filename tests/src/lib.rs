@@ -11,11 +11,13 @@
 
 use std::time::Duration;
 
+mod disk;
 mod forecast;
 mod pki;
 mod process;
 mod wait;
 
+pub use disk::SmallDisk;
 pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
 pub use pki::{TestPki, token_hash};
 pub use process::{

@@ -4,7 +4,14 @@
 
 use std::path::Path;
 
-use delestage_tests::{ServiceProcess, binary, start_controller, start_relay};
+use delestage_proto::relay::v1 as rpb;
+use delestage_tests::{
+    ServiceProcess, SmallDisk, binary, poll, scrape_metrics, start_controller, start_relay,
+};
+use nix::sys::signal::Signal;
+use rpb::relay_service_client::RelayServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
 
 /// A gigabyte that costs nothing to make (sparse).
 fn huge_file(path: &Path) {
@@ -182,4 +189,99 @@ async fn a_huge_history_is_streamed_not_loaded() {
         "peak RSS {} MiB",
         peak_rss_mib(&controller)
     );
+}
+
+/// The state dir fills up (or turns read-only) under a running relay box:
+/// a switch answers UNAVAILABLE and does not happen, the hold's safe states
+/// wait for the disk too, and once it is back everything catches up and
+/// survives a `kill -9`.
+#[tokio::test]
+async fn a_full_state_dir_refuses_switches_and_loses_nothing() {
+    let disk = SmallDisk::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay-service.toml");
+    std::fs::write(
+        &config,
+        "hold_timeout = \"4s\"\n[safe_states]\n2 = \"on\"\n",
+    )
+    .expect("config");
+    let flags = [
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let (relay, channel) = start_relay(disk.path(), &flags).await;
+    let mut client = RelayServiceClient::new(channel);
+    set(&mut client, 0, true).await.expect("saved and switched");
+
+    disk.make_unwritable();
+    for _ in 0..2 {
+        let err = set(&mut client, 1, true)
+            .await
+            .expect_err("cannot be saved");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("channel 1 not switched"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(energized(&mut client).await, vec![0]);
+    }
+    // Nobody renews the hold: the safe states are due, and wait for the
+    // disk like any switch.
+    relay
+        .wait_for_log("could not put every channel in its safe state")
+        .await;
+    assert_eq!(energized(&mut client).await, vec![0]);
+
+    disk.make_writable();
+    poll(
+        "the safe states, once the disk is back",
+        || {
+            let mut client = client.clone();
+            async move { energized(&mut client).await }
+        },
+        |on| *on == vec![2],
+    )
+    .await;
+    let metrics = scrape_metrics(&relay.metrics_addr().await).await;
+    for line in [
+        "relay_energized{channel=\"0\"} 0",
+        "relay_energized{channel=\"2\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    set(&mut client, 1, true).await.expect("saved and switched");
+
+    relay.stop_with(Signal::SIGKILL).await;
+    let (_relay, channel) = start_relay(disk.path(), &flags).await;
+    assert_eq!(
+        energized(&mut RelayServiceClient::new(channel)).await,
+        vec![1, 2]
+    );
+}
+
+async fn set(
+    client: &mut RelayServiceClient<Channel>,
+    channel: u32,
+    energized: bool,
+) -> Result<rpb::SetRelayResponse, tonic::Status> {
+    client
+        .set_relay(rpb::SetRelayRequest { channel, energized })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn energized(client: &mut RelayServiceClient<Channel>) -> Vec<u32> {
+    client
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect("GetRelays")
+        .into_inner()
+        .relays
+        .iter()
+        .filter(|r| r.energized)
+        .map(|r| r.channel)
+        .collect()
 }
