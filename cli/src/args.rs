@@ -98,6 +98,11 @@ pub enum Command {
     Override(OverrideArgs),
     /// Every switch the controller made, newest first.
     History(HistoryArgs),
+    /// Make bearer tokens for the services' --tokens files.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Ask a service's grpc.health.v1 whether it is SERVING: exit 0 if so,
     /// 1 if not (for container health checks).
     Health {
@@ -131,6 +136,24 @@ pub struct DemoArgs {
     /// live view, info without).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: delestage_runtime::telemetry::LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Print a new random token (once: keep it for the client), then the
+    /// line to add to the services' tokens file (its SHA-256, never the
+    /// token). Scripts: the token is stdout's first line, the tokens-file
+    /// line its second; `--json` gives both as fields.
+    New {
+        /// What the token may do: read (Get*, Watch*) or control (also
+        /// SetRelay, RenewHold and overrides).
+        #[arg(long, value_enum)]
+        role: delestage_runtime::security::Role,
+        /// A name for the token, shown in the services' logs when it is
+        /// refused (e.g. "controller", "dashboard").
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

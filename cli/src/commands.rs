@@ -270,6 +270,36 @@ pub(crate) async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Re
     Ok(())
 }
 
+/// `token new`: a fresh token and its tokens-file line.
+pub(crate) fn token_new(
+    role: delestage_runtime::security::Role,
+    name: Option<&str>,
+    out: Output,
+) -> Result<(), CliError> {
+    let new = delestage_runtime::tokens::NewToken::generate(role, name)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if !out.json {
+        // For people; stdout stays two lines for scripts.
+        eprintln!(
+            "The token (first line) is shown only this once: give it to the client \
+             (a --token-file, DELESTAGE_TOKEN, or `authorization: Bearer TOKEN`).\n\
+             Add the second line to the tokens file of each service it may call."
+        );
+    }
+    out.print(
+        || format!("{}\n{}\n", new.token, new.line),
+        || {
+            json!({
+                "token": new.token,
+                "role": role.name(),
+                "name": name.unwrap_or_default(),
+                "tokens_file_line": new.line,
+            })
+        },
+    );
+    Ok(())
+}
+
 pub(crate) async fn health(url: &str, service: &str, out: Output) -> Result<(), CliError> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};

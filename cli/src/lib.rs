@@ -14,7 +14,7 @@ mod connect;
 mod demo;
 mod render;
 
-use crate::args::{Cli, Command, RelayAction};
+use crate::args::{Cli, Command, RelayAction, TokenAction};
 use crate::commands::Output;
 use crate::connect::CliError;
 use crate::render::Paint;
@@ -40,6 +40,9 @@ pub async fn run(
         } => commands::relay_set(e, channel, state, out).await,
         Command::Override(args) => commands::override_(e, args, out).await,
         Command::History(args) => commands::history(e, args, out).await,
+        Command::Token {
+            action: TokenAction::New { role, name },
+        } => commands::token_new(role, name.as_deref(), out),
         Command::Health { url, service } => commands::health(&url, &service, out).await,
     }
 }

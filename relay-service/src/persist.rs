@@ -210,13 +210,10 @@ mod tests {
         writer.wait(1).await.expect_err("no state dir yet");
         std::fs::create_dir(&state_dir).expect("the disk is back");
         let mut written = writer.written.clone();
-        tokio::time::timeout(
-            10 * RETRY_EVERY,
-            written.wait_for(|w| w.ok_up_to >= 1),
-        )
-        .await
-        .expect("written by a retry")
-        .expect("writer alive");
+        tokio::time::timeout(10 * RETRY_EVERY, written.wait_for(|w| w.ok_up_to >= 1))
+            .await
+            .expect("written by a retry")
+            .expect("writer alive");
         assert!(file.path().exists());
     }
 

@@ -55,6 +55,7 @@ impl BearerToken {
 
     /// From a file (`flag` names it in errors; the content never appears).
     pub fn from_file(path: &Path, flag: &str) -> Result<Self, Error> {
+        crate::files::check_private(path, flag)?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Security(format!("{flag} {}: {e}", path.display())))?;
         if text.trim().is_empty() {
@@ -129,6 +130,7 @@ pub fn endpoint(
             ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "tls_ca")?));
         match (&security.cert, &security.key) {
             (Some(cert), Some(key)) => {
+                crate::files::check_private(key, "tls_key")?;
                 tls = tls.identity(Identity::from_pem(
                     read(cert, "tls_cert")?,
                     read(key, "tls_key")?,

@@ -55,6 +55,26 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses a secret file (tokens, TLS key) that group or others may write:
+/// whoever can write it can let themselves in. `flag` names it in the
+/// error, which says how to fix it (as ssh does for its keys).
+pub fn check_private(path: &Path, flag: &str) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Security(format!("{flag} {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(Error::Security(format!(
+            "{flag} {path}: permissions {perm:04o} are too open: group or others may write it, and so \
+             give themselves access. Run `chmod go-w {path}` (and keep it owned by the service's user)",
+            path = path.display(),
+            perm = mode & 0o7777,
+        )));
+    }
+    Ok(())
+}
+
 /// The most a state file read whole at start may weigh. Ours weigh a few
 /// KiB; 1 MiB leaves room and keeps a Raspberry-class box safe from a
 /// runaway or misplaced file.
@@ -243,6 +263,32 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_secret_file_others_may_write_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, b"x").expect("write");
+        for (mode, ok) in [
+            (0o600, true),
+            (0o644, true),
+            (0o640, true),
+            (0o664, false),
+            (0o646, false),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let result = check_private(&path, "--tokens");
+            assert_eq!(result.is_ok(), ok, "{mode:o}: {result:?}");
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!("{mode:04o}")) && e.contains("chmod go-w"),
+                    "{e}"
+                );
+            }
         }
     }
 

@@ -25,6 +25,7 @@ pub mod security;
 pub mod shutdown;
 pub mod stream;
 pub mod telemetry;
+pub mod tokens;
 
 /// Everything that can go wrong in the shared runtime.
 #[derive(Debug, thiserror::Error)]

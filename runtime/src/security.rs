@@ -2,10 +2,10 @@
 //! bearer tokens with roles, and the rule that a service does not listen on
 //! a network unprotected unless told `--insecure`.
 //!
-//! Tokens come from a file of hashes, never of tokens:
-//! `ROLE SHA256_HEX_OF_TOKEN [NAME]` per line, `#` starts a comment. `read`
-//! may call Get* and Watch*; `control` may call everything. Health and
-//! reflection stay open (probes and grpcurl `list` need them).
+//! Tokens come from a file of hashes ([`crate::tokens`]). `read` may call
+//! Get* and Watch*; `control` may call everything. Health and reflection
+//! stay open (probes and grpcurl `list` need them). A tokens file or TLS key
+//! that others may write is refused, as ssh refuses such keys.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -15,18 +15,28 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::Error;
+use crate::tokens::Tokens;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Role {
     /// Get* and Watch*.
     Read,
-    /// Everything, including SetRelay and the override RPCs.
+    /// Everything, including SetRelay, RenewHold and the override RPCs.
     Control,
+}
+
+impl Role {
+    /// Its name in the tokens file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Control => "control",
+        }
+    }
 }
 
 /// TLS and tokens: the flags every service takes, and the `[security]`
@@ -85,6 +95,7 @@ impl Security {
         } = options;
         let tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => {
+                crate::files::check_private(key, "--tls-key")?;
                 let identity =
                     Identity::from_pem(read(cert, "--tls-cert")?, read(key, "--tls-key")?);
                 let mut config = ServerTlsConfig::new().identity(identity);
@@ -143,102 +154,6 @@ pub fn is_loopback(listen: &str) -> bool {
     }
 }
 
-/// The accepted tokens, by the SHA-256 of each.
-pub struct Tokens {
-    entries: Vec<TokenEntry>,
-}
-
-struct TokenEntry {
-    role: Role,
-    hash: [u8; 32],
-    name: String,
-}
-
-impl Tokens {
-    /// Reads a tokens file; errors name the file and the line.
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Security(format!("--tokens {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| Error::Security(format!("--tokens {}: {e}", path.display())))
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut entries = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or_default().trim();
-            if line.is_empty() {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            let (Some(role), Some(hash)) = (words.next(), words.next()) else {
-                return Err(format!("line {}: write ROLE SHA256_HEX [NAME]", n + 1));
-            };
-            let role = match role {
-                "read" => Role::Read,
-                "control" => Role::Control,
-                other => {
-                    return Err(format!(
-                        "line {}: role {other:?}: use read or control",
-                        n + 1
-                    ));
-                }
-            };
-            let hash = parse_hex32(hash).ok_or_else(|| {
-                format!(
-                    "line {}: the second word must be the SHA-256 of the token, 64 hex digits (e.g. from `printf %s TOKEN | sha256sum`)",
-                    n + 1
-                )
-            })?;
-            let name = words.collect::<Vec<_>>().join(" ");
-            entries.push(TokenEntry { role, hash, name });
-        }
-        if entries.is_empty() {
-            return Err("no tokens in the file (every request would be refused)".to_owned());
-        }
-        Ok(Self { entries })
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The role of `token`, and its name, if it is known.
-    pub fn check(&self, token: &str) -> Option<(Role, &str)> {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Compare against every entry, in constant time each, so timing does
-        // not tell how much of a hash matched.
-        let mut found = None;
-        for e in &self.entries {
-            let same = e
-                .hash
-                .iter()
-                .zip(hash.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-            if same && found.is_none() {
-                found = Some((e.role, e.name.as_str()));
-            }
-        }
-        found
-    }
-}
-
-fn parse_hex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// What a method needs: `None` for the open ones (health, reflection).
 pub fn required_role(path: &str) -> Option<Role> {
     let service = path
@@ -255,6 +170,16 @@ pub fn required_role(path: &str) -> Option<Role> {
     } else {
         Some(Role::Control)
     }
+}
+
+/// The token of an `authorization` header value: the `Bearer` scheme, in
+/// any case (RFC 9110 makes schemes case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The tower layer that checks `authorization: Bearer TOKEN`.
@@ -313,15 +238,17 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+            .and_then(bearer_token);
         let refusal = match presented.map(|t| tokens.check(t)) {
             None => Some(tonic::Status::unauthenticated(
                 "a bearer token is required: send `authorization: Bearer TOKEN`",
             )),
+            Some(None) if presented.is_some_and(|t| tokens.lists_token_itself(t)) => {
+                Some(tonic::Status::unauthenticated(
+                    "unknown token: the tokens file lists this token itself where its SHA-256 belongs \
+                     (replace it with the hash, or make a new token with `delestage token new`)",
+                ))
+            }
             Some(None) => Some(tonic::Status::unauthenticated("unknown token")),
             Some(Some((role, name))) if role < needed => Some(tonic::Status::permission_denied(
                 format!("token {name:?} has the read role; {path} needs control"),
@@ -342,42 +269,13 @@ where
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "s3cret-token";
-
-    fn hash(token: &str) -> String {
-        Sha256::digest(token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     #[test]
-    fn tokens_file_roles_names_and_comments() {
-        let text = format!(
-            "# who may do what\nread {} dashboard\ncontrol {}   # the controller\n",
-            hash("reader"),
-            hash(TOKEN)
-        );
-        let tokens = Tokens::parse(&text).expect("valid");
-        assert_eq!(tokens.len(), 2);
-        assert_eq!(tokens.check("reader"), Some((Role::Read, "dashboard")));
-        assert_eq!(tokens.check(TOKEN), Some((Role::Control, "")));
-        assert_eq!(tokens.check("guess"), None);
-    }
-
-    #[test]
-    fn bad_tokens_files_say_which_line() {
-        for (text, expected) in [
-            ("admin 00\n", "line 1: role \"admin\""),
-            ("read nothex\n", "line 1: the second word"),
-            ("\n# only comments\n", "no tokens"),
-            (&format!("read {}\nread\n", hash("a")), "line 2"),
-        ] {
-            let err = Tokens::parse(text).err().unwrap_or_default();
-            assert!(
-                err.contains(expected),
-                "{err:?} should contain {expected:?}"
-            );
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "  BeArEr   t0k "] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header:?}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "t0k", "Bearert0k"] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
         }
     }
 
@@ -393,6 +291,10 @@ mod tests {
         );
         assert_eq!(
             required_role("/delestage.relay.v1.RelayService/SetRelay"),
+            Some(Role::Control)
+        );
+        assert_eq!(
+            required_role("/delestage.relay.v1.RelayService/RenewHold"),
             Some(Role::Control)
         );
         assert_eq!(

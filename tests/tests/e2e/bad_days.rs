@@ -285,3 +285,110 @@ async fn energized(client: &mut RelayServiceClient<Channel>) -> Vec<u32> {
         .map(|r| r.channel)
         .collect()
 }
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Tokens as a person sets them up the first time: `delestage token new`
+/// gives a token and its line, any case of `Bearer` works, and the usual
+/// mistakes (a file others may write, the token pasted where its hash
+/// belongs) stop the service at start with the fix in the message.
+#[tokio::test]
+async fn tokens_are_hard_to_get_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = std::process::Command::new(binary("delestage"))
+        .args(["token", "new", "--role", "control", "--name", "controller"])
+        .output()
+        .expect("run delestage token new");
+    assert!(made.status.success(), "{made:?}");
+    let stdout = String::from_utf8(made.stdout).expect("utf-8");
+    let mut lines = stdout.lines();
+    let (token, line) = (lines.next().expect("token"), lines.next().expect("line"));
+    assert!(token.starts_with("dlst_"), "{token}");
+    assert!(
+        line.starts_with("control ") && line.ends_with(" controller"),
+        "{line}"
+    );
+    assert!(!line.contains(token));
+
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{line}\n")).expect("write tokens");
+    set_mode(&tokens, 0o600);
+    let tokens_flag = ["--tokens", tokens.to_str().expect("utf-8")];
+    let (_relay, channel) = start_relay(&dir.path().join("state"), &tokens_flag).await;
+    let mut client = RelayServiceClient::new(channel);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let mut request = tonic::Request::new(rpb::SetRelayRequest {
+            channel: 0,
+            energized: true,
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("{scheme} {token}").parse().expect("ascii"),
+        );
+        client.set_relay(request).await.expect(scheme);
+    }
+
+    // Others may write the tokens file: refused, with the fix.
+    set_mode(&tokens, 0o666);
+    let relay = binary("relay-service");
+    let state = dir.path().join("state2");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+        tokens_flag[0],
+        tokens_flag[1],
+    ];
+    let (status, stderr) = delestage_tests::run_to_exit(&relay, &args).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("0666") && stderr.contains(&format!("chmod go-w {}", tokens.display())),
+        "{stderr}"
+    );
+
+    // The token itself pasted where its hash belongs: refused, naming the
+    // line to write instead.
+    std::fs::write(&tokens, format!("control {token}\n")).expect("write tokens");
+    set_mode(&tokens, 0o600);
+    let (status, stderr) = delestage_tests::run_to_exit(&relay, &args).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("line 1: this is a token itself"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(line.trim_end_matches(" controller")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&format!("{token} ")) || stderr.matches(token).count() == 0,
+        "{stderr}"
+    );
+
+    // A TLS key others may write: refused too.
+    let pki = delestage_tests::TestPki::new();
+    set_mode(&pki.server_key, 0o662);
+    let (status, stderr) = delestage_tests::run_to_exit(
+        &relay,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--tls-key") && stderr.contains("chmod go-w"),
+        "{stderr}"
+    );
+}
