@@ -167,9 +167,10 @@ impl RelayBank {
         // Persist at once, so that a first start leaves a state file behind.
         // A full disk is not fatal: the writer says so and keeps trying,
         // and switches are refused until it succeeds.
-        let mut inner = self.inner.lock().await;
-        self.submit(&mut inner);
-        drop(inner);
+        let version = self.submit(&mut *self.inner.lock().await);
+        if let Err(reason) = self.writer.wait(version).await {
+            tracing::error!(file = %self.state_file.path().display(), %reason, "cannot save the relay states at start; switches are refused until they can be saved");
+        }
 
         let bank = Arc::clone(self);
         tokio::spawn(async move {

@@ -69,8 +69,13 @@ impl Tokens {
     /// [`crate::files::check_private`]); errors name the file and the line.
     pub fn load(path: &Path) -> Result<Self, Error> {
         crate::files::check_private(path, "--tokens")?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Security(format!("--tokens {}: {e}", path.display())))?;
+        let err = |e: &dyn std::fmt::Display| {
+            Error::Security(format!("--tokens {}: {e}", path.display()))
+        };
+        // A line per token: a huge file is a mistake, not to be read whole.
+        let bytes = crate::files::read_limited(path, crate::files::STATE_FILE_LIMIT)
+            .map_err(|e| err(&e))?;
+        let text = String::from_utf8(bytes).map_err(|e| err(&e))?;
         Self::parse(&text).map_err(|e| Error::Security(format!("--tokens {}: {e}", path.display())))
     }
 

@@ -4,9 +4,11 @@
 
 use std::path::Path;
 
+use delestage_proto::controller::v1::controller_service_client::ControllerServiceClient;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    ServiceProcess, SmallDisk, binary, poll, scrape_metrics, start_controller, start_relay,
+    ServiceProcess, SmallDisk, binary, load_status, poll, scrape_metrics, start_controller,
+    start_forecast_at, start_relay, wait_history, wait_status,
 };
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
@@ -177,10 +179,7 @@ async fn a_huge_history_is_streamed_not_loaded() {
         "{}",
         controller.log()
     );
-    let mut client =
-        delestage_proto::controller::v1::controller_service_client::ControllerServiceClient::new(
-            channel,
-        );
+    let mut client = ControllerServiceClient::new(channel);
     let records = delestage_tests::history(&mut client).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(history.is_file(), "the history stays where it is");
@@ -388,4 +387,44 @@ async fn tokens_are_hard_to_get_wrong() {
         stderr.contains("--tls-key") && stderr.contains("chmod go-w"),
         "{stderr}"
     );
+}
+
+/// Through the controller: a red hour asks a relay box with a full state
+/// dir to shed. The switch is refused and does not happen, the load shows
+/// the error, and the history records nothing; once the disk is back the
+/// controller's retry goes through and is recorded once.
+#[tokio::test]
+async fn through_the_controller_a_refused_switch_is_neither_made_nor_recorded() {
+    let disk = SmallDisk::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (relay, relay_channel) = start_relay(disk.path(), &[]).await;
+    disk.make_unwritable();
+    let forecast = start_forecast_at(dir.path(), 3).await;
+    let (_controller, channel) = start_controller(
+        dir.path(),
+        &format!(
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n[relays.a]\nendpoint = \"http://{}\"\n[[load]]\nname = \"heater\"\nrelay = \"a:0\"\nwiring = \"normally-closed\"\nshed_at = \"red\"\n",
+            forecast.addr,
+            dir.path().join("ctl").display(),
+            relay.addr
+        ),
+    )
+    .await;
+    let mut client = ControllerServiceClient::new(channel);
+    let status = wait_status(&mut client, "the refused shed shows", |s| {
+        load_status(s, "heater").error.contains("not switched")
+    })
+    .await;
+    assert!(!load_status(&status, "heater").desired, "red: cut");
+    assert_eq!(
+        delestage_tests::energized(&relay_channel).await,
+        Vec::<u32>::new()
+    );
+    assert!(delestage_tests::history(&mut client).await.is_empty());
+
+    disk.make_writable();
+    let records = wait_history(&mut client, "the shed, once saved", |r| !r.is_empty()).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(!records[0].to_powered);
+    assert_eq!(delestage_tests::energized(&relay_channel).await, vec![0]);
 }
