@@ -88,9 +88,11 @@ pub struct PolicyOptions {
     #[serde(with = "humantime_serde")]
     pub restore_stagger: Duration,
 
-    /// A forecast fetched longer ago than this is not used: each load
-    /// follows its `when_forecast_unknown`.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "6h")]
+    /// A forecast governs the hours it covers until RTE generated it longer
+    /// ago than this, even when stale or when the forecast-service is
+    /// unreachable; then (and for hours it does not cover) each load follows
+    /// its `when_forecast_unknown`. RTE's forecast covers four days at most.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "72h")]
     #[serde(with = "humantime_serde")]
     pub forecast_max_age: Duration,
 }

@@ -3,10 +3,12 @@
 //! state it saw in a `watch` channel, reconnecting with back-off, and poking
 //! the reconciler on every change.
 //!
-//! A stream that breaks means "unknown" at once: a relay-service that cannot
-//! be reached is not switched, a forecast-service that cannot be reached
-//! sends every load to its fallback. On reconnect the first message is a
-//! full snapshot, so nothing missed while away matters.
+//! A relay-service stream that breaks means "unknown" at once: a box that
+//! cannot be reached is not switched. A forecast-service stream that breaks
+//! does not: the last forecast received is kept (and persisted, see
+//! [`crate::forecast_file`]), and only its age makes it unusable. On
+//! reconnect the first message is a full snapshot, so nothing missed while
+//! away matters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic_types::StatusExt;
 
+use crate::forecast_file::ForecastFile;
 use crate::model::SignalLevel;
 use crate::policy::Hour;
 
@@ -37,9 +40,12 @@ pub(crate) struct ForecastSeen {
     pub settled: bool,
     /// Connected to the forecast-service now.
     pub connected: bool,
-    /// The last forecast received (kept across disconnections, for display).
+    /// The last forecast received: kept across disconnections (and
+    /// restarts), acted on until it is too old.
     pub hours: Arc<Vec<Hour>>,
     pub fetched_at: Option<Timestamp>,
+    /// When RTE generated it: what its age counts from.
+    pub generated_at: Option<Timestamp>,
     /// The forecast-service itself says the forecast is stale.
     pub stale: bool,
     /// Why there is no forecast, or why the connection broke.
@@ -63,11 +69,13 @@ pub(crate) struct RelaySeen {
 /// Follows WatchForecast until `closing`.
 pub(crate) async fn follow_forecast(
     mut client: ForecastServiceClient<AuthedChannel>,
+    file: ForecastFile,
     tx: Arc<watch::Sender<ForecastSeen>>,
     wake: Arc<Notify>,
     closing: CancellationToken,
 ) {
     let mut retry = RECONNECT.start();
+    tokio::spawn(keep_forecast(file, tx.subscribe(), closing.clone()));
     loop {
         let problem = tokio::select! {
             p = forecast_session(&mut client, &tx, &wake, &mut retry) => p,
@@ -82,13 +90,41 @@ pub(crate) async fn follow_forecast(
         wake.notify_one();
         let wait = retry.failed();
         if was_connected {
-            tracing::warn!(%problem, "lost the forecast-service; loads follow their fallback until it is back");
+            tracing::warn!(%problem, "lost the forecast-service; acting on the last forecast received until it is back or too old");
         } else {
             tracing::debug!(%problem, retry_in = ?wait, "forecast-service unreachable");
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = closing.cancelled() => return,
+        }
+    }
+}
+
+/// Writes every new forecast received to `file` (off the async workers),
+/// until `closing`. Only a new forecast is written, not each change of
+/// connection.
+async fn keep_forecast(
+    file: ForecastFile,
+    mut seen: watch::Receiver<ForecastSeen>,
+    closing: CancellationToken,
+) {
+    let mut kept = seen.borrow_and_update().hours.clone();
+    loop {
+        tokio::select! {
+            changed = seen.changed() => if changed.is_err() { return },
+            _ = closing.cancelled() => return,
+        }
+        let now = seen.borrow_and_update().clone();
+        if Arc::ptr_eq(&now.hours, &kept) || now.hours.is_empty() {
+            continue;
+        }
+        kept = Arc::clone(&now.hours);
+        let file = file.clone();
+        match tokio::task::spawn_blocking(move || file.save(&now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot keep the forecast in the state dir"),
+            Err(e) => tracing::error!(error = %e, "the forecast writer failed"),
         }
     }
 }
@@ -104,11 +140,10 @@ async fn forecast_session(
     match client.get_forecast(fpb::GetForecastRequest {}).await {
         Ok(f) => apply_forecast(tx, f.into_inner()),
         Err(s) if s.code() == tonic::Code::Unavailable && is_from_service(&s) => {
+            // The service has none (yet): the one kept, if any, still holds.
             tx.send_modify(|seen| {
                 seen.settled = true;
                 seen.connected = true;
-                seen.hours = Arc::new(Vec::new());
-                seen.fetched_at = None;
                 seen.problem = Some(format!("forecast-service: {}", s.message()));
             });
         }
@@ -162,6 +197,7 @@ fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {
         seen.connected = true;
         seen.hours = Arc::new(hours);
         seen.fetched_at = f.fetched_at.as_ref().and_then(from_pb);
+        seen.generated_at = f.generated_at.as_ref().and_then(from_pb);
         seen.stale = f.stale;
         seen.problem = None;
     });

@@ -13,6 +13,7 @@ pub mod config;
 mod enforce;
 mod error;
 mod follow;
+mod forecast_file;
 pub mod model;
 mod policy;
 mod service;
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::enforce::{Controller, Enforcement, RelayLink};
 pub use crate::error::Error;
-use crate::follow::{ForecastSeen, RelaySeen};
+use crate::follow::RelaySeen;
 use crate::service::ControllerApi;
 use crate::store::Store;
 
@@ -91,10 +92,12 @@ pub async fn serve(
             seen: Arc::new(watch::channel(RelaySeen::default()).0),
         });
     }
-    let forecast_seen = Arc::new(watch::channel(ForecastSeen::default()).0);
+    let forecast_file = forecast_file::ForecastFile::in_dir(&settings.state_dir);
+    let forecast_seen = Arc::new(watch::channel(forecast_file.load()).0);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(follow::follow_forecast(
         ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?),
+        forecast_file,
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),
         closing.clone(),

@@ -233,6 +233,10 @@ fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
             usable: s.forecast.usable,
             fetched_at: s.forecast.fetched_at.map(to_pb),
             reason: s.forecast.reason.clone(),
+            generated_at: s.forecast.generated_at.map(to_pb),
+            stale: s.forecast.stale,
+            forecast_service_reachable: s.forecast.reachable,
+            note: s.forecast.note.clone(),
         }),
         loads: s.loads.iter().map(load_status_to_pb).collect(),
         relay_services: s

@@ -14,7 +14,13 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
     out.push_str(&format!(
         "Grid now: {}   forecast: {}\n\n",
         paint.level(level, &level_name(level).to_uppercase()),
-        if forecast.usable {
+        if forecast.usable && !forecast.note.is_empty() {
+            // Acted on, but kept through an outage: say so.
+            paint.style(
+                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Yellow))),
+                &format!("ok, {}", forecast.note),
+            )
+        } else if forecast.usable {
             match time(forecast.fetched_at.as_ref()) {
                 Some(t) => format!("ok (fetched {})", local(t, now)),
                 None => "ok".to_owned(),
@@ -126,6 +132,10 @@ pub(crate) fn status_json(s: &cpb::ControllerStatus) -> Value {
             "usable": forecast.usable,
             "fetched_at": rfc3339(forecast.fetched_at.as_ref()),
             "reason": forecast.reason,
+            "generated_at": rfc3339(forecast.generated_at.as_ref()),
+            "stale": forecast.stale,
+            "forecast_service_reachable": forecast.forecast_service_reachable,
+            "note": forecast.note,
         },
         "loads": s.loads.iter().map(load_json).collect::<Vec<_>>(),
         "relay_services": s.relay_services.iter().map(|r| json!({

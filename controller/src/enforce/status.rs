@@ -18,7 +18,14 @@ use crate::store::StoredOverride;
 pub(crate) struct ForecastStatus {
     pub usable: bool,
     pub fetched_at: Option<Timestamp>,
+    pub generated_at: Option<Timestamp>,
+    /// The forecast-service could not refresh it within its own max age.
+    pub stale: bool,
+    pub reachable: bool,
+    /// Why it is not usable, when it is not.
     pub reason: String,
+    /// What people should know about a usable one (kept through an outage).
+    pub note: String,
 }
 
 /// One load's status.
@@ -64,7 +71,11 @@ impl Status {
             forecast: ForecastStatus {
                 usable: false,
                 fetched_at: None,
+                generated_at: None,
+                stale: false,
+                reachable: false,
                 reason: "starting".to_owned(),
+                note: String::new(),
             },
             loads: Vec::new(),
             relay_services: Vec::new(),
@@ -81,42 +92,61 @@ impl Status {
 }
 
 /// Whether the forecast can be acted on, and if not, why.
+///
+/// The rule: a forecast governs the hours it covers until RTE generated it
+/// longer than `max_age` ago (fetched_at stands in for a forecast that does
+/// not say when it was generated). Neither the forecast-service's `stale`
+/// flag nor a lost connection makes it unknown: an outage of RTE's API or of
+/// the forecast-service is most likely on exactly the days that matter, and
+/// the last forecast is better knowledge than none. Hours it does not cover
+/// get each load's fallback (the policy sees no level for them).
 pub(crate) fn forecast_status(
     f: &ForecastSeen,
     max_age: Duration,
     now: Timestamp,
 ) -> ForecastStatus {
     let max_age_signed = SignedDuration::try_from(max_age).unwrap_or(SignedDuration::MAX);
+    let born = f.generated_at.or(f.fetched_at);
     let reason = if !f.settled {
         Some("waiting for the forecast-service".to_owned())
-    } else if !f.connected {
-        Some(
-            f.problem
-                .clone()
-                .unwrap_or_else(|| "forecast-service unreachable".to_owned()),
-        )
     } else if f.hours.is_empty() {
         Some(
             f.problem
                 .clone()
                 .unwrap_or_else(|| "the forecast is empty".to_owned()),
         )
-    } else if let Some(fetched) = f.fetched_at
-        && now.duration_since(fetched) > max_age_signed
+    } else if let Some(born) = born
+        && now.duration_since(born) > max_age_signed
     {
         Some(format!(
-            "the forecast was fetched at {fetched}, longer ago than forecast_max_age ({})",
+            "the forecast was generated at {born}, longer ago than forecast_max_age ({})",
             humantime::format_duration(max_age)
         ))
-    } else if f.stale {
-        Some("the forecast-service says its forecast is stale".to_owned())
     } else {
         None
     };
+    let mut notes = Vec::new();
+    if reason.is_none() {
+        if !f.connected {
+            notes.push(format!(
+                "{}; acting on the last forecast received",
+                f.problem
+                    .as_deref()
+                    .unwrap_or("forecast-service unreachable")
+            ));
+        }
+        if f.stale {
+            notes.push("the forecast-service could not refresh it (stale)".to_owned());
+        }
+    }
     ForecastStatus {
         usable: reason.is_none(),
         fetched_at: f.fetched_at,
+        generated_at: f.generated_at,
+        stale: f.stale,
+        reachable: f.connected,
         reason: reason.unwrap_or_default(),
+        note: notes.join("; "),
     }
 }
 
@@ -190,5 +220,80 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
         forecast: input.forecast,
         loads,
         relay_services,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::policy::Hour;
+
+    const MAX_AGE: Duration = Duration::from_secs(72 * 3600);
+
+    fn seen(generated_hours_ago: i64, now: Timestamp) -> ForecastSeen {
+        let ago = |h: i64| now - SignedDuration::from_hours(h);
+        ForecastSeen {
+            settled: true,
+            connected: true,
+            hours: Arc::new(vec![Hour {
+                start: ago(1),
+                end: ago(-1),
+                level: SignalLevel::Red,
+            }]),
+            fetched_at: Some(ago(generated_hours_ago - 1)),
+            generated_at: Some(ago(generated_hours_ago)),
+            stale: false,
+            problem: None,
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-12-02T12:00:00Z".parse().expect("ts")
+    }
+
+    #[test]
+    fn a_stale_forecast_or_a_lost_service_still_governs_until_the_max_age() {
+        let mut f = seen(10, now());
+        f.stale = true;
+        f.connected = false;
+        f.problem = Some("forecast-service unreachable: connection refused".to_owned());
+        let s = forecast_status(&f, MAX_AGE, now());
+        assert!(s.usable, "{s:?}");
+        assert!(s.stale && !s.reachable);
+        assert!(
+            s.note.contains("acting on the last forecast received"),
+            "{}",
+            s.note
+        );
+        assert!(s.note.contains("stale"), "{}", s.note);
+    }
+
+    #[test]
+    fn the_age_counts_from_the_generation_not_the_fetch() {
+        let mut f = seen(80, now());
+        // Fetched just now, but generated 80 h ago.
+        f.fetched_at = Some(now());
+        let s = forecast_status(&f, MAX_AGE, now());
+        assert!(!s.usable);
+        assert!(
+            s.reason.contains("generated at") && s.reason.contains("3days"),
+            "{}",
+            s.reason
+        );
+        // Without a generation time, the fetch stands in.
+        f.generated_at = None;
+        assert!(forecast_status(&f, MAX_AGE, now()).usable);
+    }
+
+    #[test]
+    fn no_forecast_yet_is_not_usable() {
+        let f = ForecastSeen {
+            settled: true,
+            ..ForecastSeen::default()
+        };
+        assert!(!forecast_status(&f, MAX_AGE, now()).usable);
+        assert!(!forecast_status(&ForecastSeen::default(), MAX_AGE, now()).usable);
     }
 }

@@ -294,7 +294,12 @@ pub fn uniform_body_around_now(hvalue: u8) -> Vec<u8> {
         .iter()
         .map(|(jour, hours)| (jour.as_str(), hours.clone()))
         .collect();
-    signals_body("2026-01-01T00:00:00+01:00", &days)
+    // Generated now, as RTE's newest file would be: its age counts from this.
+    let generated = jiff::Timestamp::now()
+        .to_zoned_datetime(paris)
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    signals_body(&generated, &days)
 }
 
 /// Turns a scripted reply into a response (after its delay, if any).
