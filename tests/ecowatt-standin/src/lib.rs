@@ -276,6 +276,12 @@ pub fn signals_body(generated: &str, days: &[(&str, Vec<Option<u8>>)]) -> Vec<u8
 /// A body covering yesterday, today and tomorrow (in Europe/Paris), every
 /// hour at `hvalue`: "the grid is at this level now", for end-to-end tests.
 pub fn uniform_body_around_now(hvalue: u8) -> Vec<u8> {
+    uniform_body_generated_at(hvalue, jiff::Timestamp::now())
+}
+
+/// As [`uniform_body_around_now`], with RTE's generation time
+/// (`GenerationFichier`) at `generated`: a forecast of that age.
+pub fn uniform_body_generated_at(hvalue: u8, generated: jiff::Timestamp) -> Vec<u8> {
     static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
     let paris = PARIS.clone();
     let today = jiff::Timestamp::now()
@@ -294,8 +300,7 @@ pub fn uniform_body_around_now(hvalue: u8) -> Vec<u8> {
         .iter()
         .map(|(jour, hours)| (jour.as_str(), hours.clone()))
         .collect();
-    // Generated now, as RTE's newest file would be: its age counts from this.
-    let generated = jiff::Timestamp::now()
+    let generated = generated
         .to_zoned_datetime(paris)
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string();

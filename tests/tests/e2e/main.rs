@@ -10,6 +10,7 @@ mod failsafe;
 mod faults;
 mod forecast_binary;
 mod frozen;
+mod outages;
 mod relay_binary;
 mod security;
 mod system;

@@ -207,8 +207,16 @@ impl System {
     }
 
     async fn restart_controller(&mut self) {
+        self.stop_controller().await;
+        self.start_controller_again().await;
+    }
+
+    async fn stop_controller(&mut self) {
         let old = self.controller.take().expect("controller running");
         assert!(old.stop_with(Signal::SIGTERM).await.success());
+    }
+
+    async fn start_controller_again(&mut self) {
         let garage = self.garage().addr.clone();
         self.controller = Some(
             start_controller(
@@ -358,15 +366,53 @@ async fn red_cuts_green_restores_in_order_and_restarts_are_handled() {
 }
 
 #[tokio::test]
-async fn without_the_forecast_service_loads_follow_their_fallback_then_come_back() {
+async fn without_the_forecast_service_the_last_forecast_holds_and_fallbacks_need_no_forecast() {
     let mut system = System::start().await;
     system.wait_relays(&[0, 1], &[0]).await;
+    let mut client = system.controller_client().await;
+    let switches = delestage_tests::history(&mut client).await.len();
 
-    // forecast-service down: water-heater sheds, ev-charger keeps,
-    // heat-pump restores (already on), pool-pump keeps.
+    // forecast-service down: the forecast received still governs, nothing
+    // switches, and the status says so.
     system.stop_forecast().await;
+    let status = wait_status(
+        &mut client,
+        "the lost forecast-service in the status",
+        |s| {
+            s.forecast
+                .as_ref()
+                .is_some_and(|f| !f.forecast_service_reachable)
+        },
+    )
+    .await;
+    let forecast = status.forecast.expect("forecast state");
+    assert!(forecast.usable, "{forecast:?}");
+    assert!(
+        forecast
+            .note
+            .contains("acting on the last forecast received"),
+        "{forecast:?}"
+    );
+    // And a controller restarted meanwhile acts on the forecast it kept.
+    system.restart_controller().await;
+    let mut client = system.controller_client().await;
+    wait_status(&mut client, "the kept forecast after a restart", |s| {
+        s.forecast
+            .as_ref()
+            .is_some_and(|f| f.usable && !f.forecast_service_reachable)
+    })
+    .await;
+    system.wait_relays(&[0, 1], &[0]).await;
+    assert_eq!(delestage_tests::history(&mut client).await.len(), switches);
+
+    // A controller that never received a forecast: each load follows its
+    // fallback. water-heater sheds, ev-charger keeps, heat-pump restores
+    // (already on), pool-pump keeps.
+    system.stop_controller().await;
+    std::fs::remove_file(system.dir.path().join("controller").join("forecast.json"))
+        .expect("forget the kept forecast");
+    system.start_controller_again().await;
     system.wait_relays(&[1], &[0]).await;
-    // The status of that pass is published just after its switches.
     let mut client = system.controller_client().await;
     wait_status(&mut client, "the fallback in the status", |status| {
         !status.forecast.as_ref().is_some_and(|f| f.usable)
