@@ -16,6 +16,9 @@ fn status() -> cpb::ControllerStatus {
             usable: true,
             fetched_at: Some(ts("2026-12-08T16:50:00Z")),
             reason: String::new(),
+            generated_at: Some(ts("2026-12-08T16:40:00Z")),
+            forecast_service_reachable: true,
+            ..Default::default()
         }),
         loads: vec![cpb::LoadStatus {
             name: "water-heater".to_owned(),
