@@ -13,8 +13,9 @@ use delestage_proto::vocabulary::SignalLevel;
 pub struct Forecast {
     pub generated_at: Timestamp,
     pub days: Vec<Day>,
-    /// Sorted, non-overlapping. Hours that cover no time (the skipped hour
-    /// of the spring-forward day) are left out.
+    /// Sorted, non-overlapping. An hour that covers no time (the skipped
+    /// hour of the spring-forward day) is left out, its level folded into
+    /// the next hour (the higher of the two).
     pub hours: Vec<Hour>,
 }
 
@@ -51,15 +52,27 @@ impl Forecast {
                 level: day.level,
                 message: day.message.clone(),
             });
+            // The level of an hour that covers no time, for the next one.
+            let mut folded: Option<SignalLevel> = None;
             for (pas, level) in day.hours.iter().enumerate() {
-                let Some(level) = *level else { continue };
                 let (Some(start), Some(end)) = (
                     timeline::hour_start(day.date, pas as u8),
                     timeline::hour_start(day.date, pas as u8 + 1),
                 ) else {
                     continue;
                 };
-                if start < end {
+                if start >= end {
+                    // The spring-forward day's `pas` 2 has no time of its
+                    // own: its level goes to 03:00 (the higher of the two),
+                    // so that no tense hour is lost.
+                    folded = folded.max(*level);
+                    continue;
+                }
+                let level = match (*level, folded.take()) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(level) = level {
                     hours.push(Hour { start, end, level });
                 }
             }
@@ -113,13 +126,21 @@ mod tests {
     }
 
     #[test]
-    fn spring_forward_day_has_23_hours_and_no_gap() {
-        // pas 2 is orange, the others green: pas 2 does not exist on 29 March.
+    fn spring_forward_day_has_23_hours_no_gap_and_loses_no_tense_hour() {
+        // pas 2 is orange, the others green: pas 2 does not exist on 29 March,
+        // so its level goes to 03:00 CEST (01:00 UTC).
         let f = forecast_of(&[full_day("2026-03-29T00:00:00+01:00", |p| {
             if p == 2 { 2 } else { 1 }
         })]);
         assert_eq!(f.hours.len(), 23);
-        assert!(f.hours.iter().all(|h| h.level == SignalLevel::Green));
+        for h in &f.hours {
+            let expected = if h.start == ts("2026-03-29T01:00:00Z") {
+                SignalLevel::Orange
+            } else {
+                SignalLevel::Green
+            };
+            assert_eq!(h.level, expected, "{h:?}");
+        }
         assert!(f.hours.windows(2).all(|w| w[0].end == w[1].start));
         assert_eq!(f.hours[0].start, ts("2026-03-28T23:00:00Z"));
         assert_eq!(f.horizon(), Some(ts("2026-03-29T22:00:00Z")));
@@ -128,6 +149,21 @@ mod tests {
             f.hour_at(ts("2026-03-29T01:30:00Z")).map(|h| h.start),
             Some(ts("2026-03-29T01:00:00Z"))
         );
+    }
+
+    #[test]
+    fn the_folded_hour_takes_the_higher_level_of_the_two() {
+        let level_at_3 = |pas2: u8, pas3: u8| {
+            let f = forecast_of(&[full_day("2026-03-29T00:00:00+01:00", |p| match p {
+                2 => pas2,
+                3 => pas3,
+                _ => 1,
+            })]);
+            f.hour_at(ts("2026-03-29T01:30:00Z")).expect("03:00").level
+        };
+        assert_eq!(level_at_3(3, 1), SignalLevel::Red);
+        assert_eq!(level_at_3(1, 3), SignalLevel::Red);
+        assert_eq!(level_at_3(0, 1), SignalLevel::Green);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! RTE does not say what `pas` means on the days clocks change, so the rule
 //! is ours, and this is where it is written down: `pas` h of a date is the wall-clock hour
 //! [h:00, h+1:00) of that date in Europe/Paris. On the spring-forward day the
-//! hour that does not exist (02:00) covers no time; on the fall-back day the
-//! repeated hour (02:00) covers both occurrences. The timeline in UTC is then
+//! hour that does not exist (02:00) covers no time (its level is folded into
+//! 03:00, the higher of the two: see `Forecast::from_signals`); on the
+//! fall-back day the repeated hour (02:00) covers both occurrences. The timeline in UTC is then
 //! contiguous: no gap, no overlap.
 //!
 //! Pure functions: no clock is read here.

@@ -661,9 +661,17 @@ async fn dst_days_of_2026_are_contiguous_in_utc() {
     let split = at("2026-06-01T00:00:00Z");
     let march: Vec<_> = f.hours.iter().filter(|h| ts(&h.start) < split).collect();
     let october: Vec<_> = f.hours.iter().filter(|h| ts(&h.start) > split).collect();
-    // 29 March: 23 hours; pas 2 does not exist, so its orange is nowhere.
+    // 29 March: 23 hours; pas 2 does not exist, so its orange goes to
+    // 03:00 CEST (01:00 UTC), and no tense hour is lost.
     assert_eq!(march.len(), 23);
-    assert!(march.iter().all(|h| h.level() == pb::SignalLevel::Green));
+    for h in &march {
+        let expected = if ts(&h.start) == at("2026-03-29T01:00:00Z") {
+            pb::SignalLevel::Orange
+        } else {
+            pb::SignalLevel::Green
+        };
+        assert_eq!(h.level(), expected, "{h:?}");
+    }
     assert!(march.windows(2).all(|w| w[0].end == w[1].start));
     assert_eq!(ts(&march[0].start), at("2026-03-28T23:00:00Z"));
     assert_eq!(ts(&march[22].end), at("2026-03-29T22:00:00Z"));
