@@ -89,7 +89,8 @@ impl Drop for SmallDisk {
     }
 }
 
-fn set_mode(path: &Path, mode: u32) {
+/// chmod.
+pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }

@@ -101,6 +101,20 @@ impl ServiceProcess {
         self.child.id()
     }
 
+    /// A memory figure of the process from `/proc/PID/status`, in KiB:
+    /// `"VmRSS"` (now) or `"VmHWM"` (its peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let pid = self.pid().expect("running");
+        let prefix = format!("{field}:");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("status")
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+    }
+
     /// A gRPC channel to it.
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr))

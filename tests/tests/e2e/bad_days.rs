@@ -7,8 +7,8 @@ use std::path::Path;
 use delestage_proto::controller::v1::controller_service_client::ControllerServiceClient;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
-    ServiceProcess, SmallDisk, binary, load_status, poll, scrape_metrics, start_controller,
-    start_forecast_at, start_relay, wait_history, wait_status,
+    ServiceProcess, SmallDisk, binary, energized, load_status, poll, scrape_metrics, set_mode,
+    start_controller, start_forecast_at, start_relay, wait_history, wait_status,
 };
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
@@ -20,19 +20,6 @@ fn huge_file(path: &Path) {
     std::fs::File::create(path)
         .and_then(|f| f.set_len(1 << 30))
         .expect("a sparse 1 GiB file");
-}
-
-/// The peak memory of a process, in MiB.
-fn peak_rss_mib(svc: &ServiceProcess) -> u64 {
-    let pid = svc.pid().expect("running");
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
 }
 
 /// The names in `dir` that start with `prefix`.
@@ -144,9 +131,9 @@ async fn huge_or_misplaced_state_files_are_set_aside_and_every_service_starts() 
     for svc in [&relay, &forecast, &controller] {
         // Reading any of those gigabytes whole would show here.
         assert!(
-            peak_rss_mib(svc) < 256,
+            svc.memory_kib("VmHWM") / 1024 < 256,
             "peak RSS {} MiB",
-            peak_rss_mib(svc)
+            svc.memory_kib("VmHWM") / 1024
         );
     }
 }
@@ -184,9 +171,9 @@ async fn a_huge_history_is_streamed_not_loaded() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(history.is_file(), "the history stays where it is");
     assert!(
-        peak_rss_mib(&controller) < 256,
+        controller.memory_kib("VmHWM") / 1024 < 256,
         "peak RSS {} MiB",
-        peak_rss_mib(&controller)
+        controller.memory_kib("VmHWM") / 1024
     );
 }
 
@@ -211,7 +198,7 @@ async fn a_full_state_dir_refuses_switches_and_loses_nothing() {
         "127.0.0.1:0",
     ];
     let (relay, channel) = start_relay(disk.path(), &flags).await;
-    let mut client = RelayServiceClient::new(channel);
+    let mut client = RelayServiceClient::new(channel.clone());
     set(&mut client, 0, true).await.expect("saved and switched");
 
     disk.make_unwritable();
@@ -225,22 +212,19 @@ async fn a_full_state_dir_refuses_switches_and_loses_nothing() {
             "{}",
             err.message()
         );
-        assert_eq!(energized(&mut client).await, vec![0]);
+        assert_eq!(energized(&channel).await, vec![0]);
     }
     // Nobody renews the hold: the safe states are due, and wait for the
     // disk like any switch.
     relay
         .wait_for_log("could not put every channel in its safe state")
         .await;
-    assert_eq!(energized(&mut client).await, vec![0]);
+    assert_eq!(energized(&channel).await, vec![0]);
 
     disk.make_writable();
     poll(
         "the safe states, once the disk is back",
-        || {
-            let mut client = client.clone();
-            async move { energized(&mut client).await }
-        },
+        || energized(&channel),
         |on| *on == vec![2],
     )
     .await;
@@ -255,10 +239,7 @@ async fn a_full_state_dir_refuses_switches_and_loses_nothing() {
 
     relay.stop_with(Signal::SIGKILL).await;
     let (_relay, channel) = start_relay(disk.path(), &flags).await;
-    assert_eq!(
-        energized(&mut RelayServiceClient::new(channel)).await,
-        vec![1, 2]
-    );
+    assert_eq!(energized(&channel).await, vec![1, 2]);
 }
 
 async fn set(
@@ -270,24 +251,6 @@ async fn set(
         .set_relay(rpb::SetRelayRequest { channel, energized })
         .await
         .map(tonic::Response::into_inner)
-}
-
-async fn energized(client: &mut RelayServiceClient<Channel>) -> Vec<u32> {
-    client
-        .get_relays(rpb::GetRelaysRequest {})
-        .await
-        .expect("GetRelays")
-        .into_inner()
-        .relays
-        .iter()
-        .filter(|r| r.energized)
-        .map(|r| r.channel)
-        .collect()
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// Tokens as a person sets them up the first time: `delestage token new`
@@ -416,15 +379,12 @@ async fn through_the_controller_a_refused_switch_is_neither_made_nor_recorded() 
     })
     .await;
     assert!(!load_status(&status, "heater").desired, "red: cut");
-    assert_eq!(
-        delestage_tests::energized(&relay_channel).await,
-        Vec::<u32>::new()
-    );
+    assert_eq!(energized(&relay_channel).await, Vec::<u32>::new());
     assert!(delestage_tests::history(&mut client).await.is_empty());
 
     disk.make_writable();
     let records = wait_history(&mut client, "the shed, once saved", |r| !r.is_empty()).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(!records[0].to_powered);
-    assert_eq!(delestage_tests::energized(&relay_channel).await, vec![0]);
+    assert_eq!(energized(&relay_channel).await, vec![0]);
 }

@@ -17,17 +17,6 @@ use tonic::transport::Channel;
 
 const RELAY: &str = "delestage.relay.v1.RelayService";
 
-fn rss_kib(svc: &ServiceProcess) -> u64 {
-    let pid = svc.pid().expect("running");
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 async fn start_relay(state: &std::path::Path) -> (ServiceProcess, Channel) {
     let svc = ServiceProcess::start(
         &binary("relay-service"),
@@ -98,7 +87,7 @@ async fn an_oversized_request_is_refused_and_the_service_goes_on() {
 async fn subscribers_that_never_read_cannot_hold_memory_or_slow_others() {
     let state = tempfile::tempdir().expect("tempdir");
     let (relay, channel) = start_relay(state.path()).await;
-    let before = rss_kib(&relay);
+    let before = relay.memory_kib("VmRSS");
 
     // 300 streams opened on a connection of their own, never read.
     let flood_channel = relay.channel().await;
@@ -139,7 +128,7 @@ async fn subscribers_that_never_read_cannot_hold_memory_or_slow_others() {
         .expect("open")
         .expect("event");
     assert!(first.event.is_some());
-    let after = rss_kib(&relay);
+    let after = relay.memory_kib("VmRSS");
     assert!(
         after < before + 64 * 1024,
         "RSS went from {before} KiB to {after} KiB with 300 stuck subscribers"
