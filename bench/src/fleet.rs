@@ -49,6 +49,8 @@ pub(crate) async fn measure(
             &url,
             "--refresh-interval",
             "500ms",
+            "--call-margin",
+            "0s",
         ],
         &[
             ("ECOWATT_CLIENT_ID", "test-client-id"),

@@ -62,6 +62,8 @@ pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Re
             &url,
             "--refresh-interval",
             "50ms",
+            "--call-margin",
+            "0s",
         ],
         &[
             ("ECOWATT_CLIENT_ID", "test-client-id"),

@@ -86,6 +86,13 @@ pub struct Options {
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
 
+    /// Added to every wait between two RTE calls, which are counted from
+    /// the end of the previous call: clocks differ, and a call that lands
+    /// inside RTE's 15-minute window costs a 429.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[serde(with = "humantime_serde")]
+    pub call_margin: Duration,
+
     /// A forecast fetched longer ago than this is served with `stale` set.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "6h")]
     #[serde(with = "humantime_serde")]
@@ -211,6 +218,7 @@ impl Settings {
                     "ecowatt_url",
                     "sandbox",
                     "refresh_interval",
+                    "call_margin",
                     "client_id_file",
                     "client_secret_file",
                 ] {
@@ -289,6 +297,7 @@ impl Settings {
                         } else {
                             Duration::ZERO
                         },
+                        margin: o.call_margin,
                     },
                     request_timeout: o.request_timeout,
                 })

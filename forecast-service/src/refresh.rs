@@ -196,11 +196,17 @@ impl RteRefresh {
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "the cached forecast no longer parses; not used");
-                    return Ok(Restored {
-                        last_good: None,
-                        next_attempt_at: cached.next_attempt_at,
-                    });
+                    // A cache that fails validation must not hold the first
+                    // call back until its `next_attempt_at`: that left the
+                    // service without a forecast for up to 15 minutes.
+                    let set_aside = delestage_runtime::files::set_aside(self.cache.path());
+                    tracing::error!(
+                        cache = %self.cache.path().display(),
+                        set_aside = %set_aside.as_ref().map_or_else(|e| format!("not moved: {e}"), |p| p.display().to_string()),
+                        error = %e,
+                        "the cached forecast fails validation; kept aside, fetching from RTE now"
+                    );
+                    return Ok(Restored::default());
                 }
             }
         }
@@ -289,12 +295,21 @@ pub(crate) async fn run_rte(
                 (wait, None)
             }
         };
+        // Waits count from the end of this attempt's last signals call (a
+        // slow token call or a 401 retry came before it), or from the start
+        // of the attempt if it made none.
+        let call_ended = refresh
+            .client
+            .last_signals_call()
+            .map_or(started, |ended| ended.max(started));
         let cached = Cached {
             source_detail: url.clone(),
             last_good: last_good.clone(),
-            next_attempt_at: jiff::SignedDuration::try_from(wait)
-                .ok()
-                .and_then(|w| attempt_at.checked_add(w).ok()),
+            next_attempt_at: jiff::SignedDuration::try_from(
+                wait + call_ended.saturating_duration_since(started),
+            )
+            .ok()
+            .and_then(|w| attempt_at.checked_add(w).ok()),
         };
         // fsync blocks: off the async workers.
         let cache = refresh.cache.clone();
@@ -324,7 +339,7 @@ pub(crate) async fn run_rte(
                 },
             );
         }
-        next = started + wait;
+        next = call_ended + wait;
     }
 }
 

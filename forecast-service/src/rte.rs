@@ -63,6 +63,10 @@ pub struct RteClient {
     signals_url: Url,
     credentials: Credentials,
     token: Mutex<Option<CachedToken>>,
+    /// When the last signals call ended (its answer arrived, or it failed):
+    /// the refresh task spaces calls from here, so that a slow token call
+    /// or a renewal never brings two signals calls closer together.
+    last_signals_call: std::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -106,12 +110,28 @@ impl RteClient {
             })?,
             credentials,
             token: Mutex::new(None),
+            last_signals_call: std::sync::Mutex::new(None),
         })
     }
 
     /// The signals URL (no secret in it), for logs and `source_detail`.
     pub fn signals_url(&self) -> &Url {
         &self.signals_url
+    }
+
+    /// When the last signals call ended, if one was made.
+    pub fn last_signals_call(&self) -> Option<Instant> {
+        *self
+            .last_signals_call
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn signals_call_ended(&self) {
+        *self
+            .last_signals_call
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     /// One signals call: the raw body of a 200. A 401 renews the token once
@@ -150,7 +170,10 @@ impl RteClient {
             .header(header::ACCEPT, "application/json")
             .send()
             .await
+            .inspect(|_| self.signals_call_ended())
             .map_err(|e| {
+                // It may have reached RTE: it counts.
+                self.signals_call_ended();
                 record_call("signals", "error", started);
                 Error::Unreachable {
                     url: url.clone(),

@@ -148,6 +148,7 @@ fn rte_settings(standin: &EcowattStandin, state_dir: &Path, interval: Duration) 
         policy: RefreshPolicy {
             interval,
             floor: Duration::ZERO,
+            margin: Duration::ZERO,
         },
         request_timeout: Duration::from_secs(5),
     });
@@ -632,6 +633,103 @@ async fn a_corrupt_cache_is_set_aside_and_the_forecast_refetched() {
         names.iter().any(|n| n == "forecast-cache.json"),
         "{names:?}"
     );
+}
+
+#[tokio::test]
+async fn a_cache_that_fails_validation_is_set_aside_and_rte_called_at_once() {
+    let standin = EcowattStandin::start(StandinConfig::default(), PRODUCTION).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    // Well-formed, for this URL, with the next call an hour away: only the
+    // body is wrong (an hvalue of 7). It used to keep the service without a
+    // forecast until `next_attempt_at`.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let bad_body = String::from_utf8(signals_body(
+        "2026-12-06T23:00:00+01:00",
+        &[("2026-12-07T00:00:00+01:00", vec![Some(7); 24])],
+    ))
+    .expect("utf-8");
+    let cache = serde_json::json!({
+        "version": 1,
+        "source_detail": format!("{}{}", standin.base_url(), delestage_ecowatt_standin::SIGNALS_PATH),
+        "fetched_at": jiff::Timestamp::now().to_string(),
+        "body": bad_body,
+        "next_attempt_at": later.to_string(),
+    });
+    std::fs::write(
+        state.path().join("forecast-cache.json"),
+        serde_json::to_vec(&cache).expect("json"),
+    )
+    .expect("write");
+
+    let mut svc = Running::start(rte_settings(&standin, state.path(), HOUR)).await;
+    let forecast = svc
+        .forecast_until("the forecast from RTE", |r| r.is_ok())
+        .await
+        .expect("forecast");
+    assert_eq!(standin.signals_calls(), 1);
+    assert!(!forecast.hours.is_empty());
+    svc.stop().await;
+    let names: Vec<String> = std::fs::read_dir(state.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("forecast-cache.json.corrupt-")),
+        "the bad cache was not kept aside: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn signals_calls_are_spaced_from_each_other_whatever_the_token_calls_take() {
+    // Tokens live 1 s and are renewed at half-life, and every renewal is
+    // slow: a token call sits between most signals calls. Spacing counted
+    // from the start of an attempt let a slow token call bring two signals
+    // calls 100 ms apart.
+    let standin = EcowattStandin::start(
+        StandinConfig {
+            token_lifetime: Duration::from_secs(1),
+            ..unlimited()
+        },
+        PRODUCTION,
+    )
+    .await;
+    for _ in 0..4 {
+        standin.push_token_reply(Reply::Slow {
+            delay: Duration::from_millis(300),
+            then: None,
+        });
+    }
+    let state = tempfile::tempdir().expect("tempdir");
+    let interval = Duration::from_millis(300);
+    let margin = Duration::from_millis(100);
+    let mut settings = rte_settings(&standin, state.path(), interval);
+    if let SourceSettings::Rte(rte) = &mut settings.source {
+        rte.policy.margin = margin;
+    }
+    let svc = Running::start(settings).await;
+    standin.wait_for_signals_calls(5, BOUND).await;
+    svc.stop().await;
+
+    let signals: Vec<Instant> = standin
+        .calls()
+        .iter()
+        .filter(|c| c.path == delestage_ecowatt_standin::SIGNALS_PATH)
+        .map(|c| c.at)
+        .collect();
+    assert!(
+        standin.token_calls() >= 2,
+        "no renewal happened between signals calls"
+    );
+    for pair in signals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= interval + margin,
+            "two signals calls {gap:?} apart; the interval and margin are {:?}",
+            interval + margin
+        );
+    }
 }
 
 /// A full day of green with one level at `pas`.

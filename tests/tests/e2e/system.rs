@@ -66,6 +66,8 @@ async fn start_forecast(dir: &Path, standin: &EcowattStandin, listen: &str) -> S
             &url,
             "--refresh-interval",
             "300ms",
+            "--call-margin",
+            "0s",
         ],
         &[
             ("ECOWATT_CLIENT_ID", "test-client-id"),
