@@ -59,8 +59,9 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
 
-    /// Shift the file's days so that the earliest is today (Europe/Paris),
-    /// keeping hours and levels; done again every hour. For demos.
+    /// Shift the days of the file (or of --sandbox) so that the first
+    /// complete day is today (Europe/Paris), keeping hours and levels; done
+    /// again every hour. For demos.
     #[arg(long)]
     pub rebase_to_today: bool,
 
@@ -153,6 +154,9 @@ pub enum SourceSettings {
 pub struct RteSettings {
     pub base: Url,
     pub sandbox: bool,
+    /// With `sandbox`: its fixed 2022 days are moved to this week, as for a
+    /// file (see [`crate::ecowatt::Signals::rebased`]).
+    pub rebase_to_today: bool,
     pub credentials: Credentials,
     pub policy: RefreshPolicy,
     pub request_timeout: Duration,
@@ -242,10 +246,11 @@ impl Settings {
                             .to_owned(),
                     ));
                 }
-                if o.rebase_to_today {
+                if o.rebase_to_today && !o.sandbox {
                     return Err(bad(
                         "rebase_to_today",
-                        "applies to --source file only".to_owned(),
+                        "applies to --source file and to --sandbox only: RTE's live forecast is for its own dates"
+                            .to_owned(),
                     ));
                 }
                 let base = parse_base_url(&o.ecowatt_url)
@@ -289,6 +294,7 @@ impl Settings {
                 SourceSettings::Rte(RteSettings {
                     base,
                     sandbox: o.sandbox,
+                    rebase_to_today: o.rebase_to_today,
                     credentials,
                     policy: RefreshPolicy {
                         interval,

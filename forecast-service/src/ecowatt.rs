@@ -154,10 +154,20 @@ pub fn parse(body: &[u8]) -> Result<Signals, BodyError> {
 
 impl Signals {
     /// Shifts every day (and the generation time) by whole days so that the
-    /// earliest day is `today`, keeping each day's hours and levels: a fixed
-    /// file (the 2022 sandbox data, say) becomes a forecast for this week.
+    /// earliest complete day (all 24 hours) is `today`, keeping each day's
+    /// hours and levels: a fixed file (the 2022 sandbox data, say) becomes a
+    /// forecast for this week that covers every hour of today. Days before
+    /// it land on yesterday and earlier. The sandbox's first day starts at
+    /// `pas` 7: made today, it left today's night uncovered. With no
+    /// complete day, the earliest day is made today.
     pub fn rebased(mut self, today: Date) -> Self {
-        let Some(first) = self.days.first().map(|d| d.date) else {
+        let Some(first) = self
+            .days
+            .iter()
+            .find(|d| d.hours.iter().all(Option::is_some))
+            .or(self.days.first())
+            .map(|d| d.date)
+        else {
             return self;
         };
         let Ok(span) = first.until(today) else {
@@ -327,11 +337,16 @@ mod tests {
     }
 
     #[test]
-    fn rebasing_moves_the_earliest_day_to_today_and_keeps_hours() {
+    fn rebasing_moves_the_first_complete_day_to_today_and_keeps_hours() {
         let s = parse(SANDBOX).expect("sandbox");
+        // The sandbox's first day starts at pas 7: it becomes yesterday, and
+        // today (its second day) covers every hour.
+        assert!(s.days[0].hours[..7].iter().all(Option::is_none));
         let r = s.clone().rebased(date(2026, 11, 26));
-        assert_eq!(r.days[0].date, date(2026, 11, 26));
-        assert_eq!(r.days[3].date, date(2026, 11, 29));
+        assert_eq!(r.days[0].date, date(2026, 11, 25));
+        assert_eq!(r.days[1].date, date(2026, 11, 26));
+        assert!(r.days[1].hours.iter().all(Option::is_some));
+        assert_eq!(r.days[3].date, date(2026, 11, 28));
         for (a, b) in s.days.iter().zip(&r.days) {
             assert_eq!(a.hours, b.hours);
             assert_eq!(a.level, b.level);
@@ -340,7 +355,8 @@ mod tests {
             r.generated_at
                 .to_zoned_datetime(timeline::PARIS.clone())
                 .date(),
-            date(2026, 11, 26)
+            date(2026, 11, 25),
+            "the generation time moves with the days"
         );
     }
 

@@ -76,6 +76,7 @@ pub async fn serve(
                 },
                 cache: CacheFile::in_dir(&settings.state_dir),
                 policy: rte.policy,
+                rebase_to_today: rte.rebase_to_today,
             };
             let restored = refresh.restore(&current_tx)?;
             let task = tokio::spawn(refresh::run_rte(

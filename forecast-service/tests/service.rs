@@ -141,6 +141,7 @@ fn rte_settings(standin: &EcowattStandin, state_dir: &Path, interval: Duration) 
     settings.source = SourceSettings::Rte(RteSettings {
         base: standin.base_url().parse().expect("url"),
         sandbox: false,
+        rebase_to_today: false,
         credentials: Credentials {
             client_id: SecretString::from("test-client-id"),
             client_secret: SecretString::from("test-client-secret"),
@@ -258,6 +259,36 @@ async fn the_sandbox_path_is_used_with_sandbox() {
         delestage_ecowatt_standin::SANDBOX_PATH
     );
     svc.stop().await;
+}
+
+#[tokio::test]
+async fn the_sandbox_rebased_to_today_covers_now_and_a_restart_rebases_the_cache() {
+    let standin = EcowattStandin::start(StandinConfig::default(), b"not used".to_vec()).await;
+    standin.set_sandbox_signals(SANDBOX);
+    let state = tempfile::tempdir().expect("tempdir");
+    let settings = || {
+        let mut settings = rte_settings(&standin, state.path(), HOUR);
+        if let SourceSettings::Rte(rte) = &mut settings.source {
+            rte.sandbox = true;
+            rte.rebase_to_today = true;
+        }
+        settings
+    };
+    let mut svc = Running::start(settings()).await;
+    svc.forecast_until("the sandbox forecast", |r| r.is_ok())
+        .await
+        .expect("forecast");
+    let now = jiff::Timestamp::now().to_string();
+    let level = svc.level_at(&now).await;
+    assert_ne!(level.level(), pb::SignalLevel::Unspecified, "{now}");
+    svc.stop().await;
+
+    // From the cache (raw 2022 body), rebased again.
+    let mut svc = Running::start(settings()).await;
+    let level = svc.level_at(&now).await;
+    assert_ne!(level.level(), pb::SignalLevel::Unspecified, "{now}");
+    svc.stop().await;
+    assert_eq!(standin.signals_calls(), 1);
 }
 
 #[tokio::test]
@@ -913,9 +944,25 @@ async fn rebase_to_today_moves_the_sandbox_to_this_week() {
     let today = jiff::Timestamp::now()
         .to_zoned_datetime(paris.clone())
         .date();
-    let first_day = ts(&f.days[0].start).to_zoned_datetime(paris);
-    assert_eq!(first_day.date(), today);
-    assert_eq!((first_day.hour(), first_day.minute()), (0, 0));
+    // The first complete day is today: every hour of it is covered, the
+    // night too (the sandbox's first day, from 07:00, is yesterday).
+    let today_start = ts(&f.days[1].start).to_zoned_datetime(paris.clone());
+    assert_eq!(today_start.date(), today);
+    assert_eq!((today_start.hour(), today_start.minute()), (0, 0));
+    let midnight = today
+        .at(0, 0, 0, 0)
+        .to_zoned_datetime(paris.clone())
+        .expect("midnight")
+        .timestamp();
+    for hour in 0..24 {
+        let at = midnight + jiff::SignedDuration::from_hours(hour);
+        assert!(
+            f.hours
+                .iter()
+                .any(|h| ts(&h.start) <= at && at < ts(&h.end)),
+            "{at} is not covered"
+        );
+    }
     // Rebased forecasts never go stale, whatever the file's age.
     assert!(!f.stale);
     svc.stop().await;

@@ -221,3 +221,26 @@ fn the_example_config_in_deploy_is_valid() {
         .expect("deploy/forecast-service.toml is valid");
     assert_eq!(rte(&s).policy.interval, RTE_MIN_SPACING);
 }
+
+#[test]
+fn the_sandbox_can_be_rebased_but_the_live_forecast_cannot() {
+    let s = with(&["--sandbox", "--rebase-to-today"]).expect("ok");
+    assert!(rte(&s).sandbox && rte(&s).rebase_to_today);
+    let msg = with(&["--rebase-to-today"])
+        .expect_err("live and rebased")
+        .to_string();
+    assert!(
+        msg.starts_with("--rebase-to-today") && msg.contains("--sandbox"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_call_margin_defaults_to_30s_and_is_a_flag() {
+    assert_eq!(
+        rte(&with(&[]).expect("ok")).policy.margin,
+        Duration::from_secs(30)
+    );
+    let s = with(&["--call-margin", "1m"]).expect("ok");
+    assert_eq!(rte(&s).policy.margin, Duration::from_secs(60));
+}
