@@ -1,4 +1,5 @@
-//! The last good RTE answer, and when the next upstream call may be made,
+//! The last good RTE answer (Ecowatt's in `forecast-cache.json`, Tempo's in
+//! `tempo-cache.json`), and when the next upstream call may be made,
 //! persisted in the state dir so that a restart neither loses the forecast
 //! nor calls RTE early.
 //!
@@ -56,6 +57,14 @@ impl CacheFile {
     pub(crate) fn in_dir(dir: &Path) -> Self {
         Self {
             path: dir.join(Self::FILE_NAME),
+        }
+    }
+
+    /// `tempo-cache.json` in a state dir: the same format, for the Tempo
+    /// calendar.
+    pub(crate) fn tempo_in_dir(dir: &Path) -> Self {
+        Self {
+            path: dir.join("tempo-cache.json"),
         }
     }
 

@@ -24,9 +24,12 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::rte::{Credentials, PRODUCTION_BASE};
 use crate::schedule::{RTE_MIN_SPACING, RefreshPolicy};
+use crate::tempo::TempoSchedule;
 
 pub const CLIENT_ID_ENV: &str = "ECOWATT_CLIENT_ID";
 pub const CLIENT_SECRET_ENV: &str = "ECOWATT_CLIENT_SECRET";
+pub const TEMPO_CLIENT_ID_ENV: &str = "TEMPO_CLIENT_ID";
+pub const TEMPO_CLIENT_SECRET_ENV: &str = "TEMPO_CLIENT_SECRET";
 
 /// The host whose rate limit (one call per 15 minutes) cannot be lowered.
 const PRODUCTION_HOST: &str = "digital.iservices.rte-france.com";
@@ -99,6 +102,28 @@ pub struct Options {
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
 
+    /// Where RTE's Tempo calendar (blue, white and red days) comes from:
+    /// off, RTE's Tempo API (same portal and base URL as Ecowatt), or a
+    /// file in RTE's body shape.
+    #[arg(long, value_enum, value_name = "SOURCE", default_value = "off")]
+    pub tempo: TempoChoice,
+
+    /// A Tempo calendar file in RTE's body shape (for --tempo file);
+    /// re-read when it changes. --rebase-to-today moves its days so that
+    /// the latest is tomorrow.
+    #[arg(long, value_name = "PATH")]
+    pub tempo_file: Option<PathBuf>,
+
+    /// A file holding the client id for Tempo (instead of TEMPO_CLIENT_ID;
+    /// without either, the Ecowatt credentials are used).
+    #[arg(long, value_name = "FILE")]
+    pub tempo_client_id_file: Option<PathBuf>,
+
+    /// A file holding the client secret for Tempo (instead of
+    /// TEMPO_CLIENT_SECRET).
+    #[arg(long, value_name = "FILE")]
+    pub tempo_client_secret_file: Option<PathBuf>,
+
     /// Time limit of each HTTP call to RTE.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
     #[serde(with = "humantime_serde")]
@@ -125,12 +150,45 @@ pub enum SourceChoice {
     File,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TempoChoice {
+    /// No Tempo: GetTempo answers UNAVAILABLE "tempo is not enabled".
+    Off,
+    /// RTE's Tempo Like Supply Contract API (OAuth2).
+    Rte,
+    /// A file in RTE's body shape.
+    File,
+}
+
+/// Where the Tempo calendar comes from.
+#[derive(Debug)]
+pub enum TempoSettings {
+    Off,
+    Rte(TempoRteSettings),
+    File {
+        path: PathBuf,
+        rebase_to_today: bool,
+    },
+}
+
+#[derive(Debug)]
+pub struct TempoRteSettings {
+    pub base: Url,
+    pub sandbox: bool,
+    /// `None`: the Ecowatt source's (one client, one token cache).
+    pub credentials: Option<Credentials>,
+    pub schedule: TempoSchedule,
+    pub request_timeout: Duration,
+}
+
 /// The resolved settings the service runs with.
 #[derive(Debug)]
 pub struct Settings {
     pub listen: String,
     pub state_dir: PathBuf,
     pub source: SourceSettings,
+    pub tempo: TempoSettings,
     pub max_age: Duration,
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
@@ -211,7 +269,7 @@ impl Settings {
         let mut warnings = Vec::new();
         let source = match source {
             SourceChoice::File => {
-                let Some(path) = o.file else {
+                let Some(path) = o.file.clone() else {
                     return Err(bad(
                         "source",
                         "file: the file source needs --file PATH (an Ecowatt-format JSON file)"
@@ -226,10 +284,11 @@ impl Settings {
                     "client_id_file",
                     "client_secret_file",
                 ] {
-                    if given(key) {
+                    // These serve Tempo from RTE too.
+                    if given(key) && o.tempo != TempoChoice::Rte {
                         warnings.push(origins.error(
                             key,
-                            "applies to the RTE source only; ignored with --source file",
+                            "applies to the RTE sources only; ignored with --source file and without --tempo rte",
                         ));
                     }
                 }
@@ -310,11 +369,13 @@ impl Settings {
             }
         };
 
+        let tempo = tempo_settings(&o, &origins, &source, &env)?;
         let security = Security::resolve(&o.common.security, &o.common.listen)?;
         Ok(Self {
             state_dir: o.common.state_dir_or_default(Options::NAME),
             listen: o.common.listen,
             source,
+            tempo,
             max_age: o.max_age,
             log_format: o.common.log_format,
             metrics: o.common.metrics,
@@ -322,6 +383,110 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// The Tempo source. RTE's needs credentials: Tempo's own (TEMPO_* or
+/// files), else the Ecowatt ones, since one RTE application may subscribe
+/// to both APIs; it uses the same base URL, sandbox flag and time limit.
+fn tempo_settings(
+    o: &Options,
+    origins: &delestage_runtime::options::Origins,
+    source: &SourceSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TempoSettings, Error> {
+    let bad = |key: &str, message: String| Error::Config(origins.error(key, message));
+    let given = |key: &str| !matches!(origins.of(key), Origin::Default(_));
+    if o.tempo != TempoChoice::File && o.tempo_file.is_some() {
+        return Err(bad("tempo_file", "applies to --tempo file only".to_owned()));
+    }
+    if o.tempo != TempoChoice::Rte {
+        for key in ["tempo_client_id_file", "tempo_client_secret_file"] {
+            if given(key) {
+                return Err(bad(key, "applies to --tempo rte only".to_owned()));
+            }
+        }
+    }
+    Ok(match o.tempo {
+        TempoChoice::Off => TempoSettings::Off,
+        TempoChoice::File => {
+            let Some(path) = o.tempo_file.clone() else {
+                return Err(bad(
+                    "tempo",
+                    "file: the Tempo file source needs --tempo-file PATH (RTE's tempo_like_calendars body)"
+                        .to_owned(),
+                ));
+            };
+            TempoSettings::File {
+                path,
+                rebase_to_today: o.rebase_to_today,
+            }
+        }
+        TempoChoice::Rte => {
+            let base = parse_base_url(&o.ecowatt_url)
+                .map_err(|why| bad("ecowatt_url", format!("{:?}: {why}", o.ecowatt_url)))?;
+            let production = !o.sandbox
+                && base
+                    .host_str()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(PRODUCTION_HOST));
+            let own_id = o.tempo_client_id_file.is_some() || env(TEMPO_CLIENT_ID_ENV).is_some();
+            let own_secret =
+                o.tempo_client_secret_file.is_some() || env(TEMPO_CLIENT_SECRET_ENV).is_some();
+            let credentials = if own_id || own_secret {
+                Some(Credentials {
+                    client_id: credential(
+                        o.tempo_client_id_file.as_deref(),
+                        TEMPO_CLIENT_ID_ENV,
+                        "client id for Tempo",
+                        &origins.of("tempo_client_id_file"),
+                        env,
+                    )?,
+                    client_secret: credential(
+                        o.tempo_client_secret_file.as_deref(),
+                        TEMPO_CLIENT_SECRET_ENV,
+                        "client secret for Tempo",
+                        &origins.of("tempo_client_secret_file"),
+                        env,
+                    )?,
+                })
+            } else if matches!(source, SourceSettings::Rte(_)) {
+                // The Ecowatt client's: shared, with its token.
+                None
+            } else {
+                Some(Credentials {
+                    client_id: credential(
+                        o.client_id_file.as_deref(),
+                        CLIENT_ID_ENV,
+                        "client id (for Tempo: TEMPO_CLIENT_ID or ECOWATT_CLIENT_ID)",
+                        &origins.of("client_id_file"),
+                        env,
+                    )?,
+                    client_secret: credential(
+                        o.client_secret_file.as_deref(),
+                        CLIENT_SECRET_ENV,
+                        "client secret (for Tempo: TEMPO_CLIENT_SECRET or ECOWATT_CLIENT_SECRET)",
+                        &origins.of("client_secret_file"),
+                        env,
+                    )?,
+                })
+            };
+            TempoSettings::Rte(TempoRteSettings {
+                base,
+                sandbox: o.sandbox,
+                credentials,
+                schedule: TempoSchedule {
+                    // RTE: never twice in 15 minutes. A local server (tests)
+                    // may be asked as often as the refresh interval.
+                    spacing: if production {
+                        RTE_MIN_SPACING
+                    } else {
+                        o.refresh_interval.min(RTE_MIN_SPACING)
+                    },
+                    margin: o.call_margin,
+                },
+                request_timeout: o.request_timeout,
+            })
+        }
+    })
 }
 
 /// The base URL: https, or http to a loopback address only (credentials

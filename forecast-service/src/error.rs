@@ -42,7 +42,14 @@ pub enum Error {
     #[error("rejected the forecast from {origin}: {reason}")]
     InvalidBody { origin: String, reason: BodyError },
 
-    #[error("cannot read the forecast file {path}: {source}")]
+    /// A Tempo calendar body did not parse or failed validation.
+    #[error("rejected the Tempo calendar from {origin}: {reason}")]
+    InvalidTempo {
+        origin: String,
+        reason: crate::tempo::TempoError,
+    },
+
+    #[error("cannot read {path}: {source}")]
     ReadFile {
         path: PathBuf,
         source: std::io::Error,
@@ -91,6 +98,7 @@ impl From<Error> for Status {
             | Error::Token { .. }
             | Error::TooLarge { .. }
             | Error::InvalidBody { .. }
+            | Error::InvalidTempo { .. }
             | Error::ReadFile { .. } => Code::Unavailable,
             Error::CacheRead { .. }
             | Error::CacheWrite { .. }

@@ -1,6 +1,6 @@
-//! forecast-service: wraps RTE's Ecowatt API (or a file) and serves
-//! `delestage.forecast.v1.ForecastService` (GetForecast / GetLevel /
-//! WatchForecast).
+//! forecast-service: wraps RTE's Ecowatt and Tempo APIs (or files) and
+//! serves `delestage.forecast.v1.ForecastService` (GetForecast / GetLevel /
+//! WatchForecast, GetTempo / WatchTempo).
 //!
 //! - [`ecowatt`]: RTE's wire format (parse, validate, rebase).
 //! - [`timeline`] and [`forecast`]: the time rule, and hours on a real
@@ -8,6 +8,8 @@
 //! - [`rte`]: the HTTP client (OAuth2 token, signals call).
 //! - [`schedule`]: when the next upstream call may be made.
 //! - [`refresh`]: the one task that fetches, and what it publishes.
+//! - [`tempo`]: RTE's Tempo calendar (parse, the tariff day, when to ask);
+//!   [`tempo_source`]: the task that keeps it current.
 //! - [`cache`]: the last good answer, across restarts.
 //! - [`service`]: the gRPC mapping. [`config`]: flags and config file.
 //!
@@ -23,6 +25,8 @@ mod refresh;
 pub mod rte;
 pub mod schedule;
 mod service;
+pub mod tempo;
+mod tempo_source;
 pub mod timeline;
 
 use std::future::Future;
@@ -31,12 +35,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::cache::CacheFile;
-use crate::config::{Settings, SourceSettings};
+use crate::config::{Settings, SourceSettings, TempoSettings};
 pub use crate::error::Error;
 use crate::refresh::{Current, FileWatcher, RteRefresh, Source};
 use crate::rte::RteClient;
 use crate::service::ForecastApi;
+use crate::tempo_source::{TempoCurrent, TempoFileWatcher, TempoRefresh};
 
 /// The fully-qualified gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "delestage.forecast.v1.ForecastService";
@@ -61,11 +68,17 @@ pub async fn serve(
     let (current_tx, current_rx) = watch::channel(Current::default());
     let closing = CancellationToken::new();
 
+    let mut ecowatt_client = None;
     let (refresh_task, source_detail) = match settings.source {
         SourceSettings::Rte(rte) => {
             delestage_runtime::files::ensure_writable_dir(&settings.state_dir)?;
-            let client =
-                RteClient::new(&rte.base, rte.sandbox, rte.credentials, rte.request_timeout)?;
+            let client = Arc::new(RteClient::new(
+                &rte.base,
+                rte.sandbox,
+                rte.credentials,
+                rte.request_timeout,
+            )?);
+            ecowatt_client = Some(Arc::clone(&client));
             let detail = client.signals_url().to_string();
             let refresh = RteRefresh {
                 client,
@@ -100,6 +113,58 @@ pub async fn serve(
         }
     };
 
+    let (tempo_tx, tempo_rx) = watch::channel(TempoCurrent {
+        enabled: !matches!(settings.tempo, TempoSettings::Off),
+        ..TempoCurrent::default()
+    });
+    let tempo_task = match settings.tempo {
+        TempoSettings::Off => None,
+        TempoSettings::Rte(tempo) => {
+            delestage_runtime::files::ensure_writable_dir(&settings.state_dir)?;
+            let client = match (tempo.credentials, ecowatt_client) {
+                (Some(credentials), _) => Arc::new(RteClient::new(
+                    &tempo.base,
+                    tempo.sandbox,
+                    credentials,
+                    tempo.request_timeout,
+                )?),
+                (None, Some(shared)) => shared,
+                (None, None) => {
+                    return Err(Error::Config(
+                        "--tempo rte needs RTE credentials (TEMPO_CLIENT_ID / TEMPO_CLIENT_SECRET, or the Ecowatt ones)"
+                            .to_owned(),
+                    ));
+                }
+            };
+            tracing::info!(url = %client.tempo_url(), "Tempo from RTE");
+            let refresh = TempoRefresh {
+                client,
+                cache: CacheFile::tempo_in_dir(&settings.state_dir),
+                schedule: tempo.schedule,
+            };
+            let restored = refresh.restore(&tempo_tx)?;
+            Some(tokio::spawn(tempo_source::run_tempo_rte(
+                refresh,
+                restored,
+                tempo_tx,
+                closing.clone(),
+            )))
+        }
+        TempoSettings::File {
+            path,
+            rebase_to_today,
+        } => {
+            tracing::info!(file = %path.display(), "Tempo from a file");
+            let mut watcher = TempoFileWatcher::new(path, rebase_to_today);
+            watcher.check(&tempo_tx);
+            Some(tokio::spawn(tempo_source::run_tempo_file(
+                watcher,
+                tempo_tx,
+                closing.clone(),
+            )))
+        }
+    };
+
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -117,7 +182,7 @@ pub async fn serve(
         closing.clone(),
     ));
     let routes = tonic::service::Routes::new(
-        ForecastApi::new(current_rx, settings.max_age, closing.clone()).into_server(),
+        ForecastApi::new(current_rx, tempo_rx, settings.max_age, closing.clone()).into_server(),
     );
     let shutdown = async move {
         shutdown.await;
@@ -134,10 +199,16 @@ pub async fn serve(
     )
     .await;
     if served.is_err() {
-        // The shutdown future never ran: stop the task here.
+        // The shutdown future never ran: stop the tasks here.
         refresh_task.abort();
+        if let Some(t) = &tempo_task {
+            t.abort();
+        }
     }
     let _ = refresh_task.await;
+    if let Some(t) = tempo_task {
+        let _ = t.await;
+    }
     gauges.abort();
     served?;
     tracing::info!("forecast-service stopped");

@@ -145,7 +145,7 @@ pub(crate) async fn report_gauges(
 
 /// How the RTE refresh task is set up.
 pub(crate) struct RteRefresh {
-    pub client: RteClient,
+    pub client: std::sync::Arc<RteClient>,
     pub source: Source,
     pub cache: CacheFile,
     pub policy: RefreshPolicy,

@@ -1,5 +1,6 @@
-//! The HTTP client for RTE's Ecowatt API: OAuth2 client credentials, a
-//! cached token, and the signals call.
+//! The HTTP client for RTE's APIs: OAuth2 client credentials, a cached
+//! token, the Ecowatt signals call and the Tempo calendar call. One client
+//! per credential pair, so one token cache per pair.
 //!
 //! The client-credentials grant is one POST with Basic auth; it is written
 //! here on reqwest rather than through the `oauth2` crate, which would bring
@@ -27,6 +28,9 @@ pub const PRODUCTION_BASE: &str = "https://digital.iservices.rte-france.com";
 pub const TOKEN_PATH: &str = "/token/oauth/";
 pub const SIGNALS_PATH: &str = "/open_api/ecowatt/v5/signals";
 pub const SANDBOX_SIGNALS_PATH: &str = "/open_api/ecowatt/v5/sandbox/signals";
+pub const TEMPO_PATH: &str = "/open_api/tempo_like_supply_contract/v1/tempo_like_calendars";
+pub const SANDBOX_TEMPO_PATH: &str =
+    "/open_api/tempo_like_supply_contract/v1/sandbox/tempo_like_calendars";
 
 /// Far more than a real body (about 3 kB); protects memory from a broken
 /// or hostile answer.
@@ -61,6 +65,7 @@ pub struct RteClient {
     http: reqwest::Client,
     token_url: Url,
     signals_url: Url,
+    tempo_url: Url,
     credentials: Credentials,
     token: Mutex<Option<CachedToken>>,
     /// When the last signals call ended (its answer arrived, or it failed):
@@ -108,6 +113,11 @@ impl RteClient {
             } else {
                 SIGNALS_PATH
             })?,
+            tempo_url: join(if sandbox {
+                SANDBOX_TEMPO_PATH
+            } else {
+                TEMPO_PATH
+            })?,
             credentials,
             token: Mutex::new(None),
             last_signals_call: std::sync::Mutex::new(None),
@@ -134,12 +144,34 @@ impl RteClient {
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
+    /// The Tempo calendar URL (no secret in it), for logs and the cache.
+    pub fn tempo_url(&self) -> &Url {
+        &self.tempo_url
+    }
+
     /// One signals call: the raw body of a 200. A 401 renews the token once
     /// and retries once; any other error status is returned with what RTE
     /// said.
     pub async fn fetch_signals(&self) -> Result<Bytes, Error> {
+        self.fetch(Endpoint::Signals, self.signals_url.clone())
+            .await
+    }
+
+    /// One Tempo calendar call for `[start_date, end_date)` (local midnights
+    /// with the Paris offset, as RTE wants them), with the same token and
+    /// the same handling as [`Self::fetch_signals`].
+    pub async fn fetch_tempo(&self, start_date: &str, end_date: &str) -> Result<Bytes, Error> {
+        let mut url = self.tempo_url.clone();
+        // `query_pairs_mut` encodes the `+` of the offset.
+        url.query_pairs_mut()
+            .append_pair("start_date", start_date)
+            .append_pair("end_date", end_date);
+        self.fetch(Endpoint::Tempo, url).await
+    }
+
+    async fn fetch(&self, endpoint: Endpoint, url: Url) -> Result<Bytes, Error> {
         let token = self.token(false).await?;
-        match self.get_signals(&token).await? {
+        match self.get(endpoint, &url, &token).await? {
             Answer::Ok(body) => Ok(body),
             Answer::Unauthorized(first) => {
                 tracing::info!(
@@ -147,10 +179,10 @@ impl RteClient {
                     "RTE refused the access token (401); renewing it and retrying once"
                 );
                 let token = self.token(true).await?;
-                match self.get_signals(&token).await? {
+                match self.get(endpoint, &url, &token).await? {
                     Answer::Ok(body) => Ok(body),
                     Answer::Unauthorized(detail) => Err(Error::Upstream {
-                        url: self.signals_url.to_string(),
+                        url: without_query(&url),
                         status: 401,
                         detail: format!("{detail} (even with a new token)"),
                         retry_after: None,
@@ -160,21 +192,31 @@ impl RteClient {
         }
     }
 
-    async fn get_signals(&self, token: &SecretString) -> Result<Answer, Error> {
-        let url = self.signals_url.to_string();
+    async fn get(
+        &self,
+        endpoint: Endpoint,
+        target: &Url,
+        token: &SecretString,
+    ) -> Result<Answer, Error> {
+        let url = without_query(target);
+        let ended = || {
+            if endpoint == Endpoint::Signals {
+                self.signals_call_ended();
+            }
+        };
         let started = Instant::now();
         let response = self
             .http
-            .get(self.signals_url.clone())
+            .get(target.clone())
             .bearer_auth(token.expose_secret())
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-            .inspect(|_| self.signals_call_ended())
+            .inspect(|_| ended())
             .map_err(|e| {
                 // It may have reached RTE: it counts.
-                self.signals_call_ended();
-                record_call("signals", "error", started);
+                ended();
+                record_call(endpoint.name(), "error", started);
                 Error::Unreachable {
                     url: url.clone(),
                     reason: with_causes(&e),
@@ -189,13 +231,14 @@ impl RteClient {
             .map(Duration::from_secs);
         let body = read_limited(response, &url).await?;
         tracing::info!(
-            %url,
+            url = %target,
             status = status.as_u16(),
             duration_ms = started.elapsed().as_millis() as u64,
             bytes = body.len(),
-            "RTE signals call"
+            "RTE {} call",
+            endpoint.name()
         );
-        record_call("signals", &status.as_u16().to_string(), started);
+        record_call(endpoint.name(), &status.as_u16().to_string(), started);
         if status == StatusCode::OK {
             return Ok(Answer::Ok(body));
         }
@@ -261,7 +304,7 @@ impl RteClient {
         record_call("token", &status.as_u16().to_string(), asked_at);
         if !status.is_success() {
             let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
-                " (check ECOWATT_CLIENT_ID / ECOWATT_CLIENT_SECRET or the credential files, and that the key is for Ecowatt v5)"
+                " (check the client id and secret (ECOWATT_* or TEMPO_* variables, or the credential files), and that the application is subscribed to the API: Ecowatt v5, or Tempo Like Supply Contract v1)"
             } else {
                 ""
             };
@@ -303,6 +346,30 @@ fn record_call(endpoint: &'static str, status: &str, started: Instant) {
 enum Answer {
     Ok(Bytes),
     Unauthorized(String),
+}
+
+/// Which RTE API a call is for (the metrics' `endpoint` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Signals,
+    Tempo,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Signals => "signals",
+            Endpoint::Tempo => "tempo",
+        }
+    }
+}
+
+/// The URL for messages: without the query (dates, nothing secret, but
+/// long and changing).
+fn without_query(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
 }
 
 /// Reads a body, refusing to hold more than [`MAX_BODY_BYTES`].

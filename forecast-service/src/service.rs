@@ -1,7 +1,7 @@
 //! The gRPC face of the forecast: `delestage.forecast.v1.ForecastService`.
 //!
-//! Reads [`Current`] from the refresh task's `watch` channel; nothing here
-//! ever calls RTE.
+//! Reads [`Current`] (Ecowatt) and [`TempoCurrent`] from the refresh tasks'
+//! `watch` channels; nothing here ever calls RTE.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +16,12 @@ use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::refresh::{Current, Published, Source};
+use crate::tempo_source::{PublishedTempo, TEMPO_MAX_AGE, TempoCurrent};
 use crate::timeline;
 
 pub(crate) struct ForecastApi {
     current: watch::Receiver<Current>,
+    tempo: watch::Receiver<TempoCurrent>,
     max_age: Duration,
     closing: CancellationToken,
 }
@@ -29,11 +31,13 @@ impl ForecastApi {
     /// turns true at shutdown, which ends every WatchForecast stream.
     pub(crate) fn new(
         current: watch::Receiver<Current>,
+        tempo: watch::Receiver<TempoCurrent>,
         max_age: Duration,
         closing: CancellationToken,
     ) -> Self {
         Self {
             current,
+            tempo,
             max_age,
             closing,
         }
@@ -68,8 +72,52 @@ impl ForecastApi {
     }
 }
 
+/// Tempo is off: the one answer to every Tempo call.
+fn tempo_not_enabled() -> Status {
+    Status::unavailable(
+        "tempo is not enabled (start forecast-service with --tempo rte or --tempo file)",
+    )
+}
+
+/// The current Tempo calendar, or UNAVAILABLE saying why there is none.
+fn tempo_published(current: &TempoCurrent) -> Result<Arc<PublishedTempo>, Status> {
+    if !current.enabled {
+        return Err(tempo_not_enabled());
+    }
+    match &current.published {
+        Some(p) => Ok(Arc::clone(p)),
+        None => Err(Status::unavailable(match &current.problem {
+            Some(problem) => format!("no Tempo calendar yet: {problem}"),
+            None => "no Tempo calendar yet: the first call is in progress; retry in a few seconds"
+                .to_owned(),
+        })),
+    }
+}
+
 #[tonic::async_trait]
 impl ForecastService for ForecastApi {
+    async fn get_tempo(
+        &self,
+        _request: Request<pb::GetTempoRequest>,
+    ) -> Result<Response<pb::TempoCalendar>, Status> {
+        let published = tempo_published(&self.tempo.borrow())?;
+        Ok(Response::new(tempo_to_pb(&published, Timestamp::now())))
+    }
+
+    type WatchTempoStream = WatchStream<pb::TempoCalendar>;
+
+    async fn watch_tempo(
+        &self,
+        _request: Request<pb::WatchTempoRequest>,
+    ) -> Result<Response<Self::WatchTempoStream>, Status> {
+        if !self.tempo.borrow().enabled {
+            return Err(tempo_not_enabled());
+        }
+        let (sink, stream) = delestage_runtime::stream::channel(self.closing.clone());
+        tokio::spawn(forward_tempo(self.tempo.clone(), sink));
+        Ok(Response::new(stream))
+    }
+
     async fn get_forecast(
         &self,
         _request: Request<pb::GetForecastRequest>,
@@ -161,6 +209,61 @@ async fn forward_forecasts(
         if sink.until(next).await != Some(true) {
             return;
         }
+    }
+}
+
+/// Feeds one WatchTempo stream: the current calendar (as soon as there is
+/// one), every new one, and the same one again when it turns stale.
+async fn forward_tempo(mut current: watch::Receiver<TempoCurrent>, sink: Sink<pb::TempoCalendar>) {
+    let mut sent: Option<(Arc<PublishedTempo>, bool)> = None;
+    loop {
+        let published = current.borrow_and_update().published.clone();
+        let mut stale_deadline = None;
+        if let Some(p) = published {
+            let now = Timestamp::now();
+            let stale = p.is_stale(now);
+            let is_new = sent
+                .as_ref()
+                .is_none_or(|(last, was_stale)| !Arc::ptr_eq(last, &p) || *was_stale != stale);
+            if is_new && !sink.send(tempo_to_pb(&p, now)).await {
+                return;
+            }
+            if !stale && p.ages {
+                let stale_at = p.fetched_at
+                    + jiff::SignedDuration::try_from(TEMPO_MAX_AGE).unwrap_or_default();
+                let wait = Duration::try_from(stale_at.duration_since(now)).unwrap_or_default();
+                stale_deadline = Some(tokio::time::Instant::now() + wait);
+            }
+            sent = Some((p, stale));
+        }
+        let next = async {
+            tokio::select! {
+                changed = current.changed() => changed.is_ok(),
+                () = sleep_until_opt(stale_deadline) => true,
+            }
+        };
+        if sink.until(next).await != Some(true) {
+            return;
+        }
+    }
+}
+
+fn tempo_to_pb(p: &PublishedTempo, now: Timestamp) -> pb::TempoCalendar {
+    pb::TempoCalendar {
+        days: p
+            .calendar
+            .days
+            .iter()
+            .map(|d| pb::TempoDay {
+                date: d.date.to_string(),
+                color: pb::TempoColor::from(d.color).into(),
+                start: d.start().map(to_pb_time),
+                end: d.end().map(to_pb_time),
+                peak_end: d.peak_end().map(to_pb_time),
+            })
+            .collect(),
+        fetched_at: Some(to_pb_time(p.fetched_at)),
+        stale: p.is_stale(now),
     }
 }
 

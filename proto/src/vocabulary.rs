@@ -232,6 +232,9 @@ pub enum ReasonKind {
     MinOffHold,
     /// Waiting for its turn to be restored.
     RestoreStagger,
+    /// In the peak hours of a Tempo day of the load's `shed_on_tempo`
+    /// colour or above.
+    ShedForTempo,
 }
 
 named!(ReasonKind, "reason", {
@@ -243,6 +246,7 @@ named!(ReasonKind, "reason", {
     MinOnHold => "min_on_hold",
     MinOffHold => "min_off_hold",
     RestoreStagger => "restore_stagger",
+    ShedForTempo => "shed_for_tempo",
 });
 
 impl ReasonKind {
@@ -258,6 +262,7 @@ impl ReasonKind {
             cpb::Reason::MinOnHold => Self::MinOnHold,
             cpb::Reason::MinOffHold => Self::MinOffHold,
             cpb::Reason::RestoreStagger => Self::RestoreStagger,
+            cpb::Reason::ShedForTempo => Self::ShedForTempo,
         })
     }
 
@@ -278,6 +283,74 @@ impl From<ReasonKind> for cpb::Reason {
             ReasonKind::MinOnHold => Self::MinOnHold,
             ReasonKind::MinOffHold => Self::MinOffHold,
             ReasonKind::RestoreStagger => Self::RestoreStagger,
+            ReasonKind::ShedForTempo => Self::ShedForTempo,
+        }
+    }
+}
+
+/// A Tempo day's colour, cheapest first (`Ord` compares cost: a load shed
+/// on `white` is shed on `red` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TempoColor {
+    /// Most days: cheap.
+    Blue,
+    /// 43 days a season: dearer peak hours.
+    White,
+    /// 22 winter weekdays a season: the dearest peak hours.
+    Red,
+}
+
+named!(TempoColor, "Tempo colour", {
+    Blue => "blue",
+    White => "white",
+    Red => "red",
+});
+
+impl TempoColor {
+    /// Every colour, cheapest first.
+    pub const ALL: [TempoColor; 3] = [Self::Blue, Self::White, Self::Red];
+
+    /// RTE's `value` (`BLUE`, `WHITE`, `RED`).
+    pub fn from_rte(value: &str) -> Option<Self> {
+        match value {
+            "BLUE" => Some(Self::Blue),
+            "WHITE" => Some(Self::White),
+            "RED" => Some(Self::Red),
+            _ => None,
+        }
+    }
+
+    /// RTE's spelling.
+    pub fn rte_name(self) -> &'static str {
+        match self {
+            Self::Blue => "BLUE",
+            Self::White => "WHITE",
+            Self::Red => "RED",
+        }
+    }
+
+    /// From the wire: `None` for unspecified or unknown.
+    pub fn from_pb(value: i32) -> Option<Self> {
+        match fpb::TempoColor::try_from(value).ok()? {
+            fpb::TempoColor::Unspecified => None,
+            fpb::TempoColor::Blue => Some(Self::Blue),
+            fpb::TempoColor::White => Some(Self::White),
+            fpb::TempoColor::Red => Some(Self::Red),
+        }
+    }
+
+    /// The name of a colour that may be unknown: `unknown` then.
+    pub fn name_or_unknown(color: Option<Self>) -> &'static str {
+        color.map_or("unknown", Self::name)
+    }
+}
+
+impl From<TempoColor> for fpb::TempoColor {
+    fn from(color: TempoColor) -> Self {
+        match color {
+            TempoColor::Blue => Self::Blue,
+            TempoColor::White => Self::White,
+            TempoColor::Red => Self::Red,
         }
     }
 }
@@ -319,6 +392,7 @@ mod tests {
             ReasonKind::MinOnHold,
             ReasonKind::MinOffHold,
             ReasonKind::RestoreStagger,
+            ReasonKind::ShedForTempo,
         ] {
             assert_eq!(kind.name().parse::<ReasonKind>(), Ok(kind));
             assert_eq!(
@@ -329,6 +403,15 @@ mod tests {
         for w in [Wiring::NormallyOpen, Wiring::NormallyClosed] {
             assert_eq!(w.name().parse::<Wiring>(), Ok(w));
         }
+        for c in TempoColor::ALL {
+            assert_eq!(c.name().parse::<TempoColor>(), Ok(c));
+            assert_eq!(TempoColor::from_rte(c.rte_name()), Some(c));
+            assert_eq!(
+                TempoColor::from_pb(fpb::TempoColor::from(c) as i32),
+                Some(c)
+            );
+        }
+        assert!(TempoColor::Blue < TempoColor::White && TempoColor::White < TempoColor::Red);
         for f in [Fallback::Keep, Fallback::Shed, Fallback::Restore] {
             assert_eq!(f.name().parse::<Fallback>(), Ok(f));
         }
