@@ -304,7 +304,7 @@ impl RteClient {
         record_call("token", &status.as_u16().to_string(), asked_at);
         if !status.is_success() {
             let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
-                " (check the client id and secret (ECOWATT_* or TEMPO_* variables, or the credential files), and that the application is subscribed to the API: Ecowatt v5, or Tempo Like Supply Contract v1)"
+                " (check ECOWATT_CLIENT_ID / ECOWATT_CLIENT_SECRET, TEMPO_CLIENT_ID / TEMPO_CLIENT_SECRET for Tempo, or the credential files; and that the application is subscribed to the API: Ecowatt v5, or Tempo Like Supply Contract v1)"
             } else {
                 ""
             };

@@ -255,8 +255,12 @@ fn until(at: Timestamp) -> Duration {
 pub(crate) struct TempoFileWatcher {
     path: PathBuf,
     rebase: bool,
-    seen: Option<(Option<SystemTime>, u64, Option<(Date, i8)>)>,
+    seen: Option<FileSeen>,
 }
+
+/// What the file looked like when last read: modification time, length,
+/// and (when rebasing) the Paris date and hour.
+type FileSeen = (Option<SystemTime>, u64, Option<(Date, i8)>);
 
 impl TempoFileWatcher {
     pub(crate) fn new(path: PathBuf, rebase: bool) -> Self {

@@ -6,155 +6,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin, Reply, signals_body};
-use delestage_forecast_service::config::{RteSettings, Settings, SourceSettings};
-use delestage_forecast_service::rte::Credentials;
-use delestage_forecast_service::schedule::RefreshPolicy;
+use delestage_forecast_service::config::{Settings, SourceSettings};
 use delestage_proto::forecast::v1 as pb;
-use pb::forecast_service_client::ForecastServiceClient;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic::transport::Channel;
 
-/// Upper bound for anything a test waits on, so a bug fails the test
-/// instead of hanging it. Never a way to wait for readiness.
-const BOUND: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{BOUND, Running, next_forecast, rte_settings, unlimited};
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 const PRODUCTION: &[u8] = include_bytes!("../payloads/signals-production-shape.json");
 const SANDBOX: &[u8] = include_bytes!("../payloads/signals-sandbox-v5.json");
-
-/// A running forecast-service, in-process, with a client.
-struct Running {
-    client: ForecastServiceClient<Channel>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), delestage_forecast_service::Error>>,
-}
-
-impl Running {
-    async fn start(settings: Settings) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(delestage_forecast_service::serve(
-            settings,
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        // The listener is bound: connecting cannot race the server.
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
-        Self {
-            client: ForecastServiceClient::new(channel),
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(BOUND, self.task)
-            .await
-            .expect("stops in time")
-            .expect("task")
-            .expect("serve ok");
-    }
-
-    async fn forecast(&mut self) -> Result<pb::Forecast, tonic::Status> {
-        self.client
-            .get_forecast(pb::GetForecastRequest {})
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    /// Polls GetForecast until `done` holds (the refresh task works on its
-    /// own schedule; there is nothing else to wait on).
-    async fn forecast_until(
-        &mut self,
-        what: &str,
-        done: impl Fn(&Result<pb::Forecast, tonic::Status>) -> bool,
-    ) -> Result<pb::Forecast, tonic::Status> {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let r = self.forecast().await;
-            if done(&r) {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn level_at(&mut self, at: &str) -> pb::GetLevelResponse {
-        let t: jiff::Timestamp = at.parse().expect("timestamp");
-        self.client
-            .get_level(pb::GetLevelRequest {
-                at: Some(prost_types::Timestamp {
-                    seconds: t.as_second(),
-                    nanos: 0,
-                }),
-            })
-            .await
-            .expect("GetLevel")
-            .into_inner()
-    }
-
-    async fn watch(&self) -> tonic::Streaming<pb::Forecast> {
-        self.client
-            .clone()
-            .watch_forecast(pb::WatchForecastRequest {})
-            .await
-            .expect("watch")
-            .into_inner()
-    }
-}
-
-async fn next_forecast(stream: &mut tonic::Streaming<pb::Forecast>) -> pb::Forecast {
-    tokio::time::timeout(BOUND, stream.next())
-        .await
-        .expect("a forecast in time")
-        .expect("the stream is open")
-        .expect("a forecast, not an error")
-}
-
-/// A stand-in without the 15-minute limit, for tests that refresh fast.
-fn unlimited() -> StandinConfig {
-    StandinConfig {
-        rate_limit: None,
-        ..StandinConfig::default()
-    }
-}
-
-fn rte_settings(standin: &EcowattStandin, state_dir: &Path, interval: Duration) -> Settings {
-    let mut settings = Settings::with_file("unused", state_dir);
-    settings.source = SourceSettings::Rte(RteSettings {
-        base: standin.base_url().parse().expect("url"),
-        sandbox: false,
-        rebase_to_today: false,
-        credentials: Credentials {
-            client_id: SecretString::from("test-client-id"),
-            client_secret: SecretString::from("test-client-secret"),
-        },
-        policy: RefreshPolicy {
-            interval,
-            floor: Duration::ZERO,
-            margin: Duration::ZERO,
-        },
-        request_timeout: Duration::from_secs(5),
-    });
-    settings
-}
 
 fn with_timeout(mut settings: Settings, timeout: Duration) -> Settings {
     if let SourceSettings::Rte(rte) = &mut settings.source {

@@ -10,6 +10,10 @@
 //!   token gets 401; past the rate limit (one call per window, production
 //!   path only) it answers 429 with `Retry-After` in seconds.
 //!
+//! - `GET /open_api/tempo_like_supply_contract/v1/tempo_like_calendars`
+//!   (and `/sandbox/…`) answers the configured Tempo body the same way
+//!   (see [`tempo`]).
+//!
 //! Tests script faults by queueing [`Reply`]s, which take precedence over
 //! the normal behaviour, one call each. Every call is counted, and tests can
 //! wait (without sleeping) until a number of calls has been made.
@@ -27,6 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use tokio::sync::watch;
+
+pub mod tempo;
 
 pub const SIGNALS_PATH: &str = "/open_api/ecowatt/v5/signals";
 pub const SANDBOX_PATH: &str = "/open_api/ecowatt/v5/sandbox/signals";
@@ -87,6 +93,8 @@ impl Default for Config {
 #[derive(Debug, Clone)]
 pub struct Call {
     pub path: String,
+    /// The query string, if any (Tempo's dates).
+    pub query: Option<String>,
     pub status: u16,
     /// The `Authorization` header as sent.
     pub authorization: Option<String>,
@@ -98,6 +106,8 @@ pub struct Call {
 struct Inner {
     signals_body: Vec<u8>,
     sandbox_body: Vec<u8>,
+    tempo_body: Vec<u8>,
+    tempo_replies: VecDeque<Reply>,
     tokens: HashSet<String>,
     issued: u64,
     last_ok_signals: Option<Instant>,
@@ -111,6 +121,8 @@ struct Shared {
     inner: Mutex<Inner>,
     /// Number of signals calls (both paths), for tests to wait on.
     signals_calls: watch::Sender<usize>,
+    /// Number of Tempo calls (both paths).
+    tempo_calls: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -141,11 +153,14 @@ impl EcowattStandin {
                 ..Inner::default()
             }),
             signals_calls: watch::channel(0).0,
+            tempo_calls: watch::channel(0).0,
         });
         let app = Router::new()
             .route(TOKEN_PATH, post(token))
             .route(SIGNALS_PATH, get(signals))
             .route(SANDBOX_PATH, get(sandbox_signals))
+            .route(tempo::TEMPO_PATH, get(tempo::calendars))
+            .route(tempo::SANDBOX_TEMPO_PATH, get(tempo::calendars))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -211,7 +226,7 @@ impl EcowattStandin {
     pub fn successful_signals_calls(&self) -> usize {
         self.calls()
             .iter()
-            .filter(|c| c.path != TOKEN_PATH && c.status == 200)
+            .filter(|c| (c.path == SIGNALS_PATH || c.path == SANDBOX_PATH) && c.status == 200)
             .count()
     }
 
@@ -381,14 +396,27 @@ fn too_many(retry_after_secs: u64) -> Response {
 }
 
 fn record(shared: &Shared, path: &str, response: &Response, auth: Option<String>) {
+    record_with_query(shared, path, None, response, auth);
+}
+
+fn record_with_query(
+    shared: &Shared,
+    path: &str,
+    query: Option<String>,
+    response: &Response,
+    auth: Option<String>,
+) {
     shared.lock().calls.push(Call {
         path: path.to_owned(),
+        query,
         status: response.status().as_u16(),
         authorization: auth,
         at: Instant::now(),
     });
-    if path != TOKEN_PATH {
+    if path == SIGNALS_PATH || path == SANDBOX_PATH {
         shared.signals_calls.send_modify(|n| *n += 1);
+    } else if path != TOKEN_PATH {
+        shared.tempo_calls.send_modify(|n| *n += 1);
     }
 }
 
