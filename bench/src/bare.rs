@@ -118,6 +118,22 @@ impl ForecastService for BareForecast {
     ) -> Result<Response<Self::WatchForecastStream>, Status> {
         Err(Status::unimplemented("not measured"))
     }
+
+    async fn get_tempo(
+        &self,
+        _request: Request<fpb::GetTempoRequest>,
+    ) -> Result<Response<fpb::TempoCalendar>, Status> {
+        Err(Status::unimplemented("not measured"))
+    }
+
+    type WatchTempoStream = ReceiverStream<Result<fpb::TempoCalendar, Status>>;
+
+    async fn watch_tempo(
+        &self,
+        _request: Request<fpb::WatchTempoRequest>,
+    ) -> Result<Response<Self::WatchTempoStream>, Status> {
+        Err(Status::unimplemented("not measured"))
+    }
 }
 
 /// Serves both bare services, and health, on `listen` until killed. Prints

@@ -66,37 +66,54 @@ pub(crate) async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Re
         .await
         .map_err(|s| Service::Controller.error(&e.controller, s))?
         .into_inner();
-    let hours = if out.json {
-        Vec::new()
-    } else {
-        // For the colours only: without the forecast-service the timeline
-        // is still right, just grey.
+    // For the colours and the Tempo peak hours only: without the
+    // forecast-service the timeline is still right, just grey.
+    let (hours, tempo) =
         match connect(Service::Forecast, &e.forecast, &Credentials::from_args(e)).await {
-            Ok(channel) => ForecastServiceClient::new(channel)
-                .get_forecast(fpb::GetForecastRequest {})
-                .await
-                .map(|f| f.into_inner().hours)
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
-    };
+            Ok(channel) => {
+                let mut client = ForecastServiceClient::new(channel);
+                let hours = if out.json {
+                    Vec::new()
+                } else {
+                    client
+                        .get_forecast(fpb::GetForecastRequest {})
+                        .await
+                        .map(|f| f.into_inner().hours)
+                        .unwrap_or_default()
+                };
+                let tempo = client
+                    .get_tempo(fpb::GetTempoRequest {})
+                    .await
+                    .map(|t| t.into_inner().days)
+                    .unwrap_or_default();
+                (hours, tempo)
+            }
+            Err(_) => (Vec::new(), Vec::new()),
+        };
     out.print(
-        || render::plan_text(&plan, &hours, out.paint, Timestamp::now()),
-        || render::plan_json(&plan),
+        || render::plan_text(&plan, &hours, &tempo, out.paint, Timestamp::now()),
+        || render::plan_json(&plan, &tempo),
     );
     Ok(())
 }
 
 pub(crate) async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError> {
     let channel = connect(Service::Forecast, &e.forecast, &Credentials::from_args(e)).await?;
-    let f = ForecastServiceClient::new(channel)
+    let mut client = ForecastServiceClient::new(channel);
+    let f = client
         .get_forecast(fpb::GetForecastRequest {})
         .await
         .map_err(|s| Service::Forecast.error(&e.forecast, s))?
         .into_inner();
+    // Tempo is optional at the service: say why it is missing, if it is.
+    let tempo = client
+        .get_tempo(fpb::GetTempoRequest {})
+        .await
+        .map(|t| t.into_inner())
+        .map_err(|s| s.message().to_owned());
     out.print(
-        || render::forecast_text(&f, out.paint, Timestamp::now()),
-        || render::forecast_json(&f),
+        || render::forecast_text(&f, &tempo, out.paint, Timestamp::now()),
+        || render::forecast_json(&f, &tempo),
     );
     Ok(())
 }

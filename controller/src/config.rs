@@ -18,7 +18,7 @@ use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
+use crate::model::{Fallback, Load, RelayAddress, SignalLevel, TempoColor, Wiring};
 
 /// Turns RTE's Ecowatt forecast and a list of loads into a plan, and makes
 /// the relays of one or more relay-services agree with it. Serves
@@ -119,7 +119,11 @@ pub struct LoadConfig {
     relay: String,
     /// Required: there is no safe guess (see [`WIRING_CHOICES`]).
     wiring: Option<Wiring>,
-    shed_at: ShedAt,
+    /// Optional when `shed_on_tempo` is set; one of the two is needed.
+    #[serde(default)]
+    shed_at: Option<ShedAt>,
+    #[serde(default)]
+    shed_on_tempo: Option<ShedOnTempo>,
     #[serde(default)]
     priority: i32,
     #[serde(default, with = "humantime_serde")]
@@ -151,6 +155,14 @@ fn restore() -> Fallback {
 #[serde(rename_all = "lowercase")]
 enum ShedAt {
     Orange,
+    Red,
+}
+
+/// The Tempo colours a load can be shed on (`white` means white and red).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ShedOnTempo {
+    White,
     Red,
 }
 
@@ -278,14 +290,25 @@ impl Settings {
             let Some(wiring) = l.wiring else {
                 return Err(at(&key("wiring"), WIRING_CHOICES.to_owned()));
             };
+            if l.shed_at.is_none() && l.shed_on_tempo.is_none() {
+                return Err(at(
+                    &key("shed_at"),
+                    "required unless shed_on_tempo is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days)"
+                        .to_owned(),
+                ));
+            }
             loads.push(Load {
                 name: l.name.clone(),
                 relay,
                 wiring,
-                shed_at: match l.shed_at {
+                shed_at: l.shed_at.map(|s| match s {
                     ShedAt::Orange => SignalLevel::Orange,
                     ShedAt::Red => SignalLevel::Red,
-                },
+                }),
+                shed_on_tempo: l.shed_on_tempo.map(|s| match s {
+                    ShedOnTempo::White => TempoColor::White,
+                    ShedOnTempo::Red => TempoColor::Red,
+                }),
                 priority: l.priority,
                 min_on: l.min_on.unwrap_or_default(),
                 min_off: l.min_off.unwrap_or_default(),

@@ -1,5 +1,5 @@
 //! Following the other services: a task per relay-service (WatchRelays) and
-//! one for the forecast-service (WatchForecast), each keeping the latest
+//! two for the forecast-service (WatchForecast, WatchTempo), each keeping the latest
 //! state it saw in a `watch` channel, reconnecting with back-off, and poking
 //! the reconciler on every change.
 //!
@@ -27,7 +27,8 @@ use tonic_types::StatusExt;
 
 use crate::forecast_file::ForecastFile;
 use crate::model::SignalLevel;
-use crate::policy::Hour;
+use crate::model::TempoColor;
+use crate::policy::{Hour, TariffDay};
 
 /// Reconnect back-off.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -50,6 +51,89 @@ pub(crate) struct ForecastSeen {
     pub stale: bool,
     /// Why there is no forecast, or why the connection broke.
     pub problem: Option<String>,
+    /// The last Tempo calendar received (empty: none, or Tempo is off at the
+    /// forecast-service); kept like the forecast. Tempo days are facts once
+    /// published, so no age rule applies: a day absent is unknown.
+    pub tempo: Arc<Vec<TariffDay>>,
+}
+
+/// How long to wait before asking again a forecast-service that runs with
+/// Tempo off (it may be restarted with it on).
+const TEMPO_OFF_RETRY: Duration = Duration::from_secs(60);
+
+/// Follows WatchTempo until `closing`, into the same [`ForecastSeen`].
+pub(crate) async fn follow_tempo(
+    mut client: ForecastServiceClient<AuthedChannel>,
+    tx: Arc<watch::Sender<ForecastSeen>>,
+    wake: Arc<Notify>,
+    wanted: bool,
+    closing: CancellationToken,
+) {
+    let mut retry = RECONNECT.start();
+    let mut said_off = false;
+    loop {
+        let session = async {
+            let mut stream = client
+                .watch_tempo(fpb::WatchTempoRequest {})
+                .await?
+                .into_inner();
+            while let Some(calendar) = stream.next().await {
+                let calendar = calendar?;
+                apply_tempo(&tx, &calendar);
+                wake.notify_one();
+                retry.succeeded();
+            }
+            Err(tonic::Status::unavailable(
+                "forecast-service closed the stream",
+            ))
+        };
+        let status: tonic::Status = tokio::select! {
+            r = session => match r { Err(s) => s, Ok(()) => continue },
+            _ = closing.cancelled() => return,
+        };
+        let off = status.code() == tonic::Code::Unavailable
+            && status.message().contains("tempo is not enabled");
+        let wait = if off {
+            if !said_off {
+                if wanted {
+                    tracing::warn!(
+                        "the forecast-service runs with Tempo off: loads with shed_on_tempo follow their fallback"
+                    );
+                } else {
+                    tracing::info!("the forecast-service runs with Tempo off");
+                }
+                said_off = true;
+            }
+            TEMPO_OFF_RETRY
+        } else {
+            tracing::debug!(problem = %status.message(), "Tempo stream ended; the last calendar holds");
+            retry.failed()
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = closing.cancelled() => return,
+        }
+    }
+}
+
+fn apply_tempo(tx: &watch::Sender<ForecastSeen>, calendar: &fpb::TempoCalendar) {
+    let mut days: Vec<TariffDay> = calendar
+        .days
+        .iter()
+        .filter_map(|d| {
+            Some(TariffDay {
+                date: d.date.parse().ok()?,
+                start: from_pb(d.start.as_ref()?)?,
+                peak_end: from_pb(d.peak_end.as_ref()?)?,
+                end: from_pb(d.end.as_ref()?)?,
+                // A colour this build does not know is no colour.
+                color: TempoColor::from_pb(d.color)?,
+            })
+        })
+        .filter(|d| d.start <= d.peak_end && d.peak_end <= d.end)
+        .collect();
+    days.sort_by_key(|d| d.start);
+    tx.send_modify(|seen| seen.tempo = Arc::new(days));
 }
 
 /// What the controller knows of one relay-service.
@@ -109,17 +193,23 @@ async fn keep_forecast(
     mut seen: watch::Receiver<ForecastSeen>,
     closing: CancellationToken,
 ) {
-    let mut kept = seen.borrow_and_update().hours.clone();
+    let (mut kept, mut kept_tempo) = {
+        let s = seen.borrow_and_update();
+        (s.hours.clone(), s.tempo.clone())
+    };
     loop {
         tokio::select! {
             changed = seen.changed() => if changed.is_err() { return },
             _ = closing.cancelled() => return,
         }
         let now = seen.borrow_and_update().clone();
-        if Arc::ptr_eq(&now.hours, &kept) || now.hours.is_empty() {
+        let new_hours = !Arc::ptr_eq(&now.hours, &kept) && !now.hours.is_empty();
+        let new_tempo = !Arc::ptr_eq(&now.tempo, &kept_tempo) && !now.tempo.is_empty();
+        if !new_hours && !new_tempo {
             continue;
         }
         kept = Arc::clone(&now.hours);
+        kept_tempo = Arc::clone(&now.tempo);
         let file = file.clone();
         match tokio::task::spawn_blocking(move || file.save(&now)).await {
             Ok(Ok(())) => {}

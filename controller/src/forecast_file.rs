@@ -1,4 +1,4 @@
-//! The last forecast the controller received, kept in its state dir
+//! The last forecast (and Tempo calendar) the controller received, kept in its state dir
 //! (`forecast.json`), so that a controller restarted while the
 //! forecast-service is down still acts on what it knew. The age rule
 //! ([`crate::enforce`]'s forecast status) decides whether it is still
@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::follow::ForecastSeen;
-use crate::model::SignalLevel;
-use crate::policy::Hour;
+use crate::model::{SignalLevel, TempoColor};
+use crate::policy::{Hour, TariffDay};
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -34,6 +34,19 @@ struct OnDisk {
     generated_at: Option<String>,
     stale: bool,
     hours: Vec<HourOnDisk>,
+    /// The Tempo days (absent in files written before Tempo).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tempo: Vec<TempoDayOnDisk>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TempoDayOnDisk {
+    date: String,
+    color: TempoColor,
+    start: String,
+    peak_end: String,
+    end: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,6 +108,17 @@ impl ForecastFile {
                     level: h.level,
                 })
                 .collect(),
+            tempo: seen
+                .tempo
+                .iter()
+                .map(|d| TempoDayOnDisk {
+                    date: d.date.to_string(),
+                    color: d.color,
+                    start: d.start.to_string(),
+                    peak_end: d.peak_end.to_string(),
+                    end: d.end.to_string(),
+                })
+                .collect(),
         };
         let json = serde_json::to_vec(&on_disk).map_err(|e| Error::Store(e.to_string()))?;
         files::write_atomic(&self.path, &json).map_err(|e| Error::Store(e.to_string()))
@@ -122,8 +146,25 @@ fn parse(bytes: &[u8]) -> Result<ForecastSeen, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let tempo = on_disk
+        .tempo
+        .iter()
+        .map(|d| {
+            Ok(TariffDay {
+                date: d
+                    .date
+                    .parse()
+                    .map_err(|e| format!("date {:?}: {e}", d.date))?,
+                color: d.color,
+                start: time(&d.start)?,
+                peak_end: time(&d.peak_end)?,
+                end: time(&d.end)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(ForecastSeen {
         hours: Arc::new(hours),
+        tempo: Arc::new(tempo),
         fetched_at: optional(&on_disk.fetched_at)?,
         generated_at: optional(&on_disk.generated_at)?,
         stale: on_disk.stale,
@@ -152,10 +193,18 @@ mod tests {
             generated_at: Some(t("2026-11-27T08:00:00Z")),
             stale: true,
             problem: None,
+            tempo: Arc::new(vec![TariffDay {
+                date: jiff::civil::date(2026, 11, 27),
+                color: TempoColor::Red,
+                start: t("2026-11-27T05:00:00Z"),
+                peak_end: t("2026-11-27T21:00:00Z"),
+                end: t("2026-11-28T05:00:00Z"),
+            }]),
         };
         file.save(&seen).expect("save");
         let back = file.load();
         assert_eq!(back.hours, seen.hours);
+        assert_eq!(back.tempo, seen.tempo);
         assert_eq!(
             (back.fetched_at, back.generated_at, back.stale),
             (seen.fetched_at, seen.generated_at, true)

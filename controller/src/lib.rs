@@ -95,8 +95,17 @@ pub async fn serve(
     let forecast_file = forecast_file::ForecastFile::in_dir(&settings.state_dir);
     let forecast_seen = Arc::new(watch::channel(forecast_file.load()).0);
     let mut tasks = Vec::new();
+    let forecast_client =
+        ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?);
+    tasks.push(tokio::spawn(follow::follow_tempo(
+        forecast_client.clone(),
+        Arc::clone(&forecast_seen),
+        Arc::clone(&wake),
+        settings.loads.iter().any(|l| l.shed_on_tempo.is_some()),
+        closing.clone(),
+    )));
     tasks.push(tokio::spawn(follow::follow_forecast(
-        ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?),
+        forecast_client,
         forecast_file,
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),

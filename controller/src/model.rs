@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use delestage_proto::vocabulary::{Fallback, SignalLevel, Wiring};
+pub use delestage_proto::vocabulary::{Fallback, SignalLevel, TempoColor, Wiring};
 
 /// Where a load's relay is: a relay-service (by its name in the config) and
 /// a channel on it.
@@ -27,13 +27,17 @@ pub struct Load {
     pub name: String,
     pub relay: RelayAddress,
     pub wiring: Wiring,
-    /// ORANGE or RED: cut for every hour at or above it.
-    pub shed_at: SignalLevel,
+    /// ORANGE or RED: cut for every hour at or above it. `None`: the load
+    /// sheds on Tempo only.
+    pub shed_at: Option<SignalLevel>,
+    /// WHITE or RED: cut in the peak hours (06:00-22:00 Paris time) of
+    /// Tempo days of this colour or dearer. `None`: not on Tempo.
+    pub shed_on_tempo: Option<TempoColor>,
     /// Higher is more important: shed last, restored first.
     pub priority: i32,
     pub min_on: Duration,
     pub min_off: Duration,
-    /// Cut this long before a tense hour begins.
+    /// Cut this long before a tense hour (or a Tempo peak) begins.
     pub anticipate: Duration,
     pub when_forecast_unknown: Fallback,
     /// Where its relay goes once a relay box that lost its controller has

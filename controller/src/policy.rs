@@ -8,11 +8,13 @@
 //! override's end, a minimum on/off time running out, a restore slot),
 //! deciding at each instant, for every load:
 //!
-//! 1. what it wants: an override wins until it expires; without a usable
-//!    forecast (or in an hour the forecast does not cover) the load follows
-//!    its fallback; an hour at or above its `shed_at` level cuts it, and so
-//!    does such an hour starting within its `anticipate`; otherwise it is
-//!    powered;
+//! 1. what it wants: an override wins until it expires; an hour at or above
+//!    its `shed_at` level cuts it, and so do the peak hours (06:00-22:00
+//!    Paris time) of a Tempo day of its `shed_on_tempo` colour or dearer,
+//!    and either of these starting within its `anticipate`; otherwise, when
+//!    a signal it sheds on is not known for that time (no usable forecast,
+//!    an hour the forecast does not cover, a Tempo day not published), it
+//!    follows its fallback; otherwise it is powered;
 //! 2. whether it may change now: not before its minimum on (or off) time
 //!    has passed since it last switched (overrides skip this);
 //! 3. for loads coming back, when: one at a time, most important first,
@@ -26,7 +28,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use delestage_proto::vocabulary::ReasonKind;
 
-use crate::model::{Fallback, Load, SignalLevel};
+use crate::model::{Fallback, Load, SignalLevel, TempoColor};
 
 /// One forecast hour, [start, end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,18 @@ pub(crate) struct Hour {
     pub start: Timestamp,
     pub end: Timestamp,
     pub level: SignalLevel,
+}
+
+/// One Tempo tariff day: [start, end) is 06:00 to 06:00 Paris time, and
+/// its peak hours are [start, peak_end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TariffDay {
+    /// Its date (Paris time).
+    pub date: jiff::civil::Date,
+    pub start: Timestamp,
+    pub peak_end: Timestamp,
+    pub end: Timestamp,
+    pub color: TempoColor,
 }
 
 /// A person's decision: this load is `powered` until `until`.
@@ -61,6 +75,11 @@ pub(crate) enum Reason {
     ShedForLevel(SignalLevel),
     /// A tense hour (of this level) starts within the load's `anticipate`.
     Anticipation(SignalLevel),
+    /// In the peak hours of a Tempo day of this colour.
+    ShedForTempo(TempoColor),
+    /// The peak hours of a Tempo day of this colour start within the load's
+    /// `anticipate`.
+    TempoAnticipation(TempoColor),
     /// A person's override.
     Override,
     /// No usable forecast for this time: the load's fallback.
@@ -79,7 +98,8 @@ impl Reason {
         match self {
             Reason::Normal => ReasonKind::Normal,
             Reason::ShedForLevel(_) => ReasonKind::ShedForLevel,
-            Reason::Anticipation(_) => ReasonKind::Anticipation,
+            Reason::Anticipation(_) | Reason::TempoAnticipation(_) => ReasonKind::Anticipation,
+            Reason::ShedForTempo(_) => ReasonKind::ShedForTempo,
             Reason::Override => ReasonKind::Override,
             Reason::ForecastUnknown => ReasonKind::ForecastUnknown,
             Reason::MinOnHold => ReasonKind::MinOnHold,
@@ -88,13 +108,21 @@ impl Reason {
         }
     }
 
-    /// A kind and the level beside it, back into a reason; `None` for a
-    /// shed without its level.
-    pub(crate) fn from_kind(kind: ReasonKind, level: Option<SignalLevel>) -> Option<Self> {
+    /// A kind and the level or colour beside it, back into a reason; `None`
+    /// for a shed without what caused it.
+    pub(crate) fn from_kind(
+        kind: ReasonKind,
+        level: Option<SignalLevel>,
+        color: Option<TempoColor>,
+    ) -> Option<Self> {
         Some(match kind {
             ReasonKind::Normal => Reason::Normal,
             ReasonKind::ShedForLevel => Reason::ShedForLevel(level?),
-            ReasonKind::Anticipation => Reason::Anticipation(level?),
+            ReasonKind::Anticipation => match (level, color) {
+                (Some(level), _) => Reason::Anticipation(level),
+                (None, color) => Reason::TempoAnticipation(color?),
+            },
+            ReasonKind::ShedForTempo => Reason::ShedForTempo(color?),
             ReasonKind::Override => Reason::Override,
             ReasonKind::ForecastUnknown => Reason::ForecastUnknown,
             ReasonKind::MinOnHold => Reason::MinOnHold,
@@ -107,6 +135,14 @@ impl Reason {
     pub(crate) fn level(self) -> Option<SignalLevel> {
         match self {
             Reason::ShedForLevel(l) | Reason::Anticipation(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The Tempo colour behind a shed, if any.
+    pub(crate) fn tempo_color(self) -> Option<TempoColor> {
+        match self {
+            Reason::ShedForTempo(c) | Reason::TempoAnticipation(c) => Some(c),
             _ => None,
         }
     }
@@ -166,6 +202,8 @@ pub(crate) struct PlanInput<'a> {
     /// Sorted, disjoint hours; `None` when there is no usable forecast
     /// (missing, or older than the configured max age).
     pub forecast: Option<&'a [Hour]>,
+    /// The known Tempo days, sorted; empty when Tempo is off or unknown.
+    pub tempo: &'a [TariffDay],
     pub overrides: &'a HashMap<String, Override>,
     /// What each load is doing now; a load without an entry is unknown and
     /// starts in whatever the plan wants.
@@ -185,6 +223,9 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     let horizon = hours
         .last()
         .map(|h| h.end)
+        .into_iter()
+        .chain(input.tempo.last().map(|d| d.end))
+        .max()
         .filter(|end| *end > now)
         .unwrap_or_else(|| add(now, input.default_horizon));
 
@@ -194,10 +235,20 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         events.insert(h.start);
         events.insert(h.end);
     }
+    for d in input.tempo {
+        events.extend([d.start, d.peak_end, d.end]);
+    }
     for load in input.loads {
         if !load.anticipate.is_zero() {
-            for h in hours.iter().filter(|h| h.level >= load.shed_at) {
-                events.insert(sub(h.start, load.anticipate));
+            if let Some(shed_at) = load.shed_at {
+                for h in hours.iter().filter(|h| h.level >= shed_at) {
+                    events.insert(sub(h.start, load.anticipate));
+                }
+            }
+            if let Some(color) = load.shed_on_tempo {
+                for d in input.tempo.iter().filter(|d| d.color >= color) {
+                    events.insert(sub(d.start, load.anticipate));
+                }
             }
         }
         if let Some(o) = input.overrides.get(&load.name) {
@@ -318,39 +369,113 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
 
 /// What `load` wants at `t`, before minimum times and stagger: `Some(powered)`,
 /// or `None` to stay as it is (the "keep" fallback).
+///
+/// Each signal the load sheds on gives a verdict; a cut wins (a shed hour
+/// over a Tempo peak over an anticipation), then an unknown signal (the
+/// fallback), then "powered".
 fn wanted(load: &Load, t: Timestamp, input: &PlanInput<'_>) -> (Option<bool>, Reason) {
     if let Some(o) = input.overrides.get(&load.name)
         && t < o.until
     {
         return (Some(o.powered), Reason::Override);
     }
-    let fallback = || {
+    let verdicts = [
+        load.shed_at
+            .map(|level| ecowatt_verdict(load, level, t, input.forecast)),
+        load.shed_on_tempo
+            .map(|color| tempo_verdict(load, color, t, input.tempo)),
+    ];
+    let cut = verdicts
+        .iter()
+        .flatten()
+        .filter_map(|v| match v {
+            Verdict::Cut(reason) => Some(*reason),
+            _ => None,
+        })
+        .min_by_key(|r| cut_rank(*r));
+    if let Some(reason) = cut {
+        return (Some(false), reason);
+    }
+    if verdicts.iter().flatten().any(|v| *v == Verdict::Unknown) {
         let powered = match load.when_forecast_unknown {
             Fallback::Keep => None,
             Fallback::Shed => Some(false),
             Fallback::Restore => Some(true),
         };
-        (powered, Reason::ForecastUnknown)
-    };
-    let Some(hours) = input.forecast else {
-        return fallback();
+        return (powered, Reason::ForecastUnknown);
+    }
+    (Some(true), Reason::Normal)
+}
+
+/// What one signal says of a load at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Cut(Reason),
+    Clear,
+    Unknown,
+}
+
+/// Which cut reason shows when several apply: the most urgent first.
+fn cut_rank(reason: Reason) -> u8 {
+    match reason {
+        Reason::ShedForLevel(_) => 0,
+        Reason::ShedForTempo(_) => 1,
+        Reason::Anticipation(_) => 2,
+        _ => 3,
+    }
+}
+
+fn ecowatt_verdict(
+    load: &Load,
+    shed_at: SignalLevel,
+    t: Timestamp,
+    forecast: Option<&[Hour]>,
+) -> Verdict {
+    let Some(hours) = forecast else {
+        return Verdict::Unknown;
     };
     let Some(hour) = hour_at(hours, t) else {
-        return fallback();
+        return Verdict::Unknown;
     };
-    if hour.level >= load.shed_at {
-        return (Some(false), Reason::ShedForLevel(hour.level));
+    if hour.level >= shed_at {
+        return Verdict::Cut(Reason::ShedForLevel(hour.level));
     }
     if !load.anticipate.is_zero() {
         let until = add(t, load.anticipate);
         if let Some(tense) = hours
             .iter()
-            .find(|h| h.start > t && h.start <= until && h.level >= load.shed_at)
+            .find(|h| h.start > t && h.start <= until && h.level >= shed_at)
         {
-            return (Some(false), Reason::Anticipation(tense.level));
+            return Verdict::Cut(Reason::Anticipation(tense.level));
         }
     }
-    (Some(true), Reason::Normal)
+    Verdict::Clear
+}
+
+/// Cut in the peak hours of a day of `color` or dearer, and `anticipate`
+/// before them; unknown when the tariff day containing `t` is not known.
+fn tempo_verdict(load: &Load, color: TempoColor, t: Timestamp, days: &[TariffDay]) -> Verdict {
+    let day = days.iter().find(|d| d.start <= t && t < d.end);
+    if let Some(d) = day
+        && d.color >= color
+        && t < d.peak_end
+    {
+        return Verdict::Cut(Reason::ShedForTempo(d.color));
+    }
+    if !load.anticipate.is_zero() {
+        let until = add(t, load.anticipate);
+        if let Some(next) = days
+            .iter()
+            .find(|d| d.start > t && d.start <= until && d.color >= color)
+        {
+            return Verdict::Cut(Reason::TempoAnticipation(next.color));
+        }
+    }
+    if day.is_some() {
+        Verdict::Clear
+    } else {
+        Verdict::Unknown
+    }
 }
 
 /// The hour containing `t`.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use delestage_proto::controller::v1 as pb;
-use delestage_proto::forecast::v1::SignalLevel as PbLevel;
+use delestage_proto::forecast::v1::{SignalLevel as PbLevel, TempoColor as PbColor};
 use delestage_runtime::stream::{WatchStream, forward_broadcast, forward_watch};
 use pb::controller_service_server::ControllerService;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
 use crate::follow::{from_pb, to_pb};
-use crate::model::{Fallback, Load, SignalLevel};
+use crate::model::{Fallback, Load, SignalLevel, TempoColor};
 use crate::policy::{Plan, Reason};
 use crate::store::{StoredOverride, SwitchRecord};
 
@@ -208,7 +208,7 @@ fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
         relay: Some(relay_to_pb(&s.load)),
         wiring: pb::Wiring::from(s.load.wiring).into(),
         priority: s.load.priority,
-        shed_at: PbLevel::from(s.load.shed_at).into(),
+        shed_at: level_to_pb(s.load.shed_at).into(),
         desired: s.desired,
         reason: reason_to_pb(s.reason).into(),
         reason_level: level_to_pb(s.reason.level()).into(),
@@ -222,6 +222,8 @@ fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
         error: s.error.clone().unwrap_or_default(),
         since: Some(to_pb(s.since)),
         when_forecast_unknown: fallback_to_pb(s.load.when_forecast_unknown).into(),
+        tempo_color: color_to_pb(s.reason.tempo_color()).into(),
+        shed_on_tempo: color_to_pb(s.load.shed_on_tempo).into(),
     }
 }
 
@@ -237,6 +239,8 @@ fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
             stale: s.forecast.stale,
             forecast_service_reachable: s.forecast.reachable,
             note: s.forecast.note.clone(),
+            tempo_today: color_to_pb(s.forecast.tempo_today).into(),
+            tempo_tomorrow: color_to_pb(s.forecast.tempo_tomorrow).into(),
         }),
         loads: s.loads.iter().map(load_status_to_pb).collect(),
         relay_services: s
@@ -271,6 +275,7 @@ fn plan_to_pb(plan: &Plan, only: Option<&str>) -> pb::GetPlanResponse {
                         powered: i.powered,
                         reason: reason_to_pb(i.reason).into(),
                         level: level_to_pb(i.reason.level()).into(),
+                        tempo_color: color_to_pb(i.reason.tempo_color()).into(),
                     })
                     .collect(),
             })
@@ -290,7 +295,12 @@ fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
         to_powered: r.to_powered,
         reason: reason_to_pb(r.reason).into(),
         level: level_to_pb(r.level).into(),
+        tempo_color: color_to_pb(r.reason.tempo_color()).into(),
     }
+}
+
+fn color_to_pb(color: Option<TempoColor>) -> PbColor {
+    color.map_or(PbColor::Unspecified, PbColor::from)
 }
 
 fn level_to_pb(level: Option<SignalLevel>) -> PbLevel {

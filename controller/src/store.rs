@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use delestage_proto::vocabulary::ReasonKind;
 
 use crate::Error;
-use crate::model::{RelayAddress, SignalLevel, level_name};
+use crate::model::{RelayAddress, SignalLevel, TempoColor, level_name};
 use crate::policy::Reason;
 
 /// At most this many records are kept in memory (the file keeps them all).
@@ -301,6 +301,10 @@ struct RecordOnDisk {
     to: bool,
     reason: String,
     level: String,
+    /// The Tempo colour behind a Tempo shed; absent otherwise (and in
+    /// records written before Tempo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tempo_color: Option<TempoColor>,
 }
 
 impl From<&SwitchRecord> for RecordOnDisk {
@@ -313,6 +317,7 @@ impl From<&SwitchRecord> for RecordOnDisk {
             to: r.to_powered,
             reason: reason_name(r.reason).to_owned(),
             level: level_name(r.level).to_owned(),
+            tempo_color: r.reason.tempo_color(),
         }
     }
 }
@@ -325,7 +330,7 @@ impl RecordOnDisk {
             .ok_or_else(|| format!("relay {:?}", self.relay))?;
         let level =
             level_from_name(&self.level).ok_or_else(|| format!("level {:?}", self.level))?;
-        let reason = reason_from_name(&self.reason, level)
+        let reason = reason_from_name(&self.reason, level, self.tempo_color)
             .ok_or_else(|| format!("reason {:?}", self.reason))?;
         Ok(SwitchRecord {
             at: self
@@ -352,9 +357,16 @@ pub(crate) fn reason_name(reason: Reason) -> &'static str {
     reason.kind().name()
 }
 
-fn reason_from_name(name: &str, level: Option<SignalLevel>) -> Option<Reason> {
+fn reason_from_name(
+    name: &str,
+    level: Option<SignalLevel>,
+    color: Option<TempoColor>,
+) -> Option<Reason> {
     let kind: ReasonKind = name.parse().ok()?;
-    Reason::from_kind(kind, level)
+    // An anticipation of a Tempo day names its colour; one of a tense
+    // hour does not.
+    let level = if color.is_some() { None } else { level };
+    Reason::from_kind(kind, level, color)
 }
 
 /// `unknown` is a level too, on disk: `Some(None)`.

@@ -1,7 +1,7 @@
 //! The controller's answers: status, plan, history, overrides.
 
 use delestage_proto::controller::v1 as cpb;
-use delestage_proto::forecast::v1::SignalLevel;
+use delestage_proto::forecast::v1::{self as fpb, SignalLevel};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -52,7 +52,7 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
                 relay,
                 powered,
                 on_off(l.desired).to_owned(),
-                reason_text(l.reason(), l.reason_level()),
+                reason_text(l.reason(), l.reason_level(), l.tempo_color()),
                 next,
             ]
         })
@@ -136,6 +136,8 @@ pub(crate) fn status_json(s: &cpb::ControllerStatus) -> Value {
             "stale": forecast.stale,
             "forecast_service_reachable": forecast.forecast_service_reachable,
             "note": forecast.note,
+            "tempo_today": tempo_name(forecast.tempo_today()),
+            "tempo_tomorrow": tempo_name(forecast.tempo_tomorrow()),
         },
         "loads": s.loads.iter().map(load_json).collect::<Vec<_>>(),
         "relay_services": s.relay_services.iter().map(|r| json!({
@@ -162,6 +164,8 @@ fn load_json(l: &cpb::LoadStatus) -> Value {
         "powered": l.powered,
         "reason": reason_name(l.reason()),
         "reason_level": level_name(l.reason_level()),
+        "tempo_color": tempo_name(l.tempo_color()),
+        "shed_on_tempo": tempo_name(l.shed_on_tempo()),
         "since": rfc3339(l.since.as_ref()),
         "next_change_at": rfc3339(l.next_change_at.as_ref()),
         "next_powered": l.next_change_at.as_ref().map(|_| l.next_powered),
@@ -182,6 +186,7 @@ fn load_json(l: &cpb::LoadStatus) -> Value {
 pub(crate) fn plan_text(
     plan: &cpb::GetPlanResponse,
     hours: &[fpb::HourSignal],
+    tempo: &[fpb::TempoDay],
     paint: Paint,
     now: Timestamp,
 ) -> String {
@@ -263,8 +268,33 @@ pub(crate) fn plan_text(
         }
         out.push('\n');
     }
+    // The Tempo peak hours of white and red days, under the loads.
+    let peak_at = |t: Timestamp| {
+        tempo_peaks(tempo)
+            .find(|d| {
+                time(d.start.as_ref()).is_some_and(|s| s <= t)
+                    && time(d.peak_end.as_ref()).is_some_and(|e| t < e)
+            })
+            .map(|d| d.color())
+    };
+    if cells
+        .iter()
+        .any(|(from, _)| peak_at(*from + jiff::SignedDuration::from_mins(30)).is_some())
+    {
+        out.push_str(&pad("Tempo", name_width + 2));
+        for (from, _) in &cells {
+            out.push_str(
+                &match peak_at(*from + jiff::SignedDuration::from_mins(30)) {
+                    Some(fpb::TempoColor::Red) => paint.tempo(fpb::TempoColor::Red, "R"),
+                    Some(c) => paint.tempo(c, "W"),
+                    None => " ".to_owned(),
+                },
+            );
+        }
+        out.push_str("\n");
+    }
     out.push_str(&format!(
-        "\n█ powered  ░ cut for some or all of the hour; colour: the hour's level ({}, {}, {}, {})\n",
+        "\n█ powered  ░ cut for some or all of the hour; colour: the hour's level ({}, {}, {}, {}); Tempo W/R: peak hours of a white/red day\n",
         paint.level(SignalLevel::CarbonFree, "carbon-free"),
         paint.level(SignalLevel::Green, "green"),
         paint.level(SignalLevel::Orange, "orange"),
@@ -281,14 +311,14 @@ pub(crate) fn plan_text(
                 local(s, now),
                 local(e, now),
                 pad(on_off(i.powered), 3),
-                reason_text(i.reason(), i.level())
+                reason_text(i.reason(), i.level(), i.tempo_color())
             ));
         }
     }
     out
 }
 
-pub(crate) fn plan_json(plan: &cpb::GetPlanResponse) -> Value {
+pub(crate) fn plan_json(plan: &cpb::GetPlanResponse, tempo: &[fpb::TempoDay]) -> Value {
     json!({
         "computed_at": rfc3339(plan.computed_at.as_ref()),
         "loads": plan.loads.iter().map(|l| json!({
@@ -299,9 +329,18 @@ pub(crate) fn plan_json(plan: &cpb::GetPlanResponse) -> Value {
                 "powered": i.powered,
                 "reason": reason_name(i.reason()),
                 "level": level_name(i.level()),
+                "tempo_color": tempo_name(i.tempo_color()),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "tempo_peaks": tempo_peaks(tempo).map(tempo_json).collect::<Vec<_>>(),
     })
+}
+
+/// The Tempo days whose peak hours cost more (white and red).
+fn tempo_peaks(tempo: &[fpb::TempoDay]) -> impl Iterator<Item = &fpb::TempoDay> {
+    tempo
+        .iter()
+        .filter(|d| matches!(d.color(), fpb::TempoColor::White | fpb::TempoColor::Red))
 }
 
 // ---- forecast ----
@@ -331,7 +370,7 @@ pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Tim
                 &format!("{} → {}", on_off(r.from_powered), on_off(r.to_powered)),
                 9
             ),
-            reason_text(r.reason(), r.level()),
+            reason_text(r.reason(), r.level(), r.tempo_color()),
         ));
     }
     out

@@ -6,7 +6,12 @@ use serde_json::{Value, json};
 
 use super::*;
 
-pub(crate) fn forecast_text(f: &fpb::Forecast, paint: Paint, now: Timestamp) -> String {
+pub(crate) fn forecast_text(
+    f: &fpb::Forecast,
+    tempo: &Result<fpb::TempoCalendar, String>,
+    paint: Paint,
+    now: Timestamp,
+) -> String {
     let mut out = String::new();
     let source = match f.source() {
         fpb::ForecastSource::Rte => "RTE",
@@ -63,11 +68,68 @@ pub(crate) fn forecast_text(f: &fpb::Forecast, paint: Paint, now: Timestamp) -> 
             day.message
         ));
     }
+    out.push('\n');
+    out.push_str(&tempo_text(tempo, paint, now));
     out
 }
 
-pub(crate) fn forecast_json(f: &fpb::Forecast) -> Value {
+/// The Tempo days, one line each: date, colour (in words and colour), and
+/// when its peak hours run.
+fn tempo_text(tempo: &Result<fpb::TempoCalendar, String>, paint: Paint, now: Timestamp) -> String {
+    let cal = match tempo {
+        Ok(cal) => cal,
+        Err(why) => return format!("Tempo: {why}\n"),
+    };
+    let mut out = format!(
+        "Tempo (tariff days 06:00 to 06:00, peak hours 06:00-22:00), fetched {}{}\n",
+        time(cal.fetched_at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+        if cal.stale { ", STALE" } else { "" },
+    );
+    for day in &cal.days {
+        let date = day
+            .date
+            .parse::<jiff::civil::Date>()
+            .map_or(day.date.clone(), |d| d.strftime("%a %d %b").to_string());
+        out.push_str(&format!(
+            "{date}  {}  peak {} to {}\n",
+            paint.tempo(
+                day.color(),
+                &pad(&tempo_name(day.color()).to_uppercase(), 5)
+            ),
+            time(day.start.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+            time(day.peak_end.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+        ));
+    }
+    if cal.days.is_empty() {
+        out.push_str("no days known\n");
+    }
+    out
+}
+
+pub(crate) fn tempo_json(d: &fpb::TempoDay) -> Value {
     json!({
+        "date": d.date,
+        "color": tempo_name(d.color()),
+        "start": rfc3339(d.start.as_ref()),
+        "peak_end": rfc3339(d.peak_end.as_ref()),
+        "end": rfc3339(d.end.as_ref()),
+    })
+}
+
+pub(crate) fn forecast_json(
+    f: &fpb::Forecast,
+    tempo: &Result<fpb::TempoCalendar, String>,
+) -> Value {
+    let tempo = match tempo {
+        Ok(cal) => json!({
+            "fetched_at": rfc3339(cal.fetched_at.as_ref()),
+            "stale": cal.stale,
+            "days": cal.days.iter().map(tempo_json).collect::<Vec<_>>(),
+        }),
+        Err(why) => json!({ "unavailable": why }),
+    };
+    json!({
+        "tempo": tempo,
         "generated_at": rfc3339(f.generated_at.as_ref()),
         "fetched_at": rfc3339(f.fetched_at.as_ref()),
         "stale": f.stale,

@@ -18,7 +18,7 @@ mod relays;
 pub(crate) use controller::{
     history_text, override_json, plan_json, plan_text, record_json, status_json, status_text,
 };
-pub(crate) use forecast::{forecast_json, forecast_text};
+pub(crate) use forecast::{forecast_json, forecast_text, tempo_json};
 pub(crate) use relays::{relay_json, relays_json, relays_text};
 
 /// Colours, or none (not a terminal, or NO_COLOR set).
@@ -47,6 +47,21 @@ impl Paint {
     fn level(&self, level: SignalLevel, text: &str) -> String {
         self.style(level_style(level), text)
     }
+
+    fn tempo(&self, color: fpb::TempoColor, text: &str) -> String {
+        let ansi = match color {
+            fpb::TempoColor::Blue => AnsiColor::Blue,
+            fpb::TempoColor::White => AnsiColor::BrightWhite,
+            fpb::TempoColor::Red => AnsiColor::Red,
+            fpb::TempoColor::Unspecified => AnsiColor::BrightBlack,
+        };
+        self.style(Style::new().fg_color(Some(Color::Ansi(ansi))).bold(), text)
+    }
+}
+
+/// A Tempo colour's name (`unknown` for unspecified), from the one vocabulary.
+pub(crate) fn tempo_name(color: fpb::TempoColor) -> &'static str {
+    vocabulary::TempoColor::name_or_unknown(vocabulary::TempoColor::from_pb(color as i32))
 }
 
 fn level_style(level: SignalLevel) -> Style {
@@ -71,10 +86,16 @@ pub(crate) fn reason_name(reason: cpb::Reason) -> &'static str {
 }
 
 /// Why, in words.
-fn reason_text(reason: cpb::Reason, level: SignalLevel) -> String {
+fn reason_text(reason: cpb::Reason, level: SignalLevel, color: fpb::TempoColor) -> String {
     match reason {
         cpb::Reason::Normal => "normal".to_owned(),
         cpb::Reason::ShedForLevel => format!("shed: {} hour", level_name(level)),
+        cpb::Reason::ShedForTempo => {
+            format!("shed: {} Tempo day, peak hours", tempo_name(color))
+        }
+        cpb::Reason::Anticipation if color != fpb::TempoColor::Unspecified => {
+            format!("shed ahead of a {} Tempo day", tempo_name(color))
+        }
         cpb::Reason::Anticipation => format!("shed ahead of a {} hour", level_name(level)),
         cpb::Reason::Override => "override".to_owned(),
         cpb::Reason::ForecastUnknown => "no forecast: fallback".to_owned(),

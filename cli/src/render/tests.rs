@@ -94,6 +94,7 @@ fn the_plan_timeline_marks_cut_hours() {
                     powered: true,
                     reason: cpb::Reason::Normal.into(),
                     level: 0,
+                    tempo_color: 0,
                 },
                 cpb::PlanInterval {
                     start: Some(ts("2026-12-08T17:00:00Z")),
@@ -101,6 +102,7 @@ fn the_plan_timeline_marks_cut_hours() {
                     powered: false,
                     reason: cpb::Reason::ShedForLevel.into(),
                     level: SignalLevel::Red.into(),
+                    tempo_color: 0,
                 },
             ],
         }],
@@ -108,9 +110,61 @@ fn the_plan_timeline_marks_cut_hours() {
     let text = plan_text(
         &plan,
         &[],
+        &[],
         Paint { enabled: false },
         "2026-12-08T16:00:00Z".parse().expect("ts"),
     );
     assert!(text.contains("heater  █░░"), "{text}");
     assert!(text.contains("shed: red hour"), "{text}");
+    assert!(!text.contains("Tempo  "), "no Tempo row without Tempo days: {text}");
+}
+
+#[test]
+fn the_plan_marks_tempo_peak_hours_and_says_why_in_both_forms() {
+    let plan = cpb::GetPlanResponse {
+        computed_at: Some(ts("2026-12-08T16:00:00Z")),
+        loads: vec![cpb::LoadPlan {
+            load: "heater".to_owned(),
+            intervals: vec![
+                cpb::PlanInterval {
+                    start: Some(ts("2026-12-08T16:00:00Z")),
+                    end: Some(ts("2026-12-08T21:00:00Z")),
+                    powered: false,
+                    reason: cpb::Reason::ShedForTempo.into(),
+                    level: 0,
+                    tempo_color: fpb::TempoColor::Red.into(),
+                },
+                cpb::PlanInterval {
+                    start: Some(ts("2026-12-08T21:00:00Z")),
+                    end: Some(ts("2026-12-08T23:00:00Z")),
+                    powered: true,
+                    reason: cpb::Reason::Normal.into(),
+                    level: 0,
+                    tempo_color: 0,
+                },
+            ],
+        }],
+    };
+    let red_day = fpb::TempoDay {
+        date: "2026-12-08".to_owned(),
+        color: fpb::TempoColor::Red.into(),
+        start: Some(ts("2026-12-08T05:00:00Z")),
+        end: Some(ts("2026-12-09T05:00:00Z")),
+        peak_end: Some(ts("2026-12-08T21:00:00Z")),
+    };
+    let text = plan_text(
+        &plan,
+        &[],
+        std::slice::from_ref(&red_day),
+        Paint { enabled: false },
+        "2026-12-08T16:00:00Z".parse().expect("ts"),
+    );
+    // Five red peak hours, then off-peak.
+    assert!(text.contains("RRRRR  "), "{text}");
+    assert!(text.contains("shed: red Tempo day, peak hours"), "{text}");
+    let v = plan_json(&plan, &[red_day]);
+    assert_eq!(v["loads"][0]["intervals"][0]["reason"], "shed_for_tempo");
+    assert_eq!(v["loads"][0]["intervals"][0]["tempo_color"], "red");
+    assert_eq!(v["tempo_peaks"][0]["color"], "red");
+    assert_eq!(v["tempo_peaks"][0]["peak_end"], "2026-12-08T21:00:00Z");
 }

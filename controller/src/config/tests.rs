@@ -46,7 +46,7 @@ fn the_issue_example_parses() {
     assert_eq!(s.loads.len(), 2);
     let heater = &s.loads[0];
     assert_eq!(heater.relay.to_string(), "garage:0");
-    assert_eq!(heater.shed_at, SignalLevel::Orange);
+    assert_eq!(heater.shed_at, Some(SignalLevel::Orange));
     assert_eq!(heater.min_on, Duration::from_secs(300));
     assert_eq!(heater.min_off, Duration::from_secs(600));
     let ev = &s.loads[1];

@@ -321,6 +321,7 @@ impl Controller {
                 now,
                 loads: &self.enforcement.loads,
                 forecast: usable_hours.as_deref().map(Vec::as_slice),
+                tempo: &forecast.tempo,
                 overrides: &overrides,
                 states: &states,
                 last_restore_at: store.last_restore_at().max(inner.last_restore_decided),

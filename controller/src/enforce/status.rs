@@ -9,9 +9,12 @@ use jiff::{SignedDuration, Timestamp};
 use super::diff::Refusal;
 use super::observe::RelayView;
 use crate::follow::ForecastSeen;
-use crate::model::{Load, SignalLevel};
+use crate::model::{Load, SignalLevel, TempoColor};
 use crate::policy::{Plan, Reason};
 use crate::store::StoredOverride;
+
+/// Tempo days are dated in Paris time.
+static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
 
 /// Where the forecast stands, for status.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,9 @@ pub(crate) struct ForecastStatus {
     pub reason: String,
     /// What people should know about a usable one (kept through an outage).
     pub note: String,
+    /// The colours of today's and tomorrow's Tempo days (Paris dates).
+    pub tempo_today: Option<TempoColor>,
+    pub tempo_tomorrow: Option<TempoColor>,
 }
 
 /// One load's status.
@@ -76,6 +82,8 @@ impl Status {
                 reachable: false,
                 reason: "starting".to_owned(),
                 note: String::new(),
+                tempo_today: None,
+                tempo_tomorrow: None,
             },
             loads: Vec::new(),
             relay_services: Vec::new(),
@@ -139,6 +147,13 @@ pub(crate) fn forecast_status(
             notes.push("the forecast-service could not refresh it (stale)".to_owned());
         }
     }
+    let today = now.to_zoned_datetime(PARIS.clone()).date();
+    let color_of = |date: Option<jiff::civil::Date>| {
+        f.tempo
+            .iter()
+            .find(|d| Some(d.date) == date)
+            .map(|d| d.color)
+    };
     ForecastStatus {
         usable: reason.is_none(),
         fetched_at: f.fetched_at,
@@ -147,6 +162,8 @@ pub(crate) fn forecast_status(
         reachable: f.connected,
         reason: reason.unwrap_or_default(),
         note: notes.join("; "),
+        tempo_today: color_of(Some(today)),
+        tempo_tomorrow: color_of(today.tomorrow().ok()),
     }
 }
 
@@ -246,6 +263,7 @@ mod tests {
             generated_at: Some(ago(generated_hours_ago)),
             stale: false,
             problem: None,
+            tempo: Arc::new(Vec::new()),
         }
     }
 

@@ -24,7 +24,8 @@ fn load(name: &str, shed_at: SignalLevel, priority: i32) -> Load {
             channel: 0,
         },
         wiring: Wiring::NormallyOpen,
-        shed_at,
+        shed_at: Some(shed_at),
+        shed_on_tempo: None,
         priority,
         min_on: Duration::ZERO,
         min_off: Duration::ZERO,
@@ -56,6 +57,7 @@ struct Case {
     states: HashMap<String, LoadState>,
     last_restore_at: Option<Timestamp>,
     stagger: Duration,
+    tempo: Vec<TariffDay>,
 }
 
 impl Case {
@@ -68,6 +70,7 @@ impl Case {
             states: HashMap::new(),
             last_restore_at: None,
             stagger: Duration::ZERO,
+            tempo: Vec::new(),
         }
     }
 
@@ -76,6 +79,7 @@ impl Case {
             now: self.now,
             loads: &self.loads,
             forecast: self.hours.as_deref(),
+            tempo: &self.tempo,
             overrides: &self.overrides,
             states: &self.states,
             last_restore_at: self.last_restore_at,
@@ -384,6 +388,7 @@ prop_compose! {
             states,
             last_restore_at: last_restore_ago.map(|m| now - SignedDuration::from_mins(m)),
             stagger,
+            tempo: Vec::new(),
         }
     }
 }
@@ -429,6 +434,7 @@ proptest! {
     fn reasons_are_true(case in case_strategy()) {
         let plan = case.plan();
         for (load, lp) in case.loads.iter().zip(&plan.loads) {
+            let shed_at = load.shed_at.expect("Ecowatt loads here");
             for i in &lp.intervals {
                 let over = override_active(&case, &load.name, i.start);
                 let hour = known_hour(&case, i.start);
@@ -437,20 +443,20 @@ proptest! {
                     Reason::ShedForLevel(level) => {
                         prop_assert!(!i.powered);
                         prop_assert!(over.is_none());
-                        prop_assert!(level >= load.shed_at);
+                        prop_assert!(level >= shed_at);
                         prop_assert_eq!(hour.map(|h| h.level), Some(level));
                     }
                     Reason::Anticipation(level) => {
                         prop_assert!(!i.powered);
-                        prop_assert!(level >= load.shed_at);
-                        prop_assert!(hour.is_some_and(|h| h.level < load.shed_at));
+                        prop_assert!(level >= shed_at);
+                        prop_assert!(hour.is_some_and(|h| h.level < shed_at));
                     }
                     Reason::Normal => {
                         prop_assert!(i.powered);
                         prop_assert!(over.is_none());
                         // Carbon-free and green hours never shed; a powered
                         // load is in such an hour.
-                        prop_assert!(hour.is_some_and(|h| h.level < load.shed_at));
+                        prop_assert!(hour.is_some_and(|h| h.level < shed_at));
                     }
                     Reason::ForecastUnknown => {
                         prop_assert!(over.is_none());
@@ -463,6 +469,9 @@ proptest! {
                     }
                     Reason::MinOnHold => prop_assert!(i.powered),
                     Reason::MinOffHold | Reason::RestoreStagger => prop_assert!(!i.powered),
+                    Reason::ShedForTempo(_) | Reason::TempoAnticipation(_) => {
+                        prop_assert!(false, "no Tempo here: {:?}", i);
+                    }
                 }
             }
         }
@@ -475,7 +484,8 @@ proptest! {
         let plan = case.plan();
         let Some(hours) = case.hours.as_deref() else { return Ok(()) };
         for (load, lp) in case.loads.iter().zip(&plan.loads) {
-            for h in hours.iter().filter(|h| h.level >= load.shed_at && h.end > case.now) {
+            let shed_at = load.shed_at.expect("Ecowatt loads here");
+            for h in hours.iter().filter(|h| h.level >= shed_at && h.end > case.now) {
                 let t = h.start.max(case.now);
                 if override_active(&case, &load.name, t).is_some() {
                     continue;

@@ -93,7 +93,8 @@ impl World {
                 } else {
                     Wiring::NormallyOpen
                 },
-                shed_at: SignalLevel::Red,
+                shed_at: Some(SignalLevel::Red),
+                shed_on_tempo: None,
                 priority: c.priority,
                 min_on: Duration::ZERO,
                 min_off: Duration::ZERO,
