@@ -243,3 +243,30 @@ fn the_example_relay_box_and_controller_describe_the_same_installation() {
         assert_eq!(load.wiring, Wiring::NormallyClosed, "{}", load.name);
     }
 }
+
+#[test]
+fn shed_on_tempo_makes_shed_at_optional_and_one_of_the_two_is_needed() {
+    let tempo_only = EXAMPLE.replace("shed_at = \"red\"", "shed_on_tempo = \"red\"");
+    let s = parse(&tempo_only).expect("valid");
+    assert_eq!(s.loads[1].shed_at, None);
+    assert_eq!(s.loads[1].shed_on_tempo, Some(TempoColor::Red));
+    let both = EXAMPLE.replace(
+        "shed_at = \"red\"",
+        "shed_at = \"red\"\nshed_on_tempo = \"white\"",
+    );
+    let s = parse(&both).expect("valid");
+    assert_eq!(s.loads[1].shed_at, Some(SignalLevel::Red));
+    assert_eq!(s.loads[1].shed_on_tempo, Some(TempoColor::White));
+
+    let neither = err(&EXAMPLE.replace("shed_at = \"red\"\n", ""));
+    assert!(
+        neither.starts_with("ctl.toml: load[1] (\"ev\").shed_at") && neither.contains("shed_on_tempo"),
+        "{neither}"
+    );
+    // Blue days are the cheap ones: nothing to shed on.
+    let blue = err(&EXAMPLE.replace("shed_at = \"red\"", "shed_on_tempo = \"blue\""));
+    assert!(
+        blue.contains("shed_on_tempo") && blue.contains("white"),
+        "{blue}"
+    );
+}

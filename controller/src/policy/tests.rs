@@ -559,3 +559,5 @@ proptest! {
         }
     }
 }
+
+mod tempo;
