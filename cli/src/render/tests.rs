@@ -116,7 +116,10 @@ fn the_plan_timeline_marks_cut_hours() {
     );
     assert!(text.contains("heater  █░░"), "{text}");
     assert!(text.contains("shed: red hour"), "{text}");
-    assert!(!text.contains("Tempo  "), "no Tempo row without Tempo days: {text}");
+    assert!(
+        !text.contains("Tempo  "),
+        "no Tempo row without Tempo days: {text}"
+    );
 }
 
 #[test]

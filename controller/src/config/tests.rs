@@ -260,7 +260,8 @@ fn shed_on_tempo_makes_shed_at_optional_and_one_of_the_two_is_needed() {
 
     let neither = err(&EXAMPLE.replace("shed_at = \"red\"\n", ""));
     assert!(
-        neither.starts_with("ctl.toml: load[1] (\"ev\").shed_at") && neither.contains("shed_on_tempo"),
+        neither.starts_with("ctl.toml: load[1] (\"ev\").shed_at")
+            && neither.contains("shed_on_tempo"),
         "{neither}"
     );
     // Blue days are the cheap ones: nothing to shed on.

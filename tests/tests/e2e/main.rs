@@ -14,3 +14,4 @@ mod outages;
 mod relay_binary;
 mod security;
 mod system;
+mod tempo;
