@@ -1,7 +1,8 @@
 //! `delestage demo`: the whole system in one process, on this machine.
 //!
 //! relay-service (simulated board), forecast-service (the bundled RTE
-//! sandbox payload, rebased to today) and controller (the example
+//! sandbox payload rebased to today, and a Tempo calendar with a white day
+//! today and a red one tomorrow) and controller (the example
 //! configuration in `deploy/controller.toml`: four loads, both shed levels)
 //! are the real services, served on their usual ports; the live view is a
 //! gRPC client of the controller like any other.
@@ -23,6 +24,9 @@ use crate::render::{self, Paint};
 
 /// The bundled forecast: RTE's v5 sandbox body (fixed 2022 data).
 const SANDBOX: &[u8] = include_bytes!("../../forecast-service/payloads/signals-sandbox-v5.json");
+/// The bundled Tempo calendar (RTE's body shape): a blue, a white and a red
+/// day, moved so that today is white and tomorrow red.
+const TEMPO: &[u8] = include_bytes!("../../forecast-service/payloads/tempo-sample.json");
 /// The example loads.
 const CONTROLLER_CONFIG: &str = include_str!("../../deploy/controller.toml");
 
@@ -92,6 +96,13 @@ pub(crate) async fn run(
     forecast.listen = format!("127.0.0.1:{}", ports.1);
     forecast.source = delestage_forecast_service::config::SourceSettings::File {
         path: payload.clone(),
+        rebase_to_today: true,
+    };
+    let tempo = state.join("tempo-sample.json");
+    std::fs::write(&tempo, TEMPO)
+        .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", tempo.display())))?;
+    forecast.tempo = delestage_forecast_service::config::TempoSettings::File {
+        path: tempo,
         rebase_to_today: true,
     };
 

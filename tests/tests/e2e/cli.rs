@@ -89,7 +89,8 @@ async fn the_demo_runs_and_every_command_answers() {
         let known = status["loads"]
             .as_array()
             .is_some_and(|l| l.len() == 4 && l.iter().all(|l| l["powered"].is_boolean()));
-        if known && status["forecast"]["usable"] == true {
+        let tempo = status["forecast"]["tempo_tomorrow"] != "unknown";
+        if known && tempo && status["forecast"]["usable"] == true {
             break status;
         }
         assert!(std::time::Instant::now() < deadline, "{status}");
@@ -129,6 +130,24 @@ async fn the_demo_runs_and_every_command_answers() {
     let forecast = demo.json(&["forecast"]).await;
     assert_eq!(forecast["source"], "file");
     assert_eq!(forecast["days"].as_array().map(Vec::len), Some(4));
+    // The bundled Tempo calendar, moved to this week: today white,
+    // tomorrow red; the status says so, and the plan marks their peaks.
+    let colors: Vec<&str> = forecast["tempo"]["days"]
+        .as_array()
+        .expect("tempo days")
+        .iter()
+        .map(|d| d["color"].as_str().expect("color"))
+        .collect();
+    assert_eq!(colors, ["blue", "white", "red"], "{forecast}");
+    assert_eq!(status["forecast"]["tempo_today"], "white");
+    assert_eq!(status["forecast"]["tempo_tomorrow"], "red");
+    let text = demo.text(&["forecast"]).await;
+    assert!(text.contains("WHITE") && text.contains("RED"), "{text}");
+    assert_eq!(
+        plan["tempo_peaks"].as_array().map(Vec::len),
+        Some(2),
+        "{plan}"
+    );
     let relays = demo.json(&["relays"]).await;
     assert_eq!(relays["relays"][0]["label"], "water heater");
 
