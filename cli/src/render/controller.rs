@@ -291,7 +291,7 @@ pub(crate) fn plan_text(
                 },
             );
         }
-        out.push_str("\n");
+        out.push('\n');
     }
     out.push_str(&format!(
         "\n█ powered  ░ cut for some or all of the hour; colour: the hour's level ({}, {}, {}, {}); Tempo W/R: peak hours of a white/red day\n",
