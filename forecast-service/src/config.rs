@@ -334,22 +334,7 @@ impl Settings {
                 if o.request_timeout.is_zero() {
                     return Err(bad("request_timeout", "must be more than zero".to_owned()));
                 }
-                let credentials = Credentials {
-                    client_id: credential(
-                        o.client_id_file.as_deref(),
-                        CLIENT_ID_ENV,
-                        "client id",
-                        &origins.of("client_id_file"),
-                        &env,
-                    )?,
-                    client_secret: credential(
-                        o.client_secret_file.as_deref(),
-                        CLIENT_SECRET_ENV,
-                        "client secret",
-                        &origins.of("client_secret_file"),
-                        &env,
-                    )?,
-                };
+                let credentials = credentials(&o, &ECOWATT_CREDENTIALS, "", &origins, &env)?;
                 SourceSettings::Rte(RteSettings {
                     base,
                     sandbox: o.sandbox,
@@ -432,42 +417,24 @@ fn tempo_settings(
             let own_secret =
                 o.tempo_client_secret_file.is_some() || env(TEMPO_CLIENT_SECRET_ENV).is_some();
             let credentials = if own_id || own_secret {
-                Some(Credentials {
-                    client_id: credential(
-                        o.tempo_client_id_file.as_deref(),
-                        TEMPO_CLIENT_ID_ENV,
-                        "client id for Tempo",
-                        &origins.of("tempo_client_id_file"),
-                        env,
-                    )?,
-                    client_secret: credential(
-                        o.tempo_client_secret_file.as_deref(),
-                        TEMPO_CLIENT_SECRET_ENV,
-                        "client secret for Tempo",
-                        &origins.of("tempo_client_secret_file"),
-                        env,
-                    )?,
-                })
+                Some(credentials(
+                    o,
+                    &TEMPO_CREDENTIALS,
+                    " for Tempo",
+                    origins,
+                    env,
+                )?)
             } else if matches!(source, SourceSettings::Rte(_)) {
                 // The Ecowatt client's: shared, with its token.
                 None
             } else {
-                Some(Credentials {
-                    client_id: credential(
-                        o.client_id_file.as_deref(),
-                        CLIENT_ID_ENV,
-                        "client id (for Tempo: TEMPO_CLIENT_ID or ECOWATT_CLIENT_ID)",
-                        &origins.of("client_id_file"),
-                        env,
-                    )?,
-                    client_secret: credential(
-                        o.client_secret_file.as_deref(),
-                        CLIENT_SECRET_ENV,
-                        "client secret (for Tempo: TEMPO_CLIENT_SECRET or ECOWATT_CLIENT_SECRET)",
-                        &origins.of("client_secret_file"),
-                        env,
-                    )?,
-                })
+                Some(credentials(
+                    o,
+                    &ECOWATT_CREDENTIALS,
+                    " (for Tempo: TEMPO_* or ECOWATT_*)",
+                    origins,
+                    env,
+                )?)
             };
             TempoSettings::Rte(TempoRteSettings {
                 base,
@@ -516,6 +483,61 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
         ));
     }
     Ok(url)
+}
+
+/// Where one credential pair comes from: the options naming its files, and
+/// the environment variables.
+struct CredentialKeys {
+    id_file: fn(&Options) -> Option<&Path>,
+    id_key: &'static str,
+    id_env: &'static str,
+    secret_file: fn(&Options) -> Option<&Path>,
+    secret_key: &'static str,
+    secret_env: &'static str,
+}
+
+const ECOWATT_CREDENTIALS: CredentialKeys = CredentialKeys {
+    id_file: |o| o.client_id_file.as_deref(),
+    id_key: "client_id_file",
+    id_env: CLIENT_ID_ENV,
+    secret_file: |o| o.client_secret_file.as_deref(),
+    secret_key: "client_secret_file",
+    secret_env: CLIENT_SECRET_ENV,
+};
+
+const TEMPO_CREDENTIALS: CredentialKeys = CredentialKeys {
+    id_file: |o| o.tempo_client_id_file.as_deref(),
+    id_key: "tempo_client_id_file",
+    id_env: TEMPO_CLIENT_ID_ENV,
+    secret_file: |o| o.tempo_client_secret_file.as_deref(),
+    secret_key: "tempo_client_secret_file",
+    secret_env: TEMPO_CLIENT_SECRET_ENV,
+};
+
+/// A credential pair; `purpose` ends what the errors call it ("client id{purpose}").
+fn credentials(
+    o: &Options,
+    keys: &CredentialKeys,
+    purpose: &str,
+    origins: &delestage_runtime::options::Origins,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, Error> {
+    Ok(Credentials {
+        client_id: credential(
+            (keys.id_file)(o),
+            keys.id_env,
+            &format!("client id{purpose}"),
+            &origins.of(keys.id_key),
+            env,
+        )?,
+        client_secret: credential(
+            (keys.secret_file)(o),
+            keys.secret_env,
+            &format!("client secret{purpose}"),
+            &origins.of(keys.secret_key),
+            env,
+        )?,
+    })
 }
 
 /// One credential: from its file when one is named, else from the

@@ -244,3 +244,45 @@ fn the_call_margin_defaults_to_30s_and_is_a_flag() {
     let s = with(&["--call-margin", "1m"]).expect("ok");
     assert_eq!(rte(&s).policy.margin, Duration::from_secs(60));
 }
+
+fn tempo_rte(settings: &Settings) -> &TempoRteSettings {
+    match &settings.tempo {
+        TempoSettings::Rte(t) => t,
+        other => panic!("expected Tempo from RTE, got {other:?}"),
+    }
+}
+
+#[test]
+fn tempo_credentials_are_its_own_else_ecowatts() {
+    // Off by default; a Tempo flag without --tempo says so.
+    assert!(matches!(with(&[]).expect("ok").tempo, TempoSettings::Off));
+    let msg = with(&["--tempo-file", "/tmp/t.json"])
+        .expect_err("no --tempo file")
+        .to_string();
+    assert!(msg.starts_with("--tempo-file"), "{msg}");
+
+    // With the Ecowatt source from RTE, Tempo shares its client.
+    let s = with(&["--tempo", "rte"]).expect("ok");
+    assert!(tempo_rte(&s).credentials.is_none());
+    assert_eq!(tempo_rte(&s).schedule.spacing, RTE_MIN_SPACING);
+
+    // With a file for Ecowatt: the Ecowatt variables, or Tempo's own.
+    let s = with(&["--file", "/tmp/x.json", "--tempo", "rte"]).expect("ok");
+    assert!(tempo_rte(&s).credentials.is_some());
+    fn tempo_env(name: &str) -> Option<String> {
+        match name {
+            TEMPO_CLIENT_ID_ENV => Some("tempo-id".to_owned()),
+            TEMPO_CLIENT_SECRET_ENV => Some("tempo-secret".to_owned()),
+            _ => None,
+        }
+    }
+    let s = with_env(&["--file", "/tmp/x.json", "--tempo", "rte"], tempo_env).expect("ok");
+    assert!(tempo_rte(&s).credentials.is_some());
+    let msg = with_env(&["--file", "/tmp/x.json", "--tempo", "rte"], no_env)
+        .expect_err("no credentials at all")
+        .to_string();
+    assert!(
+        msg.contains("TEMPO_*") && msg.contains("ECOWATT_CLIENT_ID"),
+        "{msg}"
+    );
+}
