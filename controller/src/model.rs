@@ -33,7 +33,9 @@ pub struct Load {
     /// WHITE or RED: cut in the peak hours (06:00-22:00 Paris time) of
     /// Tempo days of this colour or dearer. `None`: not on Tempo.
     pub shed_on_tempo: Option<TempoColor>,
-    /// Higher is more important: shed last, restored first.
+    /// The order within one pass: higher is cut after and restored before
+    /// lower ones (restores are staggered, so it decides who waits). Which
+    /// loads are cut at all is `shed_at` / `shed_on_tempo`'s business.
     pub priority: i32,
     pub min_on: Duration,
     pub min_off: Duration,

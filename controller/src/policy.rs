@@ -16,7 +16,9 @@
 //!    an hour the forecast does not cover, a Tempo day not published), it
 //!    follows its fallback; otherwise it is powered;
 //! 2. whether it may change now: not before its minimum on (or off) time
-//!    has passed since it last switched (overrides skip this);
+//!    has passed since it last switched (overrides skip this); and a cut
+//!    load is not restored when its minimum on time would hold it powered
+//!    into a time it must be cut for: it stays cut, as an anticipation;
 //! 3. for loads coming back, when: one at a time, most important first,
 //!    `restore_stagger` apart. Cuts happen at once (the reconciler switches
 //!    them least important first).
@@ -303,6 +305,11 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
                 }
             }
             if target {
+                // No restore that its min_on would hold powered into a cut.
+                if let Some(ahead) = cut_within(load, t, load.min_on, &events, input) {
+                    record(&mut timelines[i], t, false, ahead);
+                    continue;
+                }
                 restores.push((i, reason));
             } else {
                 current[i] = LoadState {
@@ -405,6 +412,33 @@ fn wanted(load: &Load, t: Timestamp, input: &PlanInput<'_>) -> (Option<bool>, Re
         return (powered, Reason::ForecastUnknown);
     }
     (Some(true), Reason::Normal)
+}
+
+/// If restoring `load` at `t` would have its `min_on` (`window`) hold it
+/// powered into a time its signals cut it, the anticipation of that cut:
+/// it had better stay cut. Overrides and fallbacks ahead do not count.
+fn cut_within(
+    load: &Load,
+    t: Timestamp,
+    window: Duration,
+    events: &BTreeSet<Timestamp>,
+    input: &PlanInput<'_>,
+) -> Option<Reason> {
+    if window.is_zero() {
+        return None;
+    }
+    let end = add(t, window);
+    events
+        .range((std::ops::Bound::Excluded(t), std::ops::Bound::Excluded(end)))
+        .find_map(|at| match wanted(load, *at, input) {
+            (Some(false), Reason::ShedForLevel(l) | Reason::Anticipation(l)) => {
+                Some(Reason::Anticipation(l))
+            }
+            (Some(false), Reason::ShedForTempo(c) | Reason::TempoAnticipation(c)) => {
+                Some(Reason::TempoAnticipation(c))
+            }
+            _ => None,
+        })
 }
 
 /// What one signal says of a load at a time.

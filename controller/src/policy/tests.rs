@@ -447,9 +447,16 @@ proptest! {
                         prop_assert_eq!(hour.map(|h| h.level), Some(level));
                     }
                     Reason::Anticipation(level) => {
+                        // Ahead of a tense hour: within `anticipate`, plus
+                        // `min_on` (a restore would be held into the cut).
                         prop_assert!(!i.powered);
                         prop_assert!(level >= shed_at);
-                        prop_assert!(hour.is_some_and(|h| h.level < shed_at));
+                        prop_assert!(hour.is_none_or(|h| h.level < shed_at));
+                        let ahead = SignedDuration::try_from(load.anticipate + load.min_on).expect("fits");
+                        let tense_ahead = case.hours.as_deref().unwrap_or(&[]).iter().any(|h| {
+                            h.level == level && h.start > i.start && h.start <= i.start + ahead
+                        });
+                        prop_assert!(tense_ahead, "{} anticipates nothing: {:?}", load.name, i);
                     }
                     Reason::Normal => {
                         prop_assert!(i.powered);
@@ -560,4 +567,5 @@ proptest! {
     }
 }
 
+mod restore;
 mod tempo;

@@ -212,7 +212,9 @@ proptest! {
     fn tempo_cuts_only_in_and_just_before_qualifying_peak_hours(case in tempo_case_strategy()) {
         let plan = case.plan();
         for (load, lp) in case.loads.iter().zip(&plan.loads) {
-            let anticipate = SignedDuration::try_from(load.anticipate).expect("fits");
+            // Anticipation: within `anticipate` plus `min_on` (a
+            // restore would be held into the peak hours).
+            let anticipate = SignedDuration::try_from(load.anticipate + load.min_on).expect("fits");
             for i in &lp.intervals {
                 match i.reason {
                     Reason::ShedForTempo(color) => {
