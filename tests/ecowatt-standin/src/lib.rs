@@ -238,14 +238,20 @@ impl EcowattStandin {
     /// Waits until at least `n` signals calls were answered, or panics
     /// after `bound`.
     pub async fn wait_for_signals_calls(&self, n: usize, bound: Duration) {
-        let mut rx = self.shared.signals_calls.subscribe();
-        let waited = tokio::time::timeout(bound, rx.wait_for(|c| *c >= n)).await;
-        assert!(
-            matches!(waited, Ok(Ok(_))),
-            "expected {n} signals calls within {bound:?}, saw {}",
-            self.signals_calls()
-        );
+        wait_for_count(&self.shared.signals_calls, n, bound, "signals").await;
     }
+}
+
+/// Waits until `counter` reaches `n`, or panics after `bound` saying how
+/// many `what` calls came.
+async fn wait_for_count(counter: &watch::Sender<usize>, n: usize, bound: Duration, what: &str) {
+    let mut rx = counter.subscribe();
+    let waited = tokio::time::timeout(bound, rx.wait_for(|c| *c >= n)).await;
+    assert!(
+        matches!(waited, Ok(Ok(_))),
+        "expected {n} {what} calls within {bound:?}, saw {}",
+        *counter.borrow()
+    );
 }
 
 impl Drop for EcowattStandin {

@@ -43,13 +43,7 @@ impl EcowattStandin {
     /// Waits until at least `n` Tempo calls were answered, or panics after
     /// `bound`.
     pub async fn wait_for_tempo_calls(&self, n: usize, bound: Duration) {
-        let mut rx = self.shared.tempo_calls.subscribe();
-        let waited = tokio::time::timeout(bound, rx.wait_for(|c| *c >= n)).await;
-        assert!(
-            matches!(waited, Ok(Ok(_))),
-            "expected {n} Tempo calls within {bound:?}, saw {}",
-            self.tempo_calls()
-        );
+        crate::wait_for_count(&self.shared.tempo_calls, n, bound, "Tempo").await;
     }
 }
 
