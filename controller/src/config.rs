@@ -18,7 +18,9 @@ use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::model::{Fallback, Load, RelayAddress, SignalLevel, TempoColor, Wiring};
+use crate::model::{
+    DailyRun, Fallback, Load, RelayAddress, RunWindow, SignalLevel, TempoColor, Wiring,
+};
 
 /// Turns RTE's Ecowatt forecast and a list of loads into a plan, and makes
 /// the relays of one or more relay-services agree with it. Serves
@@ -95,6 +97,14 @@ pub struct PolicyOptions {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "72h")]
     #[serde(with = "humantime_serde")]
     pub forecast_max_age: Duration,
+
+    /// Delay each restore after a tense period by a random amount up to
+    /// this, so that homes do not all come back at the same second. The
+    /// amount is fixed per controller (an instance id kept in the state
+    /// dir) and day, so the plan shows it and restarts keep it. 0: none.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    #[serde(with = "humantime_serde", default)]
+    pub restore_jitter: Duration,
 }
 
 /// A `[relays.NAME]` table.
@@ -138,6 +148,15 @@ pub struct LoadConfig {
     /// its end without a controller: powered by default.
     #[serde(default = "restore")]
     when_controller_lost: Fallback,
+    /// Never cut longer than this in a row.
+    #[serde(default, with = "humantime_serde")]
+    max_off: Option<Duration>,
+    /// So much power a day, in the cleanest hours of `run_window`.
+    #[serde(default, with = "humantime_serde")]
+    run_daily: Option<Duration>,
+    /// Paris wall-clock windows for `run_daily`, `"22:00-06:00"`.
+    #[serde(default)]
+    run_window: Option<Vec<String>>,
 }
 
 /// Why `wiring` has no default, in the error that asks for it.
@@ -187,6 +206,7 @@ pub struct Settings {
     pub relay_services: Vec<RelayService>,
     pub loads: Vec<Load>,
     pub restore_stagger: Duration,
+    pub restore_jitter: Duration,
     pub forecast_max_age: Duration,
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
@@ -290,12 +310,29 @@ impl Settings {
             let Some(wiring) = l.wiring else {
                 return Err(at(&key("wiring"), WIRING_CHOICES.to_owned()));
             };
-            if l.shed_at.is_none() && l.shed_on_tempo.is_none() {
+            if l.shed_at.is_none() && l.shed_on_tempo.is_none() && l.run_daily.is_none() {
                 return Err(at(
                     &key("shed_at"),
-                    "required unless shed_on_tempo is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days)"
+                    "required unless shed_on_tempo or run_daily is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days), and/or run_daily = \"3h\" (so much a day, in the cleanest hours)"
                         .to_owned(),
                 ));
+            }
+            let run_daily = daily_run(l).map_err(|(field, why)| at(&key(field), why))?;
+            let min_off = l.min_off.unwrap_or_default();
+            if let Some(max_off) = l.max_off {
+                if max_off.is_zero() {
+                    return Err(at(&key("max_off"), "must be more than zero".to_owned()));
+                }
+                if max_off < min_off {
+                    return Err(at(
+                        &key("max_off"),
+                        format!(
+                            "{} is shorter than min_off ({}): the load could never be cut that long",
+                            humantime::format_duration(max_off),
+                            humantime::format_duration(min_off)
+                        ),
+                    ));
+                }
             }
             loads.push(Load {
                 name: l.name.clone(),
@@ -311,10 +348,12 @@ impl Settings {
                 }),
                 priority: l.priority,
                 min_on: l.min_on.unwrap_or_default(),
-                min_off: l.min_off.unwrap_or_default(),
+                min_off,
                 anticipate: l.anticipate.unwrap_or_default(),
                 when_forecast_unknown: l.when_forecast_unknown,
                 when_controller_lost: l.when_controller_lost,
+                max_off: l.max_off,
+                run_daily,
             });
         }
         if o.policy.forecast_max_age.is_zero() {
@@ -339,6 +378,7 @@ impl Settings {
             relay_services,
             loads,
             restore_stagger: o.policy.restore_stagger,
+            restore_jitter: o.policy.restore_jitter,
             forecast_max_age: o.policy.forecast_max_age,
             log_format: o.common.log_format,
             metrics: o.common.metrics,
@@ -346,6 +386,66 @@ impl Settings {
             config_path: path,
         })
     }
+}
+
+/// `run_daily` and `run_window`, checked: an error names the field.
+fn daily_run(l: &LoadConfig) -> Result<Option<DailyRun>, (&'static str, String)> {
+    let Some(budget) = l.run_daily else {
+        if l.run_window.is_some() {
+            return Err((
+                "run_window",
+                "only means something with run_daily (so much a day, e.g. run_daily = \"3h\")"
+                    .to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    if budget.is_zero() || budget > Duration::from_secs(24 * 3600) {
+        return Err((
+            "run_daily",
+            format!(
+                "{}: must be more than zero and at most 24h",
+                humantime::format_duration(budget)
+            ),
+        ));
+    }
+    let windows = match &l.run_window {
+        None => vec![RunWindow::ALL_DAY],
+        Some(list) if list.is_empty() => {
+            return Err((
+                "run_window",
+                "is empty: list at least one window, e.g. [\"22:00-06:00\"], or leave it out for the whole day"
+                    .to_owned(),
+            ));
+        }
+        Some(list) => list
+            .iter()
+            .map(|w| w.parse::<RunWindow>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| ("run_window", why))?,
+    };
+    // Overlapping windows count once; a day without a clock change is
+    // the yardstick.
+    let mut minutes = [false; 24 * 60];
+    for w in &windows {
+        let start = usize::from(w.start.hour() as u8) * 60 + usize::from(w.start.minute() as u8);
+        let len = (w.nominal_length().as_secs() / 60) as usize;
+        for m in 0..len {
+            minutes[(start + m) % minutes.len()] = true;
+        }
+    }
+    let room = Duration::from_secs(60 * minutes.iter().filter(|m| **m).count() as u64);
+    if budget > room {
+        return Err((
+            "run_daily",
+            format!(
+                "{} does not fit in run_window, which gives {} a day",
+                humantime::format_duration(budget),
+                humantime::format_duration(room)
+            ),
+        ));
+    }
+    Ok(Some(DailyRun { budget, windows }))
 }
 
 /// Names end up in CLI arguments and URLs: keep them plain.

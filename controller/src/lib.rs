@@ -133,6 +133,7 @@ pub async fn serve(
         Enforcement {
             loads: settings.loads,
             restore_stagger: settings.restore_stagger,
+            restore_jitter: settings.restore_jitter,
             forecast_max_age: settings.forecast_max_age,
         },
         store,

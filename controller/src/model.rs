@@ -7,6 +7,10 @@ use std::time::Duration;
 
 pub use delestage_proto::vocabulary::{Fallback, SignalLevel, TempoColor, Wiring};
 
+/// Europe/Paris, compiled in: Tempo days and run windows are in Paris
+/// wall-clock time, whatever the box's time zone.
+pub(crate) static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
+
 /// Where a load's relay is: a relay-service (by its name in the config) and
 /// a channel on it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +49,93 @@ pub struct Load {
     /// Where its relay goes once a relay box that lost its controller has
     /// followed the plan it was handed to its end.
     pub when_controller_lost: Fallback,
+    /// Never cut longer than this in a row: then a comfort run.
+    pub max_off: Option<Duration>,
+    /// A daily runtime, placed in the cleanest hours of its windows.
+    pub run_daily: Option<DailyRun>,
+}
+
+/// `run_daily` and `run_window`: so much power per Paris day, in these
+/// wall-clock windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyRun {
+    pub budget: Duration,
+    /// Never empty: the whole day when `run_window` is not set.
+    pub windows: Vec<RunWindow>,
+}
+
+/// A Paris wall-clock window, `start` to `end`; one that ends at or before
+/// its start crosses midnight (`22:00-06:00`), and `00:00-00:00` is the
+/// whole day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunWindow {
+    pub start: jiff::civil::Time,
+    pub end: jiff::civil::Time,
+}
+
+impl RunWindow {
+    /// The whole day.
+    pub const ALL_DAY: RunWindow = RunWindow {
+        start: jiff::civil::Time::midnight(),
+        end: jiff::civil::Time::midnight(),
+    };
+
+    /// The parts of `[day_start, day_end)` (a day's wall-clock times, as
+    /// offsets from its midnight) it covers, as offsets from midnight:
+    /// one piece, or two when it crosses midnight.
+    pub fn pieces(self) -> Vec<(jiff::civil::Time, Option<jiff::civil::Time>)> {
+        // `None` as an end means the end of the day.
+        let midnight = jiff::civil::Time::midnight();
+        if self.end > self.start {
+            vec![(self.start, Some(self.end))]
+        } else if self.end == midnight {
+            vec![(self.start, None)]
+        } else {
+            vec![(midnight, Some(self.end)), (self.start, None)]
+        }
+    }
+
+    /// Its length in a day without a clock change.
+    pub fn nominal_length(self) -> Duration {
+        let secs = |t: jiff::civil::Time| {
+            i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second())
+        };
+        let len = (secs(self.end) - secs(self.start)).rem_euclid(86_400);
+        Duration::from_secs(if len == 0 { 86_400 } else { len as u64 })
+    }
+}
+
+impl fmt::Display for RunWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{}",
+            self.start.strftime("%H:%M"),
+            self.end.strftime("%H:%M")
+        )
+    }
+}
+
+impl std::str::FromStr for RunWindow {
+    type Err = String;
+
+    /// `"22:00-06:00"`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?}: write HH:MM-HH:MM in Paris time, e.g. \"22:00-06:00\"");
+        let (start, end) = text.split_once('-').ok_or_else(bad)?;
+        let time = |t: &str| -> Result<jiff::civil::Time, String> {
+            let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+            let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+            if h == 24 && m == 0 {
+                return Ok(jiff::civil::Time::midnight());
+            }
+            jiff::civil::Time::new(h, m, 0, 0).map_err(|_| bad())
+        };
+        Ok(Self {
+            start: time(start)?,
+            end: time(end)?,
+        })
+    }
 }
 
 /// A level's name (`unknown` for unspecified), from the one vocabulary.
@@ -55,6 +146,27 @@ pub fn level_name(level: Option<SignalLevel>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_windows_parse_and_cross_midnight() {
+        let night: RunWindow = "22:00-06:00".parse().expect("parses");
+        assert_eq!(night.to_string(), "22:00-06:00");
+        assert_eq!(night.nominal_length(), Duration::from_secs(8 * 3600));
+        assert_eq!(night.pieces().len(), 2);
+        let noon: RunWindow = "12:00-14:30".parse().expect("parses");
+        assert_eq!(noon.nominal_length(), Duration::from_secs(9000));
+        assert_eq!(noon.pieces().len(), 1);
+        let evening: RunWindow = "18:00-24:00".parse().expect("parses");
+        assert_eq!(evening.pieces(), vec![(evening.start, None)]);
+        assert_eq!(
+            RunWindow::ALL_DAY.nominal_length(),
+            Duration::from_secs(86_400)
+        );
+        for bad in ["22:00", "25:00-06:00", "aa:00-06:00", "22:00-06:61"] {
+            let err = bad.parse::<RunWindow>().expect_err(bad);
+            assert!(err.contains("HH:MM-HH:MM"), "{err}");
+        }
+    }
 
     #[test]
     fn levels_are_ordered_by_tension() {

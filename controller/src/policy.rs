@@ -5,32 +5,52 @@
 //! `{start, end, powered, reason}` from `now` to the end of the forecast.
 //! It is computed by walking time forward over every instant where
 //! something may change (an hour boundary, the start of an anticipation, an
-//! override's end, a minimum on/off time running out, a restore slot),
-//! deciding at each instant, for every load:
+//! override's end, a minimum on/off time running out, a restore slot, a
+//! scheduled run), deciding at each instant, for every load:
 //!
-//! 1. what it wants: an override wins until it expires; an hour at or above
+//! 1. what it wants: an override wins until it expires. A load with a daily
+//!    runtime (`run_daily`) is powered in the runs placed for it (see
+//!    [`budget`]) and cut otherwise. For the others, an hour at or above
 //!    its `shed_at` level cuts it, and so do the peak hours (06:00-22:00
 //!    Paris time) of a Tempo day of its `shed_on_tempo` colour or dearer,
 //!    and either of these starting within its `anticipate`; otherwise, when
 //!    a signal it sheds on is not known for that time (no usable forecast,
 //!    an hour the forecast does not cover, a Tempo day not published), it
 //!    follows its fallback; otherwise it is powered;
-//! 2. whether it may change now: not before its minimum on (or off) time
-//!    has passed since it last switched (overrides skip this); and a cut
-//!    load is not restored when its minimum on time would hold it powered
-//!    into a time it must be cut for: it stays cut, as an anticipation;
-//! 3. for loads coming back, when: one at a time, most important first,
+//! 2. the comfort limit: a load cut for its `max_off` is powered at once
+//!    for its `min_on` (30 min at least), whatever it wants (overrides
+//!    aside);
+//! 3. whether it may change now: not before its minimum on (or off) time
+//!    has passed since it last switched (overrides skip this); a cut load is
+//!    not restored when its minimum on time would hold it powered into a
+//!    time it must be cut for: it stays cut, as an anticipation; and a
+//!    restore after a tense period waits for the restore jitter (see
+//!    [`jitter`]);
+//! 4. for loads coming back, when: one at a time, most important first,
 //!    `restore_stagger` apart. Cuts happen at once (the reconciler switches
 //!    them least important first).
 
+mod budget;
+mod jitter;
+mod reason;
+mod signals;
+
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use delestage_proto::vocabulary::ReasonKind;
+pub(crate) use budget::day_of;
+pub(crate) use jitter::RestoreJitter;
+pub(crate) use reason::Reason;
 
-use crate::model::{Fallback, Load, SignalLevel, TempoColor};
+use crate::model::{Fallback, Load, PARIS, SignalLevel, TempoColor};
+use budget::Schedule;
+use signals::Verdict;
+
+/// The shortest comfort run, when a load's `min_on` is shorter.
+const COMFORT_RUN: Duration = Duration::from_secs(30 * 60);
 
 /// One forecast hour, [start, end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,88 +86,8 @@ pub(crate) struct Override {
 pub(crate) struct LoadState {
     pub powered: bool,
     pub since: Option<Timestamp>,
-}
-
-/// Why a load is in a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Reason {
-    /// Nothing to shed.
-    Normal,
-    /// The hour's level is at or above the load's `shed_at`.
-    ShedForLevel(SignalLevel),
-    /// A tense hour (of this level) starts within the load's `anticipate`.
-    Anticipation(SignalLevel),
-    /// In the peak hours of a Tempo day of this colour.
-    ShedForTempo(TempoColor),
-    /// The peak hours of a Tempo day of this colour start within the load's
-    /// `anticipate`.
-    TempoAnticipation(TempoColor),
-    /// A person's override.
-    Override,
-    /// No usable forecast for this time: the load's fallback.
-    ForecastUnknown,
-    /// Kept powered until its minimum on time has passed.
-    MinOnHold,
-    /// Kept cut until its minimum off time has passed.
-    MinOffHold,
-    /// Waiting for its turn to be restored.
-    RestoreStagger,
-}
-
-impl Reason {
-    /// Its kind, whose name is the one every output uses.
-    pub(crate) fn kind(self) -> ReasonKind {
-        match self {
-            Reason::Normal => ReasonKind::Normal,
-            Reason::ShedForLevel(_) => ReasonKind::ShedForLevel,
-            Reason::Anticipation(_) | Reason::TempoAnticipation(_) => ReasonKind::Anticipation,
-            Reason::ShedForTempo(_) => ReasonKind::ShedForTempo,
-            Reason::Override => ReasonKind::Override,
-            Reason::ForecastUnknown => ReasonKind::ForecastUnknown,
-            Reason::MinOnHold => ReasonKind::MinOnHold,
-            Reason::MinOffHold => ReasonKind::MinOffHold,
-            Reason::RestoreStagger => ReasonKind::RestoreStagger,
-        }
-    }
-
-    /// A kind and the level or colour beside it, back into a reason; `None`
-    /// for a shed without what caused it.
-    pub(crate) fn from_kind(
-        kind: ReasonKind,
-        level: Option<SignalLevel>,
-        color: Option<TempoColor>,
-    ) -> Option<Self> {
-        Some(match kind {
-            ReasonKind::Normal => Reason::Normal,
-            ReasonKind::ShedForLevel => Reason::ShedForLevel(level?),
-            ReasonKind::Anticipation => match (level, color) {
-                (Some(level), _) => Reason::Anticipation(level),
-                (None, color) => Reason::TempoAnticipation(color?),
-            },
-            ReasonKind::ShedForTempo => Reason::ShedForTempo(color?),
-            ReasonKind::Override => Reason::Override,
-            ReasonKind::ForecastUnknown => Reason::ForecastUnknown,
-            ReasonKind::MinOnHold => Reason::MinOnHold,
-            ReasonKind::MinOffHold => Reason::MinOffHold,
-            ReasonKind::RestoreStagger => Reason::RestoreStagger,
-        })
-    }
-
-    /// The level behind a shed, if any.
-    pub(crate) fn level(self) -> Option<SignalLevel> {
-        match self {
-            Reason::ShedForLevel(l) | Reason::Anticipation(l) => Some(l),
-            _ => None,
-        }
-    }
-
-    /// The Tempo colour behind a shed, if any.
-    pub(crate) fn tempo_color(self) -> Option<TempoColor> {
-        match self {
-            Reason::ShedForTempo(c) | Reason::TempoAnticipation(c) => Some(c),
-            _ => None,
-        }
-    }
+    /// Why it was put in that state, when `since` is known.
+    pub reason: Option<Reason>,
 }
 
 /// One piece of a load's timeline.
@@ -164,6 +104,21 @@ pub(crate) struct LoadPlan {
     pub load: String,
     /// Contiguous, from the plan's `computed_at` to its `horizon`.
     pub intervals: Vec<Interval>,
+    /// Today's daily runtime, for a load with `run_daily`.
+    pub budget: Option<DayBudget>,
+}
+
+/// A `run_daily` load's day (Paris time), as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DayBudget {
+    /// `run_daily`.
+    pub run_daily: Duration,
+    /// Powered so far today (from the history).
+    pub done: Duration,
+    /// Powered in the plan from now to the end of the day.
+    pub planned: Duration,
+    /// When: the plan's powered intervals today, from now.
+    pub runs: Vec<(Timestamp, Timestamp)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +168,11 @@ pub(crate) struct PlanInput<'a> {
     /// When the controller last restored a load (any load).
     pub last_restore_at: Option<Timestamp>,
     pub restore_stagger: Duration,
+    /// The delay of restores after a tense period.
+    pub restore_jitter: RestoreJitter,
+    /// How long each `run_daily` load has been powered today (Paris time)
+    /// before `now`, from the history; a load without an entry had nothing.
+    pub delivered_today: &'a HashMap<String, Duration>,
     /// How far to plan when the forecast does not say (no usable forecast,
     /// or it ends before now).
     pub default_horizon: Duration,
@@ -231,7 +191,206 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         .filter(|end| *end > now)
         .unwrap_or_else(|| add(now, input.default_horizon));
 
-    // Every instant where a load may want something else.
+    let mut events = signal_events(input);
+    let schedules: Vec<Option<Schedule>> = input
+        .loads
+        .iter()
+        .map(|load| {
+            let daily = load.run_daily.as_ref()?;
+            let state = input.states.get(&load.name).copied();
+            Some(budget::place(load, daily, input, &events, horizon, state))
+        })
+        .collect();
+    for schedule in schedules.iter().flatten() {
+        for run in &schedule.runs {
+            events.extend([run.0, run.1]);
+        }
+        // The day's reason may change at midnight (budget met, then not).
+        let mut t = now;
+        while let Some((_, next)) = day_of(t).filter(|_| t < horizon) {
+            events.insert(next);
+            t = next;
+        }
+    }
+
+    let mut current: Vec<LoadState> = input
+        .loads
+        .iter()
+        .zip(&schedules)
+        .map(|(load, schedule)| match input.states.get(&load.name) {
+            Some(s) => *s,
+            None => LoadState {
+                powered: wanted(load, now, input, schedule.as_ref())
+                    .0
+                    .unwrap_or(true),
+                since: None,
+                reason: None,
+            },
+        })
+        .collect();
+    let mut timelines: Vec<Vec<Interval>> = vec![Vec::new(); input.loads.len()];
+    let mut last_restore = input.last_restore_at;
+
+    let mut t = now;
+    while t < horizon {
+        let mut restores: Vec<(usize, Reason)> = Vec::new();
+        for (i, load) in input.loads.iter().enumerate() {
+            let schedule = schedules[i].as_ref();
+            let (want, reason) = wanted(load, t, input, schedule);
+            let state = current[i];
+            let switched = |powered: bool, reason: Reason| LoadState {
+                powered,
+                since: Some(t),
+                reason: Some(reason),
+            };
+            if reason != Reason::Override
+                && let Some(max_off) = load.max_off
+            {
+                // A comfort run lasts its length, whatever the signals.
+                if state.powered
+                    && state.reason == Some(Reason::ComfortLimit)
+                    && let Some(since) = state.since
+                {
+                    let until = add(since, comfort_run(load));
+                    if t < until {
+                        events.insert(until);
+                        record(&mut timelines[i], t, true, Reason::ComfortLimit);
+                        continue;
+                    }
+                }
+                if !state.powered {
+                    let limit = add(state.since.unwrap_or(now), max_off);
+                    if t >= limit {
+                        current[i] = switched(true, Reason::ComfortLimit);
+                        events.insert(add(t, comfort_run(load)));
+                        record(&mut timelines[i], t, true, Reason::ComfortLimit);
+                        continue;
+                    }
+                    events.insert(limit);
+                }
+            }
+            let target = want.unwrap_or(state.powered);
+            if target == state.powered {
+                record(&mut timelines[i], t, state.powered, reason);
+                continue;
+            }
+            if reason == Reason::Override {
+                current[i] = switched(target, reason);
+                record(&mut timelines[i], t, target, reason);
+                continue;
+            }
+            let (min, hold) = if state.powered {
+                (load.min_on, Reason::MinOnHold)
+            } else {
+                (load.min_off, Reason::MinOffHold)
+            };
+            if let Some(since) = state.since {
+                let allowed_at = add(since, min);
+                if allowed_at > t {
+                    record(&mut timelines[i], t, state.powered, hold);
+                    events.insert(allowed_at);
+                    continue;
+                }
+            }
+            if !target {
+                current[i] = switched(false, reason);
+                record(&mut timelines[i], t, false, reason);
+                continue;
+            }
+            // A scheduled run was placed with the signals in mind.
+            if reason != Reason::ScheduledRun {
+                // No restore that its min_on would hold powered into a cut.
+                if let Some(ahead) = cut_within(load, t, load.min_on, &events, input, schedule) {
+                    record(&mut timelines[i], t, false, ahead);
+                    continue;
+                }
+            }
+            if reason == Reason::Normal
+                && let Some(at) = jittered_restore(load, t, &events, input, schedule)
+                && at > t
+            {
+                record(&mut timelines[i], t, false, Reason::RestoreJitter);
+                events.insert(at);
+                continue;
+            }
+            restores.push((i, reason));
+        }
+
+        // Most important first; the name breaks ties so plans are stable.
+        restores.sort_by(|(a, _), (b, _)| {
+            let (a, b) = (&input.loads[*a], &input.loads[*b]);
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        for (i, reason) in restores {
+            let slot = match last_restore {
+                Some(last) if !input.restore_stagger.is_zero() => add(last, input.restore_stagger),
+                _ => t,
+            };
+            if slot <= t {
+                current[i] = LoadState {
+                    powered: true,
+                    since: Some(t),
+                    reason: Some(reason),
+                };
+                last_restore = Some(t);
+                record(&mut timelines[i], t, true, reason);
+            } else {
+                record(&mut timelines[i], t, false, Reason::RestoreStagger);
+                events.insert(slot);
+            }
+        }
+
+        t = events
+            .range((Excluded(t), Unbounded))
+            .next()
+            .copied()
+            .filter(|next| *next < horizon)
+            .unwrap_or(horizon);
+    }
+
+    let today_ends = day_of(now).map_or(horizon, |(_, end)| end.min(horizon));
+    let loads = input
+        .loads
+        .iter()
+        .zip(timelines)
+        .map(|(load, mut intervals)| {
+            if let Some(last) = intervals.last_mut() {
+                last.end = horizon;
+            }
+            let budget = load.run_daily.as_ref().map(|daily| {
+                let (planned, runs) = budget::powered_within(&intervals, now, today_ends);
+                DayBudget {
+                    run_daily: daily.budget,
+                    done: input
+                        .delivered_today
+                        .get(&load.name)
+                        .copied()
+                        .unwrap_or_default(),
+                    planned,
+                    runs,
+                }
+            });
+            LoadPlan {
+                load: load.name.clone(),
+                intervals,
+                budget,
+            }
+        })
+        .collect();
+    Plan {
+        computed_at: now,
+        horizon,
+        loads,
+    }
+}
+
+/// Every instant where a signal may change what a load wants: the forecast
+/// hours, the Tempo days and their peaks, the anticipations of both, and
+/// the ends of overrides.
+fn signal_events(input: &PlanInput<'_>) -> BTreeSet<Timestamp> {
+    let hours = input.forecast.unwrap_or(&[]);
     let mut events: BTreeSet<Timestamp> = BTreeSet::new();
     for h in hours {
         events.insert(h.start);
@@ -257,149 +416,46 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
             events.insert(o.until);
         }
     }
+    events
+}
 
-    let mut current: Vec<LoadState> = input
-        .loads
-        .iter()
-        .map(|load| match input.states.get(&load.name) {
-            Some(s) => *s,
-            None => LoadState {
-                powered: wanted(load, now, input).0.unwrap_or(true),
-                since: None,
-            },
-        })
-        .collect();
-    let mut timelines: Vec<Vec<Interval>> = vec![Vec::new(); input.loads.len()];
-    let mut last_restore = input.last_restore_at;
-
-    let mut t = now;
-    while t < horizon {
-        let mut restores: Vec<(usize, Reason)> = Vec::new();
-        for (i, load) in input.loads.iter().enumerate() {
-            let (want, reason) = wanted(load, t, input);
-            let state = current[i];
-            let target = want.unwrap_or(state.powered);
-            if target == state.powered {
-                record(&mut timelines[i], t, state.powered, reason);
-                continue;
-            }
-            if reason == Reason::Override {
-                current[i] = LoadState {
-                    powered: target,
-                    since: Some(t),
-                };
-                record(&mut timelines[i], t, target, reason);
-                continue;
-            }
-            let (min, hold) = if state.powered {
-                (load.min_on, Reason::MinOnHold)
-            } else {
-                (load.min_off, Reason::MinOffHold)
-            };
-            if let Some(since) = state.since {
-                let allowed_at = add(since, min);
-                if allowed_at > t {
-                    record(&mut timelines[i], t, state.powered, hold);
-                    events.insert(allowed_at);
-                    continue;
-                }
-            }
-            if target {
-                // No restore that its min_on would hold powered into a cut.
-                if let Some(ahead) = cut_within(load, t, load.min_on, &events, input) {
-                    record(&mut timelines[i], t, false, ahead);
-                    continue;
-                }
-                restores.push((i, reason));
-            } else {
-                current[i] = LoadState {
-                    powered: false,
-                    since: Some(t),
-                };
-                record(&mut timelines[i], t, false, reason);
-            }
-        }
-
-        // Most important first; the name breaks ties so plans are stable.
-        restores.sort_by(|(a, _), (b, _)| {
-            let (a, b) = (&input.loads[*a], &input.loads[*b]);
-            b.priority
-                .cmp(&a.priority)
-                .then_with(|| a.name.cmp(&b.name))
-        });
-        for (i, reason) in restores {
-            let slot = match last_restore {
-                Some(last) if !input.restore_stagger.is_zero() => add(last, input.restore_stagger),
-                _ => t,
-            };
-            if slot <= t {
-                current[i] = LoadState {
-                    powered: true,
-                    since: Some(t),
-                };
-                last_restore = Some(t);
-                record(&mut timelines[i], t, true, reason);
-            } else {
-                record(&mut timelines[i], t, false, Reason::RestoreStagger);
-                events.insert(slot);
-            }
-        }
-
-        t = events
-            .range((std::ops::Bound::Excluded(t), std::ops::Bound::Unbounded))
-            .next()
-            .copied()
-            .filter(|next| *next < horizon)
-            .unwrap_or(horizon);
-    }
-
-    let loads = input
-        .loads
-        .iter()
-        .zip(timelines)
-        .map(|(load, mut intervals)| {
-            if let Some(last) = intervals.last_mut() {
-                last.end = horizon;
-            }
-            LoadPlan {
-                load: load.name.clone(),
-                intervals,
-            }
-        })
-        .collect();
-    Plan {
-        computed_at: now,
-        horizon,
-        loads,
-    }
+/// How long a comfort run lasts: the load's `min_on`, 30 min at least.
+fn comfort_run(load: &Load) -> Duration {
+    load.min_on.max(COMFORT_RUN)
 }
 
 /// What `load` wants at `t`, before minimum times and stagger: `Some(powered)`,
 /// or `None` to stay as it is (the "keep" fallback).
 ///
-/// Each signal the load sheds on gives a verdict; a cut wins (a shed hour
+/// An override wins. A load with a daily runtime runs when `schedule` says,
+/// and is cut otherwise (for its signals, if they cut it then). Otherwise
+/// each signal the load sheds on gives a verdict; a cut wins (a shed hour
 /// over a Tempo peak over an anticipation), then an unknown signal (the
 /// fallback), then "powered".
-fn wanted(load: &Load, t: Timestamp, input: &PlanInput<'_>) -> (Option<bool>, Reason) {
+fn wanted(
+    load: &Load,
+    t: Timestamp,
+    input: &PlanInput<'_>,
+    schedule: Option<&Schedule>,
+) -> (Option<bool>, Reason) {
     if let Some(o) = input.overrides.get(&load.name)
         && t < o.until
     {
         return (Some(o.powered), Reason::Override);
     }
-    let verdicts = [
-        load.shed_at
-            .map(|level| ecowatt_verdict(load, level, t, input.forecast)),
-        load.shed_on_tempo
-            .map(|color| tempo_verdict(load, color, t, input.tempo)),
-    ];
-    let cut = verdicts
-        .iter()
-        .flatten()
-        .filter_map(|v| match v {
-            Verdict::Cut(reason) => Some(*reason),
-            _ => None,
-        })
-        .min_by_key(|r| cut_rank(*r));
+    let verdicts = signals::verdicts(load, t, input);
+    let cut = signals::cut_of(&verdicts);
+    if let Some(schedule) = schedule {
+        if schedule.running(t) {
+            return (Some(true), Reason::ScheduledRun);
+        }
+        let idle = if schedule.more_today(t) {
+            Reason::WaitingForBestHours
+        } else {
+            Reason::BudgetMet
+        };
+        return (Some(false), cut.unwrap_or(idle));
+    }
     if let Some(reason) = cut {
         return (Some(false), reason);
     }
@@ -423,14 +479,14 @@ fn cut_within(
     window: Duration,
     events: &BTreeSet<Timestamp>,
     input: &PlanInput<'_>,
+    schedule: Option<&Schedule>,
 ) -> Option<Reason> {
     if window.is_zero() {
         return None;
     }
     let end = add(t, window);
-    events
-        .range((std::ops::Bound::Excluded(t), std::ops::Bound::Excluded(end)))
-        .find_map(|at| match wanted(load, *at, input) {
+    events.range((Excluded(t), Excluded(end))).find_map(|at| {
+        match wanted(load, *at, input, schedule) {
             (Some(false), Reason::ShedForLevel(l) | Reason::Anticipation(l)) => {
                 Some(Reason::Anticipation(l))
             }
@@ -438,78 +494,38 @@ fn cut_within(
                 Some(Reason::TempoAnticipation(c))
             }
             _ => None,
-        })
+        }
+    })
 }
 
-/// What one signal says of a load at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Cut(Reason),
-    Clear,
-    Unknown,
-}
-
-/// Which cut reason shows when several apply: the most urgent first.
-fn cut_rank(reason: Reason) -> u8 {
-    match reason {
-        Reason::ShedForLevel(_) => 0,
-        Reason::ShedForTempo(_) => 1,
-        Reason::Anticipation(_) => 2,
-        _ => 3,
-    }
-}
-
-fn ecowatt_verdict(
+/// When a load that wants back at `t` may be restored for the restore
+/// jitter: the end of the tense period before `t` plus the day's delay.
+/// `None` when it is not coming back from a tense period (an override, a
+/// fallback; nothing within the last day), or there is no jitter.
+fn jittered_restore(
     load: &Load,
-    shed_at: SignalLevel,
     t: Timestamp,
-    forecast: Option<&[Hour]>,
-) -> Verdict {
-    let Some(hours) = forecast else {
-        return Verdict::Unknown;
-    };
-    let Some(hour) = hour_at(hours, t) else {
-        return Verdict::Unknown;
-    };
-    if hour.level >= shed_at {
-        return Verdict::Cut(Reason::ShedForLevel(hour.level));
+    events: &BTreeSet<Timestamp>,
+    input: &PlanInput<'_>,
+    schedule: Option<&Schedule>,
+) -> Option<Timestamp> {
+    if input.restore_jitter.max.is_zero() {
+        return None;
     }
-    if !load.anticipate.is_zero() {
-        let until = add(t, load.anticipate);
-        if let Some(tense) = hours
-            .iter()
-            .find(|h| h.start > t && h.start <= until && h.level >= shed_at)
-        {
-            return Verdict::Cut(Reason::Anticipation(tense.level));
+    let floor = sub(t, Duration::from_secs(24 * 3600));
+    // Walk back over the calm stretch to the instant the tense period ended.
+    for &at in events.range((Excluded(floor), Included(t))).rev() {
+        let just_before = sub(at, Duration::from_nanos(1));
+        match wanted(load, just_before, input, schedule) {
+            (Some(false), reason) if reason.is_signal_cut() => {
+                let date = at.to_zoned_datetime(PARIS.clone()).date();
+                return Some(add(at, input.restore_jitter.on(date)));
+            }
+            (Some(true), Reason::Normal) => {}
+            _ => return None,
         }
     }
-    Verdict::Clear
-}
-
-/// Cut in the peak hours of a day of `color` or dearer, and `anticipate`
-/// before them; unknown when the tariff day containing `t` is not known.
-fn tempo_verdict(load: &Load, color: TempoColor, t: Timestamp, days: &[TariffDay]) -> Verdict {
-    let day = days.iter().find(|d| d.start <= t && t < d.end);
-    if let Some(d) = day
-        && d.color >= color
-        && t < d.peak_end
-    {
-        return Verdict::Cut(Reason::ShedForTempo(d.color));
-    }
-    if !load.anticipate.is_zero() {
-        let until = add(t, load.anticipate);
-        if let Some(next) = days
-            .iter()
-            .find(|d| d.start > t && d.start <= until && d.color >= color)
-        {
-            return Verdict::Cut(Reason::TempoAnticipation(next.color));
-        }
-    }
-    if day.is_some() {
-        Verdict::Clear
-    } else {
-        Verdict::Unknown
-    }
+    None
 }
 
 /// The hour containing `t`.

@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
 use crate::follow::{from_pb, to_pb};
-use crate::model::{Fallback, Load, SignalLevel, TempoColor};
-use crate::policy::{Plan, Reason};
+use crate::model::{Fallback, Load, RunWindow, SignalLevel, TempoColor};
+use crate::policy::{DayBudget, Plan, Reason};
 use crate::store::{StoredOverride, SwitchRecord};
 
 /// GetHistory's default and largest `limit`.
@@ -98,7 +98,11 @@ impl ControllerService for ControllerApi {
         {
             return Err(crate::Error::UnknownLoad(name.clone()).into());
         }
-        Ok(Response::new(plan_to_pb(&plan, wanted.as_deref())))
+        Ok(Response::new(plan_to_pb(
+            &plan,
+            self.controller.loads(),
+            wanted.as_deref(),
+        )))
     }
 
     async fn set_override(
@@ -224,7 +228,36 @@ fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
         when_forecast_unknown: fallback_to_pb(s.load.when_forecast_unknown).into(),
         tempo_color: color_to_pb(s.reason.tempo_color()).into(),
         shed_on_tempo: color_to_pb(s.load.shed_on_tempo).into(),
+        budget: s.budget.as_ref().map(|b| budget_to_pb(&s.load, b)),
+        max_off: s.load.max_off.and_then(duration_to_pb),
     }
+}
+
+fn budget_to_pb(load: &Load, b: &DayBudget) -> pb::DailyBudget {
+    pb::DailyBudget {
+        run_daily: duration_to_pb(b.run_daily),
+        done: duration_to_pb(b.done),
+        planned: duration_to_pb(b.planned),
+        runs: b
+            .runs
+            .iter()
+            .map(|(start, end)| pb::TimeRange {
+                start: Some(to_pb(*start)),
+                end: Some(to_pb(*end)),
+            })
+            .collect(),
+        windows: load
+            .run_daily
+            .iter()
+            .flat_map(|d| &d.windows)
+            .filter(|w| **w != RunWindow::ALL_DAY)
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+fn duration_to_pb(d: std::time::Duration) -> Option<prost_types::Duration> {
+    prost_types::Duration::try_from(d).ok()
 }
 
 fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
@@ -257,7 +290,7 @@ fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
     }
 }
 
-fn plan_to_pb(plan: &Plan, only: Option<&str>) -> pb::GetPlanResponse {
+fn plan_to_pb(plan: &Plan, loads: &[Load], only: Option<&str>) -> pb::GetPlanResponse {
     pb::GetPlanResponse {
         computed_at: Some(to_pb(plan.computed_at)),
         loads: plan
@@ -265,6 +298,10 @@ fn plan_to_pb(plan: &Plan, only: Option<&str>) -> pb::GetPlanResponse {
             .iter()
             .filter(|l| only.is_none_or(|name| l.load == name))
             .map(|l| pb::LoadPlan {
+                budget: l.budget.as_ref().and_then(|b| {
+                    let load = loads.iter().find(|load| load.name == l.load)?;
+                    Some(budget_to_pb(load, b))
+                }),
                 load: l.load.clone(),
                 intervals: l
                     .intervals

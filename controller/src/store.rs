@@ -5,6 +5,8 @@
 //! - `history.jsonl`: one JSON record per line, appended and fsynced on each
 //!   switch. A crash can at worst leave a torn last line; it is cut off at
 //!   start (and reported), the lines before it are kept.
+//! - `instance-id`: 128 random bits in hex, written once: this controller's
+//!   identity, which seeds its restore jitter (the same delay every restart).
 //!
 //! Every file is read defensively at start (size limits, set aside when
 //! unusable; the history streamed, see [`history_file`]).
@@ -18,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -60,6 +63,7 @@ pub(crate) struct Store {
     overrides: HashMap<String, StoredOverride>,
     /// The last records, oldest first.
     history: VecDeque<SwitchRecord>,
+    instance_seed: u64,
 }
 
 /// What opening the store found worth telling.
@@ -71,6 +75,7 @@ pub(crate) struct OpenReport {
 impl Store {
     pub(crate) const OVERRIDES: &'static str = "overrides.json";
     pub(crate) const HISTORY: &'static str = "history.jsonl";
+    pub(crate) const INSTANCE_ID: &'static str = "instance-id";
 
     /// Opens (or creates) the store in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<(Self, OpenReport), Error> {
@@ -80,6 +85,7 @@ impl Store {
         let history_path = dir.join(Self::HISTORY);
         let overrides = load_overrides(&overrides_path, &mut report)?;
         let history = history_file::load(&history_path, &mut report)?;
+        let instance_seed = instance_seed(&dir.join(Self::INSTANCE_ID), &mut report)?;
         let history_file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -92,6 +98,7 @@ impl Store {
                 history_file,
                 overrides,
                 history,
+                instance_seed,
             },
             report,
         ))
@@ -224,6 +231,52 @@ impl Store {
         self.history.iter().rev().find(|r| r.load == load)
     }
 
+    /// This controller's seed (from `instance-id`), for its restore jitter.
+    pub(crate) fn instance_seed(&self) -> u64 {
+        self.instance_seed
+    }
+
+    /// How long `load` was powered within `[from, to)`, as the history
+    /// tells: from each switch to the next (before the first switch, the
+    /// state it switched from; after the last, the state it switched to).
+    /// Nothing is counted when the history says nothing of the load.
+    pub(crate) fn powered_between(&self, load: &str, from: Timestamp, to: Timestamp) -> Duration {
+        // The switches within [from, to), and the last one before them.
+        let mut switches: Vec<&SwitchRecord> = Vec::new();
+        for r in self.history.iter().rev().filter(|r| r.load == load) {
+            if r.at >= to {
+                continue;
+            }
+            switches.push(r);
+            if r.at <= from {
+                break;
+            }
+        }
+        switches.reverse();
+        let Some(first) = switches.first() else {
+            return Duration::ZERO;
+        };
+        let mut powered = if first.at <= from {
+            first.to_powered
+        } else {
+            first.from_powered
+        };
+        let mut cursor = from;
+        let mut total = Duration::ZERO;
+        let mut add = |start: Timestamp, end: Timestamp, on: bool| {
+            if on && start < end {
+                total += Duration::try_from(end.duration_since(start)).unwrap_or_default();
+            }
+        };
+        for r in switches.iter().filter(|r| r.at > from) {
+            add(cursor, r.at, powered);
+            cursor = r.at;
+            powered = r.to_powered;
+        }
+        add(cursor, to, powered);
+        total
+    }
+
     /// When the controller last powered a load back (not by override).
     pub(crate) fn last_restore_at(&self) -> Option<Timestamp> {
         self.history
@@ -350,6 +403,40 @@ impl RecordOnDisk {
             level,
         })
     }
+}
+
+/// The seed in `path`, written there first if missing (a file that cannot
+/// be read as one is set aside, reported, and replaced: the jitter's delay
+/// changes then, nothing else does).
+fn instance_seed(path: &Path, report: &mut OpenReport) -> Result<u64, Error> {
+    let parse = |text: &str| -> Option<u64> {
+        let text = text.trim();
+        (text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(&text[..16], 16).ok())
+            .flatten()
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            if let Some(seed) = parse(&text) {
+                return Ok(seed);
+            }
+            report.problems.push(format!(
+                "{} is not 32 hex digits; a new instance id is written (the restore jitter's delay changes)",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Store(format!("cannot read {}: {e}", path.display())));
+        }
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Store(format!("no randomness for the instance id: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    delestage_runtime::files::write_atomic(path, format!("{hex}\n").as_bytes())
+        .map_err(|e| Error::Store(e.to_string()))?;
+    parse(&hex).ok_or_else(|| Error::Store("instance id".to_owned()))
 }
 
 /// The stable name of a reason, in the history file and logs.

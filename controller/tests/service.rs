@@ -155,6 +155,8 @@ fn load(name: &str, channel: u32, shed_at: SignalLevel, wiring: Wiring, priority
         anticipate: Duration::ZERO,
         when_forecast_unknown: Fallback::Keep,
         when_controller_lost: Fallback::Restore,
+        max_off: None,
+        run_daily: None,
     }
 }
 
@@ -171,6 +173,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         }],
         loads,
         restore_stagger: Duration::ZERO,
+        restore_jitter: Duration::ZERO,
         forecast_max_age: Duration::from_secs(6 * 3600),
         log_format: LogFormat::Text,
         metrics: None,

@@ -235,6 +235,16 @@ pub enum ReasonKind {
     /// In the peak hours of a Tempo day of the load's `shed_on_tempo`
     /// colour or above.
     ShedForTempo,
+    /// Powered after being cut for its `max_off`.
+    ComfortLimit,
+    /// Powered for its daily runtime (`run_daily`).
+    ScheduledRun,
+    /// Cut with daily runtime left, until the hours chosen for it.
+    WaitingForBestHours,
+    /// Cut: its daily runtime is done.
+    BudgetMet,
+    /// Held cut for the restore jitter after a tense period.
+    RestoreJitter,
 }
 
 named!(ReasonKind, "reason", {
@@ -247,6 +257,11 @@ named!(ReasonKind, "reason", {
     MinOffHold => "min_off_hold",
     RestoreStagger => "restore_stagger",
     ShedForTempo => "shed_for_tempo",
+    ComfortLimit => "comfort_limit",
+    ScheduledRun => "scheduled_run",
+    WaitingForBestHours => "waiting_for_best_hours",
+    BudgetMet => "budget_met",
+    RestoreJitter => "restore_jitter",
 });
 
 impl ReasonKind {
@@ -263,6 +278,11 @@ impl ReasonKind {
             cpb::Reason::MinOffHold => Self::MinOffHold,
             cpb::Reason::RestoreStagger => Self::RestoreStagger,
             cpb::Reason::ShedForTempo => Self::ShedForTempo,
+            cpb::Reason::ComfortLimit => Self::ComfortLimit,
+            cpb::Reason::ScheduledRun => Self::ScheduledRun,
+            cpb::Reason::WaitingForBestHours => Self::WaitingForBestHours,
+            cpb::Reason::BudgetMet => Self::BudgetMet,
+            cpb::Reason::RestoreJitter => Self::RestoreJitter,
         })
     }
 
@@ -284,6 +304,11 @@ impl From<ReasonKind> for cpb::Reason {
             ReasonKind::MinOffHold => Self::MinOffHold,
             ReasonKind::RestoreStagger => Self::RestoreStagger,
             ReasonKind::ShedForTempo => Self::ShedForTempo,
+            ReasonKind::ComfortLimit => Self::ComfortLimit,
+            ReasonKind::ScheduledRun => Self::ScheduledRun,
+            ReasonKind::WaitingForBestHours => Self::WaitingForBestHours,
+            ReasonKind::BudgetMet => Self::BudgetMet,
+            ReasonKind::RestoreJitter => Self::RestoreJitter,
         }
     }
 }
@@ -393,6 +418,11 @@ mod tests {
             ReasonKind::MinOffHold,
             ReasonKind::RestoreStagger,
             ReasonKind::ShedForTempo,
+            ReasonKind::ComfortLimit,
+            ReasonKind::ScheduledRun,
+            ReasonKind::WaitingForBestHours,
+            ReasonKind::BudgetMet,
+            ReasonKind::RestoreJitter,
         ] {
             assert_eq!(kind.name().parse::<ReasonKind>(), Ok(kind));
             assert_eq!(

@@ -106,6 +106,9 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
             ));
         }
     }
+    out.push_str(&budget::section(
+        s.loads.iter().map(|l| (l.name.as_str(), l.budget.as_ref())),
+    ));
     out.push('\n');
     for r in &s.relay_services {
         let state = if !r.reachable {
@@ -175,6 +178,8 @@ fn load_json(l: &cpb::LoadStatus) -> Value {
             "set_at": rfc3339(o.set_at.as_ref()),
         })),
         "error": l.error,
+        "max_off_seconds": l.max_off.as_ref().map(|d| d.seconds),
+        "budget": l.budget.as_ref().map(|b| budget::budget_json(&l.name, b)),
     })
 }
 
@@ -300,6 +305,11 @@ pub(crate) fn plan_text(
         paint.level(SignalLevel::Orange, "orange"),
         paint.level(SignalLevel::Red, "red"),
     ));
+    out.push_str(&budget::section(
+        plan.loads
+            .iter()
+            .map(|l| (l.load.as_str(), l.budget.as_ref())),
+    ));
     if plan.loads.len() == 1 {
         out.push('\n');
         for i in &plan.loads[0].intervals {
@@ -331,6 +341,7 @@ pub(crate) fn plan_json(plan: &cpb::GetPlanResponse, tempo: &[fpb::TempoDay]) ->
                 "level": level_name(i.level()),
                 "tempo_color": tempo_name(i.tempo_color()),
             })).collect::<Vec<_>>(),
+            "budget": l.budget.as_ref().map(|b| budget::budget_json(&l.load, b)),
         })).collect::<Vec<_>>(),
         "tempo_peaks": tempo_peaks(tempo).map(tempo_json).collect::<Vec<_>>(),
     })

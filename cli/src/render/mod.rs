@@ -2,6 +2,7 @@
 //! scripts. Pure functions of the messages (and of `now`), so they can be
 //! tested without a service.
 
+mod budget;
 use anstyle::{AnsiColor, Color, Style};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1 as fpb;
@@ -102,6 +103,11 @@ fn reason_text(reason: cpb::Reason, level: SignalLevel, color: fpb::TempoColor) 
         cpb::Reason::MinOnHold => "held on (min_on)".to_owned(),
         cpb::Reason::MinOffHold => "held off (min_off)".to_owned(),
         cpb::Reason::RestoreStagger => "waiting its turn (stagger)".to_owned(),
+        cpb::Reason::ComfortLimit => "comfort run (max_off reached)".to_owned(),
+        cpb::Reason::ScheduledRun => "scheduled run (run_daily)".to_owned(),
+        cpb::Reason::WaitingForBestHours => "waiting for its best hours".to_owned(),
+        cpb::Reason::BudgetMet => "daily runtime done".to_owned(),
+        cpb::Reason::RestoreJitter => "restore jitter".to_owned(),
         cpb::Reason::Unspecified => "?".to_owned(),
     }
 }

@@ -86,6 +86,7 @@ fn the_plan_timeline_marks_cut_hours() {
     let plan = cpb::GetPlanResponse {
         computed_at: Some(ts("2026-12-08T16:00:00Z")),
         loads: vec![cpb::LoadPlan {
+            budget: None,
             load: "heater".to_owned(),
             intervals: vec![
                 cpb::PlanInterval {
@@ -127,6 +128,7 @@ fn the_plan_marks_tempo_peak_hours_and_says_why_in_both_forms() {
     let plan = cpb::GetPlanResponse {
         computed_at: Some(ts("2026-12-08T16:00:00Z")),
         loads: vec![cpb::LoadPlan {
+            budget: None,
             load: "heater".to_owned(),
             intervals: vec![
                 cpb::PlanInterval {

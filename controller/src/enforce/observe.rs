@@ -2,10 +2,13 @@
 //! latest state of each relay-service (from its WatchRelays follower).
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use crate::follow::RelaySeen;
 use crate::model::Load;
-use crate::policy::LoadState;
+use crate::policy::{self, LoadState};
 use crate::store::Store;
 
 /// The relay-services by name, with what was last seen of each.
@@ -96,14 +99,19 @@ pub(crate) fn load_states(
     for load in loads {
         let last = store.last_switch(&load.name);
         let state = match relays.powered(load) {
-            Some(powered) => LoadState {
-                powered,
-                since: last.filter(|r| r.to_powered == powered).map(|r| r.at),
-            },
+            Some(powered) => {
+                let ours = last.filter(|r| r.to_powered == powered);
+                LoadState {
+                    powered,
+                    since: ours.map(|r| r.at),
+                    reason: ours.map(|r| r.reason),
+                }
+            }
             None => match last {
                 Some(r) => LoadState {
                     powered: r.to_powered,
                     since: Some(r.at),
+                    reason: Some(r.reason),
                 },
                 None => continue,
             },
@@ -111,4 +119,26 @@ pub(crate) fn load_states(
         states.insert(load.name.clone(), state);
     }
     states
+}
+
+/// How long each `run_daily` load has been powered today (Paris time)
+/// before `now`, from the history: what counts toward its budget.
+pub(crate) fn delivered_today(
+    loads: &[Load],
+    store: &Store,
+    now: Timestamp,
+) -> HashMap<String, Duration> {
+    let Some((midnight, _)) = policy::day_of(now) else {
+        return HashMap::new();
+    };
+    loads
+        .iter()
+        .filter(|l| l.run_daily.is_some())
+        .map(|l| {
+            (
+                l.name.clone(),
+                store.powered_between(&l.name, midnight, now),
+            )
+        })
+        .collect()
 }

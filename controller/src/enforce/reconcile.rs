@@ -27,7 +27,7 @@ use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
 use crate::follow::{ForecastSeen, RelaySeen};
 use crate::model::{Load, SignalLevel};
-use crate::policy::{self, Override, Plan, PlanInput};
+use crate::policy::{self, Override, Plan, PlanInput, RestoreJitter};
 use crate::store::{Store, StoredOverride, SwitchRecord};
 
 /// Reconcile at least this often (plan boundaries, expiring overrides,
@@ -41,6 +41,8 @@ const DEFAULT_HORIZON: Duration = Duration::from_secs(3600);
 pub(crate) struct Enforcement {
     pub loads: Vec<Load>,
     pub restore_stagger: Duration,
+    /// `[policy] restore_jitter`.
+    pub restore_jitter: Duration,
     pub forecast_max_age: Duration,
 }
 
@@ -64,7 +66,7 @@ pub(crate) enum Event {
     Switched(SwitchRecord),
     LoadChanged {
         at: Timestamp,
-        status: status::LoadStatus,
+        status: Box<status::LoadStatus>,
     },
 }
 
@@ -181,6 +183,11 @@ impl Controller {
 
     pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The configured loads.
+    pub(crate) fn loads(&self) -> &[Load] {
+        &self.enforcement.loads
     }
 
     fn load(&self, name: &str) -> Result<&Load, Error> {
@@ -317,6 +324,7 @@ impl Controller {
                 })
                 .collect();
             let states = observe::load_states(&self.enforcement.loads, &store, &relays);
+            let delivered_today = observe::delivered_today(&self.enforcement.loads, &store, now);
             let plan = policy::plan(&PlanInput {
                 now,
                 loads: &self.enforcement.loads,
@@ -326,6 +334,11 @@ impl Controller {
                 states: &states,
                 last_restore_at: store.last_restore_at().max(inner.last_restore_decided),
                 restore_stagger: self.enforcement.restore_stagger,
+                restore_jitter: RestoreJitter {
+                    max: self.enforcement.restore_jitter,
+                    seed: store.instance_seed(),
+                },
+                delivered_today: &delivered_today,
                 default_horizon: DEFAULT_HORIZON,
             });
             drop(store);
@@ -450,10 +463,10 @@ impl Controller {
                 .loads
                 .iter()
                 .find(|l| l.load.name == load.load.name);
-            if before != Some(load) {
+            if before.is_none_or(|b| !b.same_but_time_passing(load)) {
                 let _ = self.events.send(Event::LoadChanged {
                     at: now,
-                    status: load.clone(),
+                    status: Box::new(load.clone()),
                 });
             }
         }

@@ -10,7 +10,7 @@ use super::diff::Refusal;
 use super::observe::RelayView;
 use crate::follow::ForecastSeen;
 use crate::model::{Load, SignalLevel, TempoColor};
-use crate::policy::{Plan, Reason};
+use crate::policy::{DayBudget, Plan, Reason};
 use crate::store::StoredOverride;
 
 /// Tempo days are dated in Paris time.
@@ -46,6 +46,21 @@ pub(crate) struct LoadStatus {
     pub next_change: Option<(Timestamp, bool)>,
     pub override_: Option<StoredOverride>,
     pub error: Option<String>,
+    /// Today's daily runtime, for a `run_daily` load.
+    pub budget: Option<DayBudget>,
+}
+
+impl LoadStatus {
+    /// Equal but for what changes with every pass while a budgeted load
+    /// runs (its runtime done and left): no event for that alone.
+    pub(crate) fn same_but_time_passing(&self, other: &LoadStatus) -> bool {
+        let runs = |s: &LoadStatus| s.budget.as_ref().map(|b| b.runs.clone());
+        let rest = |s: &LoadStatus| LoadStatus {
+            budget: None,
+            ..s.clone()
+        };
+        runs(self) == runs(other) && rest(self) == rest(other)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +230,7 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
             next_change: lp.next_change(now).map(|i| (i.start, i.powered)),
             override_: input.overrides.get(&load.name).copied(),
             error,
+            budget: lp.budget.clone(),
         });
     }
     let relay_services = input

@@ -32,6 +32,8 @@ fn load(name: &str, shed_at: SignalLevel, priority: i32) -> Load {
         anticipate: Duration::ZERO,
         when_forecast_unknown: Fallback::Keep,
         when_controller_lost: Fallback::Restore,
+        max_off: None,
+        run_daily: None,
     }
 }
 
@@ -58,6 +60,8 @@ struct Case {
     last_restore_at: Option<Timestamp>,
     stagger: Duration,
     tempo: Vec<TariffDay>,
+    jitter: RestoreJitter,
+    delivered: HashMap<String, Duration>,
 }
 
 impl Case {
@@ -71,6 +75,8 @@ impl Case {
             last_restore_at: None,
             stagger: Duration::ZERO,
             tempo: Vec::new(),
+            jitter: RestoreJitter::default(),
+            delivered: HashMap::new(),
         }
     }
 
@@ -84,6 +90,8 @@ impl Case {
             states: &self.states,
             last_restore_at: self.last_restore_at,
             restore_stagger: self.stagger,
+            restore_jitter: self.jitter,
+            delivered_today: &self.delivered,
             default_horizon: HOUR,
         })
     }
@@ -188,6 +196,7 @@ fn a_recent_restore_delays_the_next_one() {
         LoadState {
             powered: false,
             since: None,
+            reason: None,
         },
     );
     case.stagger = 10 * MIN;
@@ -213,6 +222,7 @@ fn minimum_on_and_off_times_hold_the_state() {
         LoadState {
             powered: true,
             since: Some(at(-10)),
+            reason: None,
         },
     );
     assert_eq!(
@@ -236,6 +246,7 @@ fn an_override_wins_until_it_expires_and_skips_minimum_times() {
         LoadState {
             powered: false,
             since: Some(at(-1)),
+            reason: None,
         },
     );
     case.overrides.insert(
@@ -272,6 +283,7 @@ fn without_a_forecast_each_load_follows_its_fallback() {
             LoadState {
                 powered: name != "restore",
                 since: None,
+                reason: None,
             },
         );
     }
@@ -372,6 +384,7 @@ prop_compose! {
             states.insert(load.name.clone(), LoadState {
                 powered,
                 since: since_ago.map(|m| now - SignedDuration::from_mins(m)),
+                reason: None,
             });
             if let Some((powered, minutes)) = over {
                 overrides.insert(load.name.clone(), Override {
@@ -389,6 +402,8 @@ prop_compose! {
             last_restore_at: last_restore_ago.map(|m| now - SignedDuration::from_mins(m)),
             stagger,
             tempo: Vec::new(),
+            jitter: RestoreJitter::default(),
+            delivered: HashMap::new(),
         }
     }
 }
@@ -478,6 +493,13 @@ proptest! {
                     Reason::MinOffHold | Reason::RestoreStagger => prop_assert!(!i.powered),
                     Reason::ShedForTempo(_) | Reason::TempoAnticipation(_) => {
                         prop_assert!(false, "no Tempo here: {:?}", i);
+                    }
+                    Reason::ComfortLimit
+                    | Reason::ScheduledRun
+                    | Reason::WaitingForBestHours
+                    | Reason::BudgetMet
+                    | Reason::RestoreJitter => {
+                        prop_assert!(false, "no max_off, run_daily or jitter here: {:?}", i);
                     }
                 }
             }

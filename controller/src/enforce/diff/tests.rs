@@ -101,9 +101,12 @@ impl World {
                 anticipate: Duration::ZERO,
                 when_forecast_unknown: Fallback::Keep,
                 when_controller_lost: Fallback::Restore,
+                max_off: None,
+                run_daily: None,
             });
             plans.push(LoadPlan {
                 load: name.clone(),
+                budget: None,
                 intervals: vec![Interval {
                     start: NOW,
                     end: NOW + SignedDuration::from_hours(1),

@@ -191,6 +191,7 @@ prop_compose! {
             case.states.insert(load.name.clone(), LoadState {
                 powered,
                 since: since_ago.map(|m| now - SignedDuration::from_mins(m)),
+                reason: None,
             });
         }
         case
