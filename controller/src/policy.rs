@@ -258,15 +258,11 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
                         continue;
                     }
                 }
-                if !state.powered {
-                    let limit = add(state.since.unwrap_or(now), max_off);
-                    if t >= limit {
-                        current[i] = switched(true, Reason::ComfortLimit);
-                        events.insert(add(t, comfort_run(load)));
-                        record(&mut timelines[i], t, true, Reason::ComfortLimit);
-                        continue;
-                    }
-                    events.insert(limit);
+                if !state.powered && t >= add(state.since.unwrap_or(now), max_off) {
+                    current[i] = switched(true, Reason::ComfortLimit);
+                    events.insert(add(t, comfort_run(load)));
+                    record(&mut timelines[i], t, true, Reason::ComfortLimit);
+                    continue;
                 }
             }
             let target = want.unwrap_or(state.powered);
@@ -339,6 +335,15 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
             } else {
                 record(&mut timelines[i], t, false, Reason::RestoreStagger);
                 events.insert(slot);
+            }
+        }
+
+        // A load cut now is visited again when its max_off runs out.
+        for (load, state) in input.loads.iter().zip(&current) {
+            if let Some(max_off) = load.max_off
+                && !state.powered
+            {
+                events.insert(add(state.since.unwrap_or(now), max_off));
             }
         }
 

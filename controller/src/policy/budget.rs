@@ -14,16 +14,16 @@
 //! 3. earlier before later among equals.
 //!
 //! The runs are then made to last `min_on` and the gaps between them
-//! `min_off` (lengthening runs, filling gaps within a window, then trimming
-//! the excess from the most tense ends), so that the plan's holds neither
-//! add runtime nor lose it.
+//! `min_off`: the worse of two runs too close, or a run too short, is given
+//! up and its time lengthens the others (see [`settle`]), so that the
+//! plan's holds neither add runtime nor lose it.
 //!
 //! What today already had (`delivered_today`, from the history) counts:
 //! only the rest of the budget is placed, so a restart does not run a load
 //! twice.
 
 use std::collections::BTreeSet;
-use std::ops::Bound::{Excluded, Unbounded};
+use std::ops::Bound::Excluded;
 use std::time::Duration;
 
 use jiff::civil::Date;
@@ -128,14 +128,9 @@ pub(super) fn place(
         let mut ranked: Vec<(Score, Span)> =
             pieces.iter().map(|p| (score(p.0, covered), *p)).collect();
         ranked.sort_by_key(|(score, p)| (*score, p.0));
-        let runs = settle(
-            take_best(&ranked, budget),
-            budget,
-            &spans,
-            events,
-            &rules,
-            &|t| score(t, covered),
-        );
+        let runs = settle(take_best(&ranked, budget), &pieces, &rules, &|t| {
+            score(t, covered)
+        });
         if total(&runs) < budget {
             schedule.short_days.push(start);
         }
@@ -201,7 +196,6 @@ fn spans_of(daily: &DailyRun, date: Date, from: Timestamp, to: Timestamp) -> Vec
             (start < end).then_some((start, end))
         })
         .collect();
-    spans.sort();
     merged(spans)
 }
 
@@ -246,103 +240,124 @@ fn take_best(ranked: &[(Score, Span)], budget: Duration) -> Vec<Span> {
         });
         left = Duration::ZERO;
     }
-    taken.sort();
     merged(taken)
 }
 
-/// Makes runs last their minimum and gaps theirs, keeping the total at
-/// `budget` where it can (see the module docs).
+/// Makes runs last their minimum and gaps theirs, keeping the total: while
+/// a run is too short, or two runs are too close, the worse of them is
+/// given up and its time goes to lengthening the others, best neighbouring
+/// piece first (never back into a run given up). Each round gives up one
+/// run, so this ends.
 fn settle(
-    runs: Vec<Span>,
-    budget: Duration,
-    spans: &[Span],
-    events: &BTreeSet<Timestamp>,
+    mut runs: Vec<Span>,
+    pieces: &[Span],
     rules: &Rules,
     score: &dyn Fn(Timestamp) -> Score,
 ) -> Vec<Span> {
-    let span_of = |t: Timestamp| spans.iter().find(|s| s.0 <= t && t <= s.1).copied();
-    let fill_gaps = |runs: Vec<Span>| -> Vec<Span> {
-        let mut out: Vec<Span> = Vec::new();
-        for run in runs {
-            if let Some(last) = out.last_mut()
-                && length((last.1, run.0)) < rules.min_off
-                && span_of(last.1).is_some_and(|s| run.0 <= s.1)
-            {
-                last.1 = run.1;
-                continue;
-            }
-            out.push(run);
-        }
-        out
+    let worst_of = |run: Span| -> Score {
+        pieces
+            .iter()
+            .filter(|p| p.0 < run.1 && run.0 < p.1)
+            .map(|p| score(p.0))
+            .max()
+            .unwrap_or(score(run.0))
     };
-
-    let mut runs = fill_gaps(runs);
-    for run in &mut runs {
-        let short = rules.shortest(*run).saturating_sub(length(*run));
-        if short.is_zero() {
-            continue;
-        }
-        let Some(span) = span_of(run.0) else { continue };
-        let end = add(run.1, short).min(span.1);
-        let left = short.saturating_sub(length((run.1, end)));
-        run.1 = end;
-        run.0 = sub(run.0, left).max(span.0);
-    }
-    runs.sort();
-    let mut runs = fill_gaps(merged(runs));
-
-    // Trim what is over the budget from the worst ends, a piece at a time.
-    let mut excess = total(&runs).saturating_sub(budget);
-    for _ in 0..10_000 {
-        if excess.is_zero() {
-            break;
-        }
-        let mut worst: Option<(Score, Timestamp, usize, bool)> = None;
-        for (i, run) in runs.iter().enumerate() {
-            if length(*run) <= rules.shortest(*run) {
-                continue;
-            }
-            let end_side = (score(sub(run.1, Duration::from_nanos(1))), run.1, i, true);
-            worst = worst.max(Some(end_side));
-            let running_now = run.0 == rules.now && rules.on_for.is_some();
-            if !running_now {
-                worst = worst.max(Some((score(run.0), run.0, i, false)));
+    let mut given_up: Vec<Span> = Vec::new();
+    for _ in 0..=pieces.len() {
+        runs = merged(runs);
+        let mut offenders: Vec<usize> = (0..runs.len())
+            .filter(|i| length(runs[*i]) < rules.shortest(runs[*i]))
+            .collect();
+        for i in 1..runs.len() {
+            if length((runs[i - 1].1, runs[i].0)) < rules.min_off {
+                let worse = if worst_of(runs[i - 1]) > worst_of(runs[i]) {
+                    i - 1
+                } else {
+                    i
+                };
+                offenders.push(worse);
             }
         }
-        let Some((_, _, i, end_side)) = worst else {
+        let Some(victim) = offenders
+            .into_iter()
+            .max_by_key(|i| (worst_of(runs[*i]), runs[*i].0))
+        else {
             break;
         };
-        let run = &mut runs[i];
-        let room = length(*run).saturating_sub(rules.shortest(*run));
-        let piece = if end_side {
-            let from = events
-                .range((Excluded(run.0), Excluded(run.1)))
-                .next_back()
-                .copied()
-                .unwrap_or(run.0);
-            length((from, run.1))
-        } else {
-            let to = events
-                .range((Excluded(run.0), Unbounded))
-                .next()
-                .copied()
-                .unwrap_or(run.1)
-                .min(run.1);
-            length((run.0, to))
-        };
-        let cut = excess.min(room).min(piece);
-        if end_side {
-            run.1 = sub(run.1, cut);
-        } else {
-            run.0 = add(run.0, cut);
+        let run = runs.remove(victim);
+        given_up.push(run);
+        let mut free = length(run);
+        while !free.is_zero() {
+            let taken: Vec<Span> = runs.iter().chain(&given_up).copied().collect();
+            let Some((part, before_a_run)) = best_extension(&runs, pieces, &taken, score) else {
+                break;
+            };
+            let take = free.min(length(part));
+            runs.push(if before_a_run {
+                (sub(part.1, take), part.1)
+            } else {
+                (part.0, add(part.0, take))
+            });
+            runs = merged(runs);
+            free -= take;
         }
-        excess -= cut;
     }
     runs
 }
 
-/// Sorted spans with the touching and overlapping ones joined.
-fn merged(spans: Vec<Span>) -> Vec<Span> {
+/// The best free time to add: next to a run (right before it, or right
+/// after), or anywhere when there is no run left. Free: in a piece, and in
+/// none of `taken`. `true` when it ends where a run starts.
+fn best_extension(
+    runs: &[Span],
+    pieces: &[Span],
+    taken: &[Span],
+    score: &dyn Fn(Timestamp) -> Score,
+) -> Option<(Span, bool)> {
+    let free: Vec<Span> = pieces.iter().flat_map(|p| without(*p, taken)).collect();
+    let candidates = free.into_iter().filter_map(|f| {
+        if runs.is_empty() {
+            return Some((f, false));
+        }
+        if runs.iter().any(|r| r.0 == f.1) {
+            return Some((f, true));
+        }
+        runs.iter().any(|r| r.1 == f.0).then_some((f, false))
+    });
+    candidates.min_by_key(|(f, before)| {
+        // The part next to the run is what gets taken: score that.
+        let at = if *before {
+            sub(f.1, Duration::from_nanos(1))
+        } else {
+            f.0
+        };
+        (score(at), f.0)
+    })
+}
+
+/// `span` less every one of `taken` (sorted or not).
+fn without(span: Span, taken: &[Span]) -> Vec<Span> {
+    let mut parts = vec![span];
+    for t in taken {
+        parts = parts
+            .into_iter()
+            .flat_map(|p| {
+                if t.1 <= p.0 || p.1 <= t.0 {
+                    return vec![p];
+                }
+                [(p.0, t.0), (t.1, p.1)]
+                    .into_iter()
+                    .filter(|(a, b)| a < b)
+                    .collect()
+            })
+            .collect();
+    }
+    parts
+}
+
+/// The spans, sorted, with the touching and overlapping ones joined.
+fn merged(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort();
     let mut out: Vec<Span> = Vec::with_capacity(spans.len());
     for span in spans {
         match out.last_mut() {

@@ -62,6 +62,8 @@ struct Case {
     tempo: Vec<TariffDay>,
     jitter: RestoreJitter,
     delivered: HashMap<String, Duration>,
+    /// How far to plan without a forecast.
+    horizon: Duration,
 }
 
 impl Case {
@@ -77,6 +79,7 @@ impl Case {
             tempo: Vec::new(),
             jitter: RestoreJitter::default(),
             delivered: HashMap::new(),
+            horizon: HOUR,
         }
     }
 
@@ -92,7 +95,7 @@ impl Case {
             restore_stagger: self.stagger,
             restore_jitter: self.jitter,
             delivered_today: &self.delivered,
-            default_horizon: HOUR,
+            default_horizon: self.horizon,
         })
     }
 }
@@ -404,6 +407,7 @@ prop_compose! {
             tempo: Vec::new(),
             jitter: RestoreJitter::default(),
             delivered: HashMap::new(),
+            horizon: HOUR,
         }
     }
 }
@@ -589,5 +593,7 @@ proptest! {
     }
 }
 
+mod budget;
+mod comfort;
 mod restore;
 mod tempo;

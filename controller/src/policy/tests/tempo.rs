@@ -9,13 +9,13 @@ use crate::model::TempoColor;
 static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
 
 /// 2026-12-07, a Monday, plus `offset` days.
-fn date(offset: i64) -> jiff::civil::Date {
+pub(super) fn date(offset: i64) -> jiff::civil::Date {
     jiff::civil::date(2026, 12, 7)
         .checked_add(jiff::Span::new().days(offset))
         .expect("date")
 }
 
-fn paris(offset: i64, hour: i8, minute: i8) -> Timestamp {
+pub(super) fn paris(offset: i64, hour: i8, minute: i8) -> Timestamp {
     date(offset)
         .at(hour, minute, 0, 0)
         .to_zoned_datetime(PARIS.clone())
@@ -23,7 +23,7 @@ fn paris(offset: i64, hour: i8, minute: i8) -> Timestamp {
         .timestamp()
 }
 
-fn tariff_day(offset: i64, color: TempoColor) -> TariffDay {
+pub(super) fn tariff_day(offset: i64, color: TempoColor) -> TariffDay {
     TariffDay {
         date: date(offset),
         start: paris(offset, 6, 0),
