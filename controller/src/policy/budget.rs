@@ -182,7 +182,7 @@ fn spans_of(daily: &DailyRun, date: Date, from: Timestamp, to: Timestamp) -> Vec
             .ok()
             .map(|z| z.timestamp())
     };
-    let mut spans: Vec<Span> = daily
+    let spans: Vec<Span> = daily
         .windows
         .iter()
         .flat_map(|w| w.pieces())
