@@ -484,6 +484,49 @@ mod tests {
     }
 
     #[test]
+    fn powered_time_is_counted_from_the_switches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        let t = |m: i64| Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(m);
+        let h = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(store.powered_between("pump", t(0), t(100)), Duration::ZERO);
+        // Cut at 10 (so powered before), on at 30, cut at 50, on at 90.
+        for (minute, to) in [(10, false), (30, true), (50, false), (90, true)] {
+            store
+                .record(record("pump", minute, to, Reason::ScheduledRun))
+                .expect("record");
+        }
+        store
+            .record(record("other", 60, true, Reason::Normal))
+            .expect("record");
+        assert_eq!(store.powered_between("pump", t(0), t(100)), h(10 + 20 + 10));
+        assert_eq!(store.powered_between("pump", t(40), t(95)), h(10 + 5));
+        assert_eq!(store.powered_between("pump", t(60), t(80)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_instance_id_is_written_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let seed = store.instance_seed();
+        drop(store);
+        let (again, report) = Store::open(dir.path()).expect("reopen");
+        assert_eq!(again.instance_seed(), seed);
+        assert!(report.problems.is_empty());
+        let other = tempfile::tempdir().expect("tempdir");
+        let (elsewhere, _) = Store::open(other.path()).expect("open");
+        assert_ne!(elsewhere.instance_seed(), seed);
+        drop(again);
+        std::fs::write(dir.path().join(Store::INSTANCE_ID), "junk").expect("write");
+        let (_, report) = Store::open(dir.path()).expect("reopen");
+        assert!(
+            report.problems[0].contains("instance-id"),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
     fn overrides_and_history_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut store, report) = Store::open(dir.path()).expect("open");

@@ -271,3 +271,78 @@ fn shed_on_tempo_makes_shed_at_optional_and_one_of_the_two_is_needed() {
         "{blue}"
     );
 }
+
+#[test]
+fn comfort_and_schedule_keys_parse_and_their_errors_name_the_field() {
+    let pump = EXAMPLE.replace(
+        "shed_at = \"red\"\n",
+        "run_daily = \"3h\"\nrun_window = [\"22:00-06:00\", \"12:00-14:00\"]\nmax_off = \"4h\"\n",
+    ) + "restore_jitter = \"5m\"\n";
+    let s = parse(&pump).expect("valid");
+    let ev = &s.loads[1];
+    assert_eq!(ev.shed_at, None);
+    assert_eq!(ev.max_off, Some(Duration::from_secs(4 * 3600)));
+    let daily = ev.run_daily.as_ref().expect("run_daily");
+    assert_eq!(daily.budget, Duration::from_secs(3 * 3600));
+    let windows: Vec<String> = daily.windows.iter().map(ToString::to_string).collect();
+    assert_eq!(windows, ["22:00-06:00", "12:00-14:00"]);
+    assert_eq!(s.restore_jitter, Duration::from_secs(300));
+    // No run_window: the whole day; no restore_jitter: none.
+    let all_day =
+        parse(&EXAMPLE.replace("shed_at = \"red\"\n", "run_daily = \"3h\"\n")).expect("valid");
+    assert_eq!(
+        all_day.loads[1]
+            .run_daily
+            .as_ref()
+            .map(|d| d.windows.clone()),
+        Some(vec![RunWindow::ALL_DAY])
+    );
+    assert_eq!(all_day.restore_jitter, Duration::ZERO);
+
+    let cases = [
+        (
+            "run_daily = \"3h\"\nrun_window = [\"22:00\"]\n",
+            "load[1] (\"ev\").run_window",
+            "HH:MM-HH:MM",
+        ),
+        (
+            "run_daily = \"3h\"\nrun_window = [\"12:00-14:00\"]\n",
+            "load[1] (\"ev\").run_daily",
+            "gives 2h",
+        ),
+        (
+            "run_daily = \"3h\"\nrun_window = []\n",
+            "load[1] (\"ev\").run_window",
+            "empty",
+        ),
+        (
+            "run_daily = \"25h\"\n",
+            "load[1] (\"ev\").run_daily",
+            "at most 24h",
+        ),
+        (
+            "shed_at = \"red\"\nrun_window = [\"12:00-14:00\"]\n",
+            "load[1] (\"ev\").run_window",
+            "run_daily",
+        ),
+        (
+            "shed_at = \"red\"\nmax_off = \"5m\"\nmin_off = \"10m\"\n",
+            "load[1] (\"ev\").max_off",
+            "min_off",
+        ),
+        (
+            "shed_at = \"red\"\nmax_off = \"0s\"\n",
+            "load[1] (\"ev\").max_off",
+            "more than zero",
+        ),
+    ];
+    for (keys, field, what) in cases {
+        let e = err(&EXAMPLE.replace("shed_at = \"red\"\n", keys));
+        assert!(
+            e.starts_with(&format!("ctl.toml: {field}")) && e.contains(what),
+            "{keys}: {e}"
+        );
+    }
+    let typo = err(&EXAMPLE.replace("shed_at = \"red\"\n", "run_dialy = \"3h\"\n"));
+    assert!(typo.contains("run_dialy"), "{typo}");
+}
