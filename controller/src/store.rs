@@ -237,10 +237,18 @@ impl Store {
     }
 
     /// How long `load` was powered within `[from, to)`, as the history
-    /// tells: from each switch to the next (before the first switch, the
-    /// state it switched from; after the last, the state it switched to).
-    /// Nothing is counted when the history says nothing of the load.
-    pub(crate) fn powered_between(&self, load: &str, from: Timestamp, to: Timestamp) -> Duration {
+    /// tells: from each switch to the next, and after the last one, the
+    /// state it switched to. Before the first switch the history does not
+    /// know the state, except from `known_since` on (when the controller
+    /// started watching), where it is the state that switch left. `None`
+    /// when the history has no switch of the load before `to`.
+    pub(crate) fn powered_between(
+        &self,
+        load: &str,
+        from: Timestamp,
+        to: Timestamp,
+        known_since: Timestamp,
+    ) -> Option<Duration> {
         // The switches within [from, to), and the last one before them.
         let mut switches: Vec<&SwitchRecord> = Vec::new();
         for r in self.history.iter().rev().filter(|r| r.load == load) {
@@ -253,15 +261,12 @@ impl Store {
             }
         }
         switches.reverse();
-        let Some(first) = switches.first() else {
-            return Duration::ZERO;
-        };
-        let mut powered = if first.at <= from {
-            first.to_powered
+        let first = switches.first()?;
+        let (mut powered, mut cursor) = if first.at <= from {
+            (first.to_powered, from)
         } else {
-            first.from_powered
+            (first.from_powered, known_since.clamp(from, first.at))
         };
-        let mut cursor = from;
         let mut total = Duration::ZERO;
         let mut add = |start: Timestamp, end: Timestamp, on: bool| {
             if on && start < end {
@@ -274,7 +279,7 @@ impl Store {
             powered = r.to_powered;
         }
         add(cursor, to, powered);
-        total
+        Some(total)
     }
 
     /// When the controller last powered a load back (not by override).
@@ -489,7 +494,7 @@ mod tests {
         let (mut store, _) = Store::open(dir.path()).expect("open");
         let t = |m: i64| Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(m);
         let h = |m: u64| Duration::from_secs(60 * m);
-        assert_eq!(store.powered_between("pump", t(0), t(100)), Duration::ZERO);
+        assert_eq!(store.powered_between("pump", t(0), t(100), t(0)), None);
         // Cut at 10 (so powered before), on at 30, cut at 50, on at 90.
         for (minute, to) in [(10, false), (30, true), (50, false), (90, true)] {
             store
@@ -499,9 +504,13 @@ mod tests {
         store
             .record(record("other", 60, true, Reason::Normal))
             .expect("record");
-        assert_eq!(store.powered_between("pump", t(0), t(100)), h(10 + 20 + 10));
-        assert_eq!(store.powered_between("pump", t(40), t(95)), h(10 + 5));
-        assert_eq!(store.powered_between("pump", t(60), t(80)), Duration::ZERO);
+        let between = |from, to, known| store.powered_between("pump", t(from), t(to), t(known));
+        assert_eq!(between(0, 100, 0), Some(h(10 + 20 + 10)));
+        // Watched only from 5: what came before is not known.
+        assert_eq!(between(0, 100, 5), Some(h(5 + 20 + 10)));
+        assert_eq!(between(0, 100, 50), Some(h(20 + 10)));
+        assert_eq!(between(40, 95, 0), Some(h(10 + 5)));
+        assert_eq!(between(60, 80, 0), Some(Duration::ZERO));
     }
 
     #[test]

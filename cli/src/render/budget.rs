@@ -75,8 +75,12 @@ fn seconds(d: Option<&prost_types::Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.seconds).unwrap_or(0))
 }
 
-/// `3h`, `1h30m`, `45m`, to the minute (rounded down).
+/// `3h`, `1h30m`, `45m`, to the minute (rounded down); `40s` under a
+/// minute.
 fn duration(secs: u64) -> String {
+    if secs < 60 {
+        return format!("{secs}s");
+    }
     let (h, m) = (secs / 3600, secs % 3600 / 60);
     match (h, m) {
         (0, m) => format!("{m}m"),
@@ -146,7 +150,7 @@ mod tests {
         };
         assert_eq!(
             budget_line("charger", &b),
-            "charger 3h/day: 0m done, 1h30m planned (in 12:00-14:00); 1h30m short: it does not fit in what is left of today's windows"
+            "charger 3h/day: 0s done, 1h30m planned (in 12:00-14:00); 1h30m short: it does not fit in what is left of today's windows"
         );
     }
 }

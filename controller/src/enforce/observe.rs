@@ -122,10 +122,14 @@ pub(crate) fn load_states(
 }
 
 /// How long each `run_daily` load has been powered today (Paris time)
-/// before `now`, from the history: what counts toward its budget.
+/// before `now`, from the history: what counts toward its budget. What the
+/// history cannot tell (before its first switch of the load) counts from
+/// `watched_since` (when this controller started), as the load is now.
 pub(crate) fn delivered_today(
     loads: &[Load],
     store: &Store,
+    states: &HashMap<String, LoadState>,
+    watched_since: Timestamp,
     now: Timestamp,
 ) -> HashMap<String, Duration> {
     let Some((midnight, _)) = policy::day_of(now) else {
@@ -135,10 +139,18 @@ pub(crate) fn delivered_today(
         .iter()
         .filter(|l| l.run_daily.is_some())
         .map(|l| {
-            (
-                l.name.clone(),
-                store.powered_between(&l.name, midnight, now),
-            )
+            let delivered = store
+                .powered_between(&l.name, midnight, now, watched_since)
+                .unwrap_or_else(|| {
+                    let powered = states.get(&l.name).is_some_and(|s| s.powered);
+                    let from = watched_since.clamp(midnight, now);
+                    if powered {
+                        now.duration_since(from).try_into().unwrap_or_default()
+                    } else {
+                        Duration::ZERO
+                    }
+                });
+            (l.name.clone(), delivered)
         })
         .collect()
 }

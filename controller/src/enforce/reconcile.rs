@@ -120,6 +120,9 @@ pub(crate) struct Controller {
     /// When the last pass ended: the relay holds are renewed only while
     /// passes keep coming (a wedged loop must let the boxes fail safe).
     last_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// When this controller started watching the relays: what the history
+    /// does not say before it is not known.
+    started_at: Timestamp,
     /// The relay-services' names and endpoints, in `relays`' order.
     names: Vec<String>,
     endpoints: Vec<String>,
@@ -159,6 +162,7 @@ impl Controller {
             queues,
             queued: std::sync::Mutex::new(queued),
             last_pass: std::sync::Mutex::new(None),
+            started_at: Timestamp::now(),
             names: relays.iter().map(|r| r.name.clone()).collect(),
             endpoints: relays.iter().map(|r| r.endpoint.clone()).collect(),
             relays,
@@ -324,7 +328,13 @@ impl Controller {
                 })
                 .collect();
             let states = observe::load_states(&self.enforcement.loads, &store, &relays);
-            let delivered_today = observe::delivered_today(&self.enforcement.loads, &store, now);
+            let delivered_today = observe::delivered_today(
+                &self.enforcement.loads,
+                &store,
+                &states,
+                self.started_at,
+                now,
+            );
             let plan = policy::plan(&PlanInput {
                 now,
                 loads: &self.enforcement.loads,
