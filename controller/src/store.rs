@@ -53,6 +53,11 @@ pub(crate) struct SwitchRecord {
     pub reason: Reason,
     /// The level of the hour when it switched (`None`: unknown).
     pub level: Option<SignalLevel>,
+    /// When the controller that made the switch started watching the
+    /// relays: the load was in its `from` state at least since then, or
+    /// since its previous switch (`None` in records from before this was
+    /// kept). What today's runtime counts before a first switch.
+    pub watched_since: Option<Timestamp>,
 }
 
 /// The state dir's files, and what they hold.
@@ -238,16 +243,15 @@ impl Store {
 
     /// How long `load` was powered within `[from, to)`, as the history
     /// tells: from each switch to the next, and after the last one, the
-    /// state it switched to. Before the first switch the history does not
-    /// know the state, except from `known_since` on (when the controller
-    /// started watching), where it is the state that switch left. `None`
-    /// when the history has no switch of the load before `to`.
+    /// state it switched to. Before the first switch, the state it left,
+    /// from when the controller that made it started watching
+    /// (`watched_since`). `None` when the history has no switch of the load
+    /// before `to`.
     pub(crate) fn powered_between(
         &self,
         load: &str,
         from: Timestamp,
         to: Timestamp,
-        known_since: Timestamp,
     ) -> Option<Duration> {
         // The switches within [from, to), and the last one before them.
         let mut switches: Vec<&SwitchRecord> = Vec::new();
@@ -265,7 +269,8 @@ impl Store {
         let (mut powered, mut cursor) = if first.at <= from {
             (first.to_powered, from)
         } else {
-            (first.from_powered, known_since.clamp(from, first.at))
+            let seen = first.watched_since.unwrap_or(first.at);
+            (first.from_powered, seen.clamp(from, first.at))
         };
         let mut total = Duration::ZERO;
         let mut add = |start: Timestamp, end: Timestamp, on: bool| {
@@ -363,6 +368,9 @@ struct RecordOnDisk {
     /// records written before Tempo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tempo_color: Option<TempoColor>,
+    /// See [`SwitchRecord::watched_since`]; absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watched_since: Option<String>,
 }
 
 impl From<&SwitchRecord> for RecordOnDisk {
@@ -376,6 +384,7 @@ impl From<&SwitchRecord> for RecordOnDisk {
             reason: reason_name(r.reason).to_owned(),
             level: level_name(r.level).to_owned(),
             tempo_color: r.reason.tempo_color(),
+            watched_since: r.watched_since.map(|t| t.to_string()),
         }
     }
 }
@@ -406,6 +415,10 @@ impl RecordOnDisk {
             to_powered: self.to,
             reason,
             level,
+            watched_since: match self.watched_since {
+                Some(t) => Some(t.parse().map_err(|e| format!("watched_since {t:?}: {e}"))?),
+                None => None,
+            },
         })
     }
 }
@@ -485,32 +498,41 @@ mod tests {
             to_powered: to,
             reason,
             level: Some(SignalLevel::Red),
+            watched_since: None,
         }
     }
 
     #[test]
     fn powered_time_is_counted_from_the_switches() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut store, _) = Store::open(dir.path()).expect("open");
         let t = |m: i64| Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(m);
         let h = |m: u64| Duration::from_secs(60 * m);
-        assert_eq!(store.powered_between("pump", t(0), t(100), t(0)), None);
-        // Cut at 10 (so powered before), on at 30, cut at 50, on at 90.
-        for (minute, to) in [(10, false), (30, true), (50, false), (90, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The same switches, made by a controller watching since 0, 5, 50,
+        // or one from before `watched_since` was kept.
+        let mut stores = Vec::new();
+        for known in [Some(0), Some(5), Some(50), None] {
+            let (mut store, _) = Store::open(&dir.path().join(format!("{known:?}"))).expect("open");
+            assert_eq!(store.powered_between("pump", t(0), t(100)), None);
+            // Cut at 10 (powered before), on at 30, cut at 50, on at 90.
+            for (minute, to) in [(10, false), (30, true), (50, false), (90, true)] {
+                let mut r = record("pump", minute, to, Reason::ScheduledRun);
+                r.watched_since = known.map(t);
+                store.record(r).expect("record");
+            }
             store
-                .record(record("pump", minute, to, Reason::ScheduledRun))
+                .record(record("other", 60, true, Reason::Normal))
                 .expect("record");
+            stores.push(store);
         }
-        store
-            .record(record("other", 60, true, Reason::Normal))
-            .expect("record");
-        let between = |from, to, known| store.powered_between("pump", t(from), t(to), t(known));
-        assert_eq!(between(0, 100, 0), Some(h(10 + 20 + 10)));
-        // Watched only from 5: what came before is not known.
-        assert_eq!(between(0, 100, 5), Some(h(5 + 20 + 10)));
-        assert_eq!(between(0, 100, 50), Some(h(20 + 10)));
-        assert_eq!(between(40, 95, 0), Some(h(10 + 5)));
-        assert_eq!(between(60, 80, 0), Some(Duration::ZERO));
+        let between = |i: usize, from, to| stores[i].powered_between("pump", t(from), t(to));
+        assert_eq!(between(0, 0, 100), Some(h(10 + 20 + 10)));
+        // Watched from 5, or from 50 (a later run): what came before the
+        // first switch is known from then on only.
+        assert_eq!(between(1, 0, 100), Some(h(5 + 20 + 10)));
+        assert_eq!(between(2, 0, 100), Some(h(20 + 10)));
+        assert_eq!(between(3, 0, 100), Some(h(20 + 10)));
+        assert_eq!(between(0, 40, 95), Some(h(10 + 5)));
+        assert_eq!(between(0, 60, 80), Some(Duration::ZERO));
     }
 
     #[test]

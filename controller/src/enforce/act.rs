@@ -190,6 +190,7 @@ impl Controller {
                     to_powered: switch.to,
                     reason: switch.reason,
                     level: switch.level,
+                    watched_since: Some(self.started_at),
                 };
                 tracing::info!(
                     load = %record.load,

@@ -122,9 +122,9 @@ pub(crate) fn load_states(
 }
 
 /// How long each `run_daily` load has been powered today (Paris time)
-/// before `now`, from the history: what counts toward its budget. What the
-/// history cannot tell (before its first switch of the load) counts from
-/// `watched_since` (when this controller started), as the load is now.
+/// before `now`, from the history: what counts toward its budget. A load
+/// the history says nothing of counts from `watched_since` (when this
+/// controller started), as it is now.
 pub(crate) fn delivered_today(
     loads: &[Load],
     store: &Store,
@@ -140,7 +140,7 @@ pub(crate) fn delivered_today(
         .filter(|l| l.run_daily.is_some())
         .map(|l| {
             let delivered = store
-                .powered_between(&l.name, midnight, now, watched_since)
+                .powered_between(&l.name, midnight, now)
                 .unwrap_or_else(|| {
                     let powered = states.get(&l.name).is_some_and(|s| s.powered);
                     let from = watched_since.clamp(midnight, now);

@@ -122,7 +122,7 @@ pub(crate) struct Controller {
     last_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// When this controller started watching the relays: what the history
     /// does not say before it is not known.
-    started_at: Timestamp,
+    pub(super) started_at: Timestamp,
     /// The relay-services' names and endpoints, in `relays`' order.
     names: Vec<String>,
     endpoints: Vec<String>,

@@ -303,6 +303,17 @@ pub fn uniform_body_around_now(hvalue: u8) -> Vec<u8> {
 /// As [`uniform_body_around_now`], with RTE's generation time
 /// (`GenerationFichier`) at `generated`: a forecast of that age.
 pub fn uniform_body_generated_at(hvalue: u8, generated: jiff::Timestamp) -> Vec<u8> {
+    body_by_hour(generated, |_| hvalue)
+}
+
+/// A body covering yesterday, today and tomorrow (in Europe/Paris), generated
+/// now, each hour's `hvalue` given by `level` of the hour's start (`pas` h
+/// taken as h hours after midnight).
+pub fn body_around_now_by_hour(level: impl Fn(jiff::Timestamp) -> u8) -> Vec<u8> {
+    body_by_hour(jiff::Timestamp::now(), level)
+}
+
+fn body_by_hour(generated: jiff::Timestamp, level: impl Fn(jiff::Timestamp) -> u8) -> Vec<u8> {
     static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
     let paris = PARIS.clone();
     let today = jiff::Timestamp::now()
@@ -314,7 +325,11 @@ pub fn uniform_body_generated_at(hvalue: u8, generated: jiff::Timestamp) -> Vec<
             let date = today.checked_add(jiff::Span::new().days(*offset)).ok()?;
             let midnight = date.at(0, 0, 0, 0).to_zoned_datetime(paris.clone()).ok()?;
             let jour = midnight.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
-            Some((jour, vec![Some(hvalue); 24]))
+            let start = midnight.timestamp();
+            let hours = (0..24)
+                .map(|h| Some(level(start + jiff::SignedDuration::from_hours(h))))
+                .collect();
+            Some((jour, hours))
         })
         .collect();
     let days: Vec<(&str, Vec<Option<u8>>)> = days

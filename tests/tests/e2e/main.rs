@@ -5,6 +5,7 @@
 mod bad_days;
 mod carried;
 mod cli;
+mod comfort;
 mod controller_binary;
 mod failsafe;
 mod faults;
