@@ -139,7 +139,7 @@ async fn a_daily_runtime_a_comfort_limit_and_the_restore_jitter_with_real_proces
         "{pump:?}"
     );
     let budget = pump.budget.clone().expect("budget");
-    assert_eq!(budget.windows, [window.clone()]);
+    assert_eq!(budget.windows, std::slice::from_ref(&window));
     let records = wait_history(&mut client, "the pump's budget met", |r| {
         r.iter()
             .any(|r| r.load == "pump" && !r.to_powered && r.reason() == cpb::Reason::BudgetMet)
