@@ -173,6 +173,10 @@ pub(crate) struct PlanInput<'a> {
     /// How long each `run_daily` load has been powered today (Paris time)
     /// before `now`, from the history; a load without an entry had nothing.
     pub delivered_today: &'a HashMap<String, Duration>,
+    /// When the controller started watching the loads: one found cut
+    /// without its own switch (`since: None`) has been cut at least since
+    /// then, for its `max_off`.
+    pub watching_since: Timestamp,
     /// How far to plan when the forecast does not say (no usable forecast,
     /// or it ends before now).
     pub default_horizon: Duration,
@@ -258,7 +262,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
                         continue;
                     }
                 }
-                if !state.powered && t >= add(state.since.unwrap_or(now), max_off) {
+                if !state.powered && t >= add(cut_since(&state, input), max_off) {
                     current[i] = switched(true, Reason::ComfortLimit);
                     events.insert(add(t, comfort_run(load)));
                     record(&mut timelines[i], t, true, Reason::ComfortLimit);
@@ -343,7 +347,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
             if let Some(max_off) = load.max_off
                 && !state.powered
             {
-                events.insert(add(state.since.unwrap_or(now), max_off));
+                events.insert(add(cut_since(state, input), max_off));
             }
         }
 
@@ -422,6 +426,11 @@ fn signal_events(input: &PlanInput<'_>) -> BTreeSet<Timestamp> {
         }
     }
     events
+}
+
+/// Since when a cut load has been cut, for its `max_off`.
+fn cut_since(state: &LoadState, input: &PlanInput<'_>) -> Timestamp {
+    state.since.unwrap_or(input.watching_since.min(input.now))
 }
 
 /// How long a comfort run lasts: the load's `min_on`, 30 min at least.

@@ -349,6 +349,7 @@ impl Controller {
                     seed: store.instance_seed(),
                 },
                 delivered_today: &delivered_today,
+                watching_since: self.started_at,
                 default_horizon: DEFAULT_HORIZON,
             });
             drop(store);

@@ -64,6 +64,8 @@ struct Case {
     delivered: HashMap<String, Duration>,
     /// How far to plan without a forecast.
     horizon: Duration,
+    /// When the controller started watching; `None`: now.
+    watching_since: Option<Timestamp>,
 }
 
 impl Case {
@@ -80,6 +82,7 @@ impl Case {
             jitter: RestoreJitter::default(),
             delivered: HashMap::new(),
             horizon: HOUR,
+            watching_since: None,
         }
     }
 
@@ -95,6 +98,7 @@ impl Case {
             restore_stagger: self.stagger,
             restore_jitter: self.jitter,
             delivered_today: &self.delivered,
+            watching_since: self.watching_since.unwrap_or(self.now),
             default_horizon: self.horizon,
         })
     }
@@ -408,6 +412,7 @@ prop_compose! {
             jitter: RestoreJitter::default(),
             delivered: HashMap::new(),
             horizon: HOUR,
+            watching_since: None,
         }
     }
 }

@@ -73,6 +73,31 @@ fn a_comfort_run_started_before_a_restart_is_kept_for_its_length() {
 }
 
 #[test]
+fn a_load_found_cut_counts_from_when_the_controller_started_watching() {
+    // Found cut, not by the controller (a relay-service restart with its
+    // relays off): cut at least since the controller started, 3h ago.
+    let mut heater = load("heater", Orange, 1);
+    heater.max_off = Some(2 * HOUR);
+    let mut case = Case::new(vec![heater], hours(&[Red, Red]));
+    case.watching_since = Some(at(-180));
+    case.states.insert(
+        "heater".to_owned(),
+        LoadState {
+            powered: false,
+            since: None,
+            reason: None,
+        },
+    );
+    assert_eq!(
+        summary(&case.plan(), "heater"),
+        [
+            (0, true, Reason::ComfortLimit),
+            (30, false, Reason::ShedForLevel(Red)),
+        ]
+    );
+}
+
+#[test]
 fn an_override_wins_over_the_comfort_limit() {
     let mut heater = load("heater", Orange, 1);
     heater.max_off = Some(HOUR);
