@@ -206,10 +206,10 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         })
         .collect();
     for schedule in schedules.iter().flatten() {
-        for run in &schedule.runs {
-            events.extend([run.0, run.1]);
-        }
-        // The day's reason may change at midnight (budget met, then not).
+        events.extend(schedule.runs.iter().flat_map(|run| [run.0, run.1]));
+    }
+    if schedules.iter().any(Option::is_some) {
+        // A budgeted load's reason may change at midnight (met, then not).
         let mut t = now;
         while let Some((_, next)) = day_of(t).filter(|_| t < horizon) {
             events.insert(next);

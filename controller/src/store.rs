@@ -15,6 +15,7 @@
 //! start, and a person can read them with `jq`.
 
 mod history_file;
+mod instance_id;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -90,7 +91,7 @@ impl Store {
         let history_path = dir.join(Self::HISTORY);
         let overrides = load_overrides(&overrides_path, &mut report)?;
         let history = history_file::load(&history_path, &mut report)?;
-        let instance_seed = instance_seed(&dir.join(Self::INSTANCE_ID), &mut report)?;
+        let instance_seed = instance_id::seed(&dir.join(Self::INSTANCE_ID), &mut report)?;
         let history_file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -423,40 +424,6 @@ impl RecordOnDisk {
     }
 }
 
-/// The seed in `path`, written there first if missing (a file that cannot
-/// be read as one is set aside, reported, and replaced: the jitter's delay
-/// changes then, nothing else does).
-fn instance_seed(path: &Path, report: &mut OpenReport) -> Result<u64, Error> {
-    let parse = |text: &str| -> Option<u64> {
-        let text = text.trim();
-        (text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| u64::from_str_radix(&text[..16], 16).ok())
-            .flatten()
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            if let Some(seed) = parse(&text) {
-                return Ok(seed);
-            }
-            report.problems.push(format!(
-                "{} is not 32 hex digits; a new instance id is written (the restore jitter's delay changes)",
-                path.display()
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(Error::Store(format!("cannot read {}: {e}", path.display())));
-        }
-    }
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Store(format!("no randomness for the instance id: {e}")))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    delestage_runtime::files::write_atomic(path, format!("{hex}\n").as_bytes())
-        .map_err(|e| Error::Store(e.to_string()))?;
-    parse(&hex).ok_or_else(|| Error::Store("instance id".to_owned()))
-}
-
 /// The stable name of a reason, in the history file and logs.
 pub(crate) fn reason_name(reason: Reason) -> &'static str {
     reason.kind().name()
@@ -483,174 +450,4 @@ fn level_from_name(name: &str) -> Option<Option<SignalLevel>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(super) fn record(load: &str, minute: i64, to: bool, reason: Reason) -> SwitchRecord {
-        SwitchRecord {
-            at: Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(minute),
-            load: load.to_owned(),
-            relay: RelayAddress {
-                relay_service: "garage".to_owned(),
-                channel: 2,
-            },
-            from_powered: !to,
-            to_powered: to,
-            reason,
-            level: Some(SignalLevel::Red),
-            watched_since: None,
-        }
-    }
-
-    #[test]
-    fn powered_time_is_counted_from_the_switches() {
-        let t = |m: i64| Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(m);
-        let h = |m: u64| Duration::from_secs(60 * m);
-        let dir = tempfile::tempdir().expect("tempdir");
-        // The same switches, made by a controller watching since 0, 5, 50,
-        // or one from before `watched_since` was kept.
-        let mut stores = Vec::new();
-        for known in [Some(0), Some(5), Some(50), None] {
-            let (mut store, _) = Store::open(&dir.path().join(format!("{known:?}"))).expect("open");
-            assert_eq!(store.powered_between("pump", t(0), t(100)), None);
-            // Cut at 10 (powered before), on at 30, cut at 50, on at 90.
-            for (minute, to) in [(10, false), (30, true), (50, false), (90, true)] {
-                let mut r = record("pump", minute, to, Reason::ScheduledRun);
-                r.watched_since = known.map(t);
-                store.record(r).expect("record");
-            }
-            store
-                .record(record("other", 60, true, Reason::Normal))
-                .expect("record");
-            stores.push(store);
-        }
-        let between = |i: usize, from, to| stores[i].powered_between("pump", t(from), t(to));
-        assert_eq!(between(0, 0, 100), Some(h(10 + 20 + 10)));
-        // Watched from 5, or from 50 (a later run): what came before the
-        // first switch is known from then on only.
-        assert_eq!(between(1, 0, 100), Some(h(5 + 20 + 10)));
-        assert_eq!(between(2, 0, 100), Some(h(20 + 10)));
-        assert_eq!(between(3, 0, 100), Some(h(20 + 10)));
-        assert_eq!(between(0, 40, 95), Some(h(10 + 5)));
-        assert_eq!(between(0, 60, 80), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn the_instance_id_is_written_once_and_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (store, _) = Store::open(dir.path()).expect("open");
-        let seed = store.instance_seed();
-        drop(store);
-        let (again, report) = Store::open(dir.path()).expect("reopen");
-        assert_eq!(again.instance_seed(), seed);
-        assert!(report.problems.is_empty());
-        let other = tempfile::tempdir().expect("tempdir");
-        let (elsewhere, _) = Store::open(other.path()).expect("open");
-        assert_ne!(elsewhere.instance_seed(), seed);
-        drop(again);
-        std::fs::write(dir.path().join(Store::INSTANCE_ID), "junk").expect("write");
-        let (_, report) = Store::open(dir.path()).expect("reopen");
-        assert!(
-            report.problems[0].contains("instance-id"),
-            "{:?}",
-            report.problems
-        );
-    }
-
-    #[test]
-    fn overrides_and_history_survive_a_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut store, report) = Store::open(dir.path()).expect("open");
-        assert!(report.problems.is_empty());
-        let o = StoredOverride {
-            powered: true,
-            until: "2026-12-08T12:00:00Z".parse().expect("ts"),
-            set_at: "2026-12-08T10:00:00Z".parse().expect("ts"),
-        };
-        store.set_override("heater", o).expect("set");
-        store
-            .record(record(
-                "heater",
-                1,
-                false,
-                Reason::ShedForLevel(SignalLevel::Red),
-            ))
-            .expect("record");
-        store
-            .record(record("ev", 2, true, Reason::Normal))
-            .expect("record");
-        drop(store);
-
-        let (store, report) = Store::open(dir.path()).expect("reopen");
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        assert_eq!(store.overrides().get("heater"), Some(&o));
-        let all = store.history(None, None, 10);
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].load, "ev", "newest first");
-        assert_eq!(all[1].reason, Reason::ShedForLevel(SignalLevel::Red));
-        assert_eq!(store.history(Some("heater"), None, 10).len(), 1);
-        assert_eq!(store.history(None, Some(all[0].at), 10).len(), 1);
-        assert_eq!(store.last_restore_at(), Some(all[0].at));
-    }
-
-    #[test]
-    fn a_torn_last_line_is_cut_off_and_the_rest_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut store, _) = Store::open(dir.path()).expect("open");
-        store
-            .record(record("heater", 1, false, Reason::Normal))
-            .expect("record");
-        drop(store);
-        let path = dir.path().join(Store::HISTORY);
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
-        file.write_all(b"{\"at\":\"2026-12-0").expect("tear");
-        drop(file);
-
-        let (mut store, report) = Store::open(dir.path()).expect("reopen");
-        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-        assert_eq!(store.history(None, None, 10).len(), 1);
-        store
-            .record(record("heater", 2, true, Reason::Normal))
-            .expect("record");
-        drop(store);
-        let (store, report) = Store::open(dir.path()).expect("reopen");
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        assert_eq!(store.history(None, None, 10).len(), 2);
-    }
-
-    #[test]
-    fn corrupt_overrides_are_set_aside() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join(Store::OVERRIDES), b"{\"version\":1,").expect("write");
-        let (store, report) = Store::open(dir.path()).expect("open");
-        assert!(store.overrides().is_empty());
-        assert!(
-            report.problems[0].contains("kept aside"),
-            "{:?}",
-            report.problems
-        );
-    }
-
-    #[test]
-    fn expired_overrides_are_dropped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut store, _) = Store::open(dir.path()).expect("open");
-        let now: Timestamp = "2026-12-08T12:00:00Z".parse().expect("ts");
-        for (name, minutes) in [("a", -1), ("b", 0), ("c", 1)] {
-            store
-                .set_override(
-                    name,
-                    StoredOverride {
-                        powered: false,
-                        until: now + jiff::SignedDuration::from_mins(minutes),
-                        set_at: now,
-                    },
-                )
-                .expect("set");
-        }
-        let mut expired = store.expire_overrides(now).expect("expire");
-        expired.sort();
-        assert_eq!(expired, ["a", "b"]);
-        assert!(store.overrides().contains_key("c"));
-    }
-}
+mod tests;

@@ -159,65 +159,6 @@ fn anticipation_cuts_ahead_of_the_tense_hour() {
 }
 
 #[test]
-fn restores_are_staggered_most_important_first() {
-    let mut case = Case::new(
-        vec![
-            load("low", Orange, 1),
-            load("high", Orange, 10),
-            load("mid", Orange, 5),
-        ],
-        hours(&[Orange, Green]),
-    );
-    case.stagger = 5 * MIN;
-    let plan = case.plan();
-    assert_eq!(
-        summary(&plan, "high"),
-        [
-            (0, false, Reason::ShedForLevel(Orange)),
-            (60, true, Reason::Normal)
-        ]
-    );
-    assert_eq!(
-        summary(&plan, "mid"),
-        [
-            (0, false, Reason::ShedForLevel(Orange)),
-            (60, false, Reason::RestoreStagger),
-            (65, true, Reason::Normal)
-        ]
-    );
-    assert_eq!(
-        summary(&plan, "low"),
-        [
-            (0, false, Reason::ShedForLevel(Orange)),
-            (60, false, Reason::RestoreStagger),
-            (70, true, Reason::Normal)
-        ]
-    );
-}
-
-#[test]
-fn a_recent_restore_delays_the_next_one() {
-    let mut case = Case::new(vec![load("a", Orange, 1)], hours(&[Green]));
-    case.states.insert(
-        "a".to_owned(),
-        LoadState {
-            powered: false,
-            since: None,
-            reason: None,
-        },
-    );
-    case.stagger = 10 * MIN;
-    case.last_restore_at = Some(at(-4));
-    assert_eq!(
-        summary(&case.plan(), "a"),
-        [
-            (0, false, Reason::RestoreStagger),
-            (6, true, Reason::Normal)
-        ]
-    );
-}
-
-#[test]
 fn minimum_on_and_off_times_hold_the_state() {
     let mut heater = load("heater", Orange, 1);
     heater.min_on = 30 * MIN;
