@@ -73,6 +73,7 @@ pub struct Options {
 impl ServiceOptions for Options {
     const NAME: &'static str = "controller";
     const DEFAULT_LISTEN: &'static str = "127.0.0.1:50053";
+    const DEFAULT_MAX_STREAMS: &'static str = "1000";
     fn common(&self) -> &CommonOptions {
         &self.common
     }
@@ -211,6 +212,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics: Option<String>,
+    /// Most Watch* streams open at once (`max_streams`).
+    pub max_streams: usize,
     /// TLS and tokens of its own API.
     pub security: Security,
     /// The config file, for messages.
@@ -250,6 +253,9 @@ impl Settings {
             ));
         };
         let at = |key: &str, what: String| Error::Config(origins.error(key, what));
+        if o.common.max_streams == 0 {
+            return Err(at("max_streams", "must be at least 1".to_owned()));
+        }
 
         check_endpoint(&o.forecast).map_err(|why| at("forecast", why))?;
 
@@ -382,6 +388,7 @@ impl Settings {
             forecast_max_age: o.policy.forecast_max_age,
             log_format: o.common.log_format,
             metrics: o.common.metrics,
+            max_streams: o.common.max_streams as usize,
             security,
             config_path: path,
         })

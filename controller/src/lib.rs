@@ -26,6 +26,7 @@ use std::time::Duration;
 use delestage_proto::forecast::v1::forecast_service_client::ForecastServiceClient;
 use delestage_proto::relay::v1 as rpb;
 use delestage_runtime::client::{AuthedChannel, ClientSecurity};
+use delestage_runtime::stream::StreamSlots;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -145,7 +146,11 @@ pub async fn serve(
     tracing::info!(%addr, loads, relay_services, %state_dir, "controller listening");
 
     let routes = tonic::service::Routes::new(
-        ControllerApi::new(Arc::clone(&controller), closing.clone()).into_server(),
+        ControllerApi::new(
+            Arc::clone(&controller),
+            StreamSlots::new(settings.max_streams, closing.clone()),
+        )
+        .into_server(),
     );
     let shutdown = {
         let closing = closing.clone();

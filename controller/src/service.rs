@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use delestage_proto::controller::v1 as pb;
 use delestage_proto::forecast::v1::{SignalLevel as PbLevel, TempoColor as PbColor};
-use delestage_runtime::stream::{WatchStream, forward_broadcast, forward_watch};
+use delestage_runtime::stream::{StreamSlots, WatchStream, forward_broadcast, forward_watch};
 use pb::controller_service_server::ControllerService;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
@@ -24,14 +23,15 @@ const HISTORY_MAX: usize = 10_000;
 
 pub(crate) struct ControllerApi {
     controller: Arc<Controller>,
-    closing: CancellationToken,
+    /// Caps the Watch* streams, and ends them at shutdown.
+    streams: StreamSlots,
 }
 
 impl ControllerApi {
-    pub(crate) fn new(controller: Arc<Controller>, closing: CancellationToken) -> Self {
+    pub(crate) fn new(controller: Arc<Controller>, streams: StreamSlots) -> Self {
         Self {
             controller,
-            closing,
+            streams,
         }
     }
 
@@ -60,13 +60,13 @@ impl ControllerService for ControllerApi {
         &self,
         _request: Request<pb::WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        Ok(Response::new(forward_watch(
-            self.controller.watch_status(),
-            self.closing.clone(),
-            |status| pb::WatchStatusResponse {
+        let (sink, stream) = self.streams.open()?;
+        forward_watch(sink, self.controller.watch_status(), |status| {
+            pb::WatchStatusResponse {
                 status: Some(status_to_pb(status)),
-            },
-        )))
+            }
+        });
+        Ok(Response::new(stream))
     }
 
     type WatchEventsStream = WatchStream<pb::WatchEventsResponse>;
@@ -75,16 +75,18 @@ impl ControllerService for ControllerApi {
         &self,
         _request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let (sink, stream) = self.streams.open()?;
         let events = self.controller.subscribe_events();
         let controller = Arc::clone(&self.controller);
-        Ok(Response::new(forward_broadcast(
+        forward_broadcast(
+            sink,
             status_event(&self.controller),
             events,
-            self.closing.clone(),
             event_to_pb,
             // Fell behind: start again from the whole status.
             move || std::future::ready(status_event(&controller)),
-        )))
+        );
+        Ok(Response::new(stream))
     }
 
     async fn get_plan(

@@ -177,6 +177,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         forecast_max_age: Duration::from_secs(6 * 3600),
         log_format: LogFormat::Text,
         metrics: None,
+        max_streams: 100,
         security: Default::default(),
         config_path: PathBuf::from("test.toml"),
     }

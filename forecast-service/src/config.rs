@@ -133,6 +133,7 @@ pub struct Options {
 impl ServiceOptions for Options {
     const NAME: &'static str = "forecast-service";
     const DEFAULT_LISTEN: &'static str = "127.0.0.1:50052";
+    const DEFAULT_MAX_STREAMS: &'static str = "20000";
     fn common(&self) -> &CommonOptions {
         &self.common
     }
@@ -193,6 +194,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics: Option<String>,
+    /// Most Watch* streams open at once (`max_streams`).
+    pub max_streams: usize,
     /// TLS and tokens.
     pub security: Security,
     /// Settings that were accepted but ignored, for `main` to log.
@@ -255,6 +258,9 @@ impl Settings {
             origins,
         } = loaded;
         let bad = |key: &str, message: String| Error::Config(origins.error(key, message));
+        if o.common.max_streams == 0 {
+            return Err(bad("max_streams", "must be at least 1".to_owned()));
+        }
         let given = |key: &str| !matches!(origins.of(key), Origin::Default(_));
 
         let source = o.source.unwrap_or(if o.file.is_some() {
@@ -364,6 +370,7 @@ impl Settings {
             max_age: o.max_age,
             log_format: o.common.log_format,
             metrics: o.common.metrics,
+            max_streams: o.common.max_streams as usize,
             security,
             warnings,
         })

@@ -37,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use delestage_runtime::stream::StreamSlots;
+
 use crate::cache::CacheFile;
 use crate::config::{Settings, SourceSettings, TempoSettings};
 pub use crate::error::Error;
@@ -182,7 +184,13 @@ pub async fn serve(
         closing.clone(),
     ));
     let routes = tonic::service::Routes::new(
-        ForecastApi::new(current_rx, tempo_rx, settings.max_age, closing.clone()).into_server(),
+        ForecastApi::new(
+            current_rx,
+            tempo_rx,
+            settings.max_age,
+            StreamSlots::new(settings.max_streams, closing.clone()),
+        )
+        .into_server(),
     );
     let shutdown = async move {
         shutdown.await;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delestage_proto::forecast::v1 as pb;
-use delestage_runtime::stream::{Sink, WatchStream};
+use delestage_runtime::stream::{Sink, StreamSlots, WatchStream};
 use jiff::Timestamp;
 use pb::forecast_service_server::ForecastService;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -23,23 +22,24 @@ pub(crate) struct ForecastApi {
     current: watch::Receiver<Current>,
     tempo: watch::Receiver<TempoCurrent>,
     max_age: Duration,
-    closing: CancellationToken,
+    streams: StreamSlots,
 }
 
 impl ForecastApi {
-    /// `max_age`: older forecasts are served with `stale` set. `closing`
-    /// turns true at shutdown, which ends every WatchForecast stream.
+    /// `max_age`: older forecasts are served with `stale` set. `streams`
+    /// caps the Watch* streams; its token turns true at shutdown, which
+    /// ends them all.
     pub(crate) fn new(
         current: watch::Receiver<Current>,
         tempo: watch::Receiver<TempoCurrent>,
         max_age: Duration,
-        closing: CancellationToken,
+        streams: StreamSlots,
     ) -> Self {
         Self {
             current,
             tempo,
             max_age,
-            closing,
+            streams,
         }
     }
 
@@ -113,7 +113,7 @@ impl ForecastService for ForecastApi {
         if !self.tempo.borrow().enabled {
             return Err(tempo_not_enabled());
         }
-        let (sink, stream) = delestage_runtime::stream::channel(self.closing.clone());
+        let (sink, stream) = self.streams.open()?;
         tokio::spawn(forward_tempo(self.tempo.clone(), sink));
         Ok(Response::new(stream))
     }
@@ -165,7 +165,7 @@ impl ForecastService for ForecastApi {
         &self,
         _request: Request<pb::WatchForecastRequest>,
     ) -> Result<Response<Self::WatchForecastStream>, Status> {
-        let (sink, stream) = delestage_runtime::stream::channel(self.closing.clone());
+        let (sink, stream) = self.streams.open()?;
         tokio::spawn(forward_forecasts(self.current.clone(), self.max_age, sink));
         Ok(Response::new(stream))
     }

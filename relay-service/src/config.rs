@@ -92,6 +92,7 @@ pub struct Options {
 impl ServiceOptions for Options {
     const NAME: &'static str = "relay-service";
     const DEFAULT_LISTEN: &'static str = "127.0.0.1:50051";
+    const DEFAULT_MAX_STREAMS: &'static str = "1000";
     fn common(&self) -> &CommonOptions {
         &self.common
     }
@@ -141,6 +142,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics; `None`: not at all.
     pub metrics: Option<String>,
+    /// Most Watch* streams open at once (`max_streams`).
+    pub max_streams: usize,
     /// TLS and tokens.
     pub security: Security,
     /// The relay hold, if configured.
@@ -182,6 +185,9 @@ impl Settings {
             origins,
         } = loaded;
         let bad = |key: &str, message: String| Error::Config(origins.error(key, message));
+        if o.common.max_streams == 0 {
+            return Err(bad("max_streams", "must be at least 1".to_owned()));
+        }
 
         let channels = match o.board {
             BoardChoice::Sim if o.channels == 0 || o.channels > MAX_SIM_CHANNELS => {
@@ -338,6 +344,7 @@ impl Settings {
             max_switches_per_minute,
             log_format: o.common.log_format,
             metrics: o.common.metrics,
+            max_streams: o.common.max_streams as usize,
             security,
             hold,
             hardware_failsafe: o.hardware_failsafe,

@@ -111,7 +111,9 @@ pub async fn serve(
         tokio::spawn(Arc::clone(&hold).run(Arc::clone(&bank)));
         hold
     });
-    let routes = tonic::service::Routes::new(RelayApi::new(Arc::clone(&bank), hold).into_server());
+    let routes = tonic::service::Routes::new(
+        RelayApi::new(Arc::clone(&bank), hold, settings.max_streams).into_server(),
+    );
     let closing_bank = Arc::clone(&bank);
     let shutdown = async move {
         shutdown.await;

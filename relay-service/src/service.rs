@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use delestage_proto::relay::v1 as pb;
-use delestage_runtime::stream::{WatchStream, forward_broadcast};
+use delestage_runtime::stream::{StreamSlots, WatchStream, forward_broadcast};
 use pb::relay_service_server::RelayService;
 use tonic::{Request, Response, Status};
 
@@ -18,12 +18,20 @@ use crate::plan::{ChannelPlan, HeldPlan};
 pub(crate) struct RelayApi {
     bank: Arc<RelayBank>,
     hold: Option<Arc<Hold>>,
+    /// Caps the WatchRelays streams, and ends them when the bank closes.
+    streams: StreamSlots,
 }
 
 impl RelayApi {
-    /// `hold`: the relay hold, when the service runs with one.
-    pub(crate) fn new(bank: Arc<RelayBank>, hold: Option<Arc<Hold>>) -> Self {
-        Self { bank, hold }
+    /// `hold`: the relay hold, when the service runs with one;
+    /// `max_streams`: the most WatchRelays streams open at once.
+    pub(crate) fn new(bank: Arc<RelayBank>, hold: Option<Arc<Hold>>, max_streams: usize) -> Self {
+        let streams = StreamSlots::new(max_streams, bank.closing());
+        Self {
+            bank,
+            hold,
+            streams,
+        }
     }
 
     pub(crate) fn into_server(self) -> pb::relay_service_server::RelayServiceServer<Self> {
@@ -89,18 +97,20 @@ impl RelayService for RelayApi {
         &self,
         _request: Request<pb::WatchRelaysRequest>,
     ) -> Result<Response<Self::WatchRelaysStream>, Status> {
+        let (sink, stream) = self.streams.open()?;
         let (snapshot, changes) = self.bank.subscribe().await;
         let bank = Arc::clone(&self.bank);
-        Ok(Response::new(forward_broadcast(
+        forward_broadcast(
+            sink,
             snapshot_to_pb(snapshot),
             changes,
-            self.bank.closing(),
             change_to_pb,
             move || {
                 let bank = Arc::clone(&bank);
                 async move { snapshot_to_pb(bank.snapshot().await) }
             },
-        )))
+        );
+        Ok(Response::new(stream))
     }
 }
 

@@ -898,3 +898,37 @@ async fn phidget_two_1017s_without_a_serial_stop_the_start_naming_both() {
     svc.stop().await;
     standin::phidget_standin_set_second_board(0);
 }
+
+#[tokio::test]
+async fn past_max_streams_a_watch_is_resource_exhausted_until_one_leaves() {
+    let h = Harness::new(Backend::Sim).await;
+    let mut settings = h.settings();
+    settings.max_streams = 2;
+    let mut svc = h.start_with(settings).await;
+    let mut first = svc.watch().await;
+    let _second = svc.watch().await;
+    let err = svc
+        .client
+        .watch_relays(pb::WatchRelaysRequest {})
+        .await
+        .expect_err("a third stream is over the cap");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("max_streams"), "{}", err.message());
+    // Unary calls are not streams: still served.
+    svc.set(1, true).await.expect("SetRelay");
+    next_event(&mut first).await;
+    // A watcher leaves: its slot comes back (once the service sees it go).
+    drop(first);
+    tokio::time::timeout(BOUND, async {
+        loop {
+            match svc.client.watch_relays(pb::WatchRelaysRequest {}).await {
+                Ok(stream) => return stream,
+                Err(e) => assert_eq!(e.code(), Code::ResourceExhausted),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a slot within the bound");
+    svc.stop().await;
+}

@@ -68,6 +68,11 @@ pub struct CommonOptions {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
 
+    /// Most Watch* streams open at once; past it a new stream gets
+    /// RESOURCE_EXHAUSTED. Each open stream holds a few buffered messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+
     #[command(flatten)]
     pub security: SecurityOptions,
 }
@@ -116,6 +121,8 @@ pub trait ServiceOptions: clap::Parser + Serialize + DeserializeOwned {
     const NAME: &'static str;
     /// The default `--listen` address.
     const DEFAULT_LISTEN: &'static str;
+    /// The default `--max-streams`: what one box of this kind can hold.
+    const DEFAULT_MAX_STREAMS: &'static str;
 
     fn common(&self) -> &CommonOptions;
     fn common_mut(&mut self) -> &mut CommonOptions;
@@ -280,9 +287,13 @@ impl<O: ServiceOptions> Loaded<O> {
 
 /// The service's command, with its own default `--listen`.
 pub fn command<O: ServiceOptions>() -> Command {
-    O::command().mut_arg("listen", |a| {
-        a.default_value(O::DEFAULT_LISTEN).required(false)
-    })
+    O::command()
+        .mut_arg("listen", |a| {
+            a.default_value(O::DEFAULT_LISTEN).required(false)
+        })
+        .mut_arg("max_streams", |a| {
+            a.default_value(O::DEFAULT_MAX_STREAMS).required(false)
+        })
 }
 
 /// What the command line said, by key.

@@ -1,11 +1,15 @@
 //! Server streams (the Watch* RPCs), written once: a message goes out only
 //! while the client is there and the service is not stopping, so that no
 //! stream holds a graceful shutdown, and a client that reads slowly costs a
-//! few buffered messages, not memory without end.
+//! few buffered messages, not memory without end. [`StreamSlots`] caps how
+//! many streams a service holds open at once: past the cap a new stream is
+//! refused with RESOURCE_EXHAUSTED, so that a crowd of watchers cannot take
+//! a small box's memory.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -16,17 +20,84 @@ pub type WatchStream<T> = ReceiverStream<Result<T, Status>>;
 /// Messages buffered per stream: a slow reader holds at most this many.
 const BUFFER: usize = 16;
 
-/// The sending end of one stream.
+/// The sending end of one stream. It holds the stream's slot: the slot is
+/// free again when the task feeding the stream ends (the client went away,
+/// or the service is stopping) and drops it.
 #[derive(Debug)]
 pub struct Sink<T> {
     tx: mpsc::Sender<Result<T, Status>>,
     closing: CancellationToken,
+    _slot: Option<OpenStream>,
 }
 
-/// A new stream, ended when `closing` is cancelled.
+/// A new stream, ended when `closing` is cancelled; outside any cap.
 pub fn channel<T>(closing: CancellationToken) -> (Sink<T>, WatchStream<T>) {
     let (tx, rx) = mpsc::channel(BUFFER);
-    (Sink { tx, closing }, ReceiverStream::new(rx))
+    (
+        Sink {
+            tx,
+            closing,
+            _slot: None,
+        },
+        ReceiverStream::new(rx),
+    )
+}
+
+/// The streams a service may hold open at once (`max_streams`), shared by
+/// all its Watch* RPCs, and the `closing` token that ends them all.
+#[derive(Debug, Clone)]
+pub struct StreamSlots {
+    slots: Arc<Semaphore>,
+    max: usize,
+    closing: CancellationToken,
+}
+
+/// One open stream's slot, counted in the `watch_streams_open` gauge.
+#[derive(Debug)]
+struct OpenStream(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("watch_streams_open").decrement(1.0);
+    }
+}
+
+impl StreamSlots {
+    /// At most `max` streams at once (at least one).
+    pub fn new(max: usize, closing: CancellationToken) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            closing,
+        }
+    }
+
+    /// A new stream in a free slot, or RESOURCE_EXHAUSTED when all are
+    /// taken (the client may try again later, or use another replica).
+    pub fn open<T>(&self) -> Result<(Sink<T>, WatchStream<T>), Status> {
+        let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            tracing::debug!(max = self.max, "a stream refused: every slot is taken");
+            Status::resource_exhausted(format!(
+                "this service already serves {} streams, its limit (max_streams); try again later",
+                self.max
+            ))
+        })?;
+        metrics::gauge!("watch_streams_open").increment(1.0);
+        let (mut sink, stream) = channel(self.closing.clone());
+        sink._slot = Some(OpenStream(permit));
+        Ok((sink, stream))
+    }
+
+    /// Streams open now.
+    pub fn open_count(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+
+    /// The token that ends every stream (the service is stopping).
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
 }
 
 impl<T> Sink<T> {
@@ -55,18 +126,16 @@ impl<T> Sink<T> {
 /// backlog gets `resync()` (a fresh snapshot) instead of what it missed: it
 /// cannot hold memory, and it still ends up with the truth.
 pub fn forward_broadcast<C, T, Fut>(
+    sink: Sink<T>,
     first: T,
     mut changes: broadcast::Receiver<C>,
-    closing: CancellationToken,
     message: impl Fn(C) -> T + Send + 'static,
     resync: impl Fn() -> Fut + Send + 'static,
-) -> WatchStream<T>
-where
+) where
     C: Clone + Send + 'static,
     T: Send + 'static,
     Fut: Future<Output = T> + Send,
 {
-    let (sink, stream) = channel(closing);
     tokio::spawn(async move {
         let mut next = first;
         loop {
@@ -83,21 +152,18 @@ where
             };
         }
     });
-    stream
 }
 
 /// A watched value as a stream: the value now, then the value after each
 /// change (changes made while the reader was slow collapse into one).
 pub fn forward_watch<V, T>(
+    sink: Sink<T>,
     mut values: watch::Receiver<V>,
-    closing: CancellationToken,
     message: impl Fn(&V) -> T + Send + 'static,
-) -> WatchStream<T>
-where
+) where
     V: Send + Sync + 'static,
     T: Send + 'static,
 {
-    let (sink, stream) = channel(closing);
     tokio::spawn(async move {
         loop {
             let next = message(&values.borrow_and_update());
@@ -110,7 +176,6 @@ where
             }
         }
     });
-    stream
 }
 
 #[cfg(test)]
@@ -127,7 +192,8 @@ mod tests {
     async fn a_broadcast_sends_the_snapshot_then_changes_and_resyncs_a_laggard() {
         let (tx, rx) = broadcast::channel::<u32>(2);
         let closing = CancellationToken::new();
-        let mut s = forward_broadcast(0, rx, closing.clone(), |c| c, || async { 100 });
+        let (sink, mut s) = channel(closing.clone());
+        forward_broadcast(sink, 0, rx, |c| c, || async { 100 });
         assert_eq!(next(&mut s).await, Some(0));
         tx.send(1).expect("send");
         assert_eq!(next(&mut s).await, Some(1));
@@ -145,7 +211,8 @@ mod tests {
     async fn a_watch_sends_the_value_then_each_change_and_ends_on_shutdown() {
         let (tx, rx) = watch::channel(1u32);
         let closing = CancellationToken::new();
-        let mut s = forward_watch(rx, closing.clone(), |v| *v * 10);
+        let (sink, mut s) = channel(closing.clone());
+        forward_watch(sink, rx, |v| *v * 10);
         assert_eq!(next(&mut s).await, Some(10));
         tx.send_replace(2);
         assert_eq!(next(&mut s).await, Some(20));
@@ -156,9 +223,38 @@ mod tests {
     #[tokio::test]
     async fn a_stream_ends_when_its_source_goes() {
         let (tx, rx) = broadcast::channel::<u32>(4);
-        let mut s = forward_broadcast(7, rx, CancellationToken::new(), |c| c, || async { 0 });
+        let (sink, mut s) = channel(CancellationToken::new());
+        forward_broadcast(sink, 7, rx, |c| c, || async { 0 });
         assert_eq!(next(&mut s).await, Some(7));
         drop(tx);
         assert_eq!(next(&mut s).await, None);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_stream_is_refused_until_one_ends() {
+        let (tx, rx) = watch::channel(0u32);
+        let slots = StreamSlots::new(2, CancellationToken::new());
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            let (sink, mut s) = slots.open().expect("a free slot");
+            forward_watch(sink, rx.clone(), |v| *v);
+            assert_eq!(next(&mut s).await, Some(0));
+            open.push(s);
+        }
+        assert_eq!(slots.open_count(), 2);
+        let refused = slots.open::<u32>().expect_err("no slot left");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("max_streams"), "{refused:?}");
+        // A client goes away: its feeding task ends (it sees so at the next
+        // change) and frees the slot.
+        drop(open.pop());
+        tx.send_replace(1);
+        let mut waited = 0;
+        while slots.open_count() == 2 {
+            assert!(waited < 1000, "the slot was never freed");
+            waited += 1;
+            tokio::task::yield_now().await;
+        }
+        assert!(slots.open::<u32>().is_ok());
     }
 }

@@ -51,6 +51,19 @@ fn defaults_are_rte_production_every_15_minutes() {
     assert_eq!(r.policy.interval, RTE_MIN_SPACING);
     assert_eq!(r.policy.floor, RTE_MIN_SPACING);
     assert_eq!(r.request_timeout, Duration::from_secs(30));
+    assert_eq!(s.max_streams, 20_000);
+}
+
+#[test]
+fn max_streams_is_a_flag_and_a_key_of_at_least_one() {
+    assert_eq!(with(&["--max-streams", "5"]).expect("ok").max_streams, 5);
+    let msg = with(&["--max-streams", "0"]).expect_err("zero").to_string();
+    assert!(msg.contains("max-streams"), "{msg}");
+    let (_d, path) = file("max_streams = 0\n");
+    let msg = with(&["--config", &path]).expect_err("zero").to_string();
+    assert!(msg.contains("forecast.toml: max_streams"), "{msg}");
+    let (_d, path) = file("max_streams = 300\n");
+    assert_eq!(with(&["--config", &path]).expect("ok").max_streams, 300);
 }
 
 #[test]

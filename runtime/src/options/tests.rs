@@ -41,6 +41,7 @@ struct Policy {
 impl ServiceOptions for Sample {
     const NAME: &'static str = "sample";
     const DEFAULT_LISTEN: &'static str = "127.0.0.1:50099";
+    const DEFAULT_MAX_STREAMS: &'static str = "100";
     fn common(&self) -> &CommonOptions {
         &self.common
     }
