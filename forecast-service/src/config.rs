@@ -10,7 +10,7 @@
 //! and copied around): only from the environment or from files of their own.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -18,10 +18,10 @@ use delestage_runtime::options::{CommonOptions, Loaded, Origin, ServiceOptions};
 use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use reqwest::Url;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+pub use crate::UpstreamSettings;
 use crate::rte::{Credentials, PRODUCTION_BASE};
 use crate::schedule::{RTE_MIN_SPACING, RefreshPolicy};
 use crate::tempo::TempoSchedule;
@@ -52,8 +52,8 @@ pub struct Options {
     #[serde(skip)]
     pub common: CommonOptions,
 
-    /// Where the forecast comes from [default: rte, or file when --file is
-    /// given].
+    /// Where the forecast comes from [default: rte; file when --file is
+    /// given; upstream when --upstream is].
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub source: Option<SourceChoice>,
 
@@ -67,6 +67,32 @@ pub struct Options {
     /// again every hour. For demos.
     #[arg(long)]
     pub rebase_to_today: bool,
+
+    /// The forecast-service to follow (for --source upstream):
+    /// http://HOST:PORT or https://HOST:PORT. A replica serves the same API
+    /// (its Tempo calendar too), keeps the last forecast through an outage
+    /// of its upstream, and never calls RTE: only the root of a tree of
+    /// replicas holds RTE credentials.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// A file holding the bearer token sent to the upstream (a `read`
+    /// token), when it requires tokens.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_token_file: Option<PathBuf>,
+
+    /// The CA that signed the upstream's certificate (PEM), for an https://
+    /// upstream.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_tls_ca: Option<PathBuf>,
+
+    /// Our client certificate (PEM), when the upstream requires one.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_tls_cert: Option<PathBuf>,
+
+    /// The key of --upstream-tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_tls_key: Option<PathBuf>,
 
     /// RTE's base URL.
     #[arg(long, value_name = "URL", default_value = PRODUCTION_BASE)]
@@ -149,6 +175,8 @@ pub enum SourceChoice {
     Rte,
     /// An Ecowatt-format JSON file.
     File,
+    /// Another forecast-service (--upstream URL): a replica.
+    Upstream,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -209,6 +237,8 @@ pub enum SourceSettings {
         path: PathBuf,
         rebase_to_today: bool,
     },
+    /// Follow another forecast-service (a replica).
+    Upstream(UpstreamSettings),
 }
 
 #[derive(Debug)]
@@ -265,15 +295,30 @@ impl Settings {
 
         let source = o.source.unwrap_or(if o.file.is_some() {
             SourceChoice::File
+        } else if o.upstream.is_some() {
+            SourceChoice::Upstream
         } else {
             SourceChoice::Rte
         });
+        if source != SourceChoice::Upstream {
+            for key in UPSTREAM_KEYS {
+                if given(key) {
+                    return Err(bad(
+                        key,
+                        "applies to --source upstream only (a replica)".to_owned(),
+                    ));
+                }
+            }
+        }
         if o.max_age.is_zero() {
             return Err(bad("max_age", "must be more than zero".to_owned()));
         }
 
         let mut warnings = Vec::new();
         let source = match source {
+            SourceChoice::Upstream => {
+                SourceSettings::Upstream(upstream_settings(&o, &origins, &mut warnings)?)
+            }
             SourceChoice::File => {
                 let Some(path) = o.file.clone() else {
                     return Err(bad(
@@ -492,95 +537,11 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// Where one credential pair comes from: the options naming its files, and
-/// the environment variables.
-struct CredentialKeys {
-    id_file: fn(&Options) -> Option<&Path>,
-    id_key: &'static str,
-    id_env: &'static str,
-    secret_file: fn(&Options) -> Option<&Path>,
-    secret_key: &'static str,
-    secret_env: &'static str,
-}
+mod credentials;
+mod upstream;
 
-const ECOWATT_CREDENTIALS: CredentialKeys = CredentialKeys {
-    id_file: |o| o.client_id_file.as_deref(),
-    id_key: "client_id_file",
-    id_env: CLIENT_ID_ENV,
-    secret_file: |o| o.client_secret_file.as_deref(),
-    secret_key: "client_secret_file",
-    secret_env: CLIENT_SECRET_ENV,
-};
-
-const TEMPO_CREDENTIALS: CredentialKeys = CredentialKeys {
-    id_file: |o| o.tempo_client_id_file.as_deref(),
-    id_key: "tempo_client_id_file",
-    id_env: TEMPO_CLIENT_ID_ENV,
-    secret_file: |o| o.tempo_client_secret_file.as_deref(),
-    secret_key: "tempo_client_secret_file",
-    secret_env: TEMPO_CLIENT_SECRET_ENV,
-};
-
-/// A credential pair; `purpose` ends what the errors call it ("client id{purpose}").
-fn credentials(
-    o: &Options,
-    keys: &CredentialKeys,
-    purpose: &str,
-    origins: &delestage_runtime::options::Origins,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Credentials, Error> {
-    Ok(Credentials {
-        client_id: credential(
-            (keys.id_file)(o),
-            keys.id_env,
-            &format!("client id{purpose}"),
-            &origins.of(keys.id_key),
-            env,
-        )?,
-        client_secret: credential(
-            (keys.secret_file)(o),
-            keys.secret_env,
-            &format!("client secret{purpose}"),
-            &origins.of(keys.secret_key),
-            env,
-        )?,
-    })
-}
-
-/// One credential: from its file when one is named, else from the
-/// environment. Errors name the flag or variable, never the value.
-fn credential(
-    file: Option<&Path>,
-    var: &str,
-    what: &str,
-    origin: &Origin,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<SecretString, Error> {
-    match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("{origin}: cannot read {}: {e}", path.display()))
-            })?;
-            let value = text.trim();
-            if value.is_empty() {
-                return Err(Error::Config(format!(
-                    "{origin}: {} is empty",
-                    path.display()
-                )));
-            }
-            Ok(SecretString::from(value.to_owned()))
-        }
-        None => match env(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-        {
-            Some(value) => Ok(SecretString::from(value)),
-            None => Err(Error::Config(format!(
-                "no RTE {what}: set {var} or {origin} (or serve a file with --source file --file PATH)"
-            ))),
-        },
-    }
-}
+use credentials::{ECOWATT_CREDENTIALS, TEMPO_CREDENTIALS, credentials};
+use upstream::{UPSTREAM_KEYS, upstream_settings};
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,8 @@ pub(crate) enum Source {
     Rte,
     RteSandbox,
     File,
+    /// Another forecast-service (`--source upstream`).
+    Upstream,
 }
 
 /// A forecast as served, with where and when it came from.
@@ -97,7 +99,7 @@ pub(crate) fn parse_body(
 
 /// Sets the problem, logging it only when it changes (a file that stays
 /// missing must not log every second).
-fn report_problem(current: &watch::Sender<Current>, problem: String) {
+pub(crate) fn report_problem(current: &watch::Sender<Current>, problem: String) {
     current.send_if_modified(|c| {
         if c.problem.as_deref() == Some(problem.as_str()) {
             return false;
@@ -108,7 +110,7 @@ fn report_problem(current: &watch::Sender<Current>, problem: String) {
     });
 }
 
-fn publish(current: &watch::Sender<Current>, published: Published) {
+pub(crate) fn publish(current: &watch::Sender<Current>, published: Published) {
     current.send_modify(|c| {
         c.published = Some(Arc::new(published));
         c.problem = None;

@@ -248,7 +248,7 @@ async fn forward_tempo(mut current: watch::Receiver<TempoCurrent>, sink: Sink<pb
     }
 }
 
-fn tempo_to_pb(p: &PublishedTempo, now: Timestamp) -> pb::TempoCalendar {
+pub(crate) fn tempo_to_pb(p: &PublishedTempo, now: Timestamp) -> pb::TempoCalendar {
     pb::TempoCalendar {
         days: p
             .calendar
@@ -281,7 +281,7 @@ pub(crate) fn to_pb_time(t: Timestamp) -> prost_types::Timestamp {
     }
 }
 
-fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
+pub(crate) fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
     pb::Forecast {
         hours: p
             .forecast
@@ -310,6 +310,7 @@ fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
             Source::Rte => pb::ForecastSource::Rte,
             Source::RteSandbox => pb::ForecastSource::RteSandbox,
             Source::File => pb::ForecastSource::File,
+            Source::Upstream => pb::ForecastSource::Upstream,
         }
         .into(),
         source_detail: p.source_detail.clone(),

@@ -79,14 +79,14 @@ pub(crate) fn parse_tempo(
     Ok(calendar)
 }
 
-fn publish(current: &watch::Sender<TempoCurrent>, published: PublishedTempo) {
+pub(crate) fn publish(current: &watch::Sender<TempoCurrent>, published: PublishedTempo) {
     current.send_modify(|c| {
         c.published = Some(Arc::new(published));
         c.problem = None;
     });
 }
 
-fn report_problem(current: &watch::Sender<TempoCurrent>, problem: String) {
+pub(crate) fn report_problem(current: &watch::Sender<TempoCurrent>, problem: String) {
     current.send_if_modified(|c| {
         if c.problem.as_deref() == Some(problem.as_str()) {
             return false;

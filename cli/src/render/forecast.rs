@@ -17,6 +17,7 @@ pub(crate) fn forecast_text(
         fpb::ForecastSource::Rte => "RTE",
         fpb::ForecastSource::RteSandbox => "RTE sandbox",
         fpb::ForecastSource::File => "file",
+        fpb::ForecastSource::Upstream => "upstream forecast-service",
         fpb::ForecastSource::Unspecified => "?",
     };
     out.push_str(&format!(
@@ -137,6 +138,7 @@ pub(crate) fn forecast_json(
             fpb::ForecastSource::Rte => "rte",
             fpb::ForecastSource::RteSandbox => "rte-sandbox",
             fpb::ForecastSource::File => "file",
+            fpb::ForecastSource::Upstream => "upstream",
             fpb::ForecastSource::Unspecified => "unknown",
         },
         "source_detail": f.source_detail,

@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 
 const ID: &str = "id-0123456789";
 const SECRET: &str = "secret-abcdefghij";
@@ -296,6 +297,85 @@ fn tempo_credentials_are_its_own_else_ecowatts() {
         .to_string();
     assert!(
         msg.contains("TEMPO_*") && msg.contains("ECOWATT_CLIENT_ID"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn upstream_makes_a_replica_that_needs_no_rte_credentials() {
+    let s = with_env(&["--upstream", "http://root:50052"], no_env).expect("ok");
+    let SourceSettings::Upstream(u) = &s.source else {
+        panic!("not a replica: {:?}", s.source);
+    };
+    assert_eq!(u.url, "http://root:50052");
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+
+    let s = with_env(
+        &[
+            "--source",
+            "upstream",
+            "--upstream",
+            "https://root:50052",
+            "--upstream-tls-ca",
+            "/etc/delestage/ca.pem",
+            "--upstream-token-file",
+            "/etc/delestage/read-token",
+            "--refresh-interval",
+            "20m",
+        ],
+        no_env,
+    )
+    .expect("ok");
+    let SourceSettings::Upstream(u) = &s.source else {
+        panic!("not a replica");
+    };
+    assert_eq!(
+        u.security.token_file.as_deref(),
+        Some(Path::new("/etc/delestage/read-token"))
+    );
+    assert!(
+        s.warnings.iter().any(|w| w.contains("--refresh-interval")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn a_replicas_mistakes_name_the_flag() {
+    let err = |args: &[&str]| with_env(args, no_env).expect_err("refused").to_string();
+    let msg = err(&["--source", "upstream"]);
+    assert!(msg.contains("--upstream URL"), "{msg}");
+    let msg = err(&["--upstream", "root:50052"]);
+    assert!(
+        msg.contains("--upstream") && msg.contains("http://HOST:PORT"),
+        "{msg}"
+    );
+    let msg = err(&["--upstream", "https://root:50052"]);
+    assert!(msg.contains("--upstream-tls-ca"), "{msg}");
+    let msg = err(&[
+        "--upstream",
+        "http://root:50052",
+        "--upstream-tls-ca",
+        "ca.pem",
+    ]);
+    assert!(
+        msg.contains("--upstream-tls-ca") && msg.contains("https://"),
+        "{msg}"
+    );
+    let msg = err(&[
+        "--upstream",
+        "https://root:50052",
+        "--upstream-tls-ca",
+        "ca.pem",
+        "--upstream-tls-cert",
+        "c.pem",
+    ]);
+    assert!(msg.contains("go together"), "{msg}");
+    let msg = err(&["--upstream", "http://root:50052", "--tempo", "rte"]);
+    assert!(msg.contains("--tempo") && msg.contains("upstream"), "{msg}");
+    let msg = err(&["--file", "x.json", "--upstream-token-file", "t"]);
+    assert!(
+        msg.contains("--upstream-token-file") && msg.contains("--source upstream"),
         "{msg}"
     );
 }

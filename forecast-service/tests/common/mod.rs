@@ -26,6 +26,8 @@ pub const BOUND: Duration = Duration::from_secs(10);
 /// A running forecast-service, in-process, with a client.
 pub struct Running {
     pub client: ForecastServiceClient<Channel>,
+    /// Where it listens, for a replica to follow it.
+    pub addr: std::net::SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), delestage_forecast_service::Error>>,
 }
@@ -33,6 +35,12 @@ pub struct Running {
 impl Running {
     pub async fn start(settings: Settings) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(settings, listener).await
+    }
+
+    /// Serves on a listener of the test's own (the same port again, for a
+    /// restart).
+    pub async fn start_on(settings: Settings, listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(delestage_forecast_service::serve(
@@ -50,6 +58,7 @@ impl Running {
             .expect("connect");
         Self {
             client: ForecastServiceClient::new(channel),
+            addr,
             stop,
             task,
         }
