@@ -13,6 +13,7 @@ mod forecast_binary;
 mod frozen;
 mod outages;
 mod relay_binary;
+mod replicas;
 mod security;
 mod system;
 mod tempo;
