@@ -11,10 +11,12 @@
 //! Run it with `scripts/bench` (it builds the release binaries first).
 
 mod bare;
+mod fanout;
 mod fleet;
 mod load;
 mod procs;
 mod reaction;
+mod relay_watchers;
 mod soak;
 
 use std::time::Duration;
@@ -65,6 +67,15 @@ struct Args {
     /// Clients during the soak.
     #[arg(long, default_value_t = 256)]
     soak_clients: usize,
+    /// Instead of the benchmark: forecast fan-out. Opens N WatchForecast
+    /// streams on one forecast-service, pushes one new forecast, and prints
+    /// `fanout watchers=N deliver_p99_ms=X rss_per_watcher_kib=Y` (after a
+    /// line on the memory left once the watchers leave).
+    #[arg(long, value_name = "N")]
+    watchers: Option<usize>,
+    /// Rounds of watchers that come and leave, for the memory figures.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    watcher_rounds: usize,
     /// Measure only these RPCs (GetRelays, GetLevel, SetRelay); for
     /// profiling one of them.
     #[arg(long, value_name = "RPC")]
@@ -91,6 +102,9 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if let Some(Command::ServeBare { listen, .. }) = &args.command {
         return bare::serve(listen).await;
+    }
+    if let Some(watchers) = args.watchers {
+        return print_fanout(watchers, args.watcher_rounds).await;
     }
     if let Some(duration) = args.soak {
         return soak::run(&procs::bin_dir()?, args.soak_clients, duration).await;
@@ -366,6 +380,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "ratio GetRelays={:.2} GetLevel={:.2}",
         ratio("GetRelays"),
         ratio("GetLevel")
+    );
+    Ok(())
+}
+
+async fn print_fanout(watchers: usize, rounds: usize) -> anyhow::Result<()> {
+    let dir = procs::bin_dir()?;
+    // The same streams code serves WatchRelays: its memory as watchers come
+    // and go (2000 of them, or fewer for a small run).
+    let relay_watchers = watchers.min(2000);
+    let r = relay_watchers::measure(&dir, relay_watchers, rounds.max(1)).await?;
+    println!(
+        "WatchRelays memory: relay-service RSS {} idle, {} with {relay_watchers} watchers, after they left (each of {} rounds): {} MiB, once their connections closed: {}",
+        procs::mib(r.idle_kib),
+        procs::mib(r.watching_kib),
+        r.after_rounds_kib.len(),
+        r.after_rounds_kib
+            .iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(", "),
+        procs::mib(r.disconnected_kib),
+    );
+    let f = fanout::measure(&dir, watchers, rounds.max(1)).await?;
+    let after: Vec<String> = f
+        .rss_after_rounds_kib
+        .iter()
+        .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+        .collect();
+    println!(
+        "fanout memory: forecast-service RSS {} idle, {} with {} watchers, after they left (each of {} rounds): {} MiB, once their connections closed: {}",
+        procs::mib(f.rss_idle_kib),
+        procs::mib(f.rss_watching_kib),
+        f.watchers,
+        after.len(),
+        after.join(", "),
+        procs::mib(f.rss_disconnected_kib),
+    );
+    println!(
+        "fanout watchers={} deliver_p99_ms={:.1} rss_per_watcher_kib={:.1}",
+        f.watchers,
+        f.deliver.value_at_quantile(0.99) as f64 / 1000.0,
+        f.rss_per_watcher_kib()
     );
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! (`delestage.relay.v1`, ...) so that a `v2` can live beside `v1` when a
 //! contract has to break.
 
+pub mod codec;
+
 /// `delestage.relay.v1`: the relay board.
 pub mod relay {
     pub mod v1 {

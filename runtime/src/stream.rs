@@ -9,13 +9,33 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-/// What every Watch* RPC returns.
-pub type WatchStream<T> = ReceiverStream<Result<T, Status>>;
+use crate::memory::Trimmer;
+
+/// What every Watch* RPC returns: one stream's messages.
+///
+/// They travel boxed: a channel allocates its first block of slots (16 or
+/// 32) up front, and a `Result<Forecast, Status>` is 128 bytes, so unboxed
+/// that block would cost each open stream about 2 KiB.
+#[derive(Debug)]
+pub struct WatchStream<T> {
+    rx: mpsc::Receiver<Box<Result<T, Status>>>,
+}
+
+impl<T> Stream for WatchStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|message| message.map(|m| *m))
+    }
+}
 
 /// Messages buffered per stream: a slow reader holds at most this many.
 const BUFFER: usize = 16;
@@ -25,7 +45,7 @@ const BUFFER: usize = 16;
 /// or the service is stopping) and drops it.
 #[derive(Debug)]
 pub struct Sink<T> {
-    tx: mpsc::Sender<Result<T, Status>>,
+    tx: mpsc::Sender<Box<Result<T, Status>>>,
     closing: CancellationToken,
     _slot: Option<OpenStream>,
 }
@@ -39,7 +59,7 @@ pub fn channel<T>(closing: CancellationToken) -> (Sink<T>, WatchStream<T>) {
             closing,
             _slot: None,
         },
-        ReceiverStream::new(rx),
+        WatchStream { rx },
     )
 }
 
@@ -50,25 +70,33 @@ pub struct StreamSlots {
     slots: Arc<Semaphore>,
     max: usize,
     closing: CancellationToken,
+    /// Gives the memory of ended streams back (see [`crate::memory`]).
+    trimmer: Trimmer,
 }
 
 /// One open stream's slot, counted in the `watch_streams_open` gauge.
 #[derive(Debug)]
-struct OpenStream(#[allow(dead_code)] OwnedSemaphorePermit);
+struct OpenStream {
+    _permit: OwnedSemaphorePermit,
+    trimmer: Trimmer,
+}
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
         metrics::gauge!("watch_streams_open").decrement(1.0);
+        self.trimmer.freed();
     }
 }
 
 impl StreamSlots {
-    /// At most `max` streams at once (at least one).
+    /// At most `max` streams at once (at least one). Needs a Tokio
+    /// runtime (it starts the memory trimmer, which ends with `closing`).
     pub fn new(max: usize, closing: CancellationToken) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
+            trimmer: Trimmer::start(closing.clone()),
             closing,
         }
     }
@@ -85,7 +113,10 @@ impl StreamSlots {
         })?;
         metrics::gauge!("watch_streams_open").increment(1.0);
         let (mut sink, stream) = channel(self.closing.clone());
-        sink._slot = Some(OpenStream(permit));
+        sink._slot = Some(OpenStream {
+            _permit: permit,
+            trimmer: self.trimmer.clone(),
+        });
         Ok((sink, stream))
     }
 
@@ -105,7 +136,7 @@ impl<T> Sink<T> {
     /// or the service is stopping: the feeding task should end.
     pub async fn send(&self, message: T) -> bool {
         tokio::select! {
-            sent = self.tx.send(Ok(message)) => sent.is_ok(),
+            sent = self.tx.send(Box::new(Ok(message))) => sent.is_ok(),
             () = self.closing.cancelled() => false,
         }
     }
