@@ -17,6 +17,7 @@ mod load;
 mod procs;
 mod reaction;
 mod relay_watchers;
+mod scale;
 mod soak;
 
 use std::time::Duration;
@@ -73,6 +74,13 @@ struct Args {
     /// line on the memory left once the watchers leave).
     #[arg(long, value_name = "N")]
     watchers: Option<usize>,
+    /// Instead of the benchmark: controller scale. Starts N relay-services
+    /// and one controller with 8 loads per box, cuts every load, restores
+    /// them, and prints exactly one line: `scale boxes=N loads=M
+    /// cut_p99_ms=X plan_ms=Y status_p99_ms=Z controller_rss_mib=W`
+    /// (progress goes to stderr).
+    #[arg(long, value_name = "N")]
+    scale_boxes: Option<usize>,
     /// Rounds of watchers that come and leave, for the memory figures.
     #[arg(long, value_name = "N", default_value_t = 4)]
     watcher_rounds: usize,
@@ -102,6 +110,14 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if let Some(Command::ServeBare { listen, .. }) = &args.command {
         return bare::serve(listen).await;
+    }
+    if let Some(boxes) = args.scale_boxes {
+        let s = scale::measure(&procs::bin_dir()?, boxes).await?;
+        println!(
+            "scale boxes={} loads={} cut_p99_ms={:.1} plan_ms={:.2} status_p99_ms={:.2} controller_rss_mib={:.1}",
+            s.boxes, s.loads, s.cut_p99_ms, s.plan_ms, s.status_p99_ms, s.controller_rss_mib
+        );
+        return Ok(());
     }
     if let Some(watchers) = args.watchers {
         return print_fanout(watchers, args.watcher_rounds).await;
