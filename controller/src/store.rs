@@ -196,20 +196,33 @@ impl Store {
     }
 
     /// Appends a switch to the history, durably.
+    #[cfg(test)]
     pub(crate) fn record(&mut self, record: SwitchRecord) -> Result<(), Error> {
-        let mut line = serde_json::to_vec(&RecordOnDisk::from(&record))
-            .map_err(|e| Error::Store(e.to_string()))?;
-        line.push(b'\n');
+        self.record_all(vec![record])
+    }
+
+    /// Appends switches to the history, durably, with one fsync for them
+    /// all: eight hundred loads cut at once cost a few fsyncs, not eight
+    /// hundred in a row.
+    pub(crate) fn record_all(&mut self, records: Vec<SwitchRecord>) -> Result<(), Error> {
+        let mut lines = Vec::new();
+        for record in &records {
+            serde_json::to_writer(&mut lines, &RecordOnDisk::from(record))
+                .map_err(|e| Error::Store(e.to_string()))?;
+            lines.push(b'\n');
+        }
         let err = |e: std::io::Error| {
             Error::Store(format!(
                 "cannot append to {}: {e}",
                 self.history_path.display()
             ))
         };
-        self.history_file.write_all(&line).map_err(err)?;
+        self.history_file.write_all(&lines).map_err(err)?;
         self.history_file.sync_data().map_err(err)?;
-        self.history.push_back(record);
-        if self.history.len() > HISTORY_IN_MEMORY {
+        for record in records {
+            self.history.push_back(record);
+        }
+        while self.history.len() > HISTORY_IN_MEMORY {
             self.history.pop_front();
         }
         Ok(())

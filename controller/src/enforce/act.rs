@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{Refusal, Switch};
-use super::reconcile::{Controller, Event, Job};
+use super::reconcile::{Controller, Job};
 use crate::follow::to_pb;
 use crate::model::{Fallback, level_name};
 use crate::store::{SwitchRecord, reason_name};
@@ -50,13 +50,17 @@ impl Controller {
                 () = closing.cancelled() => return,
             };
             let name = self.enforcement.loads[job.switch.load].name.clone();
-            tokio::select! {
-                () = self.switch(link, job.switch, job.at) => {}
+            let recorded = tokio::select! {
+                recorded = self.switch(link, job.switch, job.at) => recorded,
                 () = closing.cancelled() => return,
+            };
+            // A switch made stays in flight until its record is durable
+            // (the history task frees it); otherwise it is done.
+            if !recorded {
+                self.inner.lock().await.in_flight.remove(&name);
+                // Decide again with this outcome (a refusal, a retry time).
+                self.wake.notify_one();
             }
-            self.inner.lock().await.in_flight.remove(&name);
-            // Decide again with this outcome (a refusal, a retry time).
-            self.wake.notify_one();
         }
     }
 
@@ -151,9 +155,9 @@ impl Controller {
     }
 
     /// Carries out one switch on relay-service `link`, and records its
-    /// outcome: a history record and an event, or a refusal with its retry
-    /// time.
-    async fn switch(&self, link: usize, switch: Switch, now: Timestamp) {
+    /// outcome: a refusal with its retry time, or a history record queued
+    /// for the history task (true).
+    async fn switch(&self, link: usize, switch: Switch, now: Timestamp) -> bool {
         let load = &self.enforcement.loads[switch.load];
         let mut client = self.relays[link].client.clone();
         let mut request = tonic::Request::new(rpb::SetRelayRequest {
@@ -179,6 +183,7 @@ impl Controller {
                 // Already in that state (the event had not reached us yet):
                 // nothing switched, nothing to record.
                 inner.refusals.remove(&load.name);
+                false
             }
             Ok(_) => {
                 inner.refusals.remove(&load.name);
@@ -206,11 +211,8 @@ impl Controller {
                     "to" => if record.to_powered { "on" } else { "off" }
                 )
                 .increment(1);
-                let durable = record.clone();
-                if let Err(e) = inner.write(move |store| store.record(durable)).await {
-                    tracing::error!(error = %e, "cannot record the switch in the history");
-                }
-                let _ = self.events.send(Event::Switched(record));
+                self.history.push(record);
+                true
             }
             Err((message, hint)) => {
                 let attempts = inner
@@ -243,6 +245,7 @@ impl Controller {
                         retry_at,
                     },
                 );
+                false
             }
         }
     }

@@ -6,11 +6,13 @@
 //! - [`diff`]: what to switch, in which order (pure).
 //! - [`status`]: what GetStatus shows (pure).
 //! - [`reconcile`]: the loop: plan, decide, hand out, publish.
-//! - [`act`]: each relay-service's own tasks: its switches (history,
-//!   refusals) and its hold renewals.
+//! - [`act`]: each relay-service's own tasks: its switches (refusals) and
+//!   its hold renewals.
+//! - [`history`]: the task that records the switches (group commit).
 
 mod act;
 pub(crate) mod diff;
+mod history;
 pub(crate) mod observe;
 pub(crate) mod reconcile;
 pub(crate) mod status;

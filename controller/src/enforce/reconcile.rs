@@ -22,6 +22,7 @@ use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Refusal, Switch};
+use super::history::HistoryQueue;
 use super::observe::{self, RelayView};
 use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
@@ -129,6 +130,8 @@ pub(crate) struct Controller {
     plan: watch::Sender<Arc<Plan>>,
     status: watch::Sender<Arc<Status>>,
     pub(super) events: broadcast::Sender<Event>,
+    /// Switch records on their way to the history.
+    pub(super) history: HistoryQueue,
     /// Poked by the followers and by override changes.
     pub wake: Arc<Notify>,
 }
@@ -169,6 +172,7 @@ impl Controller {
             plan: watch::channel(Arc::new(empty_plan)).0,
             status: watch::channel(Arc::new(Status::starting(now))).0,
             events: broadcast::channel(256).0,
+            history: HistoryQueue::default(),
             wake,
         }
     }
@@ -264,6 +268,7 @@ impl Controller {
         // answer from the forecast-service (or its failure).
         let queued =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        tokio::spawn(Arc::clone(&self).history_loop(closing.clone()));
         for (link, jobs) in queued.into_iter().enumerate() {
             tokio::spawn(Arc::clone(&self).switch_loop(link, jobs, closing.clone()));
             tokio::spawn(Arc::clone(&self).hold_loop(link, closing.clone()));
