@@ -379,3 +379,25 @@ fn a_replicas_mistakes_name_the_flag() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_replicas_in_deploy_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["deploy/k8s/delestage.yaml", "deploy/docker/compose.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("read");
+        let line = text
+            .lines()
+            .find(|l| l.contains("\"--upstream\""))
+            .unwrap_or_else(|| panic!("no replica in {file}"));
+        // `args: [...]` / `command: [...]`: a JSON array of strings.
+        let array = &line[line.find('[').expect("[")..=line.rfind(']').expect("]")];
+        let args: Vec<String> = serde_json::from_str(array).expect("a JSON array");
+        assert_eq!(args[0], "forecast-service", "{file}");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let s = Settings::from_args(&args, no_env).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            matches!(&s.source, SourceSettings::Upstream(u) if u.url == "http://forecast:50052"),
+            "{file}"
+        );
+    }
+}
