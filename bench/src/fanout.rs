@@ -59,29 +59,12 @@ pub(crate) async fn measure(
     )
     .await;
     let max_streams = (watchers + 16).to_string();
-    let (forecast, _) = procs::start_service(
+    let forecast = procs::start_forecast_on_standin(
         bin_dir,
-        "forecast-service",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &state,
-            "--ecowatt-url",
-            &standin.base_url(),
-            "--refresh-interval",
-            "1s",
-            "--call-margin",
-            "0s",
-            "--max-streams",
-            &max_streams,
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-        &[
-            ("ECOWATT_CLIENT_ID", "test-client-id"),
-            ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
-        ],
+        &state,
+        &standin.base_url(),
+        "1s",
+        &["--max-streams", &max_streams, "--metrics", "127.0.0.1:0"],
     )
     .await?;
     let metrics = forecast.metrics_addr().await;
@@ -214,7 +197,9 @@ async fn open_watchers(channels: &[Channel], n: usize) -> anyhow::Result<Open> {
                     Some(Ok(f)) => f,
                     other => return fail(format!("the stream ended: {other:?}")),
                 };
-                if f.generated_at != first.generated_at {
+                // The new forecast is orange where the first was green (its
+                // generation time may fall in the same second).
+                if f.hours != first.hours {
                     let fetched = f.fetched_at.unwrap_or_default();
                     let fetched = Duration::new(
                         u64::try_from(fetched.seconds).unwrap_or_default(),

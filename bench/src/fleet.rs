@@ -37,27 +37,7 @@ pub(crate) async fn measure(
     .await;
     let url = standin.base_url();
     let refresh = Duration::from_millis(500);
-    let (forecast, _) = procs::start_service(
-        bin_dir,
-        "forecast-service",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &state,
-            "--ecowatt-url",
-            &url,
-            "--refresh-interval",
-            "500ms",
-            "--call-margin",
-            "0s",
-        ],
-        &[
-            ("ECOWATT_CLIENT_ID", "test-client-id"),
-            ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
-        ],
-    )
-    .await?;
+    let forecast = procs::start_forecast_on_standin(bin_dir, &state, &url, "500ms", &[]).await?;
     // Ten connections, so no single HTTP/2 connection carries them all.
     let mut channels = Vec::new();
     for _ in 0..10 {

@@ -67,6 +67,42 @@ pub(crate) async fn start_service(
     Ok(start(&binary(bin_dir, name)?, args, env, service_of(name)).await)
 }
 
+/// forecast-service on the Ecowatt stand-in at `standin_url` (its test
+/// credentials), refreshing every `refresh` with no call margin, state in
+/// `state`; `extra` flags after those.
+pub(crate) async fn start_forecast_on_standin(
+    bin_dir: &Path,
+    state: &str,
+    standin_url: &str,
+    refresh: &str,
+    extra: &[&str],
+) -> anyhow::Result<ServiceProcess> {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state,
+        "--ecowatt-url",
+        standin_url,
+        "--refresh-interval",
+        refresh,
+        "--call-margin",
+        "0s",
+    ];
+    args.extend_from_slice(extra);
+    let (forecast, _) = start_service(
+        bin_dir,
+        "forecast-service",
+        &args,
+        &[
+            ("ECOWATT_CLIENT_ID", "test-client-id"),
+            ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
+        ],
+    )
+    .await?;
+    Ok(forecast)
+}
+
 /// `dir/name`, created, as a string for a `--state-dir` flag.
 /// relay-service on a simulated board with its state in `dir/relay`, and
 /// the wear guard lifted: a benchmark switches relays far more often than

@@ -50,27 +50,8 @@ pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Re
     // Dozens of switches a minute: lift the wear guard, as for SetRelay.
     let relay = procs::start_relay_without_wear_guard(bin_dir, dir.path()).await?;
     let forecast_state = state("forecast")?;
-    let (forecast, _) = procs::start_service(
-        bin_dir,
-        "forecast-service",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &forecast_state,
-            "--ecowatt-url",
-            &url,
-            "--refresh-interval",
-            "50ms",
-            "--call-margin",
-            "0s",
-        ],
-        &[
-            ("ECOWATT_CLIENT_ID", "test-client-id"),
-            ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
-        ],
-    )
-    .await?;
+    let forecast =
+        procs::start_forecast_on_standin(bin_dir, &forecast_state, &url, "50ms", &[]).await?;
     let (controller, controller_start) = procs::start_controller(
         bin_dir,
         dir.path(),
@@ -129,8 +110,8 @@ pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Re
 const BOUND: Duration = Duration::from_secs(20);
 
 /// Waits for a forecast whose hours all have `level`; returns its
-/// `fetched_at`.
-async fn wait_forecast(
+/// `fetched_at`. (Also the scale benchmark's.)
+pub(crate) async fn wait_forecast(
     stream: &mut tonic::Streaming<fpb::Forecast>,
     level: fpb::SignalLevel,
 ) -> anyhow::Result<SystemTime> {
@@ -146,8 +127,7 @@ async fn wait_forecast(
                 .fetched_at
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("a forecast without fetched_at"))?;
-            return Ok(SystemTime::UNIX_EPOCH
-                + Duration::new(fetched.seconds.max(0) as u64, fetched.nanos.max(0) as u32));
+            return Ok(pb_time(fetched));
         }
     }
 }
@@ -164,14 +144,7 @@ async fn wait_relay(
             .await
             .map_err(|_| anyhow::anyhow!("relay 0 not switched within {BOUND:?}"))?
             .ok_or_else(|| anyhow::anyhow!("WatchRelays ended"))??;
-        let at = event
-            .at
-            .as_ref()
-            .map(|t| {
-                SystemTime::UNIX_EPOCH
-                    + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
-            })
-            .unwrap_or_else(SystemTime::now);
+        let at = event.at.as_ref().map_or_else(SystemTime::now, pb_time);
         let hit = match &event.event {
             Some(rpb::relay_event::Event::RelayChanged(r)) => {
                 r.channel == 0 && r.energized == energized
@@ -186,4 +159,9 @@ async fn wait_relay(
             return Ok(at);
         }
     }
+}
+
+/// A protobuf timestamp on this machine's clock.
+pub(crate) fn pb_time(t: &prost_types::Timestamp) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
 }

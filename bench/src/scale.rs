@@ -28,6 +28,7 @@ use tokio_stream::StreamExt;
 
 use crate::load::{self, LoadSpec};
 use crate::procs;
+use crate::reaction::{pb_time, wait_forecast};
 
 /// Loads per relay box: the Phidget 1017's eight relays.
 const LOADS_PER_BOX: usize = 8;
@@ -65,25 +66,12 @@ pub(crate) async fn measure(bin_dir: &Path, boxes: usize) -> anyhow::Result<Scal
     )
     .await;
     let forecast_state = procs::subdir(dir.path(), "forecast")?;
-    let (forecast, _) = procs::start_service(
+    let forecast = procs::start_forecast_on_standin(
         bin_dir,
-        "forecast-service",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &forecast_state,
-            "--ecowatt-url",
-            &standin.base_url(),
-            "--refresh-interval",
-            "250ms",
-            "--call-margin",
-            "0s",
-        ],
-        &[
-            ("ECOWATT_CLIENT_ID", "test-client-id"),
-            ("ECOWATT_CLIENT_SECRET", "test-client-secret"),
-        ],
+        &forecast_state,
+        &standin.base_url(),
+        "250ms",
+        &[],
     )
     .await?;
 
@@ -140,7 +128,7 @@ pub(crate) async fn measure(bin_dir: &Path, boxes: usize) -> anyhow::Result<Scal
         let tx = tx.clone();
         watchers.push(tokio::spawn(async move {
             while let Some(Ok(event)) = stream.next().await {
-                let at = event.at.as_ref().map_or_else(SystemTime::now, time);
+                let at = event.at.as_ref().map_or_else(SystemTime::now, pb_time);
                 let changed: Vec<(u32, bool)> = match event.event {
                     Some(rpb::relay_event::Event::RelayChanged(r)) => {
                         vec![(r.channel, r.energized)]
@@ -292,31 +280,6 @@ async fn wait_all(
         }
     }
     Ok(())
-}
-
-fn time(t: &prost_types::Timestamp) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
-}
-
-/// Waits for a forecast whose hours are all at `level`; its `fetched_at`.
-async fn wait_forecast(
-    stream: &mut tonic::Streaming<fpb::Forecast>,
-    level: fpb::SignalLevel,
-) -> anyhow::Result<SystemTime> {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
-        let f = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .map_err(|_| anyhow::anyhow!("no {level:?} forecast within {BOUND:?}"))?
-            .ok_or_else(|| anyhow::anyhow!("WatchForecast ended"))??;
-        if !f.hours.is_empty() && f.hours.iter().all(|h| h.level() == level) {
-            let fetched = f
-                .fetched_at
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("a forecast without fetched_at"))?;
-            return Ok(time(fetched));
-        }
-    }
 }
 
 /// The controller's `controller_plan_seconds`, the largest of five reads
