@@ -27,14 +27,8 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Fleet> {
     let dir = tempfile::tempdir()?;
     let state = dir.path().to_string_lossy().into_owned();
-    let standin = EcowattStandin::start(
-        StandinConfig {
-            rate_limit: None,
-            ..StandinConfig::default()
-        },
-        uniform_body_around_now(1),
-    )
-    .await;
+    let standin =
+        EcowattStandin::start(StandinConfig::unlimited(), uniform_body_around_now(1)).await;
     let url = standin.base_url();
     let refresh = Duration::from_millis(500);
     let forecast = procs::start_forecast_on_standin(bin_dir, &state, &url, "500ms", &[]).await?;

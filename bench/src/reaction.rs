@@ -38,14 +38,8 @@ const RED: u8 = 3;
 pub(crate) async fn measure(bin_dir: &Path, samples: usize) -> anyhow::Result<Reaction> {
     let dir = tempfile::tempdir()?;
     let state = |name: &str| procs::subdir(dir.path(), name);
-    let standin = EcowattStandin::start(
-        StandinConfig {
-            rate_limit: None,
-            ..StandinConfig::default()
-        },
-        uniform_body_around_now(GREEN),
-    )
-    .await;
+    let standin =
+        EcowattStandin::start(StandinConfig::unlimited(), uniform_body_around_now(GREEN)).await;
     let url = standin.base_url();
     // Dozens of switches a minute: lift the wear guard, as for SetRelay.
     let relay = procs::start_relay_without_wear_guard(bin_dir, dir.path()).await?;

@@ -57,14 +57,8 @@ struct Switched {
 pub(crate) async fn measure(bin_dir: &Path, boxes: usize) -> anyhow::Result<Scale> {
     anyhow::ensure!(boxes > 0, "--scale-boxes needs at least one box");
     let dir = tempfile::tempdir()?;
-    let standin = EcowattStandin::start(
-        StandinConfig {
-            rate_limit: None,
-            ..StandinConfig::default()
-        },
-        uniform_body_around_now(GREEN),
-    )
-    .await;
+    let standin =
+        EcowattStandin::start(StandinConfig::unlimited(), uniform_body_around_now(GREEN)).await;
     let forecast_state = procs::subdir(dir.path(), "forecast")?;
     let forecast = procs::start_forecast_on_standin(
         bin_dir,

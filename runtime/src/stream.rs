@@ -124,11 +124,6 @@ impl StreamSlots {
     pub fn open_count(&self) -> usize {
         self.max - self.slots.available_permits()
     }
-
-    /// The token that ends every stream (the service is stopping).
-    pub fn closing(&self) -> &CancellationToken {
-        &self.closing
-    }
 }
 
 impl<T> Sink<T> {

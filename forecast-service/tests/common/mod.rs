@@ -135,10 +135,7 @@ pub async fn next_forecast(stream: &mut tonic::Streaming<pb::Forecast>) -> pb::F
 
 /// A stand-in without the 15-minute limit, for tests that refresh fast.
 pub fn unlimited() -> StandinConfig {
-    StandinConfig {
-        rate_limit: None,
-        ..StandinConfig::default()
-    }
+    StandinConfig::unlimited()
 }
 
 pub fn rte_settings(standin: &EcowattStandin, state_dir: &Path, interval: Duration) -> Settings {

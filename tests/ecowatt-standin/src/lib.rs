@@ -89,6 +89,17 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The defaults without RTE's rate limit: for tests and benchmarks that
+    /// refresh every second or faster.
+    pub fn unlimited() -> Self {
+        Self {
+            rate_limit: None,
+            ..Self::default()
+        }
+    }
+}
+
 /// One call the stand-in received.
 #[derive(Debug, Clone)]
 pub struct Call {

@@ -79,14 +79,8 @@ fn all_at(f: &pb::Forecast, level: pb::SignalLevel) -> bool {
 
 #[tokio::test]
 async fn a_root_three_replicas_and_a_thousand_clients_cost_one_rte_call_per_refresh() {
-    let standin = EcowattStandin::start(
-        StandinConfig {
-            rate_limit: None,
-            ..StandinConfig::default()
-        },
-        uniform_body_around_now(1),
-    )
-    .await;
+    let standin =
+        EcowattStandin::start(StandinConfig::unlimited(), uniform_body_around_now(1)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
     let root = start_root(&standin, &dir.path().join("root"), "127.0.0.1:0").await;
