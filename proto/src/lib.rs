@@ -40,6 +40,7 @@ pub mod controller {
     }
 }
 
+pub mod json;
 pub mod vocabulary;
 
 /// The encoded `FileDescriptorSet` of every delestage contract, for the gRPC

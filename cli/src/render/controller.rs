@@ -3,7 +3,6 @@
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1::{self as fpb, SignalLevel};
 use jiff::Timestamp;
-use serde_json::{Value, json};
 
 use super::*;
 
@@ -126,63 +125,6 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
     out
 }
 
-pub(crate) fn status_json(s: &cpb::ControllerStatus) -> Value {
-    let forecast = s.forecast.clone().unwrap_or_default();
-    json!({
-        "at": rfc3339(s.at.as_ref()),
-        "level": level_name(s.level()),
-        "forecast": {
-            "usable": forecast.usable,
-            "fetched_at": rfc3339(forecast.fetched_at.as_ref()),
-            "reason": forecast.reason,
-            "generated_at": rfc3339(forecast.generated_at.as_ref()),
-            "stale": forecast.stale,
-            "forecast_service_reachable": forecast.forecast_service_reachable,
-            "note": forecast.note,
-            "tempo_today": tempo_name(forecast.tempo_today()),
-            "tempo_tomorrow": tempo_name(forecast.tempo_tomorrow()),
-        },
-        "loads": s.loads.iter().map(load_json).collect::<Vec<_>>(),
-        "relay_services": s.relay_services.iter().map(|r| json!({
-            "name": r.name,
-            "endpoint": r.endpoint,
-            "reachable": r.reachable,
-            "board_attached": r.board_attached,
-            "error": r.error,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn load_json(l: &cpb::LoadStatus) -> Value {
-    json!({
-        "name": l.name,
-        "relay": l.relay.as_ref().map(|r| format!("{}:{}", r.relay_service, r.channel)),
-        "wiring": match l.wiring() {
-            cpb::Wiring::NormallyClosed => "normally-closed",
-            _ => "normally-open",
-        },
-        "priority": l.priority,
-        "shed_at": level_name(l.shed_at()),
-        "desired": l.desired,
-        "powered": l.powered,
-        "reason": reason_name(l.reason()),
-        "reason_level": level_name(l.reason_level()),
-        "tempo_color": tempo_name(l.tempo_color()),
-        "shed_on_tempo": tempo_name(l.shed_on_tempo()),
-        "since": rfc3339(l.since.as_ref()),
-        "next_change_at": rfc3339(l.next_change_at.as_ref()),
-        "next_powered": l.next_change_at.as_ref().map(|_| l.next_powered),
-        "override": l.r#override.as_ref().map(|o| json!({
-            "powered": o.powered,
-            "until": rfc3339(o.until.as_ref()),
-            "set_at": rfc3339(o.set_at.as_ref()),
-        })),
-        "error": l.error,
-        "max_off_seconds": l.max_off.as_ref().map(|d| d.seconds),
-        "budget": l.budget.as_ref().map(|b| budget::budget_json(&l.name, b)),
-    })
-}
-
 // ---- plan ----
 
 /// One row per load, one cell per hour from the current hour to the end of
@@ -275,7 +217,7 @@ pub(crate) fn plan_text(
     }
     // The Tempo peak hours of white and red days, under the loads.
     let peak_at = |t: Timestamp| {
-        tempo_peaks(tempo)
+        delestage_proto::json::tempo_peaks(tempo)
             .find(|d| {
                 time(d.start.as_ref()).is_some_and(|s| s <= t)
                     && time(d.peak_end.as_ref()).is_some_and(|e| t < e)
@@ -328,32 +270,6 @@ pub(crate) fn plan_text(
     out
 }
 
-pub(crate) fn plan_json(plan: &cpb::GetPlanResponse, tempo: &[fpb::TempoDay]) -> Value {
-    json!({
-        "computed_at": rfc3339(plan.computed_at.as_ref()),
-        "loads": plan.loads.iter().map(|l| json!({
-            "load": l.load,
-            "intervals": l.intervals.iter().map(|i| json!({
-                "start": rfc3339(i.start.as_ref()),
-                "end": rfc3339(i.end.as_ref()),
-                "powered": i.powered,
-                "reason": reason_name(i.reason()),
-                "level": level_name(i.level()),
-                "tempo_color": tempo_name(i.tempo_color()),
-            })).collect::<Vec<_>>(),
-            "budget": l.budget.as_ref().map(|b| budget::budget_json(&l.load, b)),
-        })).collect::<Vec<_>>(),
-        "tempo_peaks": tempo_peaks(tempo).map(tempo_json).collect::<Vec<_>>(),
-    })
-}
-
-/// The Tempo days whose peak hours cost more (white and red).
-fn tempo_peaks(tempo: &[fpb::TempoDay]) -> impl Iterator<Item = &fpb::TempoDay> {
-    tempo
-        .iter()
-        .filter(|d| matches!(d.color(), fpb::TempoColor::White | fpb::TempoColor::Red))
-}
-
 // ---- forecast ----
 
 pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Timestamp) -> String {
@@ -385,25 +301,4 @@ pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Tim
         ));
     }
     out
-}
-
-pub(crate) fn record_json(r: &cpb::SwitchRecord) -> Value {
-    json!({
-        "at": rfc3339(r.at.as_ref()),
-        "load": r.load,
-        "relay": r.relay.as_ref().map(|a| format!("{}:{}", a.relay_service, a.channel)),
-        "from_powered": r.from_powered,
-        "to_powered": r.to_powered,
-        "reason": reason_name(r.reason()),
-        "level": level_name(r.level()),
-    })
-}
-
-pub(crate) fn override_json(o: &cpb::Override) -> Value {
-    json!({
-        "load": o.load,
-        "powered": o.powered,
-        "until": rfc3339(o.until.as_ref()),
-        "set_at": rfc3339(o.set_at.as_ref()),
-    })
 }

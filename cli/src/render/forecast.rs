@@ -2,7 +2,6 @@
 
 use delestage_proto::forecast::v1 as fpb;
 use jiff::Timestamp;
-use serde_json::{Value, json};
 
 use super::*;
 
@@ -105,54 +104,6 @@ fn tempo_text(tempo: &Result<fpb::TempoCalendar, String>, paint: Paint, now: Tim
         out.push_str("no days known\n");
     }
     out
-}
-
-pub(crate) fn tempo_json(d: &fpb::TempoDay) -> Value {
-    json!({
-        "date": d.date,
-        "color": tempo_name(d.color()),
-        "start": rfc3339(d.start.as_ref()),
-        "peak_end": rfc3339(d.peak_end.as_ref()),
-        "end": rfc3339(d.end.as_ref()),
-    })
-}
-
-pub(crate) fn forecast_json(
-    f: &fpb::Forecast,
-    tempo: &Result<fpb::TempoCalendar, String>,
-) -> Value {
-    let tempo = match tempo {
-        Ok(cal) => json!({
-            "fetched_at": rfc3339(cal.fetched_at.as_ref()),
-            "stale": cal.stale,
-            "days": cal.days.iter().map(tempo_json).collect::<Vec<_>>(),
-        }),
-        Err(why) => json!({ "unavailable": why }),
-    };
-    json!({
-        "tempo": tempo,
-        "generated_at": rfc3339(f.generated_at.as_ref()),
-        "fetched_at": rfc3339(f.fetched_at.as_ref()),
-        "stale": f.stale,
-        "source": match f.source() {
-            fpb::ForecastSource::Rte => "rte",
-            fpb::ForecastSource::RteSandbox => "rte-sandbox",
-            fpb::ForecastSource::File => "file",
-            fpb::ForecastSource::Upstream => "upstream",
-            fpb::ForecastSource::Unspecified => "unknown",
-        },
-        "source_detail": f.source_detail,
-        "days": f.days.iter().map(|d| json!({
-            "start": rfc3339(d.start.as_ref()),
-            "level": level_name(d.level()),
-            "message": d.message,
-        })).collect::<Vec<_>>(),
-        "hours": f.hours.iter().map(|h| json!({
-            "start": rfc3339(h.start.as_ref()),
-            "end": rfc3339(h.end.as_ref()),
-            "level": level_name(h.level()),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 // ---- relays ----

@@ -6,21 +6,22 @@ mod budget;
 use anstyle::{AnsiColor, Color, Style};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1 as fpb;
-use delestage_proto::vocabulary;
 use fpb::SignalLevel;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde_json::Value;
 
 mod controller;
 mod forecast;
 mod relays;
 
-pub(crate) use controller::{
-    history_text, override_json, plan_json, plan_text, record_json, status_json, status_text,
+pub(crate) use controller::{history_text, plan_text, status_text};
+// The JSON shapes are shared with the controller's HTTP API.
+pub(crate) use delestage_proto::json::{
+    forecast_json, level_name, override_json, plan_json, record_json, relay_json, relays_json,
+    status_json, tempo_name, time,
 };
-pub(crate) use forecast::{forecast_json, forecast_text, tempo_json};
-pub(crate) use relays::{relay_json, relays_json, relays_text};
+pub(crate) use forecast::forecast_text;
+pub(crate) use relays::relays_text;
 
 /// Colours, or none (not a terminal, or NO_COLOR set).
 #[derive(Debug, Clone, Copy)]
@@ -60,11 +61,6 @@ impl Paint {
     }
 }
 
-/// A Tempo colour's name (`unknown` for unspecified), from the one vocabulary.
-pub(crate) fn tempo_name(color: fpb::TempoColor) -> &'static str {
-    vocabulary::TempoColor::name_or_unknown(vocabulary::TempoColor::from_pb(color as i32))
-}
-
 fn level_style(level: SignalLevel) -> Style {
     let color = match level {
         SignalLevel::CarbonFree => AnsiColor::Cyan,
@@ -74,16 +70,6 @@ fn level_style(level: SignalLevel) -> Style {
         SignalLevel::Unspecified => AnsiColor::BrightBlack,
     };
     Style::new().fg_color(Some(Color::Ansi(color))).bold()
-}
-
-/// A level's name (`unknown` for unspecified), from the one vocabulary.
-pub(crate) fn level_name(level: SignalLevel) -> &'static str {
-    vocabulary::SignalLevel::name_or_unknown(vocabulary::SignalLevel::from_pb(level as i32))
-}
-
-/// A reason's name (`unknown` for unspecified), from the one vocabulary.
-pub(crate) fn reason_name(reason: cpb::Reason) -> &'static str {
-    vocabulary::ReasonKind::name_or_unknown(vocabulary::ReasonKind::from_pb(reason as i32))
 }
 
 /// Why, in words.
@@ -110,15 +96,6 @@ fn reason_text(reason: cpb::Reason, level: SignalLevel, color: fpb::TempoColor) 
         cpb::Reason::RestoreJitter => "restore jitter".to_owned(),
         cpb::Reason::Unspecified => "?".to_owned(),
     }
-}
-
-pub(crate) fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
-    let t = t?;
-    Timestamp::new(t.seconds, t.nanos).ok()
-}
-
-fn rfc3339(t: Option<&prost_types::Timestamp>) -> Value {
-    time(t).map_or(Value::Null, |t| Value::String(t.to_string()))
 }
 
 /// A time for people: local, to the minute; with the date when not today.

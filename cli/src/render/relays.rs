@@ -2,7 +2,6 @@
 
 use delestage_proto::relay::v1 as rpb;
 use jiff::Timestamp;
-use serde_json::{Value, json};
 
 use super::*;
 
@@ -45,31 +44,6 @@ pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timesta
         ));
     }
     out
-}
-
-pub(crate) fn relays_json(r: &rpb::GetRelaysResponse) -> Value {
-    json!({
-        "board": r.board.as_ref().map(|b| json!({
-            "description": b.description,
-            "attached": b.attached,
-            "serial_number": b.serial_number,
-            "channel_count": b.channel_count,
-        })),
-        "relays": r.relays.iter().map(relay_json).collect::<Vec<_>>(),
-    })
-}
-
-pub(crate) fn relay_json(r: &rpb::Relay) -> Value {
-    json!({
-        "channel": r.channel,
-        "energized": r.energized,
-        "label": r.label,
-        "changed_at": rfc3339(r.changed_at.as_ref()),
-        "switches_last_minute": r.switches_last_minute,
-        "max_switches_per_minute": r.max_switches_per_minute,
-        // null from an older relay-service that does not say.
-        "applied": r.applied,
-    })
 }
 
 // ---- history ----
