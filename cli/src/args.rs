@@ -125,6 +125,9 @@ pub struct DemoArgs {
     /// Port of the controller.
     #[arg(long, default_value_t = 50053)]
     pub controller_port: u16,
+    /// Port of the web dashboard (http://127.0.0.1:PORT/).
+    #[arg(long, default_value_t = 50080)]
+    pub http_port: u16,
     /// Keep the demo's state here (default: a temporary directory, removed
     /// at exit).
     #[arg(long, value_name = "DIR")]

@@ -67,6 +67,7 @@ pub(crate) async fn run(
     let relay_listener = bind(args.relay_port, "relay-service", "--relay-port").await?;
     let forecast_listener = bind(args.forecast_port, "forecast-service", "--forecast-port").await?;
     let controller_listener = bind(args.controller_port, "controller", "--controller-port").await?;
+    let http_listener = bind(args.http_port, "the dashboard", "--http-port").await?;
 
     // Port 0 means any free port: use what was bound from here on.
     let port = |l: &TcpListener, asked: u16| l.local_addr().map_or(asked, |a| a.port());
@@ -75,6 +76,7 @@ pub(crate) async fn run(
         port(&forecast_listener, args.forecast_port),
         port(&controller_listener, args.controller_port),
     );
+    let http_port = port(&http_listener, args.http_port);
 
     let payload = state.join("ecowatt-sandbox.json");
     std::fs::write(&payload, SANDBOX)
@@ -123,6 +125,11 @@ pub(crate) async fn run(
     for rs in &mut controller.relay_services {
         rs.endpoint = format!("http://127.0.0.1:{}", ports.0);
     }
+    // Loopback, no tokens: as the controller would with --http 127.0.0.1:PORT.
+    controller.http = Some(delestage_controller::config::HttpSettings {
+        listen: format!("127.0.0.1:{http_port}"),
+        security: Default::default(),
+    });
 
     // On Ctrl-C the controller stops first, then the services it uses, so
     // that it never sees them go away (and says nothing alarming).
@@ -148,13 +155,14 @@ pub(crate) async fn run(
         forecast_listener,
         rest.clone().cancelled_owned(),
     ));
-    let controller_task = tokio::spawn(delestage_controller::serve(
+    let controller_task = tokio::spawn(delestage_controller::serve_on(
         controller,
         controller_listener,
+        Some(http_listener),
         stopping.clone().cancelled_owned(),
     ));
 
-    let intro = intro(ports, &state, args.state_dir.is_none());
+    let intro = intro(ports, http_port, &state, args.state_dir.is_none());
     if args.no_view {
         eprintln!("{intro}");
         stopping.cancelled().await;
@@ -181,7 +189,12 @@ pub(crate) async fn run(
     }
 }
 
-fn intro((relay, forecast, controller): (u16, u16, u16), state: &Path, temporary: bool) -> String {
+fn intro(
+    (relay, forecast, controller): (u16, u16, u16),
+    http: u16,
+    state: &Path,
+    temporary: bool,
+) -> String {
     let env = if (relay, forecast, controller) == (50051, 50052, 50053) {
         String::new()
     } else {
@@ -191,6 +204,7 @@ fn intro((relay, forecast, controller): (u16, u16, u16), state: &Path, temporary
     };
     format!(
         "delestage demo: relay-service (simulated board) on 127.0.0.1:{relay}, forecast-service (RTE sandbox data moved to this week) on 127.0.0.1:{forecast}, controller on 127.0.0.1:{controller}.\n\
+         Dashboard: http://127.0.0.1:{http}/ (open it in a browser).\n\
          State in {}{}. Ctrl-C stops everything.\n\n\
          Try, in another terminal:\n{env}\
          \x20 cargo run -q -p delestage-cli -- plan                     # the plan, hour by hour\n\

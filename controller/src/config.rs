@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use delestage_runtime::client::ClientSecurity;
 use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
+use delestage_runtime::http::HttpSecurity;
 use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,13 @@ pub struct Options {
     /// read).
     #[arg(long, value_name = "FILE")]
     pub forecast_token_file: Option<PathBuf>,
+
+    /// Serve the web dashboard and its JSON API (/api/...) on this address,
+    /// e.g. 127.0.0.1:8080 (port 0: any free port, logged). Off unless
+    /// given. Protected like the gRPC API, with the same TLS files and
+    /// tokens: an address other than loopback needs them, or --insecure.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
 
     #[command(flatten)]
     pub policy: PolicyOptions,
@@ -196,6 +204,14 @@ pub struct RelayService {
     pub security: ClientSecurity,
 }
 
+/// Where and how the dashboard is served (`--http`).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: String,
+    /// The same files as the gRPC API's, checked against this address.
+    pub security: HttpSecurity,
+}
+
 /// The resolved settings the controller runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -216,6 +232,8 @@ pub struct Settings {
     pub max_streams: usize,
     /// TLS and tokens of its own API.
     pub security: Security,
+    /// The dashboard's address and protection; `None`: not served.
+    pub http: Option<HttpSettings>,
     /// The config file, for messages.
     pub config_path: PathBuf,
 }
@@ -371,7 +389,16 @@ impl Settings {
 
         let security = Security::resolve(&o.common.security, &o.common.listen)
             .map_err(|e| Error::Config(e.to_string()))?;
+        let http = match o.http {
+            Some(listen) => Some(HttpSettings {
+                security: HttpSecurity::resolve(&o.common.security, &listen)
+                    .map_err(|e| at("http", e.to_string()))?,
+                listen,
+            }),
+            None => None,
+        };
         Ok(Self {
+            http,
             state_dir: o.common.state_dir_or_default(Options::NAME),
             listen: o.common.listen,
             forecast: o.forecast,

@@ -7,13 +7,15 @@
 //! - [`follow`]: following the forecast-service and the relay-services.
 //! - [`enforce`]: comparing plan and relays, switching what differs.
 //! - [`store`]: overrides and switch history, across restarts.
-//! - [`service`]: the gRPC mapping. [`config`]: the TOML file and flags.
+//! - [`service`]: the gRPC mapping. [`http`]: the web dashboard and its
+//!   JSON API (`--http`). [`config`]: the TOML file and flags.
 
 pub mod config;
 mod enforce;
 mod error;
 mod follow;
 mod forecast_file;
+mod http;
 pub mod model;
 mod policy;
 mod service;
@@ -63,12 +65,30 @@ fn channel(endpoint: &str, security: &ClientSecurity) -> Result<AuthedChannel, E
     ))
 }
 
-/// Serves on `listener` until `shutdown` resolves: opens the state, checks
-/// the relay-services it can reach, follows the forecast and the relays,
-/// reconciles, answers requests; then stops every task and stream.
+/// Serves gRPC on `listener` (and the dashboard on `settings.http`, bound
+/// here) until `shutdown` resolves; see [`serve_on`].
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    // Before anything starts: a busy port stops the controller at once.
+    let http = match &settings.http {
+        Some(http) => Some(http::bind(http).await?),
+        None => None,
+    };
+    serve_on(settings, listener, http, shutdown).await
+}
+
+/// Serves gRPC on `listener`, and the dashboard on `http` when given (with
+/// `settings.http`'s protection), until `shutdown` resolves: opens the
+/// state, checks the relay-services it can reach, follows the forecast and
+/// the relays, reconciles, answers requests; then stops every task and
+/// stream.
+pub async fn serve_on(
+    settings: Settings,
+    listener: TcpListener,
+    http_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let (mut store, report) = Store::open(&settings.state_dir)?;
@@ -106,7 +126,7 @@ pub async fn serve(
         closing.clone(),
     )));
     tasks.push(tokio::spawn(follow::follow_forecast(
-        forecast_client,
+        forecast_client.clone(),
         forecast_file,
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),
@@ -145,12 +165,22 @@ pub async fn serve(
     tasks.push(tokio::spawn(Arc::clone(&controller).run(closing.clone())));
     tracing::info!(%addr, loads, relay_services, %state_dir, "controller listening");
 
+    // One cap for the gRPC Watch* streams and the dashboard's event streams.
+    let streams = StreamSlots::new(settings.max_streams, closing.clone());
+    let mut dashboard = None;
+    if let (Some(listener), Some(http)) = (http_listener, settings.http) {
+        let pages = http::Dashboard {
+            controller: Arc::clone(&controller),
+            forecast: forecast_client,
+            tokens: http.security.tokens.clone(),
+            streams: streams.clone(),
+            closing: closing.clone(),
+        };
+        let serving = http::serve(listener, http, pages);
+        dashboard = Some(tokio::spawn(serving));
+    }
     let routes = tonic::service::Routes::new(
-        ControllerApi::new(
-            Arc::clone(&controller),
-            StreamSlots::new(settings.max_streams, closing.clone()),
-        )
-        .into_server(),
+        ControllerApi::new(Arc::clone(&controller), streams).into_server(),
     );
     let shutdown = {
         let closing = closing.clone();
@@ -164,6 +194,12 @@ pub async fn serve(
     closing.cancel();
     for task in tasks {
         let _ = task.await;
+    }
+    if let Some(dashboard) = dashboard {
+        match dashboard.await {
+            Ok(result) => result?,
+            Err(e) => tracing::error!(error = %e, "the dashboard's task failed"),
+        }
     }
     served?;
     tracing::info!("controller stopped");

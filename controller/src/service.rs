@@ -14,12 +14,12 @@ use tonic::{Request, Response, Status};
 use crate::enforce::{self, Controller, Event};
 use crate::follow::{from_pb, to_pb};
 use crate::model::{Fallback, Load, RunWindow, SignalLevel, TempoColor};
-use crate::policy::{DayBudget, Plan, Reason};
+use crate::policy::{DayBudget, Plan, Reason, TariffDay};
 use crate::store::{StoredOverride, SwitchRecord};
 
-/// GetHistory's default and largest `limit`.
-const HISTORY_DEFAULT: usize = 100;
-const HISTORY_MAX: usize = 10_000;
+/// GetHistory's default and largest `limit` (the HTTP API's too).
+pub(crate) const HISTORY_DEFAULT: usize = 100;
+pub(crate) const HISTORY_MAX: usize = 10_000;
 
 pub(crate) struct ControllerApi {
     controller: Arc<Controller>,
@@ -120,7 +120,7 @@ impl ControllerService for ControllerApi {
             from_pb(until).ok_or_else(|| Status::invalid_argument("until: not a valid time"))?;
         let o = self
             .controller
-            .set_override(&req.load, req.powered, until)
+            .set_override(&req.load, req.powered, until, "grpc")
             .await?;
         Ok(Response::new(pb::SetOverrideResponse {
             r#override: Some(override_to_pb(&req.load, &o)),
@@ -133,7 +133,7 @@ impl ControllerService for ControllerApi {
     ) -> Result<Response<pb::ClearOverrideResponse>, Status> {
         let cleared = self
             .controller
-            .clear_override(&request.into_inner().load)
+            .clear_override(&request.into_inner().load, "grpc")
             .await?;
         Ok(Response::new(pb::ClearOverrideResponse { cleared }))
     }
@@ -199,7 +199,7 @@ fn relay_to_pb(load: &Load) -> pb::RelayAddress {
     }
 }
 
-fn override_to_pb(load: &str, o: &StoredOverride) -> pb::Override {
+pub(crate) fn override_to_pb(load: &str, o: &StoredOverride) -> pb::Override {
     pb::Override {
         load: load.to_owned(),
         powered: o.powered,
@@ -262,7 +262,7 @@ fn duration_to_pb(d: std::time::Duration) -> Option<prost_types::Duration> {
     prost_types::Duration::try_from(d).ok()
 }
 
-fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
+pub(crate) fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
     pb::ControllerStatus {
         at: Some(to_pb(s.at)),
         level: level_to_pb(s.level).into(),
@@ -292,7 +292,7 @@ fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
     }
 }
 
-fn plan_to_pb(plan: &Plan, loads: &[Load], only: Option<&str>) -> pb::GetPlanResponse {
+pub(crate) fn plan_to_pb(plan: &Plan, loads: &[Load], only: Option<&str>) -> pb::GetPlanResponse {
     pb::GetPlanResponse {
         computed_at: Some(to_pb(plan.computed_at)),
         loads: plan
@@ -322,7 +322,7 @@ fn plan_to_pb(plan: &Plan, loads: &[Load], only: Option<&str>) -> pb::GetPlanRes
     }
 }
 
-fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
+pub(crate) fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
     pb::SwitchRecord {
         at: Some(to_pb(r.at)),
         load: r.load.clone(),
@@ -336,6 +336,20 @@ fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
         level: level_to_pb(r.level).into(),
         tempo_color: color_to_pb(r.reason.tempo_color()).into(),
     }
+}
+
+/// The Tempo days the controller follows, as the forecast-service sends
+/// them.
+pub(crate) fn tempo_to_pb(days: &[TariffDay]) -> Vec<delestage_proto::forecast::v1::TempoDay> {
+    days.iter()
+        .map(|d| delestage_proto::forecast::v1::TempoDay {
+            date: d.date.to_string(),
+            color: color_to_pb(Some(d.color)).into(),
+            start: Some(to_pb(d.start)),
+            end: Some(to_pb(d.end)),
+            peak_end: Some(to_pb(d.peak_end)),
+        })
+        .collect()
 }
 
 fn color_to_pb(color: Option<TempoColor>) -> PbColor {

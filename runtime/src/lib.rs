@@ -18,6 +18,7 @@ pub mod deadline;
 pub mod errors;
 pub mod files;
 pub mod grpc;
+pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod options;

@@ -185,6 +185,10 @@ impl Controller {
         Arc::clone(&self.status.borrow())
     }
 
+    pub(crate) fn watch_plan(&self) -> watch::Receiver<Arc<Plan>> {
+        self.plan.subscribe()
+    }
+
     pub(crate) fn watch_status(&self) -> watch::Receiver<Arc<Status>> {
         self.status.subscribe()
     }
@@ -206,12 +210,19 @@ impl Controller {
             .ok_or_else(|| Error::UnknownLoad(name.to_owned()))
     }
 
-    /// Forces `load` on or off until `until`.
+    /// The last Tempo calendar received (empty: none).
+    pub(crate) fn tempo(&self) -> Arc<Vec<policy::TariffDay>> {
+        Arc::clone(&self.forecast.borrow().tempo)
+    }
+
+    /// Forces `load` on or off until `until`. `source` (grpc, http, ...)
+    /// says in the log where the person acted.
     pub(crate) async fn set_override(
         &self,
         load: &str,
         powered: bool,
         until: Timestamp,
+        source: &'static str,
     ) -> Result<StoredOverride, Error> {
         self.load(load)?;
         let now = Timestamp::now();
@@ -231,13 +242,17 @@ impl Controller {
             .await
             .write(move |store| store.set_override(&name, o))
             .await?;
-        tracing::info!(load, powered, %until, "override set");
+        tracing::info!(load, powered, %until, source, "override set");
         self.wake.notify_one();
         Ok(o)
     }
 
     /// Removes `load`'s override; false if it had none.
-    pub(crate) async fn clear_override(&self, load: &str) -> Result<bool, Error> {
+    pub(crate) async fn clear_override(
+        &self,
+        load: &str,
+        source: &'static str,
+    ) -> Result<bool, Error> {
         self.load(load)?;
         let name = load.to_owned();
         let cleared = self
@@ -247,7 +262,7 @@ impl Controller {
             .write(move |store| store.clear_override(&name))
             .await?;
         if cleared {
-            tracing::info!(load, "override cleared");
+            tracing::info!(load, source, "override cleared");
             self.wake.notify_one();
         }
         Ok(cleared)

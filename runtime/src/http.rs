@@ -1,0 +1,216 @@
+//! Serving plain HTTP/1.1 (the controller's dashboard and JSON API) under
+//! the same rules as gRPC: loopback unless TLS or tokens protect it (or
+//! `--insecure`), and TLS from the same `--tls-cert`/`--tls-key` (and
+//! `--client-ca`) files.
+//!
+//! Which request needs which token is the application's to say (it knows
+//! its routes); this module resolves the tokens file and serves the
+//! connections, with graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::Error;
+use crate::backoff::Backoff;
+use crate::security::{Security, SecurityOptions};
+use crate::tokens::Tokens;
+
+/// A client that has not sent its request head by then is dropped: idle
+/// sockets must not pile up on a small box.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At shutdown, how long requests in flight may take to finish.
+const DRAIN: Duration = Duration::from_secs(5);
+const ACCEPT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+
+/// Resolved: TLS and tokens for an HTTP listener.
+#[derive(Clone, Default)]
+pub struct HttpSecurity {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tokens: Option<Arc<Tokens>>,
+    /// For the log line.
+    pub client_certificates: bool,
+}
+
+impl std::fmt::Debug for HttpSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSecurity")
+            .field("tls", &self.tls.is_some())
+            .field("client_certificates", &self.client_certificates)
+            .field("tokens", &self.tokens.as_ref().map(|t| t.len()))
+            .finish()
+    }
+}
+
+impl HttpSecurity {
+    /// The same checks as [`Security::resolve`] (flags that go together,
+    /// key permissions, and the refusal of an unprotected network address,
+    /// here `listen`), then the TLS files read again for rustls.
+    pub fn resolve(options: &SecurityOptions, listen: &str) -> Result<Self, Error> {
+        let grpc = Security::resolve(options, listen)?;
+        let tls = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(server_config(
+                cert,
+                key,
+                options.client_ca.as_deref(),
+            )?)),
+            _ => None,
+        };
+        Ok(Self {
+            tls,
+            tokens: grpc.tokens,
+            client_certificates: grpc.client_certificates,
+        })
+    }
+}
+
+fn tls_error(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::Security(format!("{what} {}: {e}", path.display()))
+}
+
+/// rustls' server config from PEM files: HTTP/1.1 only (ALPN), and client
+/// certificates verified against `client_ca` when given.
+fn server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> Result<rustls::ServerConfig, Error> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_error("--tls-cert", cert, e))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("--tls-key", key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Security(format!("TLS: {e}")))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in
+                CertificateDer::pem_file_iter(ca).map_err(|e| tls_error("--client-ca", ca, e))?
+            {
+                roots
+                    .add(der.map_err(|e| tls_error("--client-ca", ca, e))?)
+                    .map_err(|e| tls_error("--client-ca", ca, e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| tls_error("--client-ca", ca, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, private)
+        .map_err(|e| tls_error("--tls-cert", cert, e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `service` on `listener` (TLS when `tls` is set) until `shutdown`
+/// resolves; then stops accepting and lets the requests in flight finish
+/// (for at most a few seconds: long-lived responses, such as event
+/// streams, must end on shutdown by themselves).
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error>
+where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let mut retry = ACCEPT_BACKOFF.start();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    retry.succeeded();
+                    stream
+                }
+                Err(e) => {
+                    let wait = retry.failed();
+                    tracing::warn!(error = %e, retry_in = ?wait, "http: cannot accept a connection");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(service.clone());
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            match acceptor {
+                None => watcher.watch(connection(stream, service)).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => watcher.watch(connection(tls, service)).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "http: TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("http: some requests did not finish within {DRAIN:?} of shutdown");
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 connection.
+fn connection<I, S, B>(
+    io: I,
+    service: TowerToHyperService<S>,
+) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<S>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+}
