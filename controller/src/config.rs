@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use delestage_runtime::client::ClientSecurity;
-use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
 use delestage_runtime::http::HttpSecurity;
+use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
 use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};

@@ -60,9 +60,7 @@ pub(crate) fn router(dashboard: Dashboard) -> Router {
             guard::check,
         ))
         .with_state(dashboard);
-    Router::new()
-        .nest("/api", api)
-        .merge(page::routes())
+    Router::new().nest("/api", api).merge(page::routes())
 }
 
 /// Binds `settings.listen`: done before anything else starts, so that a
@@ -88,6 +86,7 @@ pub(crate) async fn serve(
         "http"
     };
     tracing::info!(
+        %addr,
         url = %format!("{scheme}://{addr}/"),
         tokens = settings.security.tokens.is_some(),
         client_certificates = settings.security.client_certificates,

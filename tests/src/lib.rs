@@ -3,7 +3,7 @@
 //! health check, write a forecast and serve it, start a controller on a
 //! config, wait for a relay, a status or a history record (in-process
 //! servers too: the waits take a channel or a client); and certificates and
-//! tokens for the security tests.
+//! tokens for the security tests; a headless browser for the dashboard.
 //!
 //! Nothing here sleeps to wait for readiness: the address comes from the
 //! service's own "listening" log line, readiness from its health check.
@@ -11,12 +11,14 @@
 
 use std::time::Duration;
 
+mod browser;
 mod disk;
 mod forecast;
 mod pki;
 mod process;
 mod wait;
 
+pub use browser::Browser;
 pub use disk::{SmallDisk, set_mode};
 pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
 pub use pki::{TestPki, token_hash};

@@ -127,7 +127,10 @@ pub(crate) async fn forecast(State(d): State<Dashboard>) -> Result<Json<Value>, 
     let tempo = tokio::time::timeout(FORECAST_TIMEOUT, client.get_tempo(fpb::GetTempoRequest {}))
         .await
         .map_err(|_| format!("no answer within {FORECAST_TIMEOUT:?}"))
-        .and_then(|r| r.map(|t| t.into_inner()).map_err(|s| s.message().to_owned()));
+        .and_then(|r| {
+            r.map(|t| t.into_inner())
+                .map_err(|s| s.message().to_owned())
+        });
     Ok(Json(json::forecast_json(&f, &tempo)))
 }
 

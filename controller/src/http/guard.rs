@@ -153,7 +153,13 @@ mod tests {
 
     #[test]
     fn addresses_and_localhost_pass_names_do_not() {
-        for host in ["127.0.0.1:50080", "[::1]:8080", "localhost:1", "LOCALHOST", "10.0.0.2"] {
+        for host in [
+            "127.0.0.1:50080",
+            "[::1]:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "10.0.0.2",
+        ] {
             assert!(is_address(host), "{host}");
         }
         for host in ["evil.example:50080", "delestage.local", ""] {
@@ -163,11 +169,20 @@ mod tests {
 
     #[test]
     fn other_sites_are_refused() {
-        let same = headers(&[("host", "127.0.0.1:50080"), ("origin", "http://127.0.0.1:50080")]);
+        let same = headers(&[
+            ("host", "127.0.0.1:50080"),
+            ("origin", "http://127.0.0.1:50080"),
+        ]);
         assert!(same_site(&same, true).is_ok());
-        let other = headers(&[("host", "127.0.0.1:50080"), ("origin", "https://evil.example")]);
+        let other = headers(&[
+            ("host", "127.0.0.1:50080"),
+            ("origin", "https://evil.example"),
+        ]);
         assert!(same_site(&other, true).is_err());
-        let fetch = headers(&[("host", "127.0.0.1:50080"), ("sec-fetch-site", "cross-site")]);
+        let fetch = headers(&[
+            ("host", "127.0.0.1:50080"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
         assert!(same_site(&fetch, true).is_err());
         let rebound = headers(&[("host", "evil.example:50080")]);
         assert!(same_site(&rebound, true).is_err());

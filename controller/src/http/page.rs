@@ -19,7 +19,10 @@ img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-a
 
 pub(crate) fn routes() -> Router {
     Router::new()
-        .route("/", get(|| async { file("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/",
+            get(|| async { file("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             "/app.js",
             get(|| async { file("text/javascript; charset=utf-8", SCRIPT) }),

@@ -7,6 +7,7 @@ mod carried;
 mod cli;
 mod comfort;
 mod controller_binary;
+mod dashboard;
 mod failsafe;
 mod faults;
 mod forecast_binary;
