@@ -90,7 +90,7 @@ pub(crate) async fn serve(
         url = %format!("{scheme}://{addr}/"),
         tokens = settings.security.tokens.is_some(),
         client_certificates = settings.security.client_certificates,
-        "dashboard listening"
+        "serving the dashboard"
     );
     delestage_runtime::http::serve(
         listener,

@@ -20,13 +20,14 @@ use crate::BOUND;
 
 /// The path of a workspace binary, built by the same `cargo test` run.
 ///
-/// Test executables live in `target/<profile>/deps/`; binaries one level up.
+/// Test executables live in `target/<profile>/deps/`; binaries one level
+/// up (beside a tool binary of this crate, such as `dashboard-shot`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
+    let mut dir = exe.parent().expect("target/<profile>/<exe>");
+    if dir.file_name().is_some_and(|d| d == "deps") {
+        dir = dir.parent().expect("target/<profile>/deps/<test>");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
