@@ -62,8 +62,8 @@ async fn main() {
     eprintln!("demo dashboard at {url}");
 
     for (name, width, height) in [
-        ("dashboard.png", 1280, 2000),
-        ("dashboard-phone.png", 375, 3000),
+        ("dashboard.png", 1280, 1200),
+        ("dashboard-phone.png", 375, 1400),
     ] {
         let browser = Browser::start(width, height).await;
         ready(&browser, &url).await;
