@@ -179,6 +179,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         metrics: None,
         max_streams: 100,
         security: Default::default(),
+        http: None,
         config_path: PathBuf::from("test.toml"),
     }
 }

@@ -346,3 +346,34 @@ fn comfort_and_schedule_keys_parse_and_their_errors_name_the_field() {
     let typo = err(&EXAMPLE.replace("shed_at = \"red\"\n", "run_dialy = \"3h\"\n"));
     assert!(typo.contains("run_dialy"), "{typo}");
 }
+
+#[test]
+fn the_dashboard_is_off_unless_asked_and_a_network_address_needs_protection() {
+    assert!(parse(EXAMPLE).expect("parses").http.is_none());
+
+    let on_file = format!("http = \"127.0.0.1:8080\"\n{EXAMPLE}");
+    let http = parse(&on_file).expect("parses").http.expect("served");
+    assert_eq!(http.listen, "127.0.0.1:8080");
+    assert!(http.security.tls.is_none() && http.security.tokens.is_none());
+
+    let flag = Settings::from_toml(EXAMPLE, Path::new("ctl.toml"), &["--http", "[::1]:0"])
+        .expect("parses");
+    assert_eq!(flag.http.expect("served").listen, "[::1]:0");
+
+    let open = Settings::from_toml(EXAMPLE, Path::new("ctl.toml"), &["--http", "0.0.0.0:8080"])
+        .expect_err("refused")
+        .to_string();
+    assert!(open.contains("--http"), "{open}");
+    assert!(
+        open.contains("refusing to listen on 0.0.0.0:8080"),
+        "{open}"
+    );
+
+    let trusted = Settings::from_toml(
+        EXAMPLE,
+        Path::new("ctl.toml"),
+        &["--http", "0.0.0.0:8080", "--insecure"],
+    )
+    .expect("--insecure allows it");
+    assert!(trusted.http.is_some());
+}

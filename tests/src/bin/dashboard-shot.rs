@@ -125,8 +125,7 @@ async fn ready(browser: &Browser, url: &str) {
 }
 
 fn number(v: &Value) -> f64 {
-    v.as_f64()
-        .unwrap_or_else(|| panic!("not a number: {v}"))
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 fn median(values: &mut [f64]) -> f64 {

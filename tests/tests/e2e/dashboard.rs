@@ -88,7 +88,10 @@ impl Site {
         )
         .expect("write config");
         let (controller, _) = start_controller_on(&file).await;
-        let url = format!("http://{}", controller.addr_of("serving the dashboard").await);
+        let url = format!(
+            "http://{}",
+            controller.addr_of("serving the dashboard").await
+        );
         // Every load cut, on the board.
         wait_energized(&relay, &[], "every load cut (red now)").await;
         Self {
