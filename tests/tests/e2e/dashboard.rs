@@ -52,6 +52,11 @@ fn config(dir: &Path, relay: &str, forecast: &str, tokens: bool) -> String {
     } else {
         String::new()
     };
+    config_with(dir, relay, forecast, &security)
+}
+
+/// The site's config, with `security` (a `[security]` table, or nothing).
+fn config_with(dir: &Path, relay: &str, forecast: &str, security: &str) -> String {
     let mut text = format!(
         r#"
 forecast = "http://{forecast}"
@@ -346,6 +351,71 @@ async fn a_network_address_needs_tls_tokens_or_insecure() {
         stderr.contains("http") && stderr.contains("refusing to listen on 0.0.0.0:0"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_dashboard_uses_the_same_files_and_client_certificates() {
+    let pki = delestage_tests::TestPki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (relay_process, _relay) = start_relay(&dir.path().join("relay"), &[]).await;
+    let forecast = start_forecast_at(dir.path(), RED).await;
+    let security = format!(
+        "[security]\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca = \"{}\"\n",
+        path(&pki.server_cert),
+        path(&pki.server_key),
+        path(&pki.ca)
+    );
+    let file = dir.path().join("controller.toml");
+    std::fs::write(
+        &file,
+        config_with(dir.path(), &relay_process.addr, &forecast.addr, &security),
+    )
+    .expect("write config");
+    let controller = ServiceProcess::start(
+        &binary("controller"),
+        &["--config", path(&file), "--listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let line = controller.wait_for_log("serving the dashboard").await;
+    assert!(line.contains("https://"), "{line}");
+    let port = controller
+        .addr_of("serving the dashboard")
+        .await
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_owned();
+    let url = format!("https://localhost:{port}/api/status");
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).expect("ca")).expect("ca pem");
+    let mut identity = std::fs::read(&pki.client_cert).expect("client cert");
+    identity.extend(std::fs::read(&pki.client_key).expect("client key"));
+    let with_certificate = reqwest::Client::builder()
+        .timeout(BOUND)
+        .add_root_certificate(ca.clone())
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .build()
+        .expect("client");
+    let (code, status) = answer(with_certificate.get(&url)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status["level"], "red");
+
+    let without = reqwest::Client::builder()
+        .timeout(BOUND)
+        .add_root_certificate(ca)
+        .build()
+        .expect("client");
+    assert!(
+        without.get(&url).send().await.is_err(),
+        "a client without a certificate got an answer"
+    );
+    let plain = http()
+        .get(format!("http://localhost:{port}/api/status"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
 }
 
 // ---- in a real browser ----
