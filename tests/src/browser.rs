@@ -36,7 +36,7 @@ const MIN_WINDOW_WIDTH: u32 = 500;
 /// A headless Chromium at `width` × `height` CSS pixels.
 pub struct Browser {
     pub client: Client,
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
 }
 
@@ -46,6 +46,9 @@ impl Browser {
         let chromedriver = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
         let mut driver = Command::new(chromedriver)
             .arg("--port=0")
+            // Its own process group, with the browser it starts: a test
+            // that fails kills them all (see Drop).
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .stdin(Stdio::null())
@@ -92,7 +95,7 @@ impl Browser {
         .expect("a WebDriver session");
         Self {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
@@ -131,6 +134,20 @@ impl Browser {
     /// Ends the session (the browser quits).
     pub async fn close(self) {
         let _ = self.client.close().await;
+    }
+}
+
+impl Drop for Browser {
+    /// chromedriver and every Chromium process it started, even when the
+    /// test panicked before `close` (killing chromedriver alone would leave
+    /// the browser running).
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

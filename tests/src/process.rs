@@ -344,6 +344,28 @@ pub async fn start_controller_on(path: &Path) -> (ServiceProcess, Channel) {
     (controller, channel)
 }
 
+/// `delestage demo` as a process, every port (the dashboard's too) on 0:
+/// its services' addresses are in its log (`addr_of`).
+pub async fn start_demo() -> ServiceProcess {
+    ServiceProcess::start(
+        &binary("delestage"),
+        &[
+            "demo",
+            "--no-view",
+            "--relay-port",
+            "0",
+            "--forecast-port",
+            "0",
+            "--controller-port",
+            "0",
+            "--http-port",
+            "0",
+        ],
+        &[],
+    )
+    .await
+}
+
 /// relay-service (simulated board) as a process on `127.0.0.1:0`, its
 /// state in `dir`, with `extra` flags; returns once it is SERVING.
 pub async fn start_relay(dir: &Path, extra: &[&str]) -> (ServiceProcess, Channel) {

@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use delestage_tests::{Browser, ServiceProcess, binary};
+use delestage_tests::{Browser, start_demo};
 use serde_json::Value;
 
 #[tokio::main]
@@ -41,23 +41,7 @@ async fn main() {
     }
     std::fs::create_dir_all(&dir).expect("create the output directory");
 
-    let demo = ServiceProcess::start(
-        &binary("delestage"),
-        &[
-            "demo",
-            "--no-view",
-            "--relay-port",
-            "0",
-            "--forecast-port",
-            "0",
-            "--controller-port",
-            "0",
-            "--http-port",
-            "0",
-        ],
-        &[],
-    )
-    .await;
+    let demo = start_demo().await;
     let url = format!("http://{}/", demo.addr_of("serving the dashboard").await);
     eprintln!("demo dashboard at {url}");
 

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use delestage_tests::{BOUND, ServiceProcess, binary};
+use delestage_tests::{BOUND, ServiceProcess, binary, start_demo};
 use nix::sys::signal::Signal;
 
 struct Demo {
@@ -13,21 +13,7 @@ struct Demo {
 
 impl Demo {
     async fn start() -> Self {
-        let process = ServiceProcess::start(
-            &binary("delestage"),
-            &[
-                "demo",
-                "--no-view",
-                "--relay-port",
-                "0",
-                "--forecast-port",
-                "0",
-                "--controller-port",
-                "0",
-            ],
-            &[],
-        )
-        .await;
+        let process = start_demo().await;
         let relay = process.addr_of("relay-service listening").await;
         let forecast = process.addr_of("forecast-service listening").await;
         let controller = process.addr_of("controller listening").await;
