@@ -133,7 +133,7 @@ impl Browser {
 
     /// Ends the session (the browser quits).
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
     }
 }
 
