@@ -30,6 +30,9 @@ fn tool(env: &str, default: &str) -> PathBuf {
     path
 }
 
+/// The browser's time zone.
+pub const BROWSER_TZ: &str = "Asia/Tokyo";
+
 /// Headless Chromium's windows are never narrower than this.
 const MIN_WINDOW_WIDTH: u32 = 500;
 
@@ -52,6 +55,9 @@ impl Browser {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .stdin(Stdio::null())
+            // Far from Paris: the page must show Paris time whatever the
+            // browser's own zone.
+            .env("TZ", BROWSER_TZ)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");

@@ -18,7 +18,7 @@ mod pki;
 mod process;
 mod wait;
 
-pub use browser::Browser;
+pub use browser::{BROWSER_TZ, Browser};
 pub use disk::{SmallDisk, set_mode};
 pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
 pub use pki::{TestPki, token_hash};

@@ -466,6 +466,40 @@ async fn the_page_shows_every_load_and_an_override_switches_the_relay_live() {
             vec![],
         )
         .await;
+    // Paris time, from a browser in another zone.
+    assert_eq!(
+        browser
+            .js(
+                "return Intl.DateTimeFormat().resolvedOptions().timeZone",
+                vec![]
+            )
+            .await,
+        delestage_tests::BROWSER_TZ
+    );
+    let (_, status) = answer(http().get(format!("{}/api/status", site.url))).await;
+    let fetched: jiff::Timestamp = status["forecast"]["fetched_at"]
+        .as_str()
+        .expect("fetched_at")
+        .parse()
+        .expect("RFC 3339");
+    let paris = fetched.in_tz("Europe/Paris").expect("the Paris zone");
+    let now_paris = jiff::Timestamp::now().in_tz("Europe/Paris").expect("zone");
+    let shown = if paris.date() == now_paris.date() {
+        paris.strftime("%H:%M").to_string()
+    } else {
+        paris.strftime("%a %-d %H:%M").to_string()
+    };
+    let note = browser
+        .js(
+            "return document.querySelector('#now .note').textContent",
+            vec![],
+        )
+        .await;
+    assert!(
+        note.as_str()
+            .is_some_and(|n| n.contains(&format!("forecast fetched {shown}"))),
+        "{note} should say the Paris time {shown}"
+    );
     browser
         .wait_until(
             "live",
