@@ -174,7 +174,7 @@ pub fn required_role(path: &str) -> Option<Role> {
 
 /// The token of an `authorization` header value: the `Bearer` scheme, in
 /// any case (RFC 9110 makes schemes case-insensitive).
-fn bearer_token(value: &str) -> Option<&str> {
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

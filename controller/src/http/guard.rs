@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use delestage_runtime::security::Role;
+use delestage_runtime::security::{Role, bearer_token};
 use http::{HeaderMap, Method, StatusCode, header};
 
 use super::Dashboard;
@@ -117,13 +117,7 @@ fn role(d: &Dashboard, headers: &HeaderMap, needed: Role) -> Result<(), ApiError
     let Some(tokens) = &d.tokens else {
         return Ok(());
     };
-    let presented = header(headers, &header::AUTHORIZATION).and_then(|v| {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty())
-    });
+    let presented = header(headers, &header::AUTHORIZATION).and_then(bearer_token);
     let Some(token) = presented else {
         return Err(ApiError::unauthenticated(
             "a token is required: send `Authorization: Bearer TOKEN` (role read to look, control to act)",
