@@ -18,6 +18,7 @@ use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
+pub use self::mqtt::{Broker, MqttOptions, MqttSettings};
 use crate::Error;
 use crate::model::{
     DailyRun, Fallback, Load, RelayAddress, RunWindow, SignalLevel, TempoColor, Wiring,
@@ -66,6 +67,10 @@ pub struct Options {
 
     #[command(flatten)]
     pub policy: PolicyOptions,
+
+    /// `[mqtt]`: Home Assistant.
+    #[command(flatten, next_help_heading = "Home Assistant (MQTT)")]
+    pub mqtt: MqttOptions,
 
     /// `[relays.NAME]`: the relay-services. File only.
     #[arg(skip)]
@@ -234,6 +239,8 @@ pub struct Settings {
     pub security: Security,
     /// The dashboard's address and protection; `None`: not served.
     pub http: Option<HttpSettings>,
+    /// Home Assistant's broker; `None`: no MQTT.
+    pub mqtt: Option<MqttSettings>,
     /// The config file, for messages.
     pub config_path: PathBuf,
 }
@@ -397,8 +404,10 @@ impl Settings {
             }),
             None => None,
         };
+        let mqtt = mqtt::resolve(&o.mqtt).map_err(|(key, why)| at(key, why))?;
         Ok(Self {
             http,
+            mqtt,
             state_dir: o.common.state_dir_or_default(Options::NAME),
             listen: o.common.listen,
             forecast: o.forecast,
@@ -524,5 +533,6 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
     }
 }
 
+mod mqtt;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,8 @@
 //! - [`enforce`]: comparing plan and relays, switching what differs.
 //! - [`store`]: overrides and switch history, across restarts.
 //! - [`service`]: the gRPC mapping. [`http`]: the web dashboard and its
-//!   JSON API (`--http`). [`config`]: the TOML file and flags.
+//!   JSON API (`--http`). [`mqtt`]: Home Assistant (`--mqtt`).
+//!   [`config`]: the TOML file and flags.
 
 pub mod config;
 mod enforce;
@@ -17,6 +18,7 @@ mod follow;
 mod forecast_file;
 mod http;
 pub mod model;
+mod mqtt;
 mod policy;
 mod service;
 mod store;
@@ -100,6 +102,12 @@ pub async fn serve_on(
         tracing::warn!(%load, "dropped the override of a load that is no longer configured");
     }
 
+    // Read now (password, CA): a missing file stops the start.
+    let mqtt = match &settings.mqtt {
+        Some(mqtt) => Some((mqtt.clone(), mqtt::client_options(mqtt)?)),
+        None => None,
+    };
+
     let closing = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let mut links = Vec::new();
@@ -163,6 +171,14 @@ pub async fn serve_on(
         wake,
     ));
     tasks.push(tokio::spawn(Arc::clone(&controller).run(closing.clone())));
+    if let Some((mqtt, options)) = mqtt {
+        tasks.push(tokio::spawn(mqtt::run(
+            mqtt,
+            options,
+            Arc::clone(&controller),
+            closing.clone(),
+        )));
+    }
     tracing::info!(%addr, loads, relay_services, %state_dir, "controller listening");
 
     // One cap for the gRPC Watch* streams and the dashboard's event streams.

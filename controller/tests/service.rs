@@ -180,6 +180,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         max_streams: 100,
         security: Default::default(),
         http: None,
+        mqtt: None,
         config_path: PathBuf::from("test.toml"),
     }
 }

@@ -210,6 +210,11 @@ impl Controller {
             .ok_or_else(|| Error::UnknownLoad(name.to_owned()))
     }
 
+    /// The last forecast's hours, usable or not (the status says).
+    pub(crate) fn forecast_hours(&self) -> Arc<Vec<policy::Hour>> {
+        Arc::clone(&self.forecast.borrow().hours)
+    }
+
     /// The last Tempo calendar received (empty: none).
     pub(crate) fn tempo(&self) -> Arc<Vec<policy::TariffDay>> {
         Arc::clone(&self.forecast.borrow().tempo)

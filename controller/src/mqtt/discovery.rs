@@ -1,0 +1,347 @@
+//! Home Assistant MQTT discovery: the topics delestage uses, and the
+//! retained config messages that make its entities appear in Home
+//! Assistant with no YAML, all under one device "delestage". Pure.
+//!
+//! Every entity reads a state topic that is useful on its own (a script
+//! can subscribe to `delestage/load/NAME/state` without Home Assistant):
+//! the templates pick the field each entity shows.
+
+use delestage_proto::vocabulary::{SignalLevel, TempoColor};
+use serde_json::{Value, json};
+
+/// The topics of one controller: `prefix` for states and commands, the
+/// discovery prefix for Home Assistant's configs.
+#[derive(Debug, Clone)]
+pub(crate) struct Topics {
+    prefix: String,
+    discovery_prefix: String,
+    /// The prefix as a discovery node id and unique-id stem (`[A-Za-z0-9_-]`).
+    node: String,
+}
+
+/// A discovery config: its topic and its JSON.
+pub(crate) type Config = (String, Value);
+
+/// Payloads of the availability topic (also the last will).
+pub(crate) const ONLINE: &str = "online";
+pub(crate) const OFFLINE: &str = "offline";
+
+impl Topics {
+    pub(crate) fn new(prefix: &str, discovery_prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            discovery_prefix: discovery_prefix.to_owned(),
+            node: object_id(prefix),
+        }
+    }
+
+    /// `online` while connected; the broker publishes `offline`, our last
+    /// will, if the controller goes away without a word.
+    pub(crate) fn availability(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+
+    /// The Ecowatt level now, as text.
+    pub(crate) fn level(&self) -> String {
+        format!("{}/level", self.prefix)
+    }
+
+    /// The next tense period (JSON: start, end, level).
+    pub(crate) fn next_tense(&self) -> String {
+        format!("{}/next_tense", self.prefix)
+    }
+
+    /// Today's and tomorrow's Tempo colours (JSON: today, tomorrow).
+    pub(crate) fn tempo(&self) -> String {
+        format!("{}/tempo", self.prefix)
+    }
+
+    /// A load's state: the JSON of `delestage status --json` for it.
+    pub(crate) fn load_state(&self, load: &str) -> String {
+        format!("{}/load/{load}/state", self.prefix)
+    }
+
+    /// Where people (and Home Assistant) send `ON`, `OFF` or `CLEAR`.
+    pub(crate) fn override_set(&self, load: &str) -> String {
+        format!("{}/load/{load}/override/set", self.prefix)
+    }
+
+    /// Every load's command topic, to subscribe to.
+    pub(crate) fn override_set_filter(&self) -> String {
+        self.override_set("+")
+    }
+
+    /// Every load's state topic: retained ones of loads that are gone are
+    /// cleared.
+    pub(crate) fn load_state_filter(&self) -> String {
+        self.load_state("+")
+    }
+
+    /// The load a command topic is for, if it is one.
+    pub(crate) fn load_of_command<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        self.load_in(topic, "/override/set")
+    }
+
+    /// The load a state topic is for, if it is one.
+    pub(crate) fn load_of_state<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        self.load_in(topic, "/state")
+    }
+
+    fn load_in<'t>(&self, topic: &'t str, suffix: &str) -> Option<&'t str> {
+        let load = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/load/")?
+            .strip_suffix(suffix)?;
+        (!load.is_empty() && !load.contains('/')).then_some(load)
+    }
+
+    /// Home Assistant says `online` here when it (re)starts.
+    pub(crate) fn ha_status(&self) -> String {
+        format!("{}/status", self.discovery_prefix)
+    }
+
+    /// Every discovery config of this controller, whatever the component.
+    pub(crate) fn configs_filter(&self) -> String {
+        format!("{}/+/{}/+/config", self.discovery_prefix, self.node)
+    }
+
+    fn config(&self, component: &str, object: &str) -> String {
+        format!(
+            "{}/{component}/{}/{object}/config",
+            self.discovery_prefix, self.node
+        )
+    }
+}
+
+/// A name as a discovery object id: Home Assistant takes `[A-Za-z0-9_-]`.
+fn object_id(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect()
+}
+
+/// Every config, for these loads: the controller's sensors, then four
+/// entities per load.
+pub(crate) fn configs<'a>(
+    topics: &Topics,
+    loads: impl IntoIterator<Item = &'a str>,
+    version: &str,
+) -> Vec<Config> {
+    let device = json!({
+        "identifiers": [format!("delestage_{}", topics.node)],
+        "name": "delestage",
+        "manufacturer": "delestage",
+        "model": "Grid-aware load shedding",
+        "sw_version": version,
+    });
+    let entity = |component: &str, object: &str, fields: Value| -> Config {
+        let mut config = json!({
+            "unique_id": format!("delestage_{}_{object}", topics.node),
+            "availability_topic": topics.availability(),
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "device": device,
+            "origin": { "name": "delestage", "sw_version": version },
+        });
+        if let (Some(config), Value::Object(fields)) = (config.as_object_mut(), fields) {
+            config.extend(fields);
+        }
+        (topics.config(component, object), config)
+    };
+    let levels: Vec<&str> = SignalLevel::ALL.iter().map(|l| l.name()).collect();
+    let colours: Vec<&str> = TempoColor::ALL.iter().map(|c| c.name()).collect();
+    // `unknown` on the topic is Home Assistant's own unknown state.
+    let known = |field: &str| {
+        format!("{{{{ value_json.{field} if value_json.{field} != 'unknown' else None }}}}")
+    };
+    let mut configs = vec![
+        entity(
+            "sensor",
+            "level",
+            json!({
+                "name": "Ecowatt level",
+                "state_topic": topics.level(),
+                "value_template": "{{ value if value != 'unknown' else None }}",
+                "device_class": "enum",
+                "options": levels,
+                "icon": "mdi:transmission-tower",
+            }),
+        ),
+        entity(
+            "sensor",
+            "next_tense",
+            json!({
+                "name": "Next tense hour",
+                "state_topic": topics.next_tense(),
+                "value_template": "{{ value_json.start or None }}",
+                "json_attributes_topic": topics.next_tense(),
+                "device_class": "timestamp",
+                "icon": "mdi:clock-alert-outline",
+            }),
+        ),
+        entity(
+            "sensor",
+            "tempo_today",
+            json!({
+                "name": "Tempo today",
+                "state_topic": topics.tempo(),
+                "value_template": known("today"),
+                "device_class": "enum",
+                "options": colours,
+                "icon": "mdi:calendar-today",
+            }),
+        ),
+        entity(
+            "sensor",
+            "tempo_tomorrow",
+            json!({
+                "name": "Tempo tomorrow",
+                "state_topic": topics.tempo(),
+                "value_template": known("tomorrow"),
+                "device_class": "enum",
+                "options": colours,
+                "icon": "mdi:calendar-arrow-right",
+            }),
+        ),
+    ];
+    for load in loads {
+        let id = object_id(load);
+        let state = topics.load_state(load);
+        let command = topics.override_set(load);
+        configs.extend([
+            entity(
+                "binary_sensor",
+                &format!("{id}_powered"),
+                json!({
+                    "name": format!("{load} powered"),
+                    "state_topic": state,
+                    // `powered` is null while the relay is not seen.
+                    "value_template": "{% if value_json.powered is none %}None{% elif value_json.powered %}ON{% else %}OFF{% endif %}",
+                    "json_attributes_topic": state,
+                    "device_class": "power",
+                }),
+            ),
+            entity(
+                "sensor",
+                &format!("{id}_reason"),
+                json!({
+                    "name": format!("{load} reason"),
+                    "state_topic": state,
+                    "value_template": "{{ value_json.reason }}",
+                    "icon": "mdi:information-outline",
+                }),
+            ),
+            entity(
+                "switch",
+                &format!("{id}_override"),
+                json!({
+                    "name": format!("{load} override"),
+                    // Shows what the controller wants for the load (the
+                    // plan, or an override); flipping it overrides.
+                    "state_topic": state,
+                    "value_template": "{{ 'ON' if value_json.desired else 'OFF' }}",
+                    "command_topic": command,
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                    "icon": "mdi:hand-back-right",
+                }),
+            ),
+            entity(
+                "button",
+                &format!("{id}_clear_override"),
+                json!({
+                    "name": format!("{load} clear override"),
+                    "command_topic": command,
+                    "payload_press": "CLEAR",
+                    "icon": "mdi:restore",
+                }),
+            ),
+        ]);
+    }
+    configs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_prefixes() {
+        let t = Topics::new("house/delestage", "ha");
+        assert_eq!(t.level(), "house/delestage/level");
+        assert_eq!(t.load_state("boiler"), "house/delestage/load/boiler/state");
+        assert_eq!(
+            t.override_set_filter(),
+            "house/delestage/load/+/override/set"
+        );
+        assert_eq!(t.ha_status(), "ha/status");
+        assert_eq!(t.configs_filter(), "ha/+/house_delestage/+/config");
+        assert_eq!(
+            t.load_of_command("house/delestage/load/boiler/override/set"),
+            Some("boiler")
+        );
+        assert_eq!(
+            t.load_of_command("house/delestage/load//override/set"),
+            None
+        );
+        assert_eq!(
+            t.load_of_command("house/delestage/load/a/b/override/set"),
+            None
+        );
+        assert_eq!(t.load_of_command("other/load/boiler/override/set"), None);
+        assert_eq!(
+            t.load_of_state("house/delestage/load/boiler/state"),
+            Some("boiler")
+        );
+    }
+
+    #[test]
+    fn every_load_gets_four_entities_on_one_device() {
+        let t = Topics::new("delestage", "homeassistant");
+        let configs = configs(&t, ["boiler", "heat.pump"], "1.2.3");
+        assert_eq!(configs.len(), 4 + 2 * 4);
+        let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
+        for expected in [
+            "homeassistant/sensor/delestage/level/config",
+            "homeassistant/sensor/delestage/next_tense/config",
+            "homeassistant/sensor/delestage/tempo_today/config",
+            "homeassistant/sensor/delestage/tempo_tomorrow/config",
+            "homeassistant/binary_sensor/delestage/boiler_powered/config",
+            "homeassistant/sensor/delestage/boiler_reason/config",
+            "homeassistant/switch/delestage/boiler_override/config",
+            "homeassistant/button/delestage/boiler_clear_override/config",
+            "homeassistant/switch/delestage/heat_pump_override/config",
+        ] {
+            assert!(topics.contains(&expected), "{expected} in {topics:#?}");
+        }
+        let mut unique: Vec<&str> = configs
+            .iter()
+            .map(|(_, c)| c["unique_id"].as_str().expect("ok"))
+            .collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), configs.len());
+        for (_, c) in &configs {
+            assert_eq!(c["device"]["name"], "delestage");
+            assert_eq!(c["device"]["identifiers"][0], "delestage_delestage");
+            assert_eq!(c["availability_topic"], "delestage/status");
+        }
+        let switch = &configs
+            .iter()
+            .find(|(t, _)| t.ends_with("heat_pump_override/config"))
+            .expect("ok")
+            .1;
+        assert_eq!(
+            switch["command_topic"],
+            "delestage/load/heat.pump/override/set"
+        );
+        assert_eq!(switch["state_topic"], "delestage/load/heat.pump/state");
+        assert_eq!(
+            configs[0].1["options"],
+            json!(["carbon-free", "green", "orange", "red"])
+        );
+    }
+}
