@@ -397,9 +397,15 @@ impl Node<'_> {
 
     /// `ON`, `OFF` or `CLEAR` for a load, through the same path as gRPC.
     async fn command(&self, load: &str, message: &Publish) {
+        if message.payload.is_empty() {
+            // Someone clearing a retained command: nothing is asked.
+            tracing::debug!(%load, "empty MQTT command ignored");
+            return;
+        }
         if message.retain {
-            // A retained command would be applied again at every
-            // reconnection, long after it was meant.
+            // Sent with the flag only on (re)subscription: a command
+            // someone published retained, which would otherwise be applied
+            // again at every reconnection, long after it was meant.
             tracing::warn!(%load, "ignored a retained MQTT command; publish commands without the retain flag");
             return;
         }

@@ -3,7 +3,8 @@
 //! health check, write a forecast and serve it, start a controller on a
 //! config, wait for a relay, a status or a history record (in-process
 //! servers too: the waits take a channel or a client); and certificates and
-//! tokens for the security tests; a headless browser for the dashboard.
+//! tokens for the security tests; a headless browser for the dashboard; an
+//! MQTT broker (mosquitto) and a client for the Home Assistant tests.
 //!
 //! Nothing here sleeps to wait for readiness: the address comes from the
 //! service's own "listening" log line, readiness from its health check.
@@ -14,6 +15,7 @@ use std::time::Duration;
 mod browser;
 mod disk;
 mod forecast;
+mod mqtt;
 mod pki;
 mod process;
 mod wait;
@@ -21,6 +23,7 @@ mod wait;
 pub use browser::{BROWSER_TZ, Browser};
 pub use disk::{SmallDisk, set_mode};
 pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
+pub use mqtt::{Mosquitto, MqttWatcher, Received};
 pub use pki::{TestPki, token_hash};
 pub use process::{
     ServiceProcess, binary, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,

@@ -12,6 +12,7 @@ mod failsafe;
 mod faults;
 mod forecast_binary;
 mod frozen;
+mod home_assistant;
 mod outages;
 mod relay_binary;
 mod replicas;

@@ -1,0 +1,370 @@
+//! Home Assistant over MQTT (`controller --mqtt`), end to end: a real
+//! mosquitto broker started by the test, the relay-service (simulated
+//! board), forecast-service and controller as processes, and an MQTT client
+//! that looks at the broker as Home Assistant does and sends commands.
+
+use std::path::Path;
+
+use delestage_proto::controller::v1 as cpb;
+use delestage_tests::{
+    Mosquitto, MqttWatcher, ServiceProcess, binary, energized, history, load_status,
+    start_controller_on, start_forecast_at, start_relay, wait_energized, wait_history, wait_status,
+};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use cpb::controller_service_client::ControllerServiceClient;
+
+const GREEN: u8 = 1;
+/// Normally-open wiring: a powered load is an energised relay.
+const LOADS: [&str; 2] = ["water-heater", "heat.pump"];
+const EVERYTHING: [&str; 2] = ["homeassistant/#", "delestage/#"];
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The three services, the grid green: both loads powered.
+struct Site {
+    dir: tempfile::TempDir,
+    relay: Channel,
+    client: ControllerServiceClient<Channel>,
+    controller: ServiceProcess,
+    _processes: Vec<ServiceProcess>,
+}
+
+impl Site {
+    /// `mqtt` is the `[mqtt]` table's body.
+    async fn start(dir: tempfile::TempDir, mqtt: &str) -> Self {
+        let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
+        let forecast = start_forecast_at(dir.path(), GREEN).await;
+        let mut text = format!(
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n[relays.garage]\nendpoint = \"http://{}\"\n\n\
+             [policy]\nrestore_stagger = \"0s\"\n\n[mqtt]\n{mqtt}\n\n",
+            forecast.addr,
+            path(&dir.path().join("controller")),
+            relay_process.addr,
+        );
+        for (channel, name) in LOADS.iter().enumerate() {
+            text.push_str(&format!(
+                "[[load]]\nname = \"{name}\"\nrelay = \"garage:{channel}\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n\n"
+            ));
+        }
+        let file = dir.path().join("controller.toml");
+        std::fs::write(&file, text).expect("write config");
+        let (controller, channel) = start_controller_on(&file).await;
+        wait_energized(&relay, &[0, 1], "both loads powered (green)").await;
+        Self {
+            dir,
+            relay,
+            client: ControllerServiceClient::new(channel),
+            controller,
+            _processes: vec![relay_process, forecast],
+        }
+    }
+}
+
+/// The discovery config topics the controller must publish.
+fn config_topics() -> Vec<String> {
+    let mut topics: Vec<String> = ["level", "next_tense", "tempo_today", "tempo_tomorrow"]
+        .iter()
+        .map(|o| format!("homeassistant/sensor/delestage/{o}/config"))
+        .collect();
+    for load in LOADS {
+        let id = load.replace('.', "_");
+        topics.extend([
+            format!("homeassistant/binary_sensor/delestage/{id}_powered/config"),
+            format!("homeassistant/sensor/delestage/{id}_reason/config"),
+            format!("homeassistant/switch/delestage/{id}_override/config"),
+            format!("homeassistant/button/delestage/{id}_clear_override/config"),
+        ]);
+    }
+    topics
+}
+
+/// Waits for every config, the availability and every state topic, and
+/// returns the configs by topic.
+async fn wait_published(ha: &MqttWatcher) -> Vec<(String, Value)> {
+    ha.wait_for("delestage/status", |m| m.payload == "online")
+        .await;
+    let mut configs = Vec::new();
+    for topic in config_topics() {
+        let m = ha.wait_for(&topic, |m| !m.payload.is_empty()).await;
+        configs.push((topic, m.json()));
+    }
+    ha.wait_for("delestage/level", |m| m.payload == "green")
+        .await;
+    for load in LOADS {
+        ha.wait_for(&format!("delestage/load/{load}/state"), |m| {
+            m.json()["powered"] == true
+        })
+        .await;
+    }
+    configs
+}
+
+/// What `delestage status --json` prints for this site.
+async fn cli_status(site: &Site) -> Value {
+    let output = tokio::process::Command::new(binary("delestage"))
+        .args(["status", "--json"])
+        .env(
+            "DELESTAGE_CONTROLLER",
+            format!("http://{}", site.controller.addr),
+        )
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run delestage");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").await;
+
+    // Left on the broker by an earlier configuration: a load since removed.
+    let before = MqttWatcher::connect(broker.port, &[], None).await;
+    let gone_config = "homeassistant/switch/delestage/boiler_override/config";
+    before
+        .publish(gone_config, "{\"name\":\"boiler override\"}", true)
+        .await;
+    before
+        .publish("delestage/load/boiler/state", "{}", true)
+        .await;
+    // A command someone published retained: it would cut the heat pump at
+    // every reconnection.
+    before
+        .publish("delestage/load/heat.pump/override/set", "OFF", true)
+        .await;
+    let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
+    ha.wait_for("delestage/load/boiler/state", |_| true).await;
+
+    let url = broker.url();
+    let mut site = Site::start(dir, &format!("url = \"{url}\"\noverride_duration = \"1h\"")).await;
+
+    let configs = wait_published(&ha).await;
+    site.controller
+        .wait_for_log("ignored a retained MQTT command")
+        .await;
+    assert_eq!(
+        energized(&site.relay).await,
+        [0, 1],
+        "the heat pump not cut"
+    );
+    before
+        .publish("delestage/load/heat.pump/override/set", "", true)
+        .await;
+    for (topic, c) in &configs {
+        assert_eq!(c["device"]["name"], "delestage", "{topic}");
+        assert_eq!(c["availability_topic"], "delestage/status", "{topic}");
+        assert!(
+            c["unique_id"].as_str().is_some_and(|u| !u.is_empty()),
+            "{topic}"
+        );
+        assert!(c["name"].as_str().is_some(), "{topic}");
+    }
+    let config = |suffix: &str| {
+        &configs
+            .iter()
+            .find(|(t, _)| t.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix}"))
+            .1
+    };
+    let level = config("sensor/delestage/level/config");
+    assert_eq!(level["state_topic"], "delestage/level");
+    assert_eq!(level["device_class"], "enum");
+    assert_eq!(
+        level["options"],
+        serde_json::json!(["carbon-free", "green", "orange", "red"])
+    );
+    let switch = config("heat_pump_override/config");
+    assert_eq!(
+        switch["command_topic"],
+        "delestage/load/heat.pump/override/set"
+    );
+    assert_eq!(switch["state_topic"], "delestage/load/heat.pump/state");
+    assert_eq!(
+        (&switch["payload_on"], &switch["payload_off"]),
+        (&"ON".into(), &"OFF".into())
+    );
+    let button = config("water-heater_clear_override/config");
+    assert_eq!(
+        button["command_topic"],
+        "delestage/load/water-heater/override/set"
+    );
+    assert_eq!(button["payload_press"], "CLEAR");
+    assert_eq!(
+        config("water-heater_powered/config")["state_topic"],
+        "delestage/load/water-heater/state"
+    );
+
+    // Retained, so Home Assistant has them when it subscribes later.
+    let late = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
+    for topic in config_topics().iter().map(String::as_str).chain([
+        "delestage/status",
+        "delestage/level",
+        "delestage/tempo",
+        "delestage/next_tense",
+    ]) {
+        let m = late.wait_for(topic, |_| true).await;
+        assert!(m.retain, "{topic} is retained");
+    }
+    // The entity of the removed load is removed; so is its state.
+    ha.wait_for(gone_config, |m| m.payload.is_empty()).await;
+    ha.wait_for("delestage/load/boiler/state", |m| m.payload.is_empty())
+        .await;
+
+    // The states: the level, Tempo, the next tense hour (none: all green),
+    // and each load with the keys of `delestage status --json`.
+    let tempo = ha.last("delestage/tempo").expect("tempo").json();
+    assert_eq!(keys(&tempo), ["today", "tomorrow"]);
+    let tense = ha.last("delestage/next_tense").expect("next tense").json();
+    assert_eq!(tense["start"], Value::Null);
+    let state = ha
+        .last("delestage/load/water-heater/state")
+        .expect("state")
+        .json();
+    let cli = cli_status(&site).await;
+    let cli_load = cli["loads"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == "water-heater"))
+        .expect("water-heater in the CLI's status");
+    assert_eq!(keys(&state), keys(cli_load));
+    assert_eq!(state["reason"], "normal");
+    assert_eq!(state["override"], Value::Null);
+
+    // The switch off: an override through the same path as gRPC.
+    ha.publish("delestage/load/water-heater/override/set", "OFF", false)
+        .await;
+    wait_energized(&site.relay, &[1], "the water heater cut by Home Assistant").await;
+    let state = ha
+        .wait_for("delestage/load/water-heater/state", |m| {
+            m.json()["reason"] == "override"
+        })
+        .await
+        .json();
+    assert_eq!(state["powered"], false);
+    assert_eq!(state["override"]["powered"], false);
+    let until: jiff::Timestamp = state["override"]["until"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("until");
+    let set_at: jiff::Timestamp = state["override"]["set_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("set_at");
+    // override_duration = 1h, counted from the command (a moment before
+    // set_at).
+    let lasts = until.duration_since(set_at).as_secs_f64();
+    assert!((3598.0..=3600.0).contains(&lasts), "{lasts}");
+    let status = wait_status(&mut site.client, "the override in GetStatus", |s| {
+        load_status(s, "water-heater").r#override.is_some()
+    })
+    .await;
+    assert!(!load_status(&status, "water-heater").desired);
+    wait_history(
+        &mut site.client,
+        "the override switch in the history",
+        |r| {
+            r.iter()
+                .any(|r| r.load == "water-heater" && r.reason() == cpb::Reason::Override)
+        },
+    )
+    .await;
+    let line = site.controller.wait_for_log("override set").await;
+    assert!(line.contains("\"source\":\"mqtt\""), "{line}");
+    // Persisted: it is in the state dir's overrides file.
+    let stored = std::fs::read_to_string(site.dir.path().join("controller/overrides.json"))
+        .expect("overrides.json");
+    assert!(stored.contains("water-heater"), "{stored}");
+
+    // Clear override: back to the plan.
+    ha.publish("delestage/load/water-heater/override/set", "CLEAR", false)
+        .await;
+    wait_energized(&site.relay, &[0, 1], "the water heater back").await;
+    ha.wait_for("delestage/load/water-heater/state", |m| {
+        m.json()["override"].is_null() && m.json()["powered"] == true
+    })
+    .await;
+
+    // Bad commands are logged and change nothing.
+    let switches = history(&mut site.client).await.len();
+    ha.publish("delestage/load/water-heater/override/set", "MAYBE", false)
+        .await;
+    let line = site
+        .controller
+        .wait_for_log("ignored an MQTT command")
+        .await;
+    assert!(line.contains("MAYBE"), "{line}");
+    ha.publish("delestage/load/boiler/override/set", "OFF", false)
+        .await;
+    site.controller
+        .wait_for_log("for a load that is not configured")
+        .await;
+    assert_eq!(energized(&site.relay).await, [0, 1]);
+    assert_eq!(history(&mut site.client).await.len(), switches);
+    let status = wait_status(&mut site.client, "the status", |_| true).await;
+    assert!(status.loads.iter().all(|l| l.r#override.is_none()));
+
+    // Home Assistant restarts: it says so, and gets the configs again.
+    let topic = "homeassistant/sensor/delestage/level/config";
+    let sent = ha.count(topic);
+    ha.publish("homeassistant/status", "online", false).await;
+    delestage_tests::poll(
+        "the configs published again",
+        || async { ha.count(topic) },
+        |n| *n > sent,
+    )
+    .await;
+    site.controller
+        .wait_for_log("Home Assistant is online; publishing discovery again")
+        .await;
+}
+
+#[tokio::test]
+async fn the_controller_goes_on_without_the_broker_and_publishes_again_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").await;
+    let url = broker.url();
+    // Down at the controller's start: nothing else changes.
+    broker.stop().await;
+    let mut site = Site::start(dir, &format!("url = \"{url}\"")).await;
+    site.controller
+        .wait_for_log("cannot reach the MQTT broker")
+        .await;
+    let status = wait_status(&mut site.client, "both loads powered", |s| {
+        s.loads.iter().all(|l| l.powered == Some(true))
+    })
+    .await;
+    assert_eq!(status.loads.len(), 2);
+
+    // Up: it connects and publishes everything.
+    broker.restart().await;
+    let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
+    wait_published(&ha).await;
+    drop(ha);
+
+    // Restarted: the broker forgot every retained message; the controller
+    // reconnects and publishes them again.
+    broker.restart().await;
+    site.controller.wait_for_log("lost the MQTT broker").await;
+    let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
+    wait_published(&ha).await;
+    // And listens again.
+    ha.publish("delestage/load/heat.pump/override/set", "OFF", false)
+        .await;
+    wait_energized(
+        &site.relay,
+        &[0],
+        "the heat pump cut after the reconnection",
+    )
+    .await;
+}
