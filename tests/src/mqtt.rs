@@ -51,11 +51,18 @@ impl Mosquitto {
         } else {
             "true"
         };
+        // As root, mosquitto would switch to its own user, who cannot read
+        // the test's private temporary directory (password and ACL files).
+        let user = if nix::unistd::geteuid().is_root() {
+            "user root\n"
+        } else {
+            ""
+        };
         std::fs::write(
             dir.join("mosquitto.conf"),
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous {anonymous}\npersistence false\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{extra}\n"
+                 log_dest stderr\nlog_type error\nlog_type warning\n{user}{extra}\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -116,6 +123,26 @@ impl Mosquitto {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.run().await;
+    }
+}
+
+/// A mosquitto password file for these users (`mosquitto_passwd`, which
+/// comes with the broker), at `path`.
+pub async fn mosquitto_passwords(path: &Path, users: &[(&str, &str)]) {
+    for (i, (user, password)) in users.iter().enumerate() {
+        let mut command = Command::new("mosquitto_passwd");
+        if i == 0 {
+            command.arg("-c");
+        }
+        let status = command
+            .arg("-b")
+            .arg(path)
+            .args([user, password])
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .expect("run mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd for {user}: {status}");
     }
 }
 

@@ -377,3 +377,43 @@ fn the_dashboard_is_off_unless_asked_and_a_network_address_needs_protection() {
     .expect("--insecure allows it");
     assert!(trusted.http.is_some());
 }
+
+#[test]
+fn mqtt_is_off_unless_asked_and_its_errors_name_the_key() {
+    assert!(parse(EXAMPLE).expect("parses").mqtt.is_none());
+
+    let table = |body: &str| format!("{EXAMPLE}\n[mqtt]\n{body}\n");
+    let on = parse(&table(
+        "url = \"mqtt://192.168.1.5\"\nusername = \"delestage\"\npassword_file = \"/etc/delestage/mqtt\"\nprefix = \"house\"\noverride_duration = \"30m\"",
+    ))
+    .expect("parses")
+    .mqtt
+    .expect("on");
+    assert_eq!(on.broker.url(), "mqtt://192.168.1.5:1883");
+    assert_eq!(on.client_id, "delestage-house");
+    assert_eq!(on.discovery_prefix, "homeassistant");
+    assert_eq!(on.override_duration, Duration::from_secs(1800));
+
+    let flag = Settings::from_toml(
+        &table("url = \"mqtt://192.168.1.5\""),
+        Path::new("ctl.toml"),
+        &["--mqtt", "mqtts://broker.lan", "--mqtt-prefix", "garage"],
+    )
+    .expect("parses")
+    .mqtt
+    .expect("on");
+    assert_eq!(flag.broker.url(), "mqtts://broker.lan:8883");
+    assert_eq!(flag.prefix, "garage");
+
+    let wrong = err(&table("url = \"http://192.168.1.5:1883\""));
+    assert!(wrong.contains("ctl.toml: mqtt.url"), "{wrong}");
+    assert!(wrong.contains("mqtt://HOST:1883"), "{wrong}");
+    let typo = err(&table("url = \"mqtt://b\"\nprefx = \"x\""));
+    assert!(typo.contains("unknown key `mqtt.prefx`"), "{typo}");
+    let flag = Settings::from_toml(EXAMPLE, Path::new("ctl.toml"), &["--mqtt", "tcp://b"])
+        .expect_err("refused")
+        .to_string();
+    assert!(flag.contains("--mqtt"), "{flag}");
+    let duration = err(&table("url = \"mqtt://b\"\noverride_duration = \"0s\""));
+    assert!(duration.contains("mqtt.override_duration"), "{duration}");
+}

@@ -8,8 +8,10 @@ use std::path::Path;
 use delestage_proto::controller::v1 as cpb;
 use delestage_tests::{
     Mosquitto, MqttWatcher, ServiceProcess, binary, energized, history, load_status,
-    start_controller_on, start_forecast_at, start_relay, wait_energized, wait_history, wait_status,
+    mosquitto_passwords, start_controller_on, start_forecast_at, start_relay, wait_energized,
+    wait_history, wait_status,
 };
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -327,6 +329,12 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
     site.controller
         .wait_for_log("Home Assistant is online; publishing discovery again")
         .await;
+
+    // The controller dies without a word: the broker says so for it (the
+    // last will), and Home Assistant shows every entity unavailable.
+    site.controller.stop_with(Signal::SIGKILL).await;
+    ha.wait_for("delestage/status", |m| m.payload == "offline")
+        .await;
 }
 
 #[tokio::test]
@@ -367,4 +375,110 @@ async fn the_controller_goes_on_without_the_broker_and_publishes_again_when_it_i
         "the heat pump cut after the reconnection",
     )
     .await;
+}
+
+/// The broker's users and ACLs are the access control (the README's
+/// advice): the controller logs in with its password file, Home Assistant
+/// may command, a read-only user may look but not command.
+#[tokio::test]
+async fn the_brokers_users_and_acls_decide_who_may_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker_dir = dir.path().join("broker");
+    std::fs::create_dir_all(&broker_dir).expect("broker dir");
+    let passwords = broker_dir.join("passwords");
+    mosquitto_passwords(
+        &passwords,
+        &[
+            ("delestage", "controller-pw-81f2"),
+            ("homeassistant", "ha-pw-3c9d"),
+            ("guest", "guest-pw-07aa"),
+        ],
+    )
+    .await;
+    let acl = broker_dir.join("acl");
+    std::fs::write(
+        &acl,
+        "user delestage\ntopic readwrite delestage/#\ntopic readwrite homeassistant/#\n\n\
+         user homeassistant\ntopic read delestage/#\ntopic write delestage/load/+/override/set\n\
+         topic readwrite homeassistant/#\n\n\
+         user guest\ntopic read delestage/#\ntopic readwrite guest/#\n",
+    )
+    .expect("write the ACL");
+    let broker = Mosquitto::start(
+        &broker_dir,
+        &format!(
+            "password_file {}\nacl_file {}",
+            path(&passwords),
+            path(&acl)
+        ),
+    )
+    .await;
+
+    // A wrong password: refused, said so, and the controller goes on.
+    let password_file = dir.path().join("mqtt-password");
+    std::fs::write(&password_file, "not-the-password\n").expect("write password");
+    let mqtt = format!(
+        "url = \"{}\"\nusername = \"delestage\"\npassword_file = \"{}\"",
+        broker.url(),
+        path(&password_file)
+    );
+    let site = Site::start(dir, &mqtt).await;
+    let line = site
+        .controller
+        .wait_for_log("the broker refused the connection")
+        .await;
+    assert!(line.contains("password_file"), "{line}");
+    assert!(!site.controller.log().contains("not-the-password"));
+
+    // The right one: read at start.
+    std::fs::write(&password_file, "controller-pw-81f2\n").expect("write password");
+    let Site {
+        dir,
+        relay,
+        controller,
+        _processes,
+        ..
+    } = site;
+    controller.stop_with(Signal::SIGTERM).await;
+    let (controller, _) = start_controller_on(&dir.path().join("controller.toml")).await;
+    let ha = MqttWatcher::connect(
+        broker.port,
+        &EVERYTHING,
+        Some(("homeassistant", "ha-pw-3c9d")),
+    )
+    .await;
+    wait_published(&ha).await;
+    assert!(!controller.log().contains("controller-pw-81f2"));
+
+    // A user who may only read sees the states, but its command never
+    // reaches the controller.
+    let guest = MqttWatcher::connect(
+        broker.port,
+        &["delestage/#", "guest/#"],
+        Some(("guest", "guest-pw-07aa")),
+    )
+    .await;
+    guest
+        .wait_for("delestage/load/water-heater/state", |_| true)
+        .await;
+    guest
+        .publish("delestage/load/water-heater/override/set", "OFF", false)
+        .await;
+    // The broker handles one client's messages in order: once the mark is
+    // back, the command was dropped or passed on...
+    guest.publish("guest/mark", "1", false).await;
+    guest.wait_for("guest/mark", |_| true).await;
+    // ...and once the controller has dealt with a later message, it would
+    // have dealt with that command.
+    ha.publish("delestage/load/water-heater/override/set", "SYNC", false)
+        .await;
+    let line = controller.wait_for_log("\"SYNC\\\" is not a command").await;
+    assert!(line.contains("water-heater"), "{line}");
+    assert_eq!(energized(&relay).await, [0, 1], "the guest cut nothing");
+    assert!(!controller.log().contains("override set"));
+
+    // Home Assistant may.
+    ha.publish("delestage/load/water-heater/override/set", "OFF", false)
+        .await;
+    wait_energized(&relay, &[1], "the water heater cut by Home Assistant").await;
 }
