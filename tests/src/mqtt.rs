@@ -213,10 +213,10 @@ impl MqttWatcher {
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         acks += 1;
-                        if acks == wanted {
-                            if let Some(tx) = subscribed_tx.take() {
-                                let _ = tx.send(());
-                            }
+                        if acks == wanted
+                            && let Some(tx) = subscribed_tx.take()
+                        {
+                            let _ = tx.send(());
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
