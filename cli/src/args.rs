@@ -128,6 +128,11 @@ pub struct DemoArgs {
     /// Port of the web dashboard (http://127.0.0.1:PORT/).
     #[arg(long, default_value_t = 50080)]
     pub http_port: u16,
+    /// Also show the demo in Home Assistant, through this MQTT broker
+    /// (mqtt://HOST:1883, anonymous; see the README's Home Assistant
+    /// section for a broker with users).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
     /// Keep the demo's state here (default: a temporary directory, removed
     /// at exit).
     #[arg(long, value_name = "DIR")]

@@ -110,17 +110,25 @@ pub(crate) async fn run(
 
     let controller_listen = format!("127.0.0.1:{}", ports.2);
     let controller_state = mkdir(&state.join("controller"))?;
+    let controller_state = controller_state.to_string_lossy();
+    let mut flags = vec![
+        "--listen",
+        &controller_listen,
+        "--state-dir",
+        &controller_state,
+    ];
+    if let Some(url) = &args.mqtt {
+        flags.extend(["--mqtt", url]);
+    }
     let mut controller = delestage_controller::config::Settings::from_toml(
         CONTROLLER_CONFIG,
         Path::new("deploy/controller.toml"),
-        &[
-            "--listen",
-            &controller_listen,
-            "--state-dir",
-            &controller_state.to_string_lossy(),
-        ],
+        &flags,
     )
-    .map_err(|e| CliError::Demo(format!("the bundled example configuration: {e}")))?;
+    .map_err(|e| match &args.mqtt {
+        Some(_) if e.to_string().contains("--mqtt") => CliError::Demo(e.to_string()),
+        _ => CliError::Demo(format!("the bundled example configuration: {e}")),
+    })?;
     controller.forecast = format!("http://127.0.0.1:{}", ports.1);
     for rs in &mut controller.relay_services {
         rs.endpoint = format!("http://127.0.0.1:{}", ports.0);
