@@ -26,7 +26,7 @@ pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
 pub use mqtt::{Mosquitto, MqttWatcher, Received, mosquitto_passwords};
 pub use pki::{TestPki, token_hash};
 pub use process::{
-    ServiceProcess, binary, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,
+    ServiceProcess, binary, cli_json, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,
     start_controller, start_controller_on, start_demo, start_relay,
 };
 pub use wait::{

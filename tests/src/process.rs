@@ -316,6 +316,25 @@ pub async fn run_to_exit_env(
     )
 }
 
+/// What `delestage ARGS --json` prints, against the controller at `addr`
+/// (host:port); the command must succeed.
+pub async fn cli_json(addr: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(binary("delestage"))
+        .args(args)
+        .arg("--json")
+        .env("DELESTAGE_CONTROLLER", format!("http://{addr}"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run delestage");
+    assert!(
+        output.status.success(),
+        "delestage {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("delestage --json prints JSON")
+}
+
 /// Writes `config` (TOML) to `dir/controller.toml` and starts the
 /// controller binary on it, on `127.0.0.1:0`; returns once it is SERVING.
 pub async fn start_controller(dir: &Path, config: &str) -> (ServiceProcess, Channel) {

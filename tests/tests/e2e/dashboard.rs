@@ -128,23 +128,7 @@ async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 
 /// What `delestage ARGS --json` prints, against this site's controller.
 async fn cli_json(site: &Site, args: &[&str]) -> Value {
-    let output = tokio::process::Command::new(binary("delestage"))
-        .args(args)
-        .arg("--json")
-        .env(
-            "DELESTAGE_CONTROLLER",
-            format!("http://{}", site.controller.addr),
-        )
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run delestage");
-    assert!(
-        output.status.success(),
-        "delestage {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("delestage --json prints JSON")
+    delestage_tests::cli_json(&site.controller.addr, args).await
 }
 
 /// The keys of an object, and of its nested objects and first array items.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_tests::{
-    Mosquitto, MqttWatcher, ServiceProcess, binary, energized, history, load_status,
+    Mosquitto, MqttWatcher, ServiceProcess, cli_json, energized, history, load_status,
     mosquitto_passwords, start_controller_on, start_forecast_at, start_relay, wait_energized,
     wait_history, wait_status,
 };
@@ -103,22 +103,6 @@ async fn wait_published(ha: &MqttWatcher) -> Vec<(String, Value)> {
         .await;
     }
     configs
-}
-
-/// What `delestage status --json` prints for this site.
-async fn cli_status(site: &Site) -> Value {
-    let output = tokio::process::Command::new(binary("delestage"))
-        .args(["status", "--json"])
-        .env(
-            "DELESTAGE_CONTROLLER",
-            format!("http://{}", site.controller.addr),
-        )
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run delestage");
-    assert!(output.status.success(), "{output:?}");
-    serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -234,7 +218,7 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
         .last("delestage/load/water-heater/state")
         .expect("state")
         .json();
-    let cli = cli_status(&site).await;
+    let cli = cli_json(&site.controller.addr, &["status"]).await;
     let cli_load = cli["loads"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["name"] == "water-heater"))
