@@ -48,6 +48,9 @@ const GOODBYE: Duration = Duration::from_secs(2);
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
+/// The largest message sent or taken.
+const MAX_PACKET: usize = 256 * 1024;
+
 /// The connection's options: reads the password and the CA now, so that a
 /// missing file stops the controller at start rather than failing quietly
 /// in the background.
@@ -56,6 +59,10 @@ pub(crate) fn client_options(settings: &MqttSettings) -> Result<MqttOptions, Err
     let mut options = MqttOptions::new(&settings.client_id, &broker.host, broker.port);
     options.set_keep_alive(KEEP_ALIVE);
     options.set_clean_session(true);
+    // Our own state topics come back to us (we watch them for loads that
+    // are gone): room for a large one, where a packet over the limit would
+    // break the connection.
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     options.set_last_will(LastWill::new(
         Topics::new(&settings.prefix, &settings.discovery_prefix).availability(),
         OFFLINE,
