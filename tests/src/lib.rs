@@ -23,7 +23,7 @@ mod wait;
 pub use browser::{BROWSER_TZ, Browser};
 pub use disk::{SmallDisk, set_mode};
 pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
-pub use mqtt::{Mosquitto, MqttWatcher, Received, mosquitto_passwords};
+pub use mqtt::{Mosquitto, MqttWatcher, Received, free_port, mosquitto_passwords};
 pub use pki::{TestPki, token_hash};
 pub use process::{
     ServiceProcess, binary, cli_json, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,

@@ -26,6 +26,16 @@ fn mosquitto_binary() -> PathBuf {
     })
 }
 
+/// A loopback port free now. mosquitto cannot listen on port 0 and say
+/// which port it got: the tests take one from the kernel and hand it over
+/// (for a second listener too, in `extra`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// mosquitto on `127.0.0.1:port`, configured by `mosquitto.conf` in its
 /// own directory. Killed on drop.
 pub struct Mosquitto {
@@ -38,13 +48,8 @@ impl Mosquitto {
     /// A broker on a free port. `extra` is added to its config (users,
     /// ACLs); without it, anyone may connect.
     pub async fn start(dir: &Path, extra: &str) -> Self {
-        // mosquitto cannot listen on port 0 and say which port it got: take
-        // a free port from the kernel and hand it over. The same port is
-        // used again by `restart`, as a real broker's is.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // The same port is used again by `restart`, as a real broker's is.
+        let port = free_port();
         std::fs::create_dir_all(dir).expect("broker dir");
         let anonymous = if extra.contains("password_file") {
             "false"

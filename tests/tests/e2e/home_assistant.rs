@@ -7,9 +7,9 @@ use std::path::Path;
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_tests::{
-    Mosquitto, MqttWatcher, ServiceProcess, cli_json, energized, history, load_status,
-    mosquitto_passwords, start_controller_on, start_forecast_at, start_relay, wait_energized,
-    wait_history, wait_status,
+    Mosquitto, MqttWatcher, ServiceProcess, TestPki, cli_json, energized, free_port, history,
+    load_status, mosquitto_passwords, start_controller_on, start_forecast_at, start_relay,
+    wait_energized, wait_history, wait_status,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -465,4 +465,58 @@ async fn the_brokers_users_and_acls_decide_who_may_command() {
     ha.publish("delestage/load/water-heater/override/set", "OFF", false)
         .await;
     wait_energized(&relay, &[1], "the water heater cut by Home Assistant").await;
+}
+
+/// mqtts: the broker's certificate checked against `tls_ca`; a broker
+/// whose certificate another CA signed is refused, and said so.
+#[tokio::test]
+async fn mqtts_checks_the_brokers_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new();
+    let other = TestPki::new();
+    // A TLS listener for the controller, beside the plain one the test
+    // watches from.
+    let tls_port = free_port();
+    let broker = Mosquitto::start(
+        &dir.path().join("broker"),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}",
+            path(&pki.ca),
+            path(&pki.server_cert),
+            path(&pki.server_key)
+        ),
+    )
+    .await;
+    let ca = dir.path().join("broker-ca.pem");
+    std::fs::copy(&other.ca, &ca).expect("copy the wrong CA");
+    let mqtt = format!(
+        "url = \"mqtts://127.0.0.1:{tls_port}\"\ntls_ca = \"{}\"",
+        path(&ca)
+    );
+    let site = Site::start(dir, &mqtt).await;
+    let line = site
+        .controller
+        .wait_for_log("cannot reach the MQTT broker")
+        .await;
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+
+    // The right CA, read at start.
+    std::fs::copy(&pki.ca, &ca).expect("copy the CA");
+    let Site {
+        dir,
+        relay,
+        controller,
+        _processes,
+        ..
+    } = site;
+    controller.stop_with(Signal::SIGTERM).await;
+    let (controller, _) = start_controller_on(&dir.path().join("controller.toml")).await;
+    let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
+    wait_published(&ha).await;
+    controller
+        .wait_for_log("connected to the MQTT broker")
+        .await;
+    ha.publish("delestage/load/water-heater/override/set", "OFF", false)
+        .await;
+    wait_energized(&relay, &[1], "the water heater cut over mqtts").await;
 }
