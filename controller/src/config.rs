@@ -405,6 +405,24 @@ impl Settings {
             None => None,
         };
         let mqtt = mqtt::resolve(&o.mqtt).map_err(|(key, why)| at(key, why))?;
+        if mqtt.is_some() {
+            // Home Assistant's object ids take no '.': it becomes '_'.
+            let entity = |name: &str| name.replace('.', "_");
+            for (i, l) in loads.iter().enumerate() {
+                if let Some(other) = loads[..i]
+                    .iter()
+                    .find(|o| entity(&o.name) == entity(&l.name))
+                {
+                    return Err(at(
+                        &format!("load[{i}].name"),
+                        format!(
+                            "{:?} and {:?} would be one entity in Home Assistant ('.' becomes '_'); rename one",
+                            l.name, other.name
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Self {
             http,
             mqtt,

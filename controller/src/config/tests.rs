@@ -414,6 +414,13 @@ fn mqtt_is_off_unless_asked_and_its_errors_name_the_key() {
         .expect_err("refused")
         .to_string();
     assert!(flag.contains("--mqtt"), "{flag}");
+    let twins = err(&format!(
+        "{EXAMPLE}\n[[load]]\nname = \"a.b\"\nrelay = \"garage:2\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n\
+         [[load]]\nname = \"a_b\"\nrelay = \"garage:3\"\nwiring = \"normally-open\"\nshed_at = \"red\"\n\
+         [mqtt]\nurl = \"mqtt://b\"\n"
+    ));
+    assert!(twins.contains("load[3].name"), "{twins}");
+    assert!(twins.contains("one entity in Home Assistant"), "{twins}");
     let duration = err(&table("url = \"mqtt://b\"\noverride_duration = \"0s\""));
     assert!(duration.contains("mqtt.override_duration"), "{duration}");
 }
