@@ -164,11 +164,12 @@ pub(crate) async fn run(
     let stopping = CancellationToken::new();
     let connection = tokio::spawn(drive(events, tx, stopping.clone()));
 
+    let config_topics = configs.iter().map(|(t, _)| t.clone()).collect();
     let mut node = Node {
         settings: &settings,
         topics,
         configs,
-        config_topics: HashSet::new(),
+        config_topics,
         loads: loads.into_iter().collect(),
         client,
         controller: &controller,
@@ -178,7 +179,6 @@ pub(crate) async fn run(
         last_problem: None,
         down_since: None,
     };
-    node.config_topics = node.configs.iter().map(|(t, _)| t.clone()).collect();
     tracing::info!(broker = %settings.broker.url(), client_id = %settings.client_id, prefix = %settings.prefix, discovery_prefix = %settings.discovery_prefix, "publishing to Home Assistant over MQTT");
 
     let mut status = controller.watch_status();
@@ -429,13 +429,23 @@ impl Node<'_> {
         }
         let done = match command {
             Command::Override { powered } => {
-                let until = Timestamp::now()
-                    + SignedDuration::try_from(self.settings.override_duration)
-                        .unwrap_or(SignedDuration::from_hours(2));
-                self.controller
-                    .set_override(load, powered, until, "mqtt")
-                    .await
-                    .map(drop)
+                // `Timestamp + duration` would panic past year 9999.
+                let until = SignedDuration::try_from(self.settings.override_duration)
+                    .ok()
+                    .and_then(|d| Timestamp::now().checked_add(d).ok())
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(
+                            "mqtt.override_duration reaches past the last date there is".to_owned(),
+                        )
+                    });
+                match until {
+                    Ok(until) => self
+                        .controller
+                        .set_override(load, powered, until, "mqtt")
+                        .await
+                        .map(drop),
+                    Err(e) => Err(e),
+                }
             }
             Command::Clear => self.controller.clear_override(load, "mqtt").await.map(drop),
         };

@@ -64,6 +64,27 @@ impl Site {
             _processes: vec![relay_process, forecast],
         }
     }
+
+    /// Stops the controller (SIGTERM) and starts it again on the same
+    /// config file: what it reads at start is read again.
+    async fn restart_controller(self) -> Self {
+        let Site {
+            dir,
+            relay,
+            controller,
+            _processes,
+            ..
+        } = self;
+        controller.stop_with(Signal::SIGTERM).await;
+        let (controller, channel) = start_controller_on(&dir.path().join("controller.toml")).await;
+        Self {
+            dir,
+            relay,
+            client: ControllerServiceClient::new(channel),
+            controller,
+            _processes,
+        }
+    }
 }
 
 /// The discovery config topics the controller must publish.
@@ -416,15 +437,7 @@ async fn the_brokers_users_and_acls_decide_who_may_command() {
 
     // The right one: read at start.
     std::fs::write(&password_file, "controller-pw-81f2\n").expect("write password");
-    let Site {
-        dir,
-        relay,
-        controller,
-        _processes,
-        ..
-    } = site;
-    controller.stop_with(Signal::SIGTERM).await;
-    let (controller, _) = start_controller_on(&dir.path().join("controller.toml")).await;
+    let site = site.restart_controller().await;
     let ha = MqttWatcher::connect(
         broker.port,
         &EVERYTHING,
@@ -432,10 +445,10 @@ async fn the_brokers_users_and_acls_decide_who_may_command() {
     )
     .await;
     wait_published(&ha).await;
-    assert!(!controller.log().contains("controller-pw-81f2"));
+    assert!(!site.controller.log().contains("controller-pw-81f2"));
 
     // A user who may only read sees the states, but its command never
-    // reaches the controller.
+    // reaches the site.controller.
     let guest = MqttWatcher::connect(
         broker.port,
         &["delestage/#", "guest/#"],
@@ -456,15 +469,22 @@ async fn the_brokers_users_and_acls_decide_who_may_command() {
     // have dealt with that command.
     ha.publish("delestage/load/water-heater/override/set", "SYNC", false)
         .await;
-    let line = controller.wait_for_log("\"SYNC\\\" is not a command").await;
+    let line = site
+        .controller
+        .wait_for_log("\"SYNC\\\" is not a command")
+        .await;
     assert!(line.contains("water-heater"), "{line}");
-    assert_eq!(energized(&relay).await, [0, 1], "the guest cut nothing");
-    assert!(!controller.log().contains("override set"));
+    assert_eq!(
+        energized(&site.relay).await,
+        [0, 1],
+        "the guest cut nothing"
+    );
+    assert!(!site.controller.log().contains("override set"));
 
     // Home Assistant may.
     ha.publish("delestage/load/water-heater/override/set", "OFF", false)
         .await;
-    wait_energized(&relay, &[1], "the water heater cut by Home Assistant").await;
+    wait_energized(&site.relay, &[1], "the water heater cut by Home Assistant").await;
 }
 
 /// mqtts: the broker's certificate checked against `tls_ca`; a broker
@@ -502,21 +522,13 @@ async fn mqtts_checks_the_brokers_certificate() {
 
     // The right CA, read at start.
     std::fs::copy(&pki.ca, &ca).expect("copy the CA");
-    let Site {
-        dir,
-        relay,
-        controller,
-        _processes,
-        ..
-    } = site;
-    controller.stop_with(Signal::SIGTERM).await;
-    let (controller, _) = start_controller_on(&dir.path().join("controller.toml")).await;
+    let site = site.restart_controller().await;
     let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
     wait_published(&ha).await;
-    controller
+    site.controller
         .wait_for_log("connected to the MQTT broker")
         .await;
     ha.publish("delestage/load/water-heater/override/set", "OFF", false)
         .await;
-    wait_energized(&relay, &[1], "the water heater cut over mqtts").await;
+    wait_energized(&site.relay, &[1], "the water heater cut over mqtts").await;
 }
