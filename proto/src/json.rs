@@ -206,9 +206,23 @@ pub fn relays_json(r: &rpb::GetRelaysResponse) -> Value {
             "attached": b.attached,
             "serial_number": b.serial_number,
             "channel_count": b.channel_count,
+            // 0 when unknown.
+            "version": b.version,
+            "hardware_failsafe": hardware_failsafe_name(b.hardware_failsafe()),
         })),
         "relays": r.relays.iter().map(relay_json).collect::<Vec<_>>(),
     })
+}
+
+fn hardware_failsafe_name(f: rpb::HardwareFailsafe) -> Option<&'static str> {
+    match f {
+        rpb::HardwareFailsafe::Off => Some("off"),
+        rpb::HardwareFailsafe::Armed => Some("armed"),
+        rpb::HardwareFailsafe::Unsupported => Some("unsupported"),
+        rpb::HardwareFailsafe::Tripped => Some("tripped"),
+        // An older relay-service that does not say.
+        rpb::HardwareFailsafe::Unspecified => None,
+    }
 }
 
 pub fn relay_json(r: &rpb::Relay) -> Value {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::board::{Board, BoardKind, BoardStatus};
+use crate::board::{Board, BoardKind, BoardStatus, FailsafeState};
 use crate::persist::StateWriter;
 use crate::state::{ChannelState, StateFile};
 use crate::wear::WearGuard;
@@ -51,6 +51,8 @@ pub(crate) struct Relay {
 pub(crate) struct BoardInfo {
     pub kind: BoardKind,
     pub serial_number: Option<i32>,
+    pub version: Option<u32>,
+    pub hardware_failsafe: FailsafeState,
     pub attached: bool,
     pub channel_count: u32,
     pub description: String,
@@ -161,9 +163,10 @@ impl RelayBank {
     /// done, so no request is served before it.
     pub(crate) async fn start(self: &Arc<Self>) -> Result<(), Error> {
         let mut status = self.board.status();
-        let first = *status.borrow_and_update();
+        let first = status.borrow_and_update().clone();
+        let attached = first.attached;
         self.on_board_status(first).await;
-        metrics::gauge!("relay_board_attached").set(f64::from(u8::from(first.attached)));
+        metrics::gauge!("relay_board_attached").set(f64::from(u8::from(attached)));
         // Persist at once, so that a first start leaves a state file behind.
         // A full disk is not fatal: the writer says so and keeps trying,
         // and switches are refused until it succeeds.
@@ -182,7 +185,7 @@ impl RelayBank {
                         if changed.is_err() {
                             break;
                         }
-                        let now = *status.borrow_and_update();
+                        let now = status.borrow_and_update().clone();
                         bank.on_board_status(now).await;
                     }
                     _ = retry.tick() => bank.reapply_unapplied().await,
@@ -382,12 +385,12 @@ impl RelayBank {
 
     async fn on_board_status(&self, status: BoardStatus) {
         let mut inner = self.inner.lock().await;
-        let before = inner.board;
+        let before = inner.board.clone();
         if status == before {
             return;
         }
         let info = self.board_info(&status);
-        inner.board = status;
+        inner.board = status.clone();
         metrics::gauge!("relay_board_attached").set(f64::from(u8::from(status.attached)));
         // The board's news first, then what it means for each relay.
         let _ = self.changes.send(Change::Board {
@@ -511,6 +514,8 @@ impl RelayBank {
         BoardInfo {
             kind: self.board.kind(),
             serial_number: status.serial_number,
+            version: status.version,
+            hardware_failsafe: status.hardware_failsafe,
             attached: status.attached,
             channel_count: self.board.channel_count(),
             description: self.board.describe(status),

@@ -36,25 +36,26 @@ use crate::state::{ChannelState, Loaded, StateFile};
 /// The fully-qualified gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "delestage.relay.v1.RelayService";
 
-/// Opens the board the settings ask for.
+/// Opens the board the settings ask for. [`serve`] checks it before it
+/// serves.
 pub fn open_board(settings: &Settings) -> Result<Board, Error> {
-    match settings.board {
-        BoardChoice::Sim => Ok(Board::Simulated(SimulatedBoard::new(settings.channels))),
+    Ok(match settings.board {
+        BoardChoice::Sim => Board::Simulated(SimulatedBoard::new(settings.channels)),
         #[cfg(feature = "phidget")]
-        BoardChoice::Phidget => {
-            let board =
-                board::phidget::PhidgetBoard::open(settings.serial, settings.hardware_failsafe)
-                    .map_err(|e| Error::Config(format!("cannot open the Phidget 1017: {e}")))?;
-            Ok(Board::Phidget(board))
-        }
+        BoardChoice::Phidget => Board::Phidget(
+            board::phidget::PhidgetBoard::open(settings.serial, settings.hardware_failsafe)
+                .map_err(|e| Error::Config(format!("cannot open the Phidget 1017: {e}")))?,
+        ),
         #[cfg(not(feature = "phidget"))]
-        BoardChoice::Phidget => Err(Error::Config(
-            "--board phidget: this relay-service was built without Phidget support; \
-             rebuild it with `cargo build --release -p relay-service --features phidget` \
-             (needs libphidget22, see the README)"
-                .to_owned(),
-        )),
-    }
+        BoardChoice::Phidget => {
+            return Err(Error::Config(
+                "--board phidget: this relay-service was built without Phidget support; \
+                 rebuild it with `cargo build --release -p delestage-relay-service --features phidget` \
+                 (needs libphidget22, see the README's \"On real hardware\")"
+                    .to_owned(),
+            ));
+        }
+    })
 }
 
 /// Binds, opens the board, and serves until `shutdown` resolves.
@@ -76,10 +77,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    // A --hardware-failsafe the board does not take stops the start here.
+    board
+        .settle()
+        .await
+        .map_err(|e| Error::Config(format!("cannot use the Phidget 1017: {e}")))?;
     delestage_runtime::files::ensure_writable_dir(&settings.state_dir)?;
     let state_file = StateFile::in_dir(&settings.state_dir);
     let initial = initial_states(&settings, &state_file)?;
 
+    let healthy = board_health(&board);
     let bank = RelayBank::new(
         board,
         settings.labels.clone(),
@@ -121,16 +128,35 @@ pub async fn serve(
         // shutdown forever.
         closing_bank.close();
     };
-    delestage_runtime::grpc::serve(
+    delestage_runtime::grpc::serve_with_health(
         listener,
         routes,
         &[SERVICE_NAME],
         settings.security.clone(),
+        healthy,
         shutdown,
     )
     .await?;
     tracing::info!("relay-service stopped");
     Ok(())
+}
+
+/// True while the board can be driven as configured: a board that attached
+/// after the start and does not take the `--hardware-failsafe` time turns
+/// the service NOT_SERVING (it still switches, without the failsafe).
+fn board_health(board: &Board) -> tokio::sync::watch::Receiver<bool> {
+    let mut status = board.status();
+    let (tx, rx) = tokio::sync::watch::channel(status.borrow().misconfigured.is_none());
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let ok = status.borrow_and_update().misconfigured.is_none();
+            tx.send_if_modified(|healthy| std::mem::replace(healthy, ok) != ok);
+            if tx.is_closed() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn initial_states(settings: &Settings, file: &StateFile) -> Result<Vec<ChannelState>, Error> {

@@ -11,7 +11,7 @@ use pb::relay_service_server::RelayService;
 use tonic::{Request, Response, Status};
 
 use crate::bank::{BoardInfo, Change, Relay, RelayBank, Snapshot};
-use crate::board::BoardKind;
+use crate::board::{BoardKind, FailsafeState};
 use crate::hold::Hold;
 use crate::plan::{ChannelPlan, HeldPlan};
 
@@ -178,6 +178,14 @@ fn board_to_pb(board: BoardInfo) -> pb::Board {
         attached: board.attached,
         channel_count: board.channel_count,
         description: board.description,
+        version: board.version.unwrap_or(0),
+        hardware_failsafe: match board.hardware_failsafe {
+            FailsafeState::Off => pb::HardwareFailsafe::Off,
+            FailsafeState::Armed => pb::HardwareFailsafe::Armed,
+            FailsafeState::Unsupported => pb::HardwareFailsafe::Unsupported,
+            FailsafeState::Tripped => pb::HardwareFailsafe::Tripped,
+        }
+        .into(),
     }
 }
 

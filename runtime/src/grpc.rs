@@ -42,12 +42,37 @@ pub async fn serve(
     security: Security,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let (_always, healthy) = tokio::sync::watch::channel(true);
+    serve_with_health(listener, routes, health_names, security, healthy, shutdown).await
+}
+
+/// [`serve`], with the named services' health following `healthy`: SERVING
+/// while it holds true, NOT_SERVING while false (a service that runs but
+/// cannot do its job as configured).
+pub async fn serve_with_health(
+    listener: TcpListener,
+    routes: Routes,
+    health_names: &[&str],
+    security: Security,
+    mut healthy: tokio::sync::watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let status_of = |ok: bool| if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+    let now = status_of(*healthy.borrow_and_update());
     for name in health_names {
-        health_reporter
-            .set_service_status(*name, ServingStatus::Serving)
-            .await;
+        health_reporter.set_service_status(*name, now).await;
     }
+    let following = health_reporter.clone();
+    let followed: Vec<String> = health_names.iter().map(|n| (*n).to_owned()).collect();
+    let follow = tokio::spawn(async move {
+        while healthy.changed().await.is_ok() {
+            let now = status_of(*healthy.borrow_and_update());
+            for name in &followed {
+                following.set_service_status(name, now).await;
+            }
+        }
+    });
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(delestage_proto::FILE_DESCRIPTOR_SET)
@@ -66,6 +91,8 @@ pub async fn serve(
     let names: Vec<String> = health_names.iter().map(|n| (*n).to_owned()).collect();
     let shutdown = async move {
         shutdown.await;
+        // Health no longer follows anything: it is NOT_SERVING from here.
+        follow.abort();
         health_reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;

@@ -8,15 +8,19 @@ use super::*;
 pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> String {
     let mut out = String::new();
     if let Some(b) = &r.board {
-        out.push_str(&format!(
-            "{} — {}\n\n",
-            b.description,
-            if b.attached {
-                "attached"
-            } else {
-                "NOT ATTACHED"
+        let mut facts = vec![if b.attached { "attached" } else { "NOT ATTACHED" }.to_owned()];
+        if b.version != 0 {
+            facts.push(format!("version {}", b.version));
+        }
+        match b.hardware_failsafe() {
+            rpb::HardwareFailsafe::Armed => facts.push("hardware failsafe armed".into()),
+            rpb::HardwareFailsafe::Unsupported => {
+                facts.push("hardware failsafe UNSUPPORTED by this board".into())
             }
-        ));
+            rpb::HardwareFailsafe::Tripped => facts.push("hardware failsafe TRIPPED".into()),
+            rpb::HardwareFailsafe::Off | rpb::HardwareFailsafe::Unspecified => {}
+        }
+        out.push_str(&format!("{} — {}\n\n", b.description, facts.join(", ")));
     }
     out.push_str(&paint.style(
         Style::new().bold(),

@@ -21,15 +21,36 @@ pub enum BoardKind {
 }
 
 /// Whether the board is there, and which one it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BoardStatus {
     pub attached: bool,
     /// The device's serial number, once known.
     pub serial_number: Option<i32>,
+    /// The device's version (e.g. 200 for a 1017_2), once known.
+    pub version: Option<u32>,
     /// How many times the board has attached. A detach and re-attach that
     /// happen faster than anyone looks still change this count, so the
     /// intended states are re-applied even when `attached` looks unchanged.
     pub attachments: u64,
+    pub hardware_failsafe: FailsafeState,
+    /// Why the board cannot be driven as configured (a `--hardware-failsafe`
+    /// the attached board does not take): the service reports NOT_SERVING
+    /// until the setting is fixed.
+    pub misconfigured: Option<String>,
+}
+
+/// The board's own watchdog, as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailsafeState {
+    /// Not asked for, or no board attached yet.
+    #[default]
+    Off,
+    /// Armed on every channel, and fed.
+    Armed,
+    /// Asked for, and this board has none or does not take the time.
+    Unsupported,
+    /// Tripped: the relays were forced off, until re-armed.
+    Tripped,
 }
 
 /// Why a switch did not happen.
@@ -82,6 +103,16 @@ impl Board {
             Board::Simulated(b) => b.set(channel, energized),
             #[cfg(feature = "phidget")]
             Board::Phidget(b) => b.set(channel, energized).await,
+        }
+    }
+
+    /// Waits, at start, for what the board must be checked for before the
+    /// service serves (see [`phidget::PhidgetBoard::settle`]).
+    pub async fn settle(&self) -> Result<(), BoardError> {
+        match self {
+            Board::Simulated(_) => Ok(()),
+            #[cfg(feature = "phidget")]
+            Board::Phidget(b) => b.settle().await,
         }
     }
 

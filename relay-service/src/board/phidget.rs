@@ -1,32 +1,42 @@
-//! The Phidget Interface Kit 0/0/8 (P/N 1017), through libphidget22.
+//! The Phidget Interface Kit 0/0/8 (P/N 1017), through the vendor's
+//! libphidget22.
 //!
 //! What the library does, and what follows for us:
 //! - A channel is addressed by device serial number + channel index (0..7).
 //!   The 1017 is a plain USB device, not a VINT hub port device, so no hub
 //!   port settings.
+//! - `Phidget_open` returns at once; the board attaches later, on the
+//!   library's own thread, which polls USB every 250 ms. So the service
+//!   starts and serves with the board unplugged, and reads the device (id,
+//!   serial, version, failsafe range) in the attach event, at every attach
+//!   ([`tracker`]).
 //! - Opening a channel turns its relay off, and so does closing it. So the
 //!   eight channels are opened once and kept open for the life of the
 //!   service; [`crate::bank::RelayBank`] re-applies the intended states on
 //!   every attach.
 //! - `DigitalOutput` is `Send` but not `Sync`: one worker thread owns the
-//!   eight handles and switches relays on request. Attach and detach
-//!   callbacks run on the library's dispatcher thread; they only update an
-//!   [`AttachTracker`].
-//! - The channels are opened with `Phidget_open`, which returns at once and
-//!   attaches whenever the board is (or later becomes) present, so the
-//!   service starts and serves even with the board unplugged.
+//!   eight handles, switches relays on request and arms and feeds the
+//!   failsafe. The library's attach, detach and error events only update
+//!   the [`tracker::AttachTracker`] and post to that thread.
 //! - Other DigitalOutput devices (a 1018, a VINT REL1000) also answer a
 //!   channel open with serial "any": an attach is checked for the 1017's
 //!   device id, and without `--serial` the service pins itself to the first
 //!   1017 that attaches, so channels from two boards are never mixed.
-//! - The 1017_2's failsafe ([`HardwareFailsafe`]): its range is read from
-//!   the device; it is fed at least every third of its time, and only while
-//!   the async side's heartbeat is fresh (a wedged runtime lets the board
-//!   fail safe, not only a frozen process); a tripped channel takes no
-//!   command until it is closed and reopened, so recovery does exactly that.
+//! - An `openWaitForAttachment` that times out leaves the channel closed
+//!   (the board probe opens anew each time).
+//! - On an unattached channel the library answers 52 (not attached):
+//!   UNAVAILABLE to clients.
+//! - The 1017_2's failsafe ([`failsafe`]): its range is read from the
+//!   device; it is fed at least every third of its time, and only while the
+//!   async side's heartbeat is fresh (a wedged runtime lets the board fail
+//!   safe, not only a frozen process). A trip reaches us as error event 4108
+//!   (and then 59 on every command): the channel is closed and reopened at
+//!   once, re-armed, and the intended state re-applied.
 
 #[cfg(feature = "fault-injection")]
 use std::sync::atomic::Ordering;
+
+use std::ffi::{CStr, c_char, c_void};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,21 +47,42 @@ use tokio::sync::{oneshot, watch};
 use super::{BoardError, BoardStatus};
 
 mod failsafe;
+mod tracker;
 
-use failsafe::{HardwareFailsafe, Heartbeat, check_failsafe_range, feed_period};
+use failsafe::{HardwareFailsafe, Heartbeat, Refusal, check_range, feed_period};
+use tracker::{AttachTracker, DeviceFacts};
 
 /// The 1017 has eight relays.
 pub const CHANNELS: u32 = 8;
 
+/// How long the start waits for a board to attach, to check that it takes
+/// the `--hardware-failsafe` time before serving.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+/// With no board for this long, say so (and how to look for it)...
+const ABSENT_WARN_AFTER: Duration = Duration::from_secs(2);
+/// ...and again at most this often while it stays away.
+const ABSENT_WARN_EVERY: Duration = Duration::from_secs(300);
+
+/// The failsafe times the 1017_2 takes (Phidgets' documentation, and what
+/// libphidget22 reports for it), in ms: the check when no board is there.
+const DOCUMENTED_FAILSAFE_RANGE: (u32, u32) = (500, 30_000);
+
+/// libphidget22's error event for a failsafe trip ("Failsafe procedure
+/// initiated.").
+const EEPHIDGET_FAILSAFE: u32 = 4108;
+
 /// A Phidget 1017, its channels open for as long as this value lives.
 pub struct PhidgetBoard {
-    commands: Option<mpsc::Sender<Command>>,
+    commands: mpsc::Sender<Command>,
     status: watch::Receiver<BoardStatus>,
     worker: Option<JoinHandle<()>>,
+    tracker: Arc<AttachTracker>,
+    serial: Option<i32>,
+    failsafe: Option<Duration>,
     /// Kept alive here: the beating task holds only a weak reference, and
     /// stops when the board goes.
-    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     heartbeat: Arc<Heartbeat>,
+    beating: std::sync::atomic::AtomicBool,
 }
 
 enum Command {
@@ -60,6 +91,23 @@ enum Command {
         energized: bool,
         reply: oneshot::Sender<Result<(), BoardError>>,
     },
+    /// A channel attached (posted by its attach event): arm its failsafe.
+    Attached(u32),
+    /// The board reported a failsafe trip on a channel (error event 4108).
+    Tripped(u32),
+    Stop,
+}
+
+/// One open channel, with its error handler's context (dropped after the
+/// channel is: fields drop in order).
+pub(super) struct Channel {
+    out: DigitalOutput,
+    _on_error: Box<ErrorContext>,
+}
+
+struct ErrorContext {
+    channel: u32,
+    commands: Mutex<mpsc::Sender<Command>>,
 }
 
 impl PhidgetBoard {
@@ -77,31 +125,27 @@ impl PhidgetBoard {
         let heartbeat = Arc::new(Heartbeat::new());
 
         let beats = Arc::clone(&heartbeat);
+        let posts = commands.clone();
+        let tracking = Arc::clone(&tracker);
         let worker = std::thread::Builder::new()
             .name("phidget-1017".into())
             .spawn(move || {
-                let opened = pick_board(serial)
-                    .and_then(|serial| open_channels(serial, &tracker))
-                    .and_then(|outputs| {
-                        match failsafe {
-                            Some(time) => check_failsafe_range(&outputs, &tracker, time),
-                            None => Ok(()),
-                        }
-                        .map(|()| outputs)
-                    });
-                let mut outputs = match opened {
-                    Ok(outputs) => {
+                let opened =
+                    pick_board(serial).and_then(|serial| open_channels(serial, &tracking, &posts));
+                let mut channels = match opened {
+                    Ok(channels) => {
                         let _ = opened_tx.send(Ok(()));
-                        outputs
+                        channels
                     }
                     Err(e) => {
                         let _ = opened_tx.send(Err(e));
                         return;
                     }
                 };
-                serve_commands(&mut outputs, command_rx, failsafe, &tracker, &beats);
-                // Dropping the outputs closes the channels.
-                drop(outputs);
+                let mut worker = Worker::new(serial, failsafe, tracking, beats);
+                worker.serve(&mut channels, command_rx);
+                // Dropping the channels closes them.
+                drop(channels);
             })
             .map_err(|e| BoardError::Failed(format!("cannot start the Phidget thread: {e}")))?;
 
@@ -109,26 +153,79 @@ impl PhidgetBoard {
             .recv()
             .map_err(|_| BoardError::Failed("the Phidget thread stopped while opening".into()))??;
 
-        // The async side's heartbeat: beats while the runtime runs tasks.
-        if let (Some(time), Ok(runtime)) = (failsafe, tokio::runtime::Handle::try_current()) {
-            let beats = Arc::downgrade(&heartbeat);
-            runtime.spawn(async move {
-                let mut tick = tokio::time::interval(feed_period(time));
-                while let Some(heartbeat) = beats.upgrade() {
-                    heartbeat.beat();
-                    drop(heartbeat);
-                    tick.tick().await;
-                }
-            });
-        }
-        heartbeat.beat();
-
         Ok(Self {
-            commands: Some(commands),
+            commands,
             status: status_rx,
             worker: Some(worker),
+            tracker,
+            serial,
+            failsafe,
             heartbeat,
+            beating: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// At start, with `--hardware-failsafe`: waits up to 5 s for the board
+    /// to attach, and refuses a time it does not take (the start stops,
+    /// naming the board's range). A 1017 without a failsafe, or no board
+    /// within 5 s, is not an error here: a board that attaches later with a
+    /// range that does not fit is not armed, and the service reports
+    /// NOT_SERVING.
+    ///
+    /// Then the failsafe is armed: the async side starts beating, and the
+    /// board's thread arms and feeds the failsafe while it beats.
+    pub async fn settle(&self) -> Result<(), BoardError> {
+        let Some(time) = self.failsafe else {
+            return Ok(());
+        };
+        let mut status = self.status.clone();
+        let attached = tokio::time::timeout(SETTLE_WAIT, status.wait_for(|s| s.attached)).await;
+        let facts = match attached {
+            Ok(Ok(_)) => self.tracker.facts(),
+            _ => None,
+        };
+        match facts {
+            Some(facts) => {
+                if let Err(Refusal::OutOfRange(why)) = check_range(&facts, time) {
+                    return Err(BoardError::Failed(why));
+                }
+            }
+            None => {
+                // No board to ask: what the 1017_2 takes.
+                let documented = DeviceFacts {
+                    serial: self.serial,
+                    device: Some(DeviceId::Phidget1017),
+                    version: None,
+                    failsafe_range: Some(DOCUMENTED_FAILSAFE_RANGE),
+                };
+                if let Err(Refusal::OutOfRange(why)) = check_range(&documented, time) {
+                    return Err(BoardError::Failed(format!("{why} (no board attached to ask)")));
+                }
+                tracing::info!(
+                    wait = %humantime::format_duration(SETTLE_WAIT),
+                    "no Phidget 1017 attached yet: the hardware failsafe is armed when it attaches"
+                );
+            }
+        }
+        self.start_heartbeat(time);
+        Ok(())
+    }
+
+    /// The async side's heartbeat: beats while the runtime runs tasks.
+    /// Nothing is armed before its first beat.
+    fn start_heartbeat(&self, time: Duration) {
+        if self.beating.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let beats = Arc::downgrade(&self.heartbeat);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(feed_period(time));
+            while let Some(heartbeat) = beats.upgrade() {
+                heartbeat.beat();
+                drop(heartbeat);
+                tick.tick().await;
+            }
+        });
     }
 
     /// Test builds only: what makes the async side stop beating, as if its
@@ -149,8 +246,6 @@ impl PhidgetBoard {
         let (reply, answer) = oneshot::channel();
         let stopped = || BoardError::Failed("the Phidget thread has stopped".into());
         self.commands
-            .as_ref()
-            .ok_or_else(stopped)?
             .send(Command::Set {
                 channel,
                 energized,
@@ -163,9 +258,9 @@ impl PhidgetBoard {
 
 impl Drop for PhidgetBoard {
     fn drop(&mut self) {
-        // Closing the command channel ends the worker, which closes the
-        // Phidget channels (libphidget22 turns the relays off then).
-        self.commands.take();
+        // Ends the worker, which closes the Phidget channels (libphidget22
+        // turns the relays off then).
+        let _ = self.commands.send(Command::Stop);
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
@@ -190,6 +285,8 @@ fn pick_board(serial: Option<i32>) -> Result<Option<i32>, BoardError> {
     // looping forever.
     while probes.len() < 8 {
         let mut probe = DigitalOutput::new();
+        // A probe that times out is left closed by the library: nothing
+        // more is plugged in.
         if probe
             .set_serial_number(phidget::PHIDGET_SERIALNUMBER_ANY)
             .is_err()
@@ -227,8 +324,9 @@ fn pick_board(serial: Option<i32>) -> Result<Option<i32>, BoardError> {
 fn open_channels(
     serial: Option<i32>,
     tracker: &Arc<AttachTracker>,
-) -> Result<Vec<DigitalOutput>, BoardError> {
-    let mut outputs = Vec::with_capacity(CHANNELS as usize);
+    posts: &mpsc::Sender<Command>,
+) -> Result<Vec<Channel>, BoardError> {
+    let mut channels = Vec::with_capacity(CHANNELS as usize);
     for channel in 0..CHANNELS {
         let mut out = DigitalOutput::new();
         let failed = |what: &str, e: ReturnCode| {
@@ -240,8 +338,12 @@ fn open_channels(
             .map_err(|e| failed("set channel", e))?;
 
         let on_attach = Arc::clone(tracker);
+        let attach_posts = Mutex::new(posts.clone());
         out.set_on_attach_handler(move |out: &mut DigitalOutput| {
-            on_attach.attached(channel, out.serial_number().ok(), out.device_id().ok());
+            if on_attach.attached(channel, DeviceFacts::read(out)) {
+                let posts = attach_posts.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = posts.send(Command::Attached(channel));
+            }
         })
         .map_err(|e| failed("set attach handler", e))?;
         let on_detach = Arc::clone(tracker);
@@ -249,62 +351,217 @@ fn open_channels(
             on_detach.detached(channel);
         })
         .map_err(|e| failed("set detach handler", e))?;
+        let on_error = Box::new(ErrorContext {
+            channel,
+            commands: Mutex::new(posts.clone()),
+        });
+        // SAFETY: the context outlives the channel (dropped after it, see
+        // `Channel`), and the handler only reads it.
+        let rc = unsafe {
+            phidget::ffi::Phidget_setOnErrorHandler(
+                out.as_mut_handle(),
+                Some(on_error_event),
+                (&raw const *on_error).cast_mut().cast(),
+            )
+        };
+        ReturnCode::result(rc).map_err(|e| failed("set error handler", e))?;
 
         out.open().map_err(|e| failed("open", e))?;
-        outputs.push(out);
+        channels.push(Channel {
+            out,
+            _on_error: on_error,
+        });
     }
-    Ok(outputs)
+    Ok(channels)
 }
 
-fn serve_commands(
-    outputs: &mut [DigitalOutput],
-    commands: mpsc::Receiver<Command>,
-    failsafe: Option<Duration>,
-    tracker: &AttachTracker,
-    heartbeat: &Heartbeat,
+/// The library's error events, on its own thread: a failsafe trip is
+/// posted to the worker, anything else is logged.
+unsafe extern "C" fn on_error_event(
+    _handle: phidget::ffi::PhidgetHandle,
+    ctx: *mut c_void,
+    code: phidget::ffi::Phidget_ErrorEventCode,
+    description: *const c_char,
 ) {
-    let mut guard = failsafe.map(HardwareFailsafe::new);
-    let period = failsafe.map_or(Duration::from_secs(3600), feed_period);
-    let mut next_feed = Instant::now();
-    loop {
-        let wait = next_feed.saturating_duration_since(Instant::now());
-        let command = match commands.recv_timeout(wait) {
-            Ok(command) => Some(command),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        // Fed on a schedule of its own, whatever the commands do: the gap
-        // between two feeds stays within `period` (plus one command).
-        if Instant::now() >= next_feed {
-            next_feed = Instant::now() + period;
-            if let Some(guard) = &mut guard {
-                guard.maintain(outputs, tracker, heartbeat);
+    // SAFETY: ctx is the ErrorContext registered with this handler, alive
+    // while the channel is.
+    let Some(ctx) = (unsafe { ctx.cast::<ErrorContext>().as_ref() }) else {
+        return;
+    };
+    if code == EEPHIDGET_FAILSAFE {
+        let posts = ctx.commands.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = posts.send(Command::Tripped(ctx.channel));
+        return;
+    }
+    let text = if description.is_null() {
+        String::new()
+    } else {
+        // SAFETY: the library passes a NUL-terminated string.
+        unsafe { CStr::from_ptr(description) }.to_string_lossy().into_owned()
+    };
+    tracing::warn!(channel = ctx.channel, code, "the Phidget library reports: {text}");
+}
+
+/// The thread that owns the channels.
+struct Worker {
+    serial: Option<i32>,
+    tracker: Arc<AttachTracker>,
+    heartbeat: Arc<Heartbeat>,
+    guard: Option<HardwareFailsafe>,
+    /// Feeds of the failsafe (and, without one, a wake-up now and then).
+    period: Duration,
+    next_feed: Instant,
+    /// Since when no board has been attached, and when that was last said.
+    absent_since: Option<Instant>,
+    absent_said: Option<Instant>,
+    /// Since when the board has been attached, and whether that was said
+    /// (one info line per attach).
+    attached_since: Option<Instant>,
+    announced: bool,
+}
+
+impl Worker {
+    fn new(
+        serial: Option<i32>,
+        failsafe: Option<Duration>,
+        tracker: Arc<AttachTracker>,
+        heartbeat: Arc<Heartbeat>,
+    ) -> Self {
+        Self {
+            serial,
+            tracker,
+            heartbeat,
+            guard: failsafe.map(HardwareFailsafe::new),
+            period: failsafe.map_or(Duration::from_millis(500), |t| {
+                feed_period(t).min(Duration::from_millis(500))
+            }),
+            next_feed: Instant::now(),
+            absent_since: Some(Instant::now()),
+            absent_said: None,
+            attached_since: None,
+            announced: false,
+        }
+    }
+
+    fn serve(&mut self, channels: &mut [Channel], commands: mpsc::Receiver<Command>) {
+        loop {
+            let wait = self.next_feed.saturating_duration_since(Instant::now());
+            let command = match commands.recv_timeout(wait) {
+                Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Ok(command) => Some(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+            };
+            // Fed on a schedule of its own, whatever the commands do: the
+            // gap between two feeds stays within `period` (plus one command).
+            if Instant::now() >= self.next_feed {
+                self.next_feed = Instant::now() + self.period;
+                if let Some(guard) = &mut self.guard {
+                    guard.maintain(channels, &self.tracker, &self.heartbeat);
+                }
+                self.watch_presence();
+            }
+            match command {
+                None | Some(Command::Stop) => {}
+                Some(Command::Set {
+                    channel,
+                    energized,
+                    reply,
+                }) => {
+                    let result = self.set(channels, channel, energized);
+                    let _ = reply.send(result.map_err(board_error));
+                }
+                Some(Command::Attached(channel)) => self.on_attached(channels, channel),
+                Some(Command::Tripped(channel)) => {
+                    if let Some(guard) = &mut self.guard
+                        && guard.is_armed(channel as usize)
+                    {
+                        guard.recover(channels, channel as usize, &self.tracker);
+                    }
+                }
             }
         }
-        let Some(command) = command else { continue };
-        match command {
-            Command::Set {
-                channel,
-                energized,
-                reply,
-            } => {
-                let mut result = set_state(outputs, channel, energized);
-                if result == Err(ReturnCode::Failsafe)
-                    && let Some(guard) = &mut guard
-                {
-                    // Tripped: nothing gets through until it is reopened.
-                    guard.recover(outputs, channel as usize, tracker);
-                    result = set_state(outputs, channel, energized);
-                }
-                let _ = reply.send(result.map_err(board_error));
+    }
+
+    fn set(&mut self, channels: &mut [Channel], channel: u32, energized: bool) -> Result<(), ReturnCode> {
+        let result = set_state(channels, channel, energized);
+        if result == Err(ReturnCode::Failsafe)
+            && let Some(guard) = &mut self.guard
+        {
+            // Tripped: nothing gets through until it is reopened; the bank
+            // re-applies this state once the channel is back.
+            guard.recover(channels, channel as usize, &self.tracker);
+        }
+        result
+    }
+
+    /// A channel attached: arm it now (not at the next feed), and once the
+    /// whole board is there, say what it is.
+    fn on_attached(&mut self, channels: &mut [Channel], channel: u32) {
+        if let Some(guard) = &mut self.guard
+            && self.heartbeat.started()
+        {
+            guard.arm(channels, channel as usize, &self.tracker);
+            guard.report(&self.tracker);
+        }
+        self.watch_presence();
+    }
+
+    /// One info line at attach; with no board, one warning after 2 s, then
+    /// at most every 5 minutes.
+    fn watch_presence(&mut self) {
+        let now = Instant::now();
+        if self.tracker.is_attached() {
+            self.absent_since = None;
+            self.absent_said = None;
+            let since = *self.attached_since.get_or_insert(now);
+            let state = self.tracker.failsafe();
+            // Once the failsafe is settled (armed, or not possible), or
+            // after 2 s whatever it is doing.
+            let settled = self.guard.is_none()
+                || state != super::FailsafeState::Off
+                || now.duration_since(since) >= ABSENT_WARN_AFTER;
+            if !self.announced
+                && settled
+                && let Some(facts) = self.tracker.facts()
+            {
+                self.announced = true;
+                let failsafe = match state {
+                    super::FailsafeState::Armed => "armed",
+                    super::FailsafeState::Unsupported => "not supported by this board",
+                    super::FailsafeState::Tripped => "tripped",
+                    super::FailsafeState::Off if self.guard.is_some() => "arming",
+                    super::FailsafeState::Off => "off (no --hardware-failsafe)",
+                };
+                tracing::info!(
+                    model = facts.model(),
+                    serial = ?facts.serial,
+                    version = ?facts.version,
+                    hardware_failsafe = failsafe,
+                    "Phidget 1017 attached"
+                );
             }
+            return;
+        }
+        self.announced = false;
+        self.attached_since = None;
+        let since = *self.absent_since.get_or_insert(now);
+        let due = match self.absent_said {
+            None => now.duration_since(since) >= ABSENT_WARN_AFTER,
+            Some(said) => now.duration_since(said) >= ABSENT_WARN_EVERY,
+        };
+        if due {
+            self.absent_said = Some(now);
+            let serial = self.serial.map_or("any".to_owned(), |s| s.to_string());
+            tracing::warn!(
+                "no Phidget 1017 found (serial {serial}): check the USB cable, `lsusb -d 06c2:`, the udev rule in deploy/udev, and that no other program holds the board; waiting for it"
+            );
         }
     }
 }
 
-fn set_state(outputs: &[DigitalOutput], channel: u32, energized: bool) -> Result<(), ReturnCode> {
-    match outputs.get(channel as usize) {
-        Some(out) => out.set_state(u8::from(energized)),
+fn set_state(channels: &[Channel], channel: u32, energized: bool) -> Result<(), ReturnCode> {
+    match channels.get(channel as usize) {
+        Some(c) => c.out.set_state(u8::from(energized)),
         None => Err(ReturnCode::InvalidArg),
     }
 }
@@ -313,104 +570,5 @@ fn board_error(code: ReturnCode) -> BoardError {
     match code {
         ReturnCode::NotAttached => BoardError::NotAttached,
         other => BoardError::Failed(other.to_string()),
-    }
-}
-
-/// Turns per-channel attach/detach callbacks into one board status: the
-/// board is attached when all eight channels are, on one 1017.
-struct AttachTracker {
-    state: Mutex<Attachments>,
-    status: watch::Sender<BoardStatus>,
-}
-
-struct Attachments {
-    channels: [bool; CHANNELS as usize],
-    /// The board the service drives: `--serial`, or the first 1017 that
-    /// attached. Channels of any other board are not counted.
-    pinned: Option<i32>,
-}
-
-impl AttachTracker {
-    fn new(status: watch::Sender<BoardStatus>, serial: Option<i32>) -> Self {
-        Self {
-            state: Mutex::new(Attachments {
-                channels: [false; CHANNELS as usize],
-                pinned: serial,
-            }),
-            status,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Attachments> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn attached(&self, channel: u32, serial: Option<i32>, device: Option<DeviceId>) {
-        if device != Some(DeviceId::Phidget1017) {
-            tracing::error!(
-                channel,
-                ?serial,
-                device = ?device,
-                "a device that is not a Phidget 1017 answered: refused (give --serial of the 1017)"
-            );
-            return;
-        }
-        {
-            let mut state = self.lock();
-            match (state.pinned, serial) {
-                (None, Some(s)) => {
-                    tracing::info!(
-                        serial = s,
-                        "driving the Phidget 1017 with this serial number"
-                    );
-                    state.pinned = Some(s);
-                }
-                (Some(pinned), Some(s)) if pinned != s => {
-                    tracing::error!(
-                        channel,
-                        serial = s,
-                        driving = pinned,
-                        "a second 1017 answered: its channels are not used (channels of two boards are never mixed; give --serial)"
-                    );
-                    return;
-                }
-                _ => {}
-            }
-        }
-        self.update(channel, true, serial);
-    }
-
-    fn detached(&self, channel: u32) {
-        self.update(channel, false, None);
-    }
-
-    fn attached_channels(&self) -> [bool; CHANNELS as usize] {
-        self.lock().channels
-    }
-
-    /// Makes the bank re-apply the intended states, as after a re-attach.
-    fn bump(&self) {
-        self.status.send_modify(|status| status.attachments += 1);
-    }
-
-    fn update(&self, channel: u32, attached: bool, serial: Option<i32>) {
-        let mut state = self.lock();
-        if let Some(slot) = state.channels.get_mut(channel as usize) {
-            *slot = attached;
-        }
-        let all = state.channels.iter().all(|a| *a);
-        self.status.send_if_modified(|status| {
-            let before = *status;
-            if all && !before.attached {
-                status.attachments += 1;
-            }
-            status.attached = all;
-            if serial.is_some() {
-                status.serial_number = serial;
-            }
-            *status != before
-        });
     }
 }

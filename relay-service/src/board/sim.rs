@@ -28,8 +28,8 @@ impl SimulatedBoard {
     pub fn new(channels: u32) -> Self {
         let (status, _) = watch::channel(BoardStatus {
             attached: true,
-            serial_number: None,
             attachments: 1,
+            ..BoardStatus::default()
         });
         Self {
             inner: Arc::new(Inner {

@@ -1,21 +1,27 @@
-//! The 1017_2's hardware failsafe, as Phidgets document it: armed per
-//! channel with a time from the device's own range, reset at least every
-//! third of that time, and once tripped, deaf to every command until the
-//! channel is closed and reopened. And the heartbeat that ties its feeding
-//! to the async side being alive.
+//! The 1017_2's hardware failsafe, as Phidgets document it and as the real
+//! libphidget22 enforces it: armed per channel with a time from the
+//! device's own range, reset at least every third of that time (a
+//! `setState` resets it too), and once tripped, deaf to every command
+//! (`EPHIDGET_FAILSAFE`, 59) until the channel is closed and reopened. And
+//! the heartbeat that ties its feeding to the async side being alive.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use phidget::{DigitalOutput, Phidget, ReturnCode};
+use phidget::ReturnCode;
 
-use super::{AttachTracker, BoardError, CHANNELS};
+use super::tracker::{AttachTracker, DeviceFacts};
+use super::{CHANNELS, Channel};
+use crate::board::FailsafeState;
 
 /// The async side's sign of life, read by the board's thread before it
 /// feeds the failsafe: milliseconds since `start` at the last beat.
 pub(super) struct Heartbeat {
     start: Instant,
     last_ms: AtomicU64,
+    /// The async side has beaten once: until then nothing is armed (the
+    /// service is still starting, and a stale heartbeat means nothing).
+    started: AtomicBool,
     /// Test builds only: stop beating, as a wedged runtime would.
     pub(super) stalled: AtomicBool,
 }
@@ -25,6 +31,7 @@ impl Heartbeat {
         Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            started: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
         }
     }
@@ -33,7 +40,12 @@ impl Heartbeat {
         if !self.stalled.load(Ordering::Relaxed) {
             let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.last_ms.store(ms, Ordering::Relaxed);
+            self.started.store(true, Ordering::Release);
         }
+    }
+
+    pub(super) fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
     }
 
     fn age(&self) -> Duration {
@@ -48,43 +60,45 @@ pub(super) fn feed_period(failsafe: Duration) -> Duration {
     failsafe / 4
 }
 
-/// The failsafe time must be within what the device says it takes.
-pub(super) fn check_failsafe_range(
-    outputs: &[DigitalOutput],
-    tracker: &AttachTracker,
-    time: Duration,
-) -> Result<(), BoardError> {
-    // Only an attached channel can say; a board plugged in later is
-    // checked when the failsafe is armed.
-    let Some(out) = outputs
-        .iter()
-        .zip(tracker.attached_channels())
-        .find_map(|(out, attached)| attached.then_some(out))
-    else {
-        return Ok(());
-    };
-    let (min, max) = match (out.min_failsafe_time(), out.max_failsafe_time()) {
-        (Ok(min), Ok(max)) => (min, max),
-        // An older 1017: no failsafe; said once when arming.
-        _ => return Ok(()),
+/// Whether the board takes `time` as its failsafe time. `Err` says why not,
+/// naming the board's range when it has one.
+pub(super) fn check_range(facts: &DeviceFacts, time: Duration) -> Result<(), Refusal> {
+    let Some((min, max)) = facts.failsafe_range else {
+        return Err(Refusal::Unsupported);
     };
     let ms = u32::try_from(time.as_millis()).unwrap_or(u32::MAX);
-    if !(min..=max).contains(&ms) {
-        return Err(BoardError::Failed(format!(
-            "--hardware-failsafe {}: this board takes {min}ms to {max}ms",
-            humantime::format_duration(time)
-        )));
+    if (min..=max).contains(&ms) {
+        Ok(())
+    } else {
+        Err(Refusal::OutOfRange(format!(
+            "--hardware-failsafe {}: this board (Phidget {} serial {}) takes {min}ms to {max}ms",
+            humantime::format_duration(time),
+            facts.model(),
+            facts.serial.map_or("unknown".to_owned(), |s| s.to_string()),
+        )))
     }
-    Ok(())
+}
+
+/// Why the failsafe is not armed on the attached board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// A 1017_0 / 1017_1: no failsafe.
+    Unsupported,
+    /// The configured time is outside what this board takes.
+    OutOfRange(String),
 }
 
 /// The 1017_2's hardware failsafe: armed on every attached channel, fed
 /// from the board's own thread while the async side lives. If the service
 /// hangs, the feeding stops and the board turns the relays off by itself.
 pub(super) struct HardwareFailsafe {
+    time: Duration,
     ms: u32,
     armed: [bool; CHANNELS as usize],
-    unsupported: bool,
+    /// Why the attached board is not armed, as last said (said once).
+    refused: Option<Refusal>,
+    /// A channel tripped and has not been re-armed yet.
+    tripped: [bool; CHANNELS as usize],
     /// The heartbeat was stale at the last feed (said once per stall).
     starving: bool,
 }
@@ -92,11 +106,35 @@ pub(super) struct HardwareFailsafe {
 impl HardwareFailsafe {
     pub(super) fn new(time: Duration) -> Self {
         Self {
+            time,
             ms: u32::try_from(time.as_millis()).unwrap_or(u32::MAX),
             armed: [false; CHANNELS as usize],
-            unsupported: false,
+            refused: None,
+            tripped: [false; CHANNELS as usize],
             starving: false,
         }
+    }
+
+    pub(super) fn is_armed(&self, ch: usize) -> bool {
+        self.armed[ch]
+    }
+
+    /// What clients see, and whether the board can be driven as configured.
+    pub(super) fn report(&self, tracker: &AttachTracker) {
+        let state = if self.tripped.iter().any(|t| *t) {
+            FailsafeState::Tripped
+        } else if self.refused.is_some() {
+            FailsafeState::Unsupported
+        } else if self.armed.iter().all(|a| *a) {
+            FailsafeState::Armed
+        } else {
+            FailsafeState::Off
+        };
+        let misconfigured = match &self.refused {
+            Some(Refusal::OutOfRange(why)) => Some(why.clone()),
+            _ => None,
+        };
+        tracker.set_failsafe(state, misconfigured);
     }
 
     /// Arms channels that are not armed yet and feeds the armed ones, as
@@ -104,11 +142,11 @@ impl HardwareFailsafe {
     /// failsafe time); recovers a tripped channel.
     pub(super) fn maintain(
         &mut self,
-        outputs: &mut [DigitalOutput],
+        channels: &mut [Channel],
         tracker: &AttachTracker,
         heartbeat: &Heartbeat,
     ) {
-        if self.unsupported {
+        if !heartbeat.started() {
             return;
         }
         let age = heartbeat.age();
@@ -124,60 +162,57 @@ impl HardwareFailsafe {
         }
         self.starving = false;
         let attached = tracker.attached_channels();
-        for ch in 0..outputs.len() {
+        for ch in 0..channels.len() {
             if !attached[ch] {
                 // A re-attach resets the failsafe: arm it again then.
                 self.armed[ch] = false;
                 continue;
             }
             if !self.armed[ch] {
-                self.arm(outputs, ch);
-                if self.unsupported {
-                    return;
-                }
+                self.arm(channels, ch, tracker);
                 continue;
             }
-            match outputs[ch].set_reset_failsafe() {
+            match channels[ch].out.set_reset_failsafe() {
                 Ok(()) => {}
-                Err(ReturnCode::Failsafe) => self.recover(outputs, ch, tracker),
+                Err(ReturnCode::Failsafe) => self.recover(channels, ch, tracker),
                 Err(ReturnCode::NotAttached) => self.armed[ch] = false,
                 Err(e) => {
                     tracing::warn!(channel = ch, error = %e, "cannot feed the hardware failsafe")
                 }
             }
         }
+        self.report(tracker);
     }
 
-    fn arm(&mut self, outputs: &[DigitalOutput], ch: usize) {
-        match outputs[ch].set_enable_failsafe(self.ms) {
+    /// Arms one attached channel, if the board takes the time.
+    pub(super) fn arm(&mut self, channels: &[Channel], ch: usize, tracker: &AttachTracker) {
+        let Some(facts) = tracker.facts() else { return };
+        if let Err(refusal) = check_range(&facts, self.time) {
+            if self.refused.as_ref() != Some(&refusal) {
+                match &refusal {
+                    Refusal::Unsupported => tracing::warn!(
+                        "this 1017 has no hardware failsafe (only the 1017_2 has); --hardware-failsafe is ignored, the relay hold still applies"
+                    ),
+                    Refusal::OutOfRange(why) => tracing::error!(
+                        "{why}: the hardware failsafe is NOT armed and the service reports NOT_SERVING; fix --hardware-failsafe and restart"
+                    ),
+                }
+                self.refused = Some(refusal);
+                self.report(tracker);
+            }
+            return;
+        }
+        self.refused = None;
+        match channels[ch].out.set_enable_failsafe(self.ms) {
             Ok(()) => {
                 self.armed[ch] = true;
-                if ch == 0 {
-                    tracing::info!(
-                        failsafe_ms = self.ms,
-                        "hardware failsafe armed: if this service stops feeding it, the board turns the relays off"
-                    );
-                }
+                self.tripped[ch] = false;
             }
             Err(ReturnCode::Unsupported) => {
+                self.refused = Some(Refusal::Unsupported);
                 tracing::warn!(
                     "this 1017 has no hardware failsafe (only the 1017_2 has); --hardware-failsafe is ignored, the relay hold still applies"
                 );
-                self.unsupported = true;
-            }
-            Err(ReturnCode::InvalidArg) => {
-                let range = match (
-                    outputs[ch].min_failsafe_time(),
-                    outputs[ch].max_failsafe_time(),
-                ) {
-                    (Ok(min), Ok(max)) => format!("{min}ms to {max}ms"),
-                    _ => "another range".to_owned(),
-                };
-                tracing::error!(
-                    failsafe_ms = self.ms,
-                    "this board takes {range} for --hardware-failsafe; running without the hardware failsafe"
-                );
-                self.unsupported = true;
             }
             Err(e) => {
                 tracing::warn!(channel = ch, error = %e, "cannot arm the hardware failsafe; will retry")
@@ -186,32 +221,24 @@ impl HardwareFailsafe {
     }
 
     /// A tripped channel (forced off) rejects every command until it is
-    /// closed and reopened: do that, arm it again, and let the bank
-    /// re-apply the intended states (the reopen is an attach).
-    pub(super) fn recover(
-        &mut self,
-        outputs: &mut [DigitalOutput],
-        ch: usize,
-        tracker: &AttachTracker,
-    ) {
+    /// closed and reopened: do that. It is armed again when it re-attaches,
+    /// and the bank re-applies the intended states (the reopen is an attach).
+    pub(super) fn recover(&mut self, channels: &mut [Channel], ch: usize, tracker: &AttachTracker) {
         tracing::error!(
             channel = ch,
             failsafe_ms = self.ms,
             "the hardware failsafe tripped (this service did not feed it in time): the relay is off; reopening the channel"
         );
+        metrics::counter!("relay_failsafe_trips_total", "channel" => ch.to_string()).increment(1);
         self.armed[ch] = false;
-        let out = &mut outputs[ch];
-        if let Err(e) = out.close() {
+        self.tripped[ch] = true;
+        self.report(tracker);
+        let out = &mut channels[ch].out;
+        if let Err(e) = phidget::Phidget::close(out) {
             tracing::error!(channel = ch, error = %e, "cannot close the tripped channel");
         }
-        if let Err(e) = out.open() {
+        if let Err(e) = phidget::Phidget::open(out) {
             tracing::error!(channel = ch, error = %e, "cannot reopen the tripped channel");
-            return;
         }
-        if tracker.attached_channels()[ch] {
-            self.arm(outputs, ch);
-        }
-        // Like a re-attach: the bank puts the intended states back.
-        tracker.bump();
     }
 }
