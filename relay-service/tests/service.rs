@@ -1,7 +1,9 @@
 //! relay-service's API, served by a real tonic server on 127.0.0.1:0 and
-//! called by a real client, against both boards: the simulated one, and
-//! (with the `phidget` feature) the Phidget backend linked to the stand-in
-//! libphidget22. Every behaviour test runs on both.
+//! called by a real client, against every board: the simulated one, and
+//! (with the `phidget` feature) the Phidget backend on the vendor's real
+//! libphidget22, driving a virtual 1017_2 and a virtual 1017_1 at the USB
+//! boundary (tests/virtual-1017; `scripts/phidget-env` sets up the
+//! loader). Every behaviour test runs on each.
 
 use std::time::Duration;
 
@@ -23,8 +25,9 @@ const BOUND: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     Sim,
+    /// The real libphidget22 on a virtual board of this model.
     #[cfg(feature = "phidget")]
-    Phidget,
+    Phidget(&'static str),
 }
 
 /// The hardware under the service, seen from the test: what a person with a
@@ -32,29 +35,41 @@ enum Backend {
 enum Hardware {
     Sim(SimulatedBoard),
     #[cfg(feature = "phidget")]
-    Phidget,
+    Phidget { model: &'static str, serial: u32 },
 }
 
 #[cfg(feature = "phidget")]
-mod standin {
-    // The stand-in libphidget22's test controls; it is the library the
-    // phidget crate links, so these resolve against it.
-    #[link(name = "phidget22")]
-    unsafe extern "C" {
-        pub(crate) safe fn phidget_standin_unplug();
-        pub(crate) safe fn phidget_standin_plug();
-        pub(crate) safe fn phidget_standin_relay(index: i32) -> i32;
-        pub(crate) safe fn phidget_standin_serial() -> i32;
-        pub(crate) safe fn phidget_standin_set_failsafe(supported: i32);
-        pub(crate) safe fn phidget_standin_freeze_resets(frozen: i32);
-        pub(crate) safe fn phidget_standin_failsafe_tripped(index: i32) -> i32;
-        pub(crate) safe fn phidget_standin_failsafe_ms(index: i32) -> i32;
-        pub(crate) safe fn phidget_standin_longest_feed_gap_ms(index: i32) -> i32;
-        pub(crate) safe fn phidget_standin_set_device_id(id: i32);
-        pub(crate) safe fn phidget_standin_set_second_board(serial: i32);
+mod usb {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use delestage_tests::VirtualUsb;
+
+    /// One control directory for this test process: libphidget22 is loaded
+    /// once per process, and finds the boards through
+    /// DELESTAGE_VIRTUAL_USB, which must be set before its first
+    /// enumeration.
+    pub(crate) fn virtual_usb() -> &'static VirtualUsb {
+        static USB: OnceLock<VirtualUsb> = OnceLock::new();
+        USB.get_or_init(|| {
+            let usb = VirtualUsb::new();
+            let (name, value) = usb.env();
+            // SAFETY: set once, under BOARD, before any Phidget channel is
+            // opened in this process (the library's threads, which read it,
+            // do not exist yet); no other test reads or writes it.
+            unsafe { std::env::set_var(name, value) };
+            usb
+        })
     }
 
-    /// The stand-in is one board per process: Phidget tests take turns.
+    /// A fresh serial per test: the library may still be forgetting the
+    /// previous test's board while the next one is plugged.
+    pub(crate) fn next_serial() -> u32 {
+        static NEXT: AtomicU32 = AtomicU32::new(300_100);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The real library is one per process: Phidget tests take turns.
     pub(crate) static BOARD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 }
 
@@ -63,7 +78,9 @@ impl Hardware {
         match self {
             Hardware::Sim(b) => b.energized(channel).expect("channel exists"),
             #[cfg(feature = "phidget")]
-            Hardware::Phidget => standin::phidget_standin_relay(channel as i32) == 1,
+            Hardware::Phidget { serial, .. } => {
+                usb::virtual_usb().energized(*serial).contains(&channel)
+            }
         }
     }
 
@@ -75,7 +92,7 @@ impl Hardware {
         match self {
             Hardware::Sim(b) => b.unplug(),
             #[cfg(feature = "phidget")]
-            Hardware::Phidget => standin::phidget_standin_unplug(),
+            Hardware::Phidget { serial, .. } => usb::virtual_usb().unplug(*serial),
         }
     }
 
@@ -83,7 +100,7 @@ impl Hardware {
         match self {
             Hardware::Sim(b) => b.plug(),
             #[cfg(feature = "phidget")]
-            Hardware::Phidget => standin::phidget_standin_plug(),
+            Hardware::Phidget { model, serial } => usb::virtual_usb().plug(model, *serial),
         }
     }
 
@@ -91,7 +108,7 @@ impl Hardware {
         match self {
             Hardware::Sim(_) => pb::BoardKind::Simulated,
             #[cfg(feature = "phidget")]
-            Hardware::Phidget => pb::BoardKind::Phidget1017,
+            Hardware::Phidget { .. } => pb::BoardKind::Phidget1017,
         }
     }
 
@@ -99,7 +116,7 @@ impl Hardware {
         match self {
             Hardware::Sim(_) => 0,
             #[cfg(feature = "phidget")]
-            Hardware::Phidget => standin::phidget_standin_serial(),
+            Hardware::Phidget { serial, .. } => *serial as i32,
         }
     }
 }
@@ -117,6 +134,9 @@ struct Running {
 struct Harness {
     backend: Backend,
     _state: tempfile::TempDir,
+    /// The virtual board plugged for this test (unplugged at the end).
+    #[cfg(feature = "phidget")]
+    serial: u32,
     #[cfg(feature = "phidget")]
     _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
@@ -124,23 +144,20 @@ struct Harness {
 impl Harness {
     async fn new(backend: Backend) -> Self {
         #[cfg(feature = "phidget")]
-        let turn = match backend {
-            Backend::Phidget => {
-                let turn = standin::BOARD.lock().await;
-                // A previous test may have left the board unplugged, or a
-                // 1017_2 with its resets frozen.
-                standin::phidget_standin_plug();
-                standin::phidget_standin_set_failsafe(0);
-                standin::phidget_standin_freeze_resets(0);
-                standin::phidget_standin_set_device_id(12);
-                standin::phidget_standin_set_second_board(0);
-                Some(turn)
+        let (turn, serial) = match backend {
+            Backend::Phidget(model) => {
+                let turn = usb::BOARD.lock().await;
+                let serial = usb::next_serial();
+                usb::virtual_usb().plug(model, serial);
+                (Some(turn), serial)
             }
-            Backend::Sim => None,
+            Backend::Sim => (None, 0),
         };
         Self {
             backend,
             _state: tempfile::tempdir().expect("tempdir"),
+            #[cfg(feature = "phidget")]
+            serial,
             #[cfg(feature = "phidget")]
             _turn: turn,
         }
@@ -156,10 +173,19 @@ impl Harness {
         self.start_with(self.settings()).await
     }
 
+    /// The hardware of this test's board.
+    #[cfg(feature = "phidget")]
+    fn phidget(&self) -> Hardware {
+        match self.backend {
+            Backend::Phidget(model) => Hardware::Phidget { model, serial: self.serial },
+            Backend::Sim => panic!("not a Phidget test"),
+        }
+    }
+
     /// Starts the service on a board opened by the test.
-    #[cfg(all(feature = "phidget", feature = "fault-injection"))]
+    #[cfg(feature = "phidget")]
     async fn start_on(&self, settings: Settings, board: Board) -> Running {
-        self.serve(settings, board, Hardware::Phidget).await
+        self.serve(settings, board, self.phidget()).await
     }
 
     async fn start_with(&self, settings: Settings) -> Running {
@@ -170,15 +196,15 @@ impl Harness {
                 (Board::Simulated(board.clone()), Hardware::Sim(board))
             }
             #[cfg(feature = "phidget")]
-            Backend::Phidget => (
+            Backend::Phidget(_) => (
                 Board::Phidget(
                     delestage_relay_service::board::phidget::PhidgetBoard::open(
                         settings.serial,
                         settings.hardware_failsafe,
                     )
-                    .expect("open the stand-in board"),
+                    .expect("open the Phidget channels"),
                 ),
-                Hardware::Phidget,
+                self.phidget(),
             ),
         };
         self.serve(settings, board, hardware).await
@@ -189,6 +215,9 @@ impl Harness {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let state_dir = settings.state_dir.clone();
+        let drives_this_board = settings
+            .serial
+            .is_none_or(|s| s == hardware.expected_serial());
         let task = tokio::spawn(delestage_relay_service::serve(
             settings,
             board,
@@ -203,13 +232,28 @@ impl Harness {
             .await
             .expect("connect");
         wait_serving(channel.clone()).await;
-        Running {
+        let mut running = Running {
             client: RelayServiceClient::new(channel),
             hardware,
             stop,
             task,
             state_dir,
             addr,
+        };
+        // The real library attaches on its own thread, soon after the
+        // channels open: the behaviour tests start from an attached board.
+        if !matches!(running.hardware, Hardware::Sim(_)) && drives_this_board {
+            running.wait_attached().await;
+        }
+        running
+    }
+}
+
+#[cfg(feature = "phidget")]
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if matches!(self.backend, Backend::Phidget(_)) {
+            usb::virtual_usb().unplug(self.serial);
         }
     }
 }
@@ -249,6 +293,27 @@ impl Running {
             .await
             .expect("WatchRelays")
             .into_inner()
+    }
+
+    /// Polls GetRelays until the board is attached (bounded).
+    async fn wait_attached(&mut self) -> pb::Board {
+        self.wait_board("attached", |b| b.attached).await
+    }
+
+    /// Polls GetRelays until the board satisfies `done` (bounded).
+    async fn wait_board(&mut self, what: &str, done: impl Fn(&pb::Board) -> bool) -> pb::Board {
+        let deadline = tokio::time::Instant::now() + BOUND;
+        loop {
+            let board = self.relays().await.board.expect("board");
+            if done(&board) {
+                return board;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for the board: {what} (now {board:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn energized(&mut self) -> Vec<u32> {
@@ -576,7 +641,8 @@ async fn a_switch_that_cannot_be_saved_does_not_happen(backend: Backend) {
     svc.stop().await;
 }
 
-/// Declares each behaviour test once per board.
+/// Declares each behaviour test once per board: simulated, and the real
+/// library on a virtual 1017_2 and on a virtual 1017_1.
 macro_rules! on_every_board {
     ($($name:ident),* $(,)?) => {
         mod sim {
@@ -586,10 +652,17 @@ macro_rules! on_every_board {
             })*
         }
         #[cfg(feature = "phidget")]
-        mod phidget {
+        mod phidget_1017_2 {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(super::Backend::Phidget).await
+                super::$name(super::Backend::Phidget("1017_2")).await
+            })*
+        }
+        #[cfg(feature = "phidget")]
+        mod phidget_1017_1 {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Phidget("1017_1")).await
             })*
         }
     };
@@ -608,105 +681,7 @@ on_every_board!(
     a_switch_that_cannot_be_saved_does_not_happen,
 );
 
-// ----- Phidget-only behaviour -----
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_a_board_with_another_serial_is_not_opened() {
-    let h = Harness::new(Backend::Phidget).await;
-    let mut settings = h.settings();
-    settings.serial = Some(standin::phidget_standin_serial() + 1);
-    let mut svc = h.start_with(settings).await;
-    let board = svc.relays().await.board.expect("board");
-    assert!(!board.attached);
-    let err = svc.set(0, true).await.expect_err("not attached");
-    assert_eq!(err.code(), Code::Unavailable);
-    assert!(err.message().contains("not attached"), "{}", err.message());
-    svc.stop().await;
-}
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_closing_the_service_turns_the_relays_off_as_libphidget22_does() {
-    let h = Harness::new(Backend::Phidget).await;
-    let mut svc = h.start().await;
-    svc.set(1, true).await.expect("1");
-    assert_eq!(svc.hardware.energized_channels(), vec![1]);
-    let hardware = Hardware::Phidget;
-    svc.stop().await;
-    assert_eq!(hardware.energized_channels(), Vec::<u32>::new());
-}
-
-/// Polls `done` (hardware state, from the stand-in) until it holds.
-#[cfg(feature = "phidget")]
-async fn until_hardware(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + BOUND;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_the_hardware_failsafe_is_armed_fed_and_recovers_after_a_trip() {
-    let h = Harness::new(Backend::Phidget).await;
-    standin::phidget_standin_set_failsafe(1);
-    let mut settings = h.settings();
-    settings.hardware_failsafe = Some(Duration::from_millis(500));
-    let mut svc = h.start_with(settings).await;
-    svc.set(2, true).await.expect("2");
-    until_hardware("every channel armed at 500 ms", || {
-        (0..8).all(|c| standin::phidget_standin_failsafe_ms(c) == 500)
-    })
-    .await;
-
-    // Fed: four failsafe periods pass without a trip.
-    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
-    while std::time::Instant::now() < watch_until {
-        assert_eq!(
-            standin::phidget_standin_failsafe_tripped(2),
-            0,
-            "tripped while fed"
-        );
-        assert_eq!(standin::phidget_standin_relay(2), 1);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    // The board stops hearing from the service (as if it hung): it turns
-    // the relay off by itself.
-    standin::phidget_standin_freeze_resets(1);
-    until_hardware("the trip", || {
-        standin::phidget_standin_failsafe_tripped(2) == 1
-    })
-    .await;
-    assert_eq!(standin::phidget_standin_relay(2), 0);
-
-    // The service is back: it re-arms and puts the intended state back.
-    standin::phidget_standin_freeze_resets(0);
-    until_hardware("the recovery", || {
-        standin::phidget_standin_relay(2) == 1 && standin::phidget_standin_failsafe_tripped(2) == 0
-    })
-    .await;
-    svc.stop().await;
-    standin::phidget_standin_set_failsafe(0);
-}
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_an_older_board_runs_without_the_hardware_failsafe() {
-    let h = Harness::new(Backend::Phidget).await;
-    let mut settings = h.settings();
-    settings.hardware_failsafe = Some(Duration::from_millis(500));
-    let mut svc = h.start_with(settings).await;
-    svc.set(3, true).await.expect("3");
-    assert_eq!(standin::phidget_standin_relay(3), 1);
-    assert_eq!(standin::phidget_standin_failsafe_ms(3), 0);
-    svc.stop().await;
-}
+// ----- Simulated board only -----
 
 /// A subscriber that stops reading cannot make the service hold an unbounded
 /// backlog for it: once it falls behind, it gets a fresh snapshot instead of
@@ -777,128 +752,6 @@ async fn a_subscriber_that_falls_behind_gets_a_snapshot_and_ends_up_right() {
     svc.stop().await;
 }
 
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_the_failsafe_is_fed_at_least_every_third_of_its_time() {
-    let h = Harness::new(Backend::Phidget).await;
-    standin::phidget_standin_set_failsafe(1);
-    let mut settings = h.settings();
-    settings.hardware_failsafe = Some(Duration::from_millis(600));
-    let mut svc = h.start_with(settings).await;
-    until_hardware("every channel armed", || {
-        (0..8).all(|c| standin::phidget_standin_failsafe_ms(c) == 600)
-    })
-    .await;
-    // Two seconds of feeding, with commands in between (each wakes the
-    // board's thread, which must not push the next feed back).
-    let until = std::time::Instant::now() + Duration::from_secs(2);
-    let mut switches = 0u32;
-    while std::time::Instant::now() < until {
-        // Round the channels, within the wear guard.
-        svc.set(switches % 8, (switches / 8).is_multiple_of(2))
-            .await
-            .expect("switch");
-        switches += 1;
-        // Just under the feed period: a thread that let each command push
-        // its next feed back would go twice as long without feeding.
-        tokio::time::sleep(Duration::from_millis(140)).await;
-    }
-    for channel in 0..8 {
-        let gap = standin::phidget_standin_longest_feed_gap_ms(channel);
-        assert!(
-            (1..=200).contains(&gap),
-            "channel {channel}: fed {gap} ms apart at most; Phidgets ask for a third of 600 ms"
-        );
-    }
-    svc.stop().await;
-    standin::phidget_standin_set_failsafe(0);
-}
-
-#[cfg(all(feature = "phidget", feature = "fault-injection"))]
-#[tokio::test]
-async fn phidget_a_wedged_runtime_lets_the_board_fail_safe() {
-    let h = Harness::new(Backend::Phidget).await;
-    standin::phidget_standin_set_failsafe(1);
-    let board = delestage_relay_service::board::phidget::PhidgetBoard::open(
-        None,
-        Some(Duration::from_millis(500)),
-    )
-    .expect("open");
-    let stall = board.stall_heartbeat_hook();
-    let mut svc = h.start_on(h.settings(), Board::Phidget(board)).await;
-    svc.set(4, true).await.expect("4");
-    until_hardware("armed", || standin::phidget_standin_failsafe_ms(4) == 500).await;
-    // The process and the board's thread run on; only the async side stops.
-    stall();
-    until_hardware("the trip", || {
-        standin::phidget_standin_failsafe_tripped(4) == 1
-    })
-    .await;
-    assert_eq!(standin::phidget_standin_relay(4), 0);
-    svc.stop().await;
-    standin::phidget_standin_set_failsafe(0);
-}
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_a_failsafe_time_the_board_does_not_take_stops_the_start() {
-    let _h = Harness::new(Backend::Phidget).await;
-    standin::phidget_standin_set_failsafe(1);
-    let err = delestage_relay_service::board::phidget::PhidgetBoard::open(
-        None,
-        Some(Duration::from_millis(100)),
-    )
-    .err()
-    .expect("100 ms is below the 1017_2's range");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("--hardware-failsafe") && msg.contains("500ms to 30000ms"),
-        "{msg}"
-    );
-    standin::phidget_standin_set_failsafe(0);
-}
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_a_device_that_is_not_a_1017_is_refused() {
-    let h = Harness::new(Backend::Phidget).await;
-    // A 1018 answers a DigitalOutput open too.
-    standin::phidget_standin_set_device_id(6);
-    let mut svc = h.start().await;
-    assert!(!svc.relays().await.board.expect("board").attached);
-    let err = svc.set(0, true).await.expect_err("no 1017");
-    assert_eq!(err.code(), Code::Unavailable);
-    svc.stop().await;
-    standin::phidget_standin_set_device_id(12);
-}
-
-#[cfg(feature = "phidget")]
-#[tokio::test]
-async fn phidget_two_1017s_without_a_serial_stop_the_start_naming_both() {
-    let h = Harness::new(Backend::Phidget).await;
-    let first = standin::phidget_standin_serial();
-    let second = first + 1;
-    standin::phidget_standin_set_second_board(second);
-    let err = delestage_relay_service::board::phidget::PhidgetBoard::open(None, None)
-        .err()
-        .expect("two boards, no --serial");
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&first.to_string()) && msg.contains(&second.to_string()),
-        "{msg}"
-    );
-    assert!(msg.contains("--serial"), "{msg}");
-
-    // With --serial, that board, and only its channels.
-    let mut settings = h.settings();
-    settings.serial = Some(first);
-    let mut svc = h.start_with(settings).await;
-    svc.set(6, true).await.expect("6");
-    assert_eq!(standin::phidget_standin_relay(6), 1);
-    svc.stop().await;
-    standin::phidget_standin_set_second_board(0);
-}
-
 #[tokio::test]
 async fn past_max_streams_a_watch_is_resource_exhausted_until_one_leaves() {
     let h = Harness::new(Backend::Sim).await;
@@ -932,3 +785,9 @@ async fn past_max_streams_a_watch_is_resource_exhausted_until_one_leaves() {
     .expect("a slot within the bound");
     svc.stop().await;
 }
+
+// ----- The Phidget backend on the real library -----
+
+#[cfg(feature = "phidget")]
+#[path = "service/phidget.rs"]
+mod phidget;

@@ -18,6 +18,7 @@ mod forecast;
 mod mqtt;
 mod pki;
 mod process;
+mod virtual_usb;
 mod wait;
 
 pub use browser::{BROWSER_TZ, Browser};
@@ -29,6 +30,7 @@ pub use process::{
     ServiceProcess, binary, cli_json, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,
     start_controller, start_controller_on, start_demo, start_relay,
 };
+pub use virtual_usb::{VIRTUAL_USB_ENV, VirtualBoard, VirtualUsb};
 pub use wait::{
     energized, history, load_status, poll, status, wait_energized, wait_history, wait_status,
 };

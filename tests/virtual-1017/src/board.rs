@@ -90,8 +90,9 @@ fn become_board(dir: &ControlDir, board: Plugged, ready: OwnedFd) -> io::Result<
     // A board process that died leaves its socket behind; we hold the lock.
     let _ = std::fs::remove_file(&socket);
     let listener = seqpacket::listen(&socket)?;
+    let identity = file_identity(&socket)?;
     redirect_output(dir, board.serial);
-    let mut process = BoardProcess::new(dir.clone(), board, listener);
+    let mut process = BoardProcess::new(dir.clone(), board, listener, identity);
     process.write_state();
     say_ready(&ready);
     drop(ready);
@@ -99,6 +100,13 @@ fn become_board(dir: &ControlDir, board: Plugged, ready: OwnedFd) -> io::Result<
     let _ = std::fs::remove_file(&socket);
     drop(lock);
     Ok(())
+}
+
+/// A file's (device, inode): whether a path still names the file we made.
+fn file_identity(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 fn say_ready(ready: &OwnedFd) {
@@ -130,18 +138,26 @@ struct Connection {
 struct BoardProcess {
     dir: ControlDir,
     listener: OwnedFd,
+    /// Our socket file's identity: if the directory is removed and made
+    /// again, the path no longer names it, and this board is gone.
+    socket: (u64, u64),
     connections: Vec<Connection>,
     /// The connection that claimed the interface: the one that gets the
     /// input packets.
     claimed_by: Option<i32>,
     firmware: Firmware,
+    /// Input packets waiting for a host to read them.
+    reports: std::collections::VecDeque<Vec<u8>>,
+    /// The longest gap between two commands to each armed channel, as last
+    /// written to `DIR/SERIAL.failsafe-gaps`.
+    gaps_written: [u64; crate::firmware::CHANNELS],
     fault: Fault,
     instance: u64,
     written: String,
 }
 
 impl BoardProcess {
-    fn new(dir: ControlDir, board: Plugged, listener: OwnedFd) -> Self {
+    fn new(dir: ControlDir, board: Plugged, listener: OwnedFd, socket: (u64, u64)) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -150,9 +166,12 @@ impl BoardProcess {
         Self {
             dir,
             listener,
+            socket,
             connections: Vec::new(),
             claimed_by: None,
             firmware: Firmware::new(board),
+            reports: std::collections::VecDeque::new(),
+            gaps_written: [0; crate::firmware::CHANNELS],
             fault,
             instance: nanos ^ (u64::from(std::process::id()) << 32),
             written: String::new(),
@@ -180,8 +199,9 @@ impl BoardProcess {
             let now = Instant::now();
             for ch in self.firmware.expire(now) {
                 eprintln!("channel {ch}: failsafe tripped, relay off");
-                self.to_claimer(&ToHost::In { endpoint: 0x81, data: vec![TRIP_PACKET, ch] });
+                self.reports.push_back(vec![TRIP_PACKET, ch]);
             }
+            self.flush_reports();
             if now >= next_report {
                 next_report = now + REPORT_EVERY;
                 match self.fault {
@@ -298,6 +318,18 @@ impl BoardProcess {
         }
     }
 
+    /// Sends the queued input packets (trip reports) when a host reads the
+    /// board: like a real endpoint buffer, they wait while the board is
+    /// stalled or nobody has claimed it.
+    fn flush_reports(&mut self) {
+        if self.fault != Fault::None || self.claimed_by.is_none() {
+            return;
+        }
+        while let Some(data) = self.reports.pop_front() {
+            self.to_claimer(&ToHost::In { endpoint: 0x81, data });
+        }
+    }
+
     fn to_claimer(&self, message: &ToHost) {
         if let Some(fd) = self.claimed_by {
             let _ = seqpacket::send(fd, &message.encode());
@@ -306,7 +338,8 @@ impl BoardProcess {
 
     /// The board is still listed in `devices`, as the same model and version.
     fn still_plugged(&self) -> bool {
-        self.dir.plugged().contains(&self.firmware.board)
+        file_identity(&self.dir.socket(self.serial())).ok() == Some(self.socket)
+            && self.dir.plugged().contains(&self.firmware.board)
     }
 
     /// Unplugged: the relays lose power, every program hears it.
@@ -319,11 +352,20 @@ impl BoardProcess {
         self.write_json(&json);
     }
 
-    /// Rewrites `DIR/SERIAL.json` if anything changed.
+    /// Rewrites `DIR/SERIAL.json` if anything changed (and the failsafe
+    /// gaps, a diagnostic beside it).
     fn write_state(&mut self) {
         let json = self.firmware.to_json(true);
         if json != self.written {
             self.write_json(&json);
+        }
+        let gaps = self.firmware.longest_gaps_ms();
+        if gaps != self.gaps_written {
+            let text: Vec<String> = gaps.iter().map(u64::to_string).collect();
+            let path = self.dir.gaps_file(self.serial());
+            if std::fs::write(&path, text.join(" ") + "\n").is_ok() {
+                self.gaps_written = gaps;
+            }
         }
     }
 

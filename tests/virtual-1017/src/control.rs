@@ -10,6 +10,9 @@
 //!   change (see [`crate::firmware::Firmware::to_json`]).
 //! - `DIR/SERIAL.fault`: `stall` (the board stops answering while plugged)
 //!   or `io-error` (every transfer fails). Removing it ends the fault.
+//!
+//! Also there, for diagnosis: `DIR/SERIAL.log` (what the board process
+//! says), `DIR/SERIAL.failsafe-gaps` (see [`ControlDir::gaps_file`]).
 
 use std::path::{Path, PathBuf};
 
@@ -123,6 +126,13 @@ impl ControlDir {
 
     pub fn fault_file(&self, serial: u32) -> PathBuf {
         self.0.join(format!("{serial}.fault"))
+    }
+
+    /// A diagnostic: per channel, the longest time in ms between two
+    /// commands to that channel while its failsafe was armed (Phidgets ask
+    /// for at most a third of the failsafe time), space-separated.
+    pub fn gaps_file(&self, serial: u32) -> PathBuf {
+        self.0.join(format!("{serial}.failsafe-gaps"))
     }
 
     /// The board process's socket (the "USB cable").

@@ -70,6 +70,10 @@ pub struct Firmware {
     pub failsafe: [Failsafe; CHANNELS],
     /// Valid commands taken since power-up.
     pub commands: u64,
+    /// Per channel: the last command while armed, and the longest gap
+    /// between two such commands (reset when the channel is armed).
+    last_fed: [Option<Instant>; CHANNELS],
+    longest_gap: [Duration; CHANNELS],
 }
 
 impl Firmware {
@@ -80,6 +84,8 @@ impl Firmware {
             relays: [false; CHANNELS],
             failsafe: [Failsafe::Off; CHANNELS],
             commands: 0,
+            last_fed: [None; CHANNELS],
+            longest_gap: [Duration::ZERO; CHANNELS],
         }
     }
 
@@ -154,6 +160,8 @@ impl Firmware {
                 let ms = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
                 let time = Duration::from_millis(u64::from(ms));
                 self.failsafe[ch] = Failsafe::Armed { time, deadline: now + time };
+                self.last_fed[ch] = Some(now);
+                self.longest_gap[ch] = Duration::ZERO;
             }
             PKT_RESET_FAILSAFE => self.feed(ch, now),
             _ => return None,
@@ -165,7 +173,17 @@ impl Firmware {
     fn feed(&mut self, ch: usize, now: Instant) {
         if let Failsafe::Armed { time, .. } = self.failsafe[ch] {
             self.failsafe[ch] = Failsafe::Armed { time, deadline: now + time };
+            if let Some(last) = self.last_fed[ch] {
+                self.longest_gap[ch] = self.longest_gap[ch].max(now.duration_since(last));
+            }
+            self.last_fed[ch] = Some(now);
         }
+    }
+
+    /// Per channel, the longest gap between two commands since it was
+    /// armed, in ms.
+    pub fn longest_gaps_ms(&self) -> [u64; CHANNELS] {
+        self.longest_gap.map(|g| g.as_millis() as u64)
     }
 
     /// An output report (1017_1): byte 0 is the relay mask.
