@@ -60,6 +60,8 @@ impl RelayService for BareRelays {
                 attached: true,
                 channel_count: 8,
                 description: "simulated board, 8 channels".to_owned(),
+                version: 0,
+                hardware_failsafe: rpb::HardwareFailsafe::Off.into(),
             }),
         }))
     }

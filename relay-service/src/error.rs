@@ -69,7 +69,7 @@ impl From<Error> for Status {
             Error::WearLimit { .. } => Code::ResourceExhausted,
             // Nothing happened, and a retry may well work later.
             Error::Board {
-                source: BoardError::NotAttached,
+                source: BoardError::NotAttached | BoardError::Unresponsive(_),
                 ..
             }
             | Error::NotSaved { .. } => Code::Unavailable,

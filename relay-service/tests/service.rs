@@ -35,7 +35,10 @@ enum Backend {
 enum Hardware {
     Sim(SimulatedBoard),
     #[cfg(feature = "phidget")]
-    Phidget { model: &'static str, serial: u32 },
+    Phidget {
+        model: &'static str,
+        serial: u32,
+    },
 }
 
 #[cfg(feature = "phidget")]
@@ -49,8 +52,9 @@ mod usb {
     /// once per process, and finds the boards through
     /// DELESTAGE_VIRTUAL_USB, which must be set before its first
     /// enumeration.
+    static USB: OnceLock<VirtualUsb> = OnceLock::new();
+
     pub(crate) fn virtual_usb() -> &'static VirtualUsb {
-        static USB: OnceLock<VirtualUsb> = OnceLock::new();
         USB.get_or_init(|| {
             let usb = VirtualUsb::new();
             let (name, value) = usb.env();
@@ -58,8 +62,18 @@ mod usb {
             // opened in this process (the library's threads, which read it,
             // do not exist yet); no other test reads or writes it.
             unsafe { std::env::set_var(name, value) };
+            // A static is never dropped: remove the directory at exit (its
+            // boards go with it).
+            // SAFETY: registers a plain function.
+            unsafe { libc::atexit(remove_the_directory) };
             usb
         })
+    }
+
+    extern "C" fn remove_the_directory() {
+        if let Some(usb) = USB.get() {
+            let _ = std::fs::remove_dir_all(usb.path());
+        }
     }
 
     /// A fresh serial per test: the library may still be forgetting the
@@ -177,7 +191,10 @@ impl Harness {
     #[cfg(feature = "phidget")]
     fn phidget(&self) -> Hardware {
         match self.backend {
-            Backend::Phidget(model) => Hardware::Phidget { model, serial: self.serial },
+            Backend::Phidget(model) => Hardware::Phidget {
+                model,
+                serial: self.serial,
+            },
             Backend::Sim => panic!("not a Phidget test"),
         }
     }

@@ -58,7 +58,13 @@ pub async fn serve_with_health(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let status_of = |ok: bool| if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+    let status_of = |ok: bool| {
+        if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        }
+    };
     let now = status_of(*healthy.borrow_and_update());
     for name in health_names {
         health_reporter.set_service_status(*name, now).await;

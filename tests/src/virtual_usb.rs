@@ -35,7 +35,11 @@ impl VirtualBoard {
             serial: u32::try_from(v["serial"].as_u64()?).ok()?,
             version: u32::try_from(v["version"].as_u64()?).ok()?,
             plugged: v["plugged"].as_bool()?,
-            relays: v["relays"].as_array()?.iter().map(|r| r.as_bool().unwrap_or(false)).collect(),
+            relays: v["relays"]
+                .as_array()?
+                .iter()
+                .map(|r| r.as_bool().unwrap_or(false))
+                .collect(),
             failsafe: v["failsafe"]
                 .as_array()?
                 .iter()
@@ -47,7 +51,9 @@ impl VirtualBoard {
 
     /// The channels whose coil is energised.
     pub fn energized(&self) -> Vec<u32> {
-        (0..self.relays.len() as u32).filter(|&c| self.relays[c as usize]).collect()
+        (0..self.relays.len() as u32)
+            .filter(|&c| self.relays[c as usize])
+            .collect()
     }
 }
 
@@ -134,7 +140,9 @@ impl VirtualUsb {
 
     /// The energised coils of a board (none if it never showed up).
     pub fn energized(&self, serial: u32) -> Vec<u32> {
-        self.board(serial).map(|b| b.energized()).unwrap_or_default()
+        self.board(serial)
+            .map(|b| b.energized())
+            .unwrap_or_default()
     }
 
     /// `Some("stall")`, `Some("io-error")`, or `None` to end the fault.

@@ -8,7 +8,14 @@ use super::*;
 pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> String {
     let mut out = String::new();
     if let Some(b) = &r.board {
-        let mut facts = vec![if b.attached { "attached" } else { "NOT ATTACHED" }.to_owned()];
+        let mut facts = vec![
+            if b.attached {
+                "attached"
+            } else {
+                "NOT ATTACHED"
+            }
+            .to_owned(),
+        ];
         if b.version != 0 {
             facts.push(format!("version {}", b.version));
         }

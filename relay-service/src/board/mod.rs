@@ -58,6 +58,10 @@ pub enum FailsafeState {
 pub enum BoardError {
     #[error("the relay board is not attached")]
     NotAttached,
+    /// The board is there but did not answer, or the line failed: the
+    /// relay may not hold the state asked for; a retry may well work.
+    #[error("the relay board did not answer: {0}")]
+    Unresponsive(String),
     #[error("the relay board failed: {0}")]
     Failed(String),
 }

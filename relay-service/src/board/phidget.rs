@@ -199,7 +199,9 @@ impl PhidgetBoard {
                     failsafe_range: Some(DOCUMENTED_FAILSAFE_RANGE),
                 };
                 if let Err(Refusal::OutOfRange(why)) = check_range(&documented, time) {
-                    return Err(BoardError::Failed(format!("{why} (no board attached to ask)")));
+                    return Err(BoardError::Failed(format!(
+                        "{why} (no board attached to ask)"
+                    )));
                 }
                 tracing::info!(
                     wait = %humantime::format_duration(SETTLE_WAIT),
@@ -397,9 +399,15 @@ unsafe extern "C" fn on_error_event(
         String::new()
     } else {
         // SAFETY: the library passes a NUL-terminated string.
-        unsafe { CStr::from_ptr(description) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(description) }
+            .to_string_lossy()
+            .into_owned()
     };
-    tracing::warn!(channel = ctx.channel, code, "the Phidget library reports: {text}");
+    tracing::warn!(
+        channel = ctx.channel,
+        code,
+        "the Phidget library reports: {text}"
+    );
 }
 
 /// The thread that owns the channels.
@@ -482,7 +490,12 @@ impl Worker {
         }
     }
 
-    fn set(&mut self, channels: &mut [Channel], channel: u32, energized: bool) -> Result<(), ReturnCode> {
+    fn set(
+        &mut self,
+        channels: &mut [Channel],
+        channel: u32,
+        energized: bool,
+    ) -> Result<(), ReturnCode> {
         let result = set_state(channels, channel, energized);
         if result == Err(ReturnCode::Failsafe)
             && let Some(guard) = &mut self.guard
@@ -569,6 +582,9 @@ fn set_state(channels: &[Channel], channel: u32, energized: bool) -> Result<(), 
 fn board_error(code: ReturnCode) -> BoardError {
     match code {
         ReturnCode::NotAttached => BoardError::NotAttached,
+        ReturnCode::Timeout | ReturnCode::Io | ReturnCode::Again => {
+            BoardError::Unresponsive(code.to_string())
+        }
         other => BoardError::Failed(other.to_string()),
     }
 }

@@ -62,14 +62,19 @@ async fn the_hardware_failsafe_is_armed_fed_and_recovers_after_a_trip() {
             b.failsafe.iter().all(|f| f == "armed")
         })
         .await;
-    let board = svc.wait_board("armed", |b| failsafe_of(b) == pb::HardwareFailsafe::Armed).await;
+    let board = svc
+        .wait_board("armed", |b| failsafe_of(b) == pb::HardwareFailsafe::Armed)
+        .await;
     assert!(board.attached);
 
     // Fed: four failsafe periods pass without a trip.
     let watch_until = std::time::Instant::now() + Duration::from_secs(2);
     while std::time::Instant::now() < watch_until {
         let board = usb().board(h.serial).expect("board");
-        assert!(board.failsafe.iter().all(|f| f == "armed"), "tripped while fed: {board:?}");
+        assert!(
+            board.failsafe.iter().all(|f| f == "armed"),
+            "tripped while fed: {board:?}"
+        );
         assert_eq!(board.energized(), vec![2]);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -94,7 +99,13 @@ async fn the_hardware_failsafe_is_armed_fed_and_recovers_after_a_trip() {
         b.attached && failsafe_of(b) == pb::HardwareFailsafe::Armed
     })
     .await;
-    assert!(svc.relays().await.relays.iter().all(|r| r.applied == Some(true)));
+    assert!(
+        svc.relays()
+            .await
+            .relays
+            .iter()
+            .all(|r| r.applied == Some(true))
+    );
     svc.stop().await;
 }
 
@@ -186,7 +197,10 @@ async fn a_failsafe_time_the_board_does_not_take_stops_the_start() {
         msg.contains("--hardware-failsafe") && msg.contains("500ms to 30000ms"),
         "{msg}"
     );
-    assert!(msg.contains(&h.serial.to_string()), "names the board: {msg}");
+    assert!(
+        msg.contains(&h.serial.to_string()),
+        "names the board: {msg}"
+    );
     drop(board);
 
     // Through the service: the start stops with the same words.
@@ -207,7 +221,10 @@ async fn with_no_board_a_failsafe_no_1017_takes_is_refused_at_start() {
     let board =
         PhidgetBoard::open(Some(h.serial as i32), Some(Duration::from_secs(40))).expect("open");
     let msg = board.settle().await.expect_err("40 s").to_string();
-    assert!(msg.contains("500ms to 30000ms") && msg.contains("no board"), "{msg}");
+    assert!(
+        msg.contains("500ms to 30000ms") && msg.contains("no board"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

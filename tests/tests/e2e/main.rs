@@ -14,6 +14,8 @@ mod forecast_binary;
 mod frozen;
 mod home_assistant;
 mod outages;
+#[cfg(feature = "phidget")]
+mod phidget;
 mod relay_binary;
 mod replicas;
 mod security;

@@ -10,18 +10,10 @@ use tonic::transport::Channel;
 const RELAY: &str = "delestage.relay.v1.RelayService";
 
 async fn start(state_dir: &std::path::Path, extra: &[&str]) -> (ServiceProcess, Channel) {
-    start_env(state_dir, extra, &[]).await
-}
-
-async fn start_env(
-    state_dir: &std::path::Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (ServiceProcess, Channel) {
     let state = state_dir.to_str().expect("utf-8 path");
     let mut args = vec!["--listen", "127.0.0.1:0", "--state-dir", state];
     args.extend_from_slice(extra);
-    let svc = ServiceProcess::start(&binary("relay-service"), &args, env).await;
+    let svc = ServiceProcess::start(&binary("relay-service"), &args, &[]).await;
     let channel = svc.wait_serving(RELAY).await;
     (svc, channel)
 }
@@ -201,61 +193,6 @@ async fn a_busy_port_is_a_clear_error() {
         stderr.contains(&format!("cannot listen on {addr}")),
         "{stderr}"
     );
-}
-
-#[cfg(feature = "phidget")]
-mod phidget {
-    //! The binary built with `--features phidget`, against the stand-in
-    //! libphidget22 (which the loader finds through LD_LIBRARY_PATH).
-    use super::*;
-
-    #[tokio::test]
-    async fn the_phidget_board_is_opened_switched_and_restored() {
-        let state = tempfile::tempdir().expect("tempdir");
-        let env = [("PHIDGET_STANDIN_SERIAL", "424242")];
-        let (svc, channel) = start_env(state.path(), &["--board", "phidget"], &env).await;
-        let board = RelayServiceClient::new(channel.clone())
-            .get_relays(pb::GetRelaysRequest {})
-            .await
-            .expect("GetRelays")
-            .into_inner()
-            .board
-            .expect("board");
-        assert_eq!(board.kind(), pb::BoardKind::Phidget1017);
-        assert_eq!(board.serial_number, 424242);
-        assert!(board.attached);
-        set(&channel, 2, true).await;
-        svc.stop_with(Signal::SIGKILL).await;
-
-        let (svc, channel) = start_env(
-            state.path(),
-            &["--board", "phidget", "--serial", "424242"],
-            &env,
-        )
-        .await;
-        assert_eq!(energized(&channel).await, vec![2]);
-        assert!(svc.stop_with(Signal::SIGTERM).await.success());
-    }
-
-    #[tokio::test]
-    async fn an_unplugged_board_leaves_the_service_up_and_unavailable() {
-        let state = tempfile::tempdir().expect("tempdir");
-        let (svc, channel) = start_env(
-            state.path(),
-            &["--board", "phidget"],
-            &[("PHIDGET_STANDIN_PLUGGED", "0")],
-        )
-        .await;
-        let err = RelayServiceClient::new(channel.clone())
-            .set_relay(pb::SetRelayRequest {
-                channel: 0,
-                energized: true,
-            })
-            .await
-            .expect_err("no board");
-        assert_eq!(err.code(), tonic::Code::Unavailable);
-        assert!(svc.stop_with(Signal::SIGTERM).await.success());
-    }
 }
 
 /// grpcurl, as the README tells users to call the service: with no .proto at

@@ -38,7 +38,8 @@ pub fn launch(dir: ControlDir, board: Plugged) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fresh fds from pipe2.
-    let (ready_r, ready_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (ready_r, ready_w) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: the launcher is single-threaded here, so the child may run
     // ordinary code.
     match unsafe { libc::fork() } {
@@ -66,7 +67,9 @@ pub fn launch(dir: ControlDir, board: Plugged) -> io::Result<()> {
             if n == 1 {
                 Ok(())
             } else {
-                Err(io::Error::other("the board process did not start (see its log)"))
+                Err(io::Error::other(
+                    "the board process did not start (see its log)",
+                ))
             }
         }
     }
@@ -117,8 +120,14 @@ fn say_ready(ready: &OwnedFd) {
 /// Standard input and output to /dev/null, errors to `DIR/SERIAL.log`: the
 /// board outlives the terminal that started the program.
 fn redirect_output(dir: &ControlDir, serial: u32) {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.log_file(serial));
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.log_file(serial));
     // SAFETY: dup2 onto the standard fds, from fds we own.
     unsafe {
         if let Ok(null) = &null {
@@ -207,7 +216,10 @@ impl BoardProcess {
                 match self.fault {
                     Fault::None if self.firmware.board.model == Model::Hid1017_1 => {
                         let data = self.firmware.input_report();
-                        self.to_claimer(&ToHost::In { endpoint: 0x81, data });
+                        self.to_claimer(&ToHost::In {
+                            endpoint: 0x81,
+                            data,
+                        });
                     }
                     Fault::IoError => self.to_claimer(&ToHost::InError),
                     _ => {}
@@ -229,7 +241,11 @@ impl BoardProcess {
     fn wait(&mut self, timeout: Duration) {
         let mut fds: Vec<libc::pollfd> = std::iter::once(&self.listener)
             .chain(self.connections.iter().map(|c| &c.fd))
-            .map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
         let ms = timeout.as_millis().min(1000) as libc::c_int;
         // SAFETY: fds is a valid array of its length.
@@ -242,7 +258,11 @@ impl BoardProcess {
                 self.connections.push(Connection { fd });
             }
         }
-        let ready: Vec<i32> = fds[1..].iter().filter(|p| p.revents != 0).map(|p| p.fd).collect();
+        let ready: Vec<i32> = fds[1..]
+            .iter()
+            .filter(|p| p.revents != 0)
+            .map(|p| p.fd)
+            .collect();
         for fd in ready {
             self.serve(fd);
         }
@@ -269,11 +289,15 @@ impl BoardProcess {
     }
 
     fn answer(&mut self, fd: i32, request: ToBoard) {
+        // A fault file takes effect at the next transfer, not the next look.
+        self.fault = self.dir.fault(self.serial());
         let seq = request.seq().unwrap_or(0);
         let reply = |status: i32, data: Vec<u8>| ToHost::Reply { seq, status, data };
         let answer = match request {
             // What the host's USB stack knows without asking the board.
-            ToBoard::Hello => ToHost::Hello { instance: self.instance },
+            ToBoard::Hello => ToHost::Hello {
+                instance: self.instance,
+            },
             ToBoard::Claim { .. } => match self.claimed_by {
                 Some(other) if other != fd => reply(wire::LIBUSB_ERROR_BUSY, Vec::new()),
                 _ => {
@@ -307,7 +331,12 @@ impl BoardProcess {
         let _ = seqpacket::send(fd, &answer.encode());
     }
 
-    fn control(&mut self, setup: Setup, data: &[u8], reply: impl Fn(i32, Vec<u8>) -> ToHost) -> ToHost {
+    fn control(
+        &mut self,
+        setup: Setup,
+        data: &[u8],
+        reply: impl Fn(i32, Vec<u8>) -> ToHost,
+    ) -> ToHost {
         match self.firmware.control(setup, data, Instant::now()) {
             Ok(answer) if setup.request_type & 0x80 != 0 => reply(answer.len() as i32, answer),
             Ok(_) => reply(data.len() as i32, Vec::new()),
@@ -326,7 +355,10 @@ impl BoardProcess {
             return;
         }
         while let Some(data) = self.reports.pop_front() {
-            self.to_claimer(&ToHost::In { endpoint: 0x81, data });
+            self.to_claimer(&ToHost::In {
+                endpoint: 0x81,
+                data,
+            });
         }
     }
 

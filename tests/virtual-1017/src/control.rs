@@ -83,7 +83,11 @@ pub fn parse_devices(text: &str) -> Vec<Plugged> {
 fn parse_line(line: &str) -> Option<Plugged> {
     let mut words = line.split_whitespace();
     let model = Model::parse(words.next()?)?;
-    let serial: u32 = words.next()?.parse().ok().filter(|s| *s > 0 && *s <= i32::MAX as u32)?;
+    let serial: u32 = words
+        .next()?
+        .parse()
+        .ok()
+        .filter(|s| *s > 0 && *s <= i32::MAX as u32)?;
     let version = match words.next() {
         Some(v) => v.parse().ok().filter(|v| *v <= 9999)?,
         None => model.default_version(),
@@ -91,7 +95,11 @@ fn parse_line(line: &str) -> Option<Plugged> {
     if words.next().is_some() {
         return None;
     }
-    Some(Plugged { model, serial, version })
+    Some(Plugged {
+        model,
+        serial,
+        version,
+    })
 }
 
 /// The control directory and the paths in it.
@@ -105,7 +113,9 @@ impl ControlDir {
 
     /// From `DELESTAGE_VIRTUAL_USB`; `None` when unset (nothing plugged).
     pub fn from_env() -> Option<Self> {
-        std::env::var_os(ENV).filter(|d| !d.is_empty()).map(Self::new)
+        std::env::var_os(ENV)
+            .filter(|d| !d.is_empty())
+            .map(Self::new)
     }
 
     pub fn path(&self) -> &Path {
@@ -183,15 +193,31 @@ mod tests {
         assert_eq!(
             boards,
             vec![
-                Plugged { model: Model::Vendor1017_2, serial: 424242, version: 200 },
-                Plugged { model: Model::Hid1017_1, serial: 300123, version: 704 },
+                Plugged {
+                    model: Model::Vendor1017_2,
+                    serial: 424242,
+                    version: 200
+                },
+                Plugged {
+                    model: Model::Hid1017_1,
+                    serial: 300123,
+                    version: 704
+                },
             ]
         );
     }
 
     #[test]
     fn bad_lines_are_skipped_not_fatal() {
-        let boards = parse_devices("1018 1\n1017_2\n1017_2 x\n1017_2 5 1 extra\n1017_1 7\n1017_2 7\n");
-        assert_eq!(boards, vec![Plugged { model: Model::Hid1017_1, serial: 7, version: 100 }]);
+        let boards =
+            parse_devices("1018 1\n1017_2\n1017_2 x\n1017_2 5 1 extra\n1017_1 7\n1017_2 7\n");
+        assert_eq!(
+            boards,
+            vec![Plugged {
+                model: Model::Hid1017_1,
+                serial: 7,
+                version: 100
+            }]
+        );
     }
 }

@@ -51,7 +51,12 @@ pub fn device(board: &Plugged) -> DeviceDescriptor {
 }
 
 fn bcd(value: u32) -> u16 {
-    let digits = [value / 1000 % 10, value / 100 % 10, value / 10 % 10, value % 10];
+    let digits = [
+        value / 1000 % 10,
+        value / 100 % 10,
+        value / 10 % 10,
+        value % 10,
+    ];
     digits.iter().fold(0u16, |acc, d| (acc << 4) | *d as u16)
 }
 
@@ -87,13 +92,33 @@ pub fn configuration(model: Model) -> Configuration {
         Model::Hid1017_1 => Configuration {
             interface_class: 0x03,
             endpoints: vec![
-                Endpoint { address: 0x81, attributes: 3, max_packet_size: 8, interval: 8, extra: Vec::new() },
-                Endpoint { address: 0x01, attributes: 3, max_packet_size: 8, interval: 8, extra: Vec::new() },
+                Endpoint {
+                    address: 0x81,
+                    attributes: 3,
+                    max_packet_size: 8,
+                    interval: 8,
+                    extra: Vec::new(),
+                },
+                Endpoint {
+                    address: 0x01,
+                    attributes: 3,
+                    max_packet_size: 8,
+                    interval: 8,
+                    extra: Vec::new(),
+                },
             ],
             // The HID class descriptor (report descriptor of this length).
             config_extra: Vec::new(),
             interface_extra: vec![
-                0x09, 0x21, 0x11, 0x01, 0x00, 0x01, 0x22, HID_REPORT_DESCRIPTOR.len() as u8, 0x00,
+                0x09,
+                0x21,
+                0x11,
+                0x01,
+                0x00,
+                0x01,
+                0x22,
+                HID_REPORT_DESCRIPTOR.len() as u8,
+                0x00,
             ],
         },
         Model::Vendor1017_2 => Configuration {
@@ -158,7 +183,11 @@ mod tests {
     use super::*;
 
     fn board(model: Model, version: u32) -> Plugged {
-        Plugged { model, serial: 424242, version }
+        Plugged {
+            model,
+            serial: 424242,
+            version,
+        }
     }
 
     #[test]
@@ -172,8 +201,12 @@ mod tests {
     #[test]
     fn the_report_descriptor_gives_eight_byte_reports_both_ways() {
         let d = HID_REPORT_DESCRIPTOR;
-        let input = (10..d.len()).find(|&i| d[i] == 0x81 && d[i - 2] == 0x95).expect("input");
-        let output = (10..d.len()).find(|&i| d[i] == 0x91 && d[i - 2] == 0x95).expect("output");
+        let input = (10..d.len())
+            .find(|&i| d[i] == 0x81 && d[i - 2] == 0x95)
+            .expect("input");
+        let output = (10..d.len())
+            .find(|&i| d[i] == 0x91 && d[i - 2] == 0x95)
+            .expect("output");
         assert_eq!((d[input - 1], d[output - 1]), (8, 8));
     }
 

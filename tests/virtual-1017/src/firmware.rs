@@ -103,7 +103,8 @@ impl Firmware {
         match (setup.request_type, setup.request) {
             // GET_DESCRIPTOR, standard, to the device: strings.
             (0x80, 0x06) if setup.value >> 8 == 0x03 => {
-                let mut s = descriptors::string(&self.board, setup.value as u8).ok_or_else(unknown)?;
+                let mut s =
+                    descriptors::string(&self.board, setup.value as u8).ok_or_else(unknown)?;
                 s.truncate(setup.length as usize);
                 Ok(s)
             }
@@ -148,8 +149,11 @@ impl Firmware {
         }
         if self.failsafe[ch] == Failsafe::Tripped {
             // Deaf until the channel is reset; the command is still valid.
-            return matches!(packet, PKT_SET_STATE | PKT_ENABLE_FAILSAFE | PKT_RESET_FAILSAFE)
-                .then_some(());
+            return matches!(
+                packet,
+                PKT_SET_STATE | PKT_ENABLE_FAILSAFE | PKT_RESET_FAILSAFE
+            )
+            .then_some(());
         }
         match packet {
             PKT_SET_STATE => {
@@ -159,7 +163,10 @@ impl Firmware {
             PKT_ENABLE_FAILSAFE => {
                 let ms = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
                 let time = Duration::from_millis(u64::from(ms));
-                self.failsafe[ch] = Failsafe::Armed { time, deadline: now + time };
+                self.failsafe[ch] = Failsafe::Armed {
+                    time,
+                    deadline: now + time,
+                };
                 self.last_fed[ch] = Some(now);
                 self.longest_gap[ch] = Duration::ZERO;
             }
@@ -172,7 +179,10 @@ impl Firmware {
     /// Any valid command resets an armed channel's timer.
     fn feed(&mut self, ch: usize, now: Instant) {
         if let Failsafe::Armed { time, .. } = self.failsafe[ch] {
-            self.failsafe[ch] = Failsafe::Armed { time, deadline: now + time };
+            self.failsafe[ch] = Failsafe::Armed {
+                time,
+                deadline: now + time,
+            };
             if let Some(last) = self.last_fed[ch] {
                 self.longest_gap[ch] = self.longest_gap[ch].max(now.duration_since(last));
             }
@@ -191,7 +201,9 @@ impl Firmware {
         if self.board.model != Model::Hid1017_1 || endpoint != 0x01 {
             return Err(Stall(format!("no OUT endpoint {endpoint:#04x}")));
         }
-        let mask = *data.first().ok_or_else(|| Stall("empty output report".into()))?;
+        let mask = *data
+            .first()
+            .ok_or_else(|| Stall("empty output report".into()))?;
         for (i, relay) in self.relays.iter_mut().enumerate() {
             *relay = mask & (1 << i) != 0;
         }
@@ -236,7 +248,11 @@ impl Firmware {
     /// "relays": [8 booleans, channel 0 first], "failsafe": [8 of "off" |
     /// "armed" | "tripped"], "commands"}`.
     pub fn to_json(&self, plugged: bool) -> String {
-        let relays: Vec<bool> = if plugged { self.relays.to_vec() } else { vec![false; CHANNELS] };
+        let relays: Vec<bool> = if plugged {
+            self.relays.to_vec()
+        } else {
+            vec![false; CHANNELS]
+        };
         let failsafe: Vec<&str> = if plugged {
             self.failsafe.iter().map(Failsafe::name).collect()
         } else {
@@ -262,21 +278,33 @@ mod tests {
     use super::*;
 
     fn v2() -> Firmware {
-        Firmware::new(Plugged { model: Model::Vendor1017_2, serial: 1, version: 200 })
+        Firmware::new(Plugged {
+            model: Model::Vendor1017_2,
+            serial: 1,
+            version: 200,
+        })
     }
 
     fn packet(packet: u8, ch: u8) -> Setup {
-        Setup { request_type: 0x41, request: 0, value: (u16::from(packet) << 8) | u16::from(ch), index: 0, length: 0 }
+        Setup {
+            request_type: 0x41,
+            request: 0,
+            value: (u16::from(packet) << 8) | u16::from(ch),
+            index: 0,
+            length: 0,
+        }
     }
 
     #[test]
     fn a_set_state_switches_one_relay_and_counts() {
         let mut fw = v2();
         let now = Instant::now();
-        fw.control(packet(PKT_SET_STATE, 3), &[0xff], now).expect("set");
+        fw.control(packet(PKT_SET_STATE, 3), &[0xff], now)
+            .expect("set");
         assert_eq!(fw.relay_mask(), 0b1000);
         assert_eq!(fw.commands, 1);
-        fw.control(packet(PKT_SET_STATE, 3), &[0x00], now).expect("set");
+        fw.control(packet(PKT_SET_STATE, 3), &[0x00], now)
+            .expect("set");
         assert_eq!(fw.relay_mask(), 0);
     }
 
@@ -285,30 +313,44 @@ mod tests {
         let mut fw = v2();
         let t0 = Instant::now();
         let ms = |n| Duration::from_millis(n);
-        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0).expect("on");
-        fw.control(packet(PKT_ENABLE_FAILSAFE, 2), &[0x01, 0xF4], t0).expect("arm 500 ms");
+        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0)
+            .expect("on");
+        fw.control(packet(PKT_ENABLE_FAILSAFE, 2), &[0x01, 0xF4], t0)
+            .expect("arm 500 ms");
         // Fed by a set state at 400 ms: nothing at 800 ms.
-        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0 + ms(400)).expect("feed");
+        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0 + ms(400))
+            .expect("feed");
         assert!(fw.expire(t0 + ms(800)).is_empty());
         assert_eq!(fw.next_deadline(), Some(t0 + ms(900)));
         assert_eq!(fw.expire(t0 + ms(900)), vec![2]);
         assert!(!fw.relays[2]);
         assert_eq!(fw.failsafe[2], Failsafe::Tripped);
         // Deaf until reset.
-        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0 + ms(950)).expect("taken");
+        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0 + ms(950))
+            .expect("taken");
         assert!(!fw.relays[2]);
-        fw.control(packet(PKT_CHANNEL_RESET, 2), &[], t0 + ms(960)).expect("reset");
-        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0 + ms(970)).expect("on again");
+        fw.control(packet(PKT_CHANNEL_RESET, 2), &[], t0 + ms(960))
+            .expect("reset");
+        fw.control(packet(PKT_SET_STATE, 2), &[0xff], t0 + ms(970))
+            .expect("on again");
         assert!(fw.relays[2]);
         assert_eq!(fw.failsafe[2], Failsafe::Off);
     }
 
     #[test]
     fn the_hid_board_takes_a_mask_and_echoes_it() {
-        let mut fw = Firmware::new(Plugged { model: Model::Hid1017_1, serial: 1, version: 100 });
-        fw.output_report(0x01, &[0b1010_0001, 0, 0, 0, 0, 0, 0, 0]).expect("report");
+        let mut fw = Firmware::new(Plugged {
+            model: Model::Hid1017_1,
+            serial: 1,
+            version: 100,
+        });
+        fw.output_report(0x01, &[0b1010_0001, 0, 0, 0, 0, 0, 0, 0])
+            .expect("report");
         assert_eq!(fw.input_report()[0], 0b1010_0001);
-        assert!(fw.control(packet(PKT_SET_STATE, 0), &[0xff], Instant::now()).is_err());
+        assert!(
+            fw.control(packet(PKT_SET_STATE, 0), &[0xff], Instant::now())
+                .is_err()
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ fn address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     if bytes.len() >= addr.sun_path.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("socket path too long ({} bytes): {}", bytes.len(), path.display()),
+            format!(
+                "socket path too long ({} bytes): {}",
+                bytes.len(),
+                path.display()
+            ),
         ));
     }
     for (slot, byte) in addr.sun_path.iter_mut().zip(bytes) {
@@ -101,7 +105,14 @@ pub fn accept(listener: &OwnedFd) -> io::Result<Option<OwnedFd>> {
 /// Sends one message (never raises SIGPIPE on a closed peer).
 pub fn send(fd: RawFd, message: &[u8]) -> io::Result<()> {
     // SAFETY: message is a valid buffer of its length.
-    let n = unsafe { libc::send(fd, message.as_ptr().cast(), message.len(), libc::MSG_NOSIGNAL) };
+    let n = unsafe {
+        libc::send(
+            fd,
+            message.as_ptr().cast(),
+            message.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

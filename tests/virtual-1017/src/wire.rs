@@ -30,20 +30,41 @@ pub enum ToBoard {
     /// Who are you? Answered with the board process's instance id, which
     /// changes at every plug.
     Hello,
-    Control { seq: u32, setup: Setup, data: Vec<u8> },
-    InterruptOut { seq: u32, endpoint: u8, data: Vec<u8> },
-    Claim { seq: u32 },
-    Release { seq: u32 },
+    Control {
+        seq: u32,
+        setup: Setup,
+        data: Vec<u8>,
+    },
+    InterruptOut {
+        seq: u32,
+        endpoint: u8,
+        data: Vec<u8>,
+    },
+    Claim {
+        seq: u32,
+    },
+    Release {
+        seq: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToHost {
-    Hello { instance: u64 },
+    Hello {
+        instance: u64,
+    },
     /// The answer to request `seq`: a libusb status (for OUT transfers, the
     /// bytes taken), and the data of an IN transfer.
-    Reply { seq: u32, status: i32, data: Vec<u8> },
+    Reply {
+        seq: u32,
+        status: i32,
+        data: Vec<u8>,
+    },
     /// An input packet, to the connection that claimed the interface.
-    In { endpoint: u8, data: Vec<u8> },
+    In {
+        endpoint: u8,
+        data: Vec<u8>,
+    },
     /// An input transfer failed (the `io-error` fault).
     InError,
     /// The board was unplugged.
@@ -72,7 +93,11 @@ impl ToBoard {
                 m.extend_from_slice(data);
                 m
             }
-            ToBoard::InterruptOut { seq, endpoint, data } => {
+            ToBoard::InterruptOut {
+                seq,
+                endpoint,
+                data,
+            } => {
                 let mut m = vec![0x02];
                 m.extend_from_slice(&seq.to_le_bytes());
                 m.push(*endpoint);
@@ -144,7 +169,10 @@ impl ToHost {
                 status: u32_at(m, 5)? as i32,
                 data: m.get(9..)?.to_vec(),
             },
-            0x90 => ToHost::In { endpoint: *m.get(1)?, data: m.get(2..)?.to_vec() },
+            0x90 => ToHost::In {
+                endpoint: *m.get(1)?,
+                data: m.get(2..)?.to_vec(),
+            },
             0x92 => ToHost::InError,
             0x91 => ToHost::Gone,
             _ => return None,
@@ -158,21 +186,48 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let setup = Setup { request_type: 0x41, request: 0, value: 0x0A03, index: 0, length: 1 };
+        let setup = Setup {
+            request_type: 0x41,
+            request: 0,
+            value: 0x0A03,
+            index: 0,
+            length: 1,
+        };
         for m in [
             ToBoard::Hello,
-            ToBoard::Control { seq: 7, setup, data: vec![0xff] },
-            ToBoard::InterruptOut { seq: 8, endpoint: 1, data: vec![1, 0, 0, 0, 0, 0, 0, 0] },
+            ToBoard::Control {
+                seq: 7,
+                setup,
+                data: vec![0xff],
+            },
+            ToBoard::InterruptOut {
+                seq: 8,
+                endpoint: 1,
+                data: vec![1, 0, 0, 0, 0, 0, 0, 0],
+            },
             ToBoard::Claim { seq: 9 },
             ToBoard::Release { seq: 10 },
         ] {
             assert_eq!(ToBoard::decode(&m.encode()), Some(m));
         }
         for m in [
-            ToHost::Hello { instance: u64::MAX - 3 },
-            ToHost::Reply { seq: 1, status: LIBUSB_ERROR_PIPE, data: vec![] },
-            ToHost::Reply { seq: 2, status: 0, data: vec![4, 3, 9, 4] },
-            ToHost::In { endpoint: 0x81, data: vec![0x0d, 2] },
+            ToHost::Hello {
+                instance: u64::MAX - 3,
+            },
+            ToHost::Reply {
+                seq: 1,
+                status: LIBUSB_ERROR_PIPE,
+                data: vec![],
+            },
+            ToHost::Reply {
+                seq: 2,
+                status: 0,
+                data: vec![4, 3, 9, 4],
+            },
+            ToHost::In {
+                endpoint: 0x81,
+                data: vec![0x0d, 2],
+            },
             ToHost::InError,
             ToHost::Gone,
         ] {

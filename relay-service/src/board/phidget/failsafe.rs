@@ -101,6 +101,8 @@ pub(super) struct HardwareFailsafe {
     tripped: [bool; CHANNELS as usize],
     /// The heartbeat was stale at the last feed (said once per stall).
     starving: bool,
+    /// Per channel: the last feed failed (said once per streak).
+    feed_failing: [bool; CHANNELS as usize],
 }
 
 impl HardwareFailsafe {
@@ -112,6 +114,7 @@ impl HardwareFailsafe {
             refused: None,
             tripped: [false; CHANNELS as usize],
             starving: false,
+            feed_failing: [false; CHANNELS as usize],
         }
     }
 
@@ -173,11 +176,19 @@ impl HardwareFailsafe {
                 continue;
             }
             match channels[ch].out.set_reset_failsafe() {
-                Ok(()) => {}
+                Ok(()) => {
+                    if std::mem::take(&mut self.feed_failing[ch]) {
+                        tracing::info!(channel = ch, "feeding the hardware failsafe again");
+                    }
+                }
                 Err(ReturnCode::Failsafe) => self.recover(channels, ch, tracker),
                 Err(ReturnCode::NotAttached) => self.armed[ch] = false,
                 Err(e) => {
-                    tracing::warn!(channel = ch, error = %e, "cannot feed the hardware failsafe")
+                    // Said once per failing streak: a board that stops
+                    // answering would say it eight times a feed.
+                    if !std::mem::replace(&mut self.feed_failing[ch], true) {
+                        tracing::warn!(channel = ch, error = %e, "cannot feed the hardware failsafe: if the board does not hear from us, it turns the relay off")
+                    }
                 }
             }
         }
@@ -221,24 +232,33 @@ impl HardwareFailsafe {
     }
 
     /// A tripped channel (forced off) rejects every command until it is
-    /// closed and reopened: do that. It is armed again when it re-attaches,
-    /// and the bank re-applies the intended states (the reopen is an attach).
+    /// closed and reopened: do that. Every channel is fed in the same
+    /// round, so a trip on one means the feeding stopped for all: every
+    /// channel is taken as off at once (the bank stops claiming any relay
+    /// is held, even one whose trip report the library has not read yet),
+    /// then reopened one by one (the device stays open through it, so each
+    /// reopen attaches at once). They are armed again as they re-attach,
+    /// and the bank re-applies the intended states when all are back.
     pub(super) fn recover(&mut self, channels: &mut [Channel], ch: usize, tracker: &AttachTracker) {
         tracing::error!(
             channel = ch,
             failsafe_ms = self.ms,
-            "the hardware failsafe tripped (this service did not feed it in time): the relay is off; reopening the channel"
+            "the hardware failsafe tripped (this service did not feed it in time): the relays are off; reopening the channels"
         );
-        metrics::counter!("relay_failsafe_trips_total", "channel" => ch.to_string()).increment(1);
-        self.armed[ch] = false;
-        self.tripped[ch] = true;
+        metrics::counter!("relay_failsafe_trips_total").increment(1);
+        self.armed = [false; CHANNELS as usize];
+        self.tripped = [true; CHANNELS as usize];
         self.report(tracker);
-        let out = &mut channels[ch].out;
-        if let Err(e) = phidget::Phidget::close(out) {
-            tracing::error!(channel = ch, error = %e, "cannot close the tripped channel");
+        for i in 0..channels.len() {
+            tracker.detached(i as u32);
         }
-        if let Err(e) = phidget::Phidget::open(out) {
-            tracing::error!(channel = ch, error = %e, "cannot reopen the tripped channel");
+        for (i, channel) in channels.iter_mut().enumerate() {
+            if let Err(e) = phidget::Phidget::close(&mut channel.out) {
+                tracing::error!(channel = i, error = %e, "cannot close a tripped channel");
+            }
+            if let Err(e) = phidget::Phidget::open(&mut channel.out) {
+                tracing::error!(channel = i, error = %e, "cannot reopen a tripped channel");
+            }
         }
     }
 }

@@ -31,7 +31,9 @@ impl DeviceFacts {
         Self {
             serial: out.serial_number().ok(),
             device: out.device_id().ok(),
-            version: (rc == 0).then_some(version).and_then(|v| u32::try_from(v).ok()),
+            version: (rc == 0)
+                .then_some(version)
+                .and_then(|v| u32::try_from(v).ok()),
             failsafe_range: match (out.min_failsafe_time(), out.max_failsafe_time()) {
                 (Ok(min), Ok(max)) => Some((min, max)),
                 _ => None,
@@ -41,7 +43,11 @@ impl DeviceFacts {
 
     /// The hardware revision, by what it can do.
     pub(super) fn model(&self) -> &'static str {
-        if self.failsafe_range.is_some() { "1017_2" } else { "1017_0/1017_1" }
+        if self.failsafe_range.is_some() {
+            "1017_2"
+        } else {
+            "1017_0/1017_1"
+        }
     }
 }
 
@@ -93,7 +99,10 @@ impl AttachTracker {
             let mut state = self.lock();
             match (state.pinned, facts.serial) {
                 (None, Some(s)) => {
-                    tracing::info!(serial = s, "driving the Phidget 1017 with this serial number");
+                    tracing::info!(
+                        serial = s,
+                        "driving the Phidget 1017 with this serial number"
+                    );
                     state.pinned = Some(s);
                 }
                 (Some(pinned), Some(s)) if pinned != s => {
@@ -138,7 +147,8 @@ impl AttachTracker {
     /// be driven as configured.
     pub(super) fn set_failsafe(&self, state: FailsafeState, misconfigured: Option<String>) {
         self.status.send_if_modified(|status| {
-            let changed = status.hardware_failsafe != state || status.misconfigured != misconfigured;
+            let changed =
+                status.hardware_failsafe != state || status.misconfigured != misconfigured;
             status.hardware_failsafe = state;
             status.misconfigured = misconfigured;
             changed

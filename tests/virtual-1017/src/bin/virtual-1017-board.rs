@@ -16,7 +16,11 @@ fn main() {
         [dir, model, serial, version] => Model::parse(model).and_then(|model| {
             Some((
                 ControlDir::new(dir),
-                Plugged { model, serial: serial.parse().ok()?, version: version.parse().ok()? },
+                Plugged {
+                    model,
+                    serial: serial.parse().ok()?,
+                    version: version.parse().ok()?,
+                },
             ))
         }),
         _ => None,

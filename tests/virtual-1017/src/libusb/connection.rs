@@ -72,7 +72,11 @@ impl Connection {
     /// reply: (status, data). A stalled board never answers: the request
     /// times out after `timeout_ms` (0: waits as long as the board is
     /// there).
-    pub(super) fn request(&self, build: impl FnOnce(u32) -> ToBoard, timeout_ms: u32) -> (i32, Vec<u8>) {
+    pub(super) fn request(
+        &self,
+        build: impl FnOnce(u32) -> ToBoard,
+        timeout_ms: u32,
+    ) -> (i32, Vec<u8>) {
         if self.is_gone() {
             return (wire::LIBUSB_ERROR_NO_DEVICE, Vec::new());
         }
@@ -82,7 +86,8 @@ impl Connection {
             lock(&self.awaited).0.remove(&seq);
             return (wire::LIBUSB_ERROR_NO_DEVICE, Vec::new());
         }
-        let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
+        let deadline =
+            (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
         let mut awaited = lock(&self.awaited);
         loop {
             if let Some(reply) = awaited.1.remove(&seq) {
@@ -157,7 +162,9 @@ impl Connection {
                 Some(ToHost::InError) => {
                     if let Some(t) = lock(&self.pending_in).pop_front() {
                         // SAFETY: popped from pending: live, ours to complete.
-                        unsafe { events().complete(t as *mut libusb_transfer, LIBUSB_TRANSFER_ERROR, 0) };
+                        unsafe {
+                            events().complete(t as *mut libusb_transfer, LIBUSB_TRANSFER_ERROR, 0)
+                        };
                     }
                 }
                 Some(ToHost::Gone) => break,
@@ -173,11 +180,15 @@ impl Connection {
     /// An input packet completes the oldest pending IN transfer (dropped
     /// when none is pending, as a NAKed packet would wait on real hardware).
     fn deliver(&self, data: &[u8]) {
-        let Some(t) = lock(&self.pending_in).pop_front() else { return };
+        let Some(t) = lock(&self.pending_in).pop_front() else {
+            return;
+        };
         let transfer = t as *mut libusb_transfer;
         // SAFETY: popped from pending: live, its buffer holds `length` bytes.
         unsafe {
-            let n = data.len().min(usize::try_from((*transfer).length).unwrap_or(0));
+            let n = data
+                .len()
+                .min(usize::try_from((*transfer).length).unwrap_or(0));
             std::ptr::copy_nonoverlapping(data.as_ptr(), (*transfer).buffer, n);
             events().complete(transfer, LIBUSB_TRANSFER_COMPLETED, n as i32);
         }

@@ -109,7 +109,10 @@ impl Events {
     pub(super) fn lock_waiters(&self) {
         let mut locked = lock(&self.waiters_locked);
         while *locked {
-            locked = self.waiters_free.wait(locked).unwrap_or_else(|p| p.into_inner());
+            locked = self
+                .waiters_free
+                .wait(locked)
+                .unwrap_or_else(|p| p.into_inner());
         }
         *locked = true;
     }

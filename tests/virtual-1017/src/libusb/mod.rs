@@ -69,7 +69,9 @@ fn board_program() -> Option<PathBuf> {
                 return None;
             }
             // SAFETY: dladdr gives a NUL-terminated path.
-            let file = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+            let file = unsafe { CStr::from_ptr(info.dli_fname) }
+                .to_string_lossy()
+                .into_owned();
             let real = std::fs::canonicalize(file).ok()?;
             Some(real.parent()?.join("virtual-1017-board"))
         })
@@ -176,7 +178,9 @@ pub unsafe extern "C" fn libusb_get_device_list(
     let mut devices: Vec<*mut Device> = Vec::new();
     if let Some(dir) = ControlDir::from_env() {
         for board in dir.plugged() {
-            let Some(instance) = instance(&dir, &board) else { continue };
+            let Some(instance) = instance(&dir, &board) else {
+                continue;
+            };
             devices.push(Box::into_raw(Box::new(Device {
                 refs: AtomicUsize::new(1),
                 dir: dir.clone(),
@@ -303,7 +307,13 @@ pub unsafe extern "C" fn libusb_get_active_config_descriptor(
     let c = descriptors::configuration(d.board.model);
     let mut extras: Vec<Vec<u8>> = vec![c.config_extra.clone(), c.interface_extra.clone()];
     extras.extend(c.endpoints.iter().map(|e| e.extra.clone()));
-    let ptr = |v: &Vec<u8>| if v.is_empty() { std::ptr::null() } else { v.as_ptr() };
+    let ptr = |v: &Vec<u8>| {
+        if v.is_empty() {
+            std::ptr::null()
+        } else {
+            v.as_ptr()
+        }
+    };
     let endpoints: Vec<libusb_endpoint_descriptor> = c
         .endpoints
         .iter()
@@ -335,7 +345,10 @@ pub unsafe extern "C" fn libusb_get_active_config_descriptor(
             extra: ptr(&extras[0]),
             extra_length: extras[0].len() as c_int,
         },
-        interface: libusb_interface { altsetting: std::ptr::null(), num_altsetting: 1 },
+        interface: libusb_interface {
+            altsetting: std::ptr::null(),
+            num_altsetting: 1,
+        },
         altsetting: libusb_interface_descriptor {
             bLength: 9,
             bDescriptorType: 4,
@@ -357,8 +370,9 @@ pub unsafe extern "C" fn libusb_get_active_config_descriptor(
     // vectors' buffers never move).
     block.interface.altsetting = &raw const block.altsetting;
     block.config.interface = &raw const block.interface;
-    block.config.wTotalLength = (9 + 9 + 7 * block.endpoints.len()
-        + block.extras.iter().map(Vec::len).sum::<usize>()) as u16;
+    block.config.wTotalLength =
+        (9 + 9 + 7 * block.endpoints.len() + block.extras.iter().map(Vec::len).sum::<usize>())
+            as u16;
     // SAFETY: checked non-null.
     unsafe { *config = Box::into_raw(block).cast() };
     wire::LIBUSB_SUCCESS
@@ -427,13 +441,17 @@ pub unsafe extern "C" fn libusb_detach_kernel_driver(_handle: *mut Handle, _ifac
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_claim_interface(handle: *mut Handle, _iface: c_int) -> c_int {
-    let Some(c) = connection(handle) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
+    let Some(c) = connection(handle) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
     c.request(|seq| ToBoard::Claim { seq }, 1000).0
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_release_interface(handle: *mut Handle, _iface: c_int) -> c_int {
-    let Some(c) = connection(handle) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
+    let Some(c) = connection(handle) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
     c.request(|seq| ToBoard::Release { seq }, 1000).0
 }
 
@@ -448,11 +466,19 @@ pub unsafe extern "C" fn libusb_control_transfer(
     length: u16,
     timeout: c_uint,
 ) -> c_int {
-    let Some(c) = connection(handle) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
+    let Some(c) = connection(handle) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
     if data.is_null() && length > 0 {
         return wire::LIBUSB_ERROR_INVALID_PARAM;
     }
-    let setup = Setup { request_type, request, value, index, length };
+    let setup = Setup {
+        request_type,
+        request,
+        value,
+        index,
+        length,
+    };
     let inbound = request_type & 0x80 != 0;
     let out_data = if inbound || length == 0 {
         Vec::new()
@@ -460,7 +486,14 @@ pub unsafe extern "C" fn libusb_control_transfer(
         // SAFETY: the caller's buffer of `length` bytes.
         unsafe { std::slice::from_raw_parts(data, usize::from(length)) }.to_vec()
     };
-    let (status, answer) = c.request(|seq| ToBoard::Control { seq, setup, data: out_data }, timeout);
+    let (status, answer) = c.request(
+        |seq| ToBoard::Control {
+            seq,
+            setup,
+            data: out_data,
+        },
+        timeout,
+    );
     if status < 0 || !inbound {
         return status;
     }
@@ -479,14 +512,23 @@ pub unsafe extern "C" fn libusb_interrupt_transfer(
     transferred: *mut c_int,
     timeout: c_uint,
 ) -> c_int {
-    let Some(c) = connection(handle) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
+    let Some(c) = connection(handle) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
     if endpoint & 0x80 != 0 || data.is_null() || length < 0 {
         // libphidget22 reads with asynchronous transfers only.
         return wire::LIBUSB_ERROR_NOT_SUPPORTED;
     }
     // SAFETY: the caller's buffer of `length` bytes.
     let out = unsafe { std::slice::from_raw_parts(data, length as usize) }.to_vec();
-    let (status, _) = c.request(|seq| ToBoard::InterruptOut { seq, endpoint, data: out }, timeout);
+    let (status, _) = c.request(
+        |seq| ToBoard::InterruptOut {
+            seq,
+            endpoint,
+            data: out,
+        },
+        timeout,
+    );
     if !transferred.is_null() {
         // SAFETY: checked non-null.
         unsafe { *transferred = status.max(0) };
@@ -518,12 +560,27 @@ pub unsafe extern "C" fn libusb_get_string_descriptor_ascii(
     data: *mut c_uchar,
     length: c_int,
 ) -> c_int {
-    let Some(c) = connection(handle) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
+    let Some(c) = connection(handle) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
     if data.is_null() || length <= 0 {
         return wire::LIBUSB_ERROR_INVALID_PARAM;
     }
-    let setup = Setup { request_type: 0x80, request: 0x06, value: 0x0300 | u16::from(index), index: 0x0409, length: 255 };
-    let (status, d) = c.request(|seq| ToBoard::Control { seq, setup, data: Vec::new() }, 1000);
+    let setup = Setup {
+        request_type: 0x80,
+        request: 0x06,
+        value: 0x0300 | u16::from(index),
+        index: 0x0409,
+        length: 255,
+    };
+    let (status, d) = c.request(
+        |seq| ToBoard::Control {
+            seq,
+            setup,
+            data: Vec::new(),
+        },
+        1000,
+    );
     if status < 0 {
         return status;
     }
@@ -549,7 +606,8 @@ pub unsafe extern "C" fn libusb_get_string_descriptor_ascii(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_alloc_transfer(iso_packets: c_int) -> *mut libusb_transfer {
     let size = std::mem::size_of::<libusb_transfer>()
-        + usize::try_from(iso_packets).unwrap_or(0) * std::mem::size_of::<libusb_iso_packet_descriptor>();
+        + usize::try_from(iso_packets).unwrap_or(0)
+            * std::mem::size_of::<libusb_iso_packet_descriptor>();
     // SAFETY: zeroed memory is a valid libusb_transfer.
     let t = unsafe { libc::calloc(1, size) } as *mut libusb_transfer;
     if !t.is_null() {
@@ -576,8 +634,12 @@ pub unsafe extern "C" fn libusb_free_transfer(transfer: *mut libusb_transfer) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_submit_transfer(transfer: *mut libusb_transfer) -> c_int {
     // SAFETY: a live transfer.
-    let Some(t) = (unsafe { transfer.as_ref() }) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
-    let Some(c) = connection(t.dev_handle.cast()) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
+    let Some(t) = (unsafe { transfer.as_ref() }) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
+    let Some(c) = connection(t.dev_handle.cast()) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
     if t.endpoint & 0x80 == 0 {
         // libphidget22 writes synchronously.
         return wire::LIBUSB_ERROR_NOT_SUPPORTED;
@@ -588,16 +650,22 @@ pub unsafe extern "C" fn libusb_submit_transfer(transfer: *mut libusb_transfer) 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_cancel_transfer(transfer: *mut libusb_transfer) -> c_int {
     // SAFETY: a live transfer.
-    let Some(t) = (unsafe { transfer.as_ref() }) else { return wire::LIBUSB_ERROR_INVALID_PARAM };
-    let Some(c) = connection(t.dev_handle.cast()) else { return wire::LIBUSB_ERROR_NOT_FOUND };
+    let Some(t) = (unsafe { transfer.as_ref() }) else {
+        return wire::LIBUSB_ERROR_INVALID_PARAM;
+    };
+    let Some(c) = connection(t.dev_handle.cast()) else {
+        return wire::LIBUSB_ERROR_NOT_FOUND;
+    };
     c.cancel(transfer)
 }
 
 fn timeval_duration(tv: *const libc::timeval) -> Duration {
     // SAFETY: null or a valid timeval.
     match unsafe { tv.as_ref() } {
-        Some(tv) => Duration::from_secs(tv.tv_sec.max(0) as u64)
-            + Duration::from_micros(tv.tv_usec.max(0) as u64),
+        Some(tv) => {
+            Duration::from_secs(tv.tv_sec.max(0) as u64)
+                + Duration::from_micros(tv.tv_usec.max(0) as u64)
+        }
         None => events::MAX_WAIT,
     }
 }
@@ -624,7 +692,10 @@ pub unsafe extern "C" fn libusb_unlock_event_waiters(_ctx: *mut Context) {
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn libusb_wait_for_event(_ctx: *mut Context, tv: *const libc::timeval) -> c_int {
+pub unsafe extern "C" fn libusb_wait_for_event(
+    _ctx: *mut Context,
+    tv: *const libc::timeval,
+) -> c_int {
     let ran = events().wait_round(timeval_duration(tv));
     // 1: the time ran out; with no time given, a bounded wait counts as a
     // wake-up (the library loops).
@@ -636,16 +707,28 @@ fn error_text(code: c_int) -> (&'static CStr, &'static CStr) {
         0 => (c"LIBUSB_SUCCESS", c"Success"),
         -1 => (c"LIBUSB_ERROR_IO", c"Input/Output Error"),
         -2 => (c"LIBUSB_ERROR_INVALID_PARAM", c"Invalid parameter"),
-        -3 => (c"LIBUSB_ERROR_ACCESS", c"Access denied (insufficient permissions)"),
-        -4 => (c"LIBUSB_ERROR_NO_DEVICE", c"No such device (it may have been disconnected)"),
+        -3 => (
+            c"LIBUSB_ERROR_ACCESS",
+            c"Access denied (insufficient permissions)",
+        ),
+        -4 => (
+            c"LIBUSB_ERROR_NO_DEVICE",
+            c"No such device (it may have been disconnected)",
+        ),
         -5 => (c"LIBUSB_ERROR_NOT_FOUND", c"Entity not found"),
         -6 => (c"LIBUSB_ERROR_BUSY", c"Resource busy"),
         -7 => (c"LIBUSB_ERROR_TIMEOUT", c"Operation timed out"),
         -8 => (c"LIBUSB_ERROR_OVERFLOW", c"Overflow"),
         -9 => (c"LIBUSB_ERROR_PIPE", c"Pipe error"),
-        -10 => (c"LIBUSB_ERROR_INTERRUPTED", c"System call interrupted (perhaps due to signal)"),
+        -10 => (
+            c"LIBUSB_ERROR_INTERRUPTED",
+            c"System call interrupted (perhaps due to signal)",
+        ),
         -11 => (c"LIBUSB_ERROR_NO_MEM", c"Insufficient memory"),
-        -12 => (c"LIBUSB_ERROR_NOT_SUPPORTED", c"Operation not supported or unimplemented on this platform"),
+        -12 => (
+            c"LIBUSB_ERROR_NOT_SUPPORTED",
+            c"Operation not supported or unimplemented on this platform",
+        ),
         _ => (c"LIBUSB_ERROR_OTHER", c"Other error"),
     }
 }
