@@ -22,11 +22,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A reply: a libusb status and the data of an IN transfer.
+type Reply = (i32, Vec<u8>);
+
+/// Requests being waited for, and the replies that came for them.
+#[derive(Default)]
+struct Awaited {
+    waiting: HashSet<u32>,
+    replies: HashMap<u32, Reply>,
+}
+
 pub(super) struct Connection {
     fd: OwnedFd,
     next_seq: AtomicU32,
-    /// Requests being waited for, and the replies that came for them.
-    awaited: Mutex<(HashSet<u32>, HashMap<u32, (i32, Vec<u8>)>)>,
+    awaited: Mutex<Awaited>,
     replied: Condvar,
     /// The board was unplugged (or its process went away).
     gone: AtomicBool,
@@ -40,7 +49,7 @@ impl Connection {
         let connection = Arc::new(Self {
             fd,
             next_seq: AtomicU32::new(1),
-            awaited: Mutex::new((HashSet::new(), HashMap::new())),
+            awaited: Mutex::new(Awaited::default()),
             replied: Condvar::new(),
             gone: AtomicBool::new(false),
             pending_in: Mutex::new(VecDeque::new()),
@@ -72,37 +81,33 @@ impl Connection {
     /// reply: (status, data). A stalled board never answers: the request
     /// times out after `timeout_ms` (0: waits as long as the board is
     /// there).
-    pub(super) fn request(
-        &self,
-        build: impl FnOnce(u32) -> ToBoard,
-        timeout_ms: u32,
-    ) -> (i32, Vec<u8>) {
+    pub(super) fn request(&self, build: impl FnOnce(u32) -> ToBoard, timeout_ms: u32) -> Reply {
         if self.is_gone() {
             return (wire::LIBUSB_ERROR_NO_DEVICE, Vec::new());
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.awaited).0.insert(seq);
+        lock(&self.awaited).waiting.insert(seq);
         if seqpacket::send(self.fd.as_raw_fd(), &build(seq).encode()).is_err() {
-            lock(&self.awaited).0.remove(&seq);
+            lock(&self.awaited).waiting.remove(&seq);
             return (wire::LIBUSB_ERROR_NO_DEVICE, Vec::new());
         }
         let deadline =
             (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
         let mut awaited = lock(&self.awaited);
         loop {
-            if let Some(reply) = awaited.1.remove(&seq) {
-                awaited.0.remove(&seq);
+            if let Some(reply) = awaited.replies.remove(&seq) {
+                awaited.waiting.remove(&seq);
                 return reply;
             }
             if self.is_gone() {
-                awaited.0.remove(&seq);
+                awaited.waiting.remove(&seq);
                 return (wire::LIBUSB_ERROR_NO_DEVICE, Vec::new());
             }
             let wait = match deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        awaited.0.remove(&seq);
+                        awaited.waiting.remove(&seq);
                         return (wire::LIBUSB_ERROR_TIMEOUT, Vec::new());
                     }
                     left
@@ -142,19 +147,15 @@ impl Connection {
     }
 
     fn read(&self) {
-        loop {
-            let message = match seqpacket::recv(self.fd.as_raw_fd()) {
-                Ok(Some(message)) => message,
-                // The board process went away, or close() shut us down.
-                Ok(None) | Err(_) => break,
-            };
+        // Until the board process goes away, or close() shuts us down.
+        while let Ok(Some(message)) = seqpacket::recv(self.fd.as_raw_fd()) {
             match ToHost::decode(&message) {
                 Some(ToHost::Reply { seq, status, data }) => {
                     let mut awaited = lock(&self.awaited);
                     // A reply after its timeout is dropped, as a late
                     // packet would be.
-                    if awaited.0.contains(&seq) {
-                        awaited.1.insert(seq, (status, data));
+                    if awaited.waiting.contains(&seq) {
+                        awaited.replies.insert(seq, (status, data));
                         self.replied.notify_all();
                     }
                 }

@@ -133,18 +133,26 @@ fn instance(dir: &ControlDir, board: &Plugged) -> Option<u64> {
 /// A bus address per plug: the same while the board stays plugged, a new
 /// one when it comes back, so the library sees a new device.
 fn address(serial: u32, instance: u64) -> u8 {
-    static ADDRESSES: Mutex<(u8, Option<HashMap<u32, (u64, u8)>>)> = Mutex::new((0, None));
-    let mut guard = ADDRESSES.lock().unwrap_or_else(|p| p.into_inner());
-    let (next, map) = &mut *guard;
-    let map = map.get_or_insert_with(HashMap::new);
-    if let Some((seen, address)) = map.get(&serial)
+    #[derive(Default)]
+    struct Addresses {
+        last: u8,
+        /// Per serial: the board process instance, and its address.
+        given: HashMap<u32, (u64, u8)>,
+    }
+    static ADDRESSES: OnceLock<Mutex<Addresses>> = OnceLock::new();
+    let mut a = ADDRESSES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some((seen, address)) = a.given.get(&serial)
         && *seen == instance
     {
         return *address;
     }
-    *next = next.wrapping_add(1).max(1) % 128;
-    let address = (*next).max(1);
-    map.insert(serial, (instance, address));
+    // 1..=127, as USB addresses go.
+    a.last = a.last % 127 + 1;
+    let address = a.last;
+    a.given.insert(serial, (instance, address));
     address
 }
 
