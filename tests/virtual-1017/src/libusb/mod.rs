@@ -49,6 +49,48 @@ pub struct Handle {
     connection: Arc<Connection>,
 }
 
+// ----- What is alive -----
+
+/// Counts of what this library has allocated and not freed yet, for the
+/// leak test: contexts, devices, handles (each with a connection and its
+/// reader thread), transfers, configuration descriptors.
+mod live {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    pub(super) static CONTEXTS: AtomicI64 = AtomicI64::new(0);
+    pub(super) static DEVICES: AtomicI64 = AtomicI64::new(0);
+    pub(super) static HANDLES: AtomicI64 = AtomicI64::new(0);
+    pub(super) static TRANSFERS: AtomicI64 = AtomicI64::new(0);
+    pub(super) static CONFIGS: AtomicI64 = AtomicI64::new(0);
+
+    pub(super) fn up(counter: &AtomicI64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn down(counter: &AtomicI64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn all() -> [i64; 5] {
+        [&CONTEXTS, &DEVICES, &HANDLES, &TRANSFERS, &CONFIGS].map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Not libusb: what this library holds now, for tests (found with
+/// `dlsym`): writes up to `n` counts to `out` (contexts, devices, handles,
+/// transfers, configuration descriptors) and returns how many it wrote.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn delestage_virtual_usb_live(out: *mut i64, n: usize) -> usize {
+    if out.is_null() {
+        return 0;
+    }
+    let all = live::all();
+    let n = n.min(all.len());
+    // SAFETY: the caller's buffer of `n` counts.
+    unsafe { std::ptr::copy_nonoverlapping(all.as_ptr(), out, n) };
+    n
+}
+
 // ----- Boards and their processes -----
 
 /// The board process's program: `DELESTAGE_VIRTUAL_1017_BOARD`, or
@@ -161,6 +203,7 @@ fn address(serial: u32, instance: u64) -> u8 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_init(ctx: *mut *mut Context) -> c_int {
     if !ctx.is_null() {
+        live::up(&live::CONTEXTS);
         // SAFETY: checked non-null.
         unsafe { *ctx = Box::into_raw(Box::new(Context)) };
     }
@@ -172,6 +215,7 @@ pub unsafe extern "C" fn libusb_exit(ctx: *mut Context) {
     if !ctx.is_null() {
         // SAFETY: made by libusb_init.
         drop(unsafe { Box::from_raw(ctx) });
+        live::down(&live::CONTEXTS);
     }
 }
 
@@ -189,12 +233,15 @@ pub unsafe extern "C" fn libusb_get_device_list(
             let Some(instance) = instance(&dir, &board) else {
                 continue;
             };
-            devices.push(Box::into_raw(Box::new(Device {
+            live::up(&live::DEVICES);
+            let device = Box::into_raw(Box::new(Device {
                 refs: AtomicUsize::new(1),
                 dir: dir.clone(),
                 board,
                 address: address(board.serial, instance),
-            })));
+            }));
+            trace("new", device);
+            devices.push(device);
         }
     }
     let size = std::mem::size_of::<*mut Device>();
@@ -230,8 +277,20 @@ pub unsafe extern "C" fn libusb_free_device_list(list: *mut *mut Device, unref: 
     unsafe { libc::free(list.cast()) };
 }
 
+/// `DELESTAGE_VIRTUAL_USB_TRACE=1`: every device's life on stderr (new,
+/// ref, unref, drop), to follow the library's reference counting.
+fn trace(what: &str, device: *mut Device) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("DELESTAGE_VIRTUAL_USB_TRACE").is_some()) {
+        // SAFETY: tracing only; the device is live in every caller.
+        let refs = unsafe { device.as_ref() }.map(|d| d.refs.load(Ordering::Relaxed));
+        eprintln!("virtual-usb {what} {device:p} refs={refs:?}");
+    }
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_ref_device(device: *mut Device) -> *mut Device {
+    trace("ref", device);
     // SAFETY: a live device.
     if let Some(d) = unsafe { device.as_ref() } {
         d.refs.fetch_add(1, Ordering::Relaxed);
@@ -241,12 +300,15 @@ pub unsafe extern "C" fn libusb_ref_device(device: *mut Device) -> *mut Device {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libusb_unref_device(device: *mut Device) {
+    trace("unref", device);
     // SAFETY: a live device.
     if let Some(d) = unsafe { device.as_ref() }
         && d.refs.fetch_sub(1, Ordering::AcqRel) == 1
     {
+        trace("drop", device);
         // SAFETY: the last reference.
         drop(unsafe { Box::from_raw(device) });
+        live::down(&live::DEVICES);
     }
 }
 
@@ -381,6 +443,7 @@ pub unsafe extern "C" fn libusb_get_active_config_descriptor(
     block.config.wTotalLength =
         (9 + 9 + 7 * block.endpoints.len() + block.extras.iter().map(Vec::len).sum::<usize>())
             as u16;
+    live::up(&live::CONFIGS);
     // SAFETY: checked non-null.
     unsafe { *config = Box::into_raw(block).cast() };
     wire::LIBUSB_SUCCESS
@@ -391,6 +454,7 @@ pub unsafe extern "C" fn libusb_free_config_descriptor(config: *mut libusb_confi
     if !config.is_null() {
         // SAFETY: made by libusb_get_active_config_descriptor.
         drop(unsafe { Box::from_raw(config.cast::<ConfigBlock>()) });
+        live::down(&live::CONFIGS);
     }
 }
 
@@ -408,6 +472,7 @@ pub unsafe extern "C" fn libusb_open(device: *mut Device, handle: *mut *mut Hand
     };
     // SAFETY: a live device; the handle keeps a reference.
     unsafe { libusb_ref_device(device) };
+    live::up(&live::HANDLES);
     // SAFETY: checked non-null.
     unsafe { *handle = Box::into_raw(Box::new(Handle { device, connection })) };
     wire::LIBUSB_SUCCESS
@@ -423,6 +488,7 @@ pub unsafe extern "C" fn libusb_close(handle: *mut Handle) {
     handle.connection.close();
     // SAFETY: the reference taken at open.
     unsafe { libusb_unref_device(handle.device) };
+    live::down(&live::HANDLES);
 }
 
 #[unsafe(no_mangle)]
@@ -619,6 +685,7 @@ pub unsafe extern "C" fn libusb_alloc_transfer(iso_packets: c_int) -> *mut libus
     // SAFETY: zeroed memory is a valid libusb_transfer.
     let t = unsafe { libc::calloc(1, size) } as *mut libusb_transfer;
     if !t.is_null() {
+        live::up(&live::TRANSFERS);
         // SAFETY: just allocated.
         unsafe { (*t).num_iso_packets = iso_packets };
     }
@@ -637,6 +704,7 @@ pub unsafe extern "C" fn libusb_free_transfer(transfer: *mut libusb_transfer) {
         }
         libc::free(transfer.cast());
     }
+    live::down(&live::TRANSFERS);
 }
 
 #[unsafe(no_mangle)]
