@@ -124,3 +124,64 @@ pub async fn serve_with_health(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic_health::pb::health_check_response::ServingStatus as Status;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    use super::*;
+
+    async fn status(client: &mut HealthClient<tonic::transport::Channel>) -> Status {
+        let answer = client
+            .check(HealthCheckRequest {
+                service: "test.Service".into(),
+            })
+            .await
+            .expect("health check");
+        answer.into_inner().status()
+    }
+
+    async fn wait_for(client: &mut HealthClient<tonic::transport::Channel>, wanted: Status) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while status(client).await != wanted {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("health never became {wanted:?}"));
+    }
+
+    #[tokio::test]
+    async fn health_follows_the_healthy_watch() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (healthy, watch) = tokio::sync::watch::channel(true);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with_health(
+            listener,
+            Routes::default(),
+            &["test.Service"],
+            Security::default(),
+            watch,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = HealthClient::new(channel);
+        wait_for(&mut client, Status::Serving).await;
+        healthy.send(false).expect("send");
+        wait_for(&mut client, Status::NotServing).await;
+        healthy.send(true).expect("send");
+        wait_for(&mut client, Status::Serving).await;
+        let _ = stop.send(());
+        server.await.expect("join").expect("served");
+    }
+}
