@@ -173,3 +173,40 @@ fn the_plan_marks_tempo_peak_hours_and_says_why_in_both_forms() {
     assert_eq!(v["tempo_peaks"][0]["color"], "red");
     assert_eq!(v["tempo_peaks"][0]["peak_end"], "2026-12-08T21:00:00Z");
 }
+
+#[test]
+fn relays_say_the_board_version_and_its_hardware_failsafe() {
+    use delestage_proto::relay::v1 as rpb;
+    let answer = |failsafe: rpb::HardwareFailsafe| rpb::GetRelaysResponse {
+        relays: Vec::new(),
+        board: Some(rpb::Board {
+            kind: rpb::BoardKind::Phidget1017.into(),
+            serial_number: 424242,
+            attached: true,
+            channel_count: 8,
+            description: "Phidget InterfaceKit 0/0/8 (1017), serial 424242".to_owned(),
+            version: 200,
+            hardware_failsafe: failsafe.into(),
+        }),
+    };
+    let now: Timestamp = "2026-12-08T17:00:00Z".parse().expect("ts");
+    let plain = Paint { enabled: false };
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Armed), plain, now);
+    assert!(
+        text.contains("attached, version 200, hardware failsafe armed"),
+        "{text}"
+    );
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Unsupported), plain, now);
+    assert!(text.contains("hardware failsafe UNSUPPORTED"), "{text}");
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Tripped), plain, now);
+    assert!(text.contains("hardware failsafe TRIPPED"), "{text}");
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Off), plain, now);
+    assert!(
+        !text.contains("failsafe"),
+        "nothing to say when off: {text}"
+    );
+
+    let json = delestage_proto::json::relays_json(&answer(rpb::HardwareFailsafe::Armed));
+    assert_eq!(json["board"]["version"], 200);
+    assert_eq!(json["board"]["hardware_failsafe"], "armed");
+}
