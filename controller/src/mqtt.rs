@@ -38,6 +38,9 @@ use crate::service::status_to_pb;
 
 /// Between two connection attempts, doubling while the broker is away.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
+/// How long a connection must stay up before a drop retries from the
+/// shortest wait again.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// States are compared with what the broker has this often too, so that
 /// the next tense hour follows the clock between status changes.
@@ -225,10 +228,11 @@ pub(crate) async fn run(
 /// and `poll` is never cancelled half-way.
 async fn drive(mut events: EventLoop, tx: mpsc::Sender<Link>, stopping: CancellationToken) {
     let mut retry = RECONNECT.start();
+    let mut up_since: Option<tokio::time::Instant> = None;
     loop {
         let link = match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                retry.succeeded();
+                up_since = Some(tokio::time::Instant::now());
                 Link::Up
             }
             Ok(Event::Incoming(Packet::Publish(message))) => Link::Message(message),
@@ -237,6 +241,15 @@ async fn drive(mut events: EventLoop, tx: mpsc::Sender<Link>, stopping: Cancella
             Err(e) => {
                 if stopping.is_cancelled() {
                     return;
+                }
+                // Only a connection that held starts the back-off over: a
+                // broker that accepts, then drops us at once (a message we
+                // cannot take, an ACL), is retried ever more slowly.
+                if up_since
+                    .take()
+                    .is_some_and(|since| since.elapsed() >= STABLE_AFTER)
+                {
+                    retry.succeeded();
                 }
                 let _ = tx.send(Link::Down(describe(&e))).await;
                 tokio::select! {

@@ -46,6 +46,23 @@ pub async fn serve(
     serve_with_health(listener, routes, health_names, security, healthy, shutdown).await
 }
 
+/// Reflection that lists what this process serves, and only that: its own
+/// services, health and reflection (every delestage .proto is registered,
+/// so that the messages of all of them resolve).
+fn reflection<'b>(served: &[&str]) -> tonic_reflection::server::Builder<'b> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(delestage_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in served.iter().copied().chain([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]) {
+        builder = builder.with_service_name(name);
+    }
+    builder
+}
+
 /// [`serve`], with the named services' health following `healthy`: SERVING
 /// while it holds true, NOT_SERVING while false (a service that runs but
 /// cannot do its job as configured).
@@ -80,14 +97,8 @@ pub async fn serve_with_health(
         }
     });
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(delestage_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(delestage_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection(health_names).build_v1()?;
+    let reflection_v1alpha = reflection(health_names).build_v1alpha()?;
 
     let routes = routes
         .add_service(health_service)

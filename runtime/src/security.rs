@@ -243,13 +243,9 @@ where
             None => Some(tonic::Status::unauthenticated(
                 "a bearer token is required: send `authorization: Bearer TOKEN`",
             )),
-            Some(None) if presented.is_some_and(|t| tokens.lists_token_itself(t)) => {
-                Some(tonic::Status::unauthenticated(
-                    "unknown token: the tokens file lists this token itself where its SHA-256 belongs \
-                     (replace it with the hash, or make a new token with `delestage token new`)",
-                ))
-            }
-            Some(None) => Some(tonic::Status::unauthenticated("unknown token")),
+            Some(None) => Some(tonic::Status::unauthenticated(
+                tokens.refusal(presented.unwrap_or_default()),
+            )),
             Some(Some((role, name))) if role < needed => Some(tonic::Status::permission_denied(
                 format!("token {name:?} has the read role; {path} needs control"),
             )),

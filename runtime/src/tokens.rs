@@ -154,11 +154,19 @@ impl Tokens {
         found
     }
 
-    /// Whether an unknown `token` is listed as if it were a hash: an older,
-    /// unprefixed 64-hex token pasted into the file. Only asked once a
-    /// token has been refused, to say why.
-    pub fn lists_token_itself(&self, token: &str) -> bool {
-        parse_hex32(token).is_some_and(|as_hash| self.entries.iter().any(|e| e.hash == as_hash))
+    /// Why an unknown `token` is refused, in words for the client. A
+    /// presented string that is one of the file's hashes is a client that
+    /// sent the hash (the file is right: tokens made by `delestage token
+    /// new` are never 64 hex digits); anything else is just unknown.
+    pub fn refusal(&self, token: &str) -> &'static str {
+        let a_listed_hash = parse_hex32(token)
+            .is_some_and(|as_hash| self.entries.iter().any(|e| e.hash == as_hash));
+        if a_listed_hash {
+            "unknown token: this looks like a token's hash (the tokens file holds hashes): \
+             send the token itself, as `delestage token new` printed it"
+        } else {
+            "unknown token"
+        }
     }
 }
 
@@ -242,11 +250,17 @@ mod tests {
     }
 
     #[test]
-    fn an_old_hex_token_listed_as_its_own_hash_is_recognised_when_refused() {
-        let raw = hash("anything");
-        let tokens = Tokens::parse(&format!("control {raw}\n")).expect("looks like a hash");
-        assert_eq!(tokens.check(&raw), None);
-        assert!(tokens.lists_token_itself(&raw));
-        assert!(!tokens.lists_token_itself("other"));
+    fn a_client_that_sends_a_listed_hash_is_told_to_send_the_token() {
+        let new = NewToken::generate(Role::Control, None).expect("a token");
+        let listed = hash(&new.token);
+        let tokens = Tokens::parse(&format!("control {listed}\n")).expect("a hash");
+        assert_eq!(tokens.check(&listed), None, "the hash is not the token");
+        let why = tokens.refusal(&listed);
+        assert!(
+            why.contains("looks like a token's hash") && why.contains("send the token itself"),
+            "{why}"
+        );
+        assert!(!why.contains("fix"), "the file is right: {why}");
+        assert_eq!(tokens.refusal("other"), "unknown token");
     }
 }

@@ -124,7 +124,7 @@ fn role(d: &Dashboard, headers: &HeaderMap, needed: Role) -> Result<(), ApiError
         ));
     };
     match tokens.check(token) {
-        None => Err(ApiError::unauthenticated("unknown token")),
+        None => Err(ApiError::unauthenticated(tokens.refusal(token))),
         Some((role, name)) if role < needed => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("token {name:?} has the read role; this needs a control token"),

@@ -65,6 +65,13 @@ async fn serves_health_and_reflection_and_stops_cleanly_on_sigterm() {
     let v1 = list_services!(tonic_reflection::pb::v1, channel);
     let v1alpha = list_services!(tonic_reflection::pb::v1alpha, channel);
     for (version, names) in [("v1", v1), ("v1alpha", v1alpha)] {
+        // Only what this process serves.
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("Controller") || n.contains("Forecast")),
+            "reflection {version} lists services served elsewhere: {names:?}"
+        );
         for expected in [RELAY, "grpc.health.v1.Health"] {
             assert!(
                 names.iter().any(|n| n == expected),
