@@ -43,6 +43,25 @@ pub(crate) struct StoredOverride {
     pub set_at: Timestamp,
 }
 
+/// The longest an override may last. Longer is a typo (`until` in 2062), or
+/// a load taken out of the plan for good, which the config says better.
+pub(crate) const OVERRIDE_MAX_DAYS: i64 = 366;
+
+/// Whether an override set at `now` may last until `until`: in the future,
+/// and at most a year ahead. The error says which, for the person who asked.
+pub(crate) fn check_override_until(until: Timestamp, now: Timestamp) -> Result<(), String> {
+    if until <= now {
+        return Err(format!("until: {until} is not in the future"));
+    }
+    let longest = jiff::SignedDuration::from_hours(24 * OVERRIDE_MAX_DAYS);
+    if until.duration_since(now) > longest {
+        return Err(format!(
+            "until: {until} is more than a year ahead: an override lasts {OVERRIDE_MAX_DAYS} days at most"
+        ));
+    }
+    Ok(())
+}
+
 /// One switch the controller made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SwitchRecord {

@@ -100,12 +100,20 @@ fn reason_text(reason: cpb::Reason, level: SignalLevel, color: fpb::TempoColor) 
 
 /// A time for people: local, to the minute; with the date when not today.
 pub(crate) fn local(t: Timestamp, now: Timestamp) -> String {
-    let tz = TimeZone::system();
+    local_in(t, now, &TimeZone::system())
+}
+
+/// [`local`] in `tz`: the time today, the day this year, the date in
+/// another year (an override until next spring must not read as this week).
+fn local_in(t: Timestamp, now: Timestamp, tz: &TimeZone) -> String {
     let z = t.to_zoned_datetime(tz.clone());
-    if z.date() == now.to_zoned_datetime(tz).date() {
+    let today = now.to_zoned_datetime(tz.clone()).date();
+    if z.date() == today {
         z.strftime("%H:%M").to_string()
-    } else {
+    } else if z.year() == today.year() {
         z.strftime("%a %d %H:%M").to_string()
+    } else {
+        z.strftime("%Y-%m-%d %H:%M").to_string()
     }
 }
 

@@ -210,3 +210,19 @@ fn relays_say_the_board_version_and_its_hardware_failsafe() {
     assert_eq!(json["board"]["version"], 200);
     assert_eq!(json["board"]["hardware_failsafe"], "armed");
 }
+
+#[test]
+fn a_time_in_another_year_shows_its_year() {
+    let tz = TimeZone::get("Europe/Paris").expect("Paris");
+    let now: Timestamp = "2026-12-08T17:00:00Z".parse().expect("ts");
+    let at = |s: &str| s.parse::<Timestamp>().expect("ts");
+    assert_eq!(local_in(at("2026-12-08T19:00:00Z"), now, &tz), "20:00");
+    assert_eq!(
+        local_in(at("2026-12-10T19:00:00Z"), now, &tz),
+        "Thu 10 20:00"
+    );
+    assert_eq!(
+        local_in(at("2027-03-10T19:00:00Z"), now, &tz),
+        "2027-03-10 20:00"
+    );
+}

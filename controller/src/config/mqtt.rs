@@ -149,6 +149,17 @@ pub(super) fn resolve(o: &MqttOptions) -> Result<Option<MqttSettings>, (&'static
             "must be more than zero".to_owned(),
         ));
     }
+    let longest = Duration::from_secs(24 * 3600 * crate::store::OVERRIDE_MAX_DAYS as u64);
+    if o.override_duration > longest {
+        return Err((
+            "mqtt.override_duration",
+            format!(
+                "{}: an override lasts {} days at most",
+                humantime::format_duration(o.override_duration),
+                crate::store::OVERRIDE_MAX_DAYS
+            ),
+        ));
+    }
     Ok(Some(MqttSettings {
         broker,
         username: o.username.clone(),

@@ -423,4 +423,11 @@ fn mqtt_is_off_unless_asked_and_its_errors_name_the_key() {
     assert!(twins.contains("one entity in Home Assistant"), "{twins}");
     let duration = err(&table("url = \"mqtt://b\"\noverride_duration = \"0s\""));
     assert!(duration.contains("mqtt.override_duration"), "{duration}");
+    let duration = err(&table(
+        "url = \"mqtt://b\"\noverride_duration = \"1000years\"",
+    ));
+    assert!(
+        duration.contains("mqtt.override_duration") && duration.contains("366 days"),
+        "{duration}"
+    );
 }

@@ -231,11 +231,7 @@ impl Controller {
     ) -> Result<StoredOverride, Error> {
         self.load(load)?;
         let now = Timestamp::now();
-        if until <= now {
-            return Err(Error::InvalidArgument(format!(
-                "until: {until} is not in the future"
-            )));
-        }
+        crate::store::check_override_until(until, now).map_err(Error::InvalidArgument)?;
         let o = StoredOverride {
             powered,
             until,

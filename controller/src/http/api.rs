@@ -203,8 +203,12 @@ pub(crate) async fn set_override(
                 .and_then(|d| now.checked_add(d).ok())
                 .ok_or_else(|| ApiError::bad_request("for: too long"))?
         }
+        // jiff's own words: a real RFC 3339 time past its range (year
+        // 9999) is told so, not called malformed.
         (None, Some(t)) => t.parse::<Timestamp>().map_err(|e| {
-            ApiError::bad_request(format!("until: {t:?} is not an RFC 3339 time: {e}"))
+            ApiError::bad_request(format!(
+                "until: {t:?}: {e} (give an RFC 3339 time at most a year ahead, e.g. 2026-12-08T20:00:00+01:00)"
+            ))
         })?,
         _ => {
             return Err(ApiError::bad_request(

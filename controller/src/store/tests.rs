@@ -148,3 +148,18 @@ fn expired_overrides_are_dropped() {
     assert_eq!(expired, ["a", "b"]);
     assert!(store.overrides().contains_key("c"));
 }
+
+#[test]
+fn an_override_lasts_a_year_at_most_and_ends_in_the_future() {
+    let now: Timestamp = "2026-12-02T10:00:00Z".parse().expect("ts");
+    let at = |s: &str| s.parse::<Timestamp>().expect("ts");
+    assert!(check_override_until(at("2026-12-02T12:00:00Z"), now).is_ok());
+    assert!(check_override_until(at("2027-12-02T10:00:00Z"), now).is_ok());
+    let past = check_override_until(at("2026-12-02T09:00:00Z"), now).expect_err("past");
+    assert!(past.contains("not in the future"), "{past}");
+    let far = check_override_until(at("3026-12-02T10:00:00Z"), now).expect_err("a thousand years");
+    assert!(
+        far.contains("more than a year ahead") && far.contains("366 days"),
+        "{far}"
+    );
+}
