@@ -421,3 +421,85 @@ async fn help_shows_no_secret_and_bad_security_files_are_clear_errors() {
     assert!(!status.success());
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+/// The README's two-box recipe for tokens, run as it is written (the lines
+/// between `umask 077` and `READ=…`, from the README itself), with the
+/// real `delestage`: the tokens file it makes lists both tokens, and a
+/// relay-service reading it takes the read token for GetRelays and the
+/// control token for SetRelay.
+#[tokio::test]
+async fn the_readmes_token_recipe_makes_a_tokens_file_that_works() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme.find("umask 077\n").expect("the recipe's first line");
+    let end = start
+        + readme[start..]
+            .find("rm control.new read.new\n")
+            .expect("the recipe's last line")
+        + "rm control.new read.new\n".len();
+    let recipe = &readme[start..end];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cli_dir = binary("delestage")
+        .parent()
+        .expect("the binaries' directory")
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        cli_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("set -eu\n{recipe}printf '%s' \"$READ\" > read.token\n");
+    let run = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .await
+        .expect("run bash");
+    assert!(
+        run.status.success(),
+        "the recipe failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let tokens = std::fs::read_to_string(dir.path().join("tokens")).expect("tokens");
+    let roles: Vec<&str> = tokens
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(roles, ["control", "read"], "{tokens}");
+    let control = std::fs::read_to_string(dir.path().join("control.token")).expect("control");
+    let read = std::fs::read_to_string(dir.path().join("read.token")).expect("read");
+
+    let svc = ServiceProcess::start(
+        &binary("relay-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--tokens",
+            dir.path().join("tokens").to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await;
+    let mut client = RelayServiceClient::new(svc.wait_serving(RELAY).await);
+    client
+        .get_relays(with_token(
+            tonic::Request::new(rpb::GetRelaysRequest {}),
+            &read,
+        ))
+        .await
+        .expect("the recipe's read token reads");
+    client
+        .set_relay(with_token(
+            tonic::Request::new(rpb::SetRelayRequest {
+                channel: 2,
+                energized: true,
+            }),
+            &control,
+        ))
+        .await
+        .expect("the recipe's control token switches");
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
+}
