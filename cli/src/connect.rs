@@ -64,12 +64,21 @@ impl Service {
 
     /// Turns a failed call into an error naming this service.
     pub(crate) fn error(self, url: &str, status: tonic::Status) -> CliError {
-        // A connection failure surfaces as UNAVAILABLE from the transport.
-        if status.code() == tonic::Code::Unavailable && status.message().contains("transport") {
+        // Raised here by the transport, not answered by the service: it
+        // did not answer at all.
+        if delestage_runtime::client::raised_locally(&status) {
+            let reason = if delestage_runtime::client::peer_went_silent(&status) {
+                format!(
+                    "no answer for {} s (frozen or cut off)",
+                    delestage_runtime::client::SILENCE.as_secs()
+                )
+            } else {
+                with_causes(&status)
+            };
             return CliError::Unreachable {
                 service: self.name(),
                 url: url.to_owned(),
-                reason: with_causes(&status),
+                reason,
                 hint: self.hint(),
             };
         }

@@ -237,12 +237,18 @@ async fn forecast_session(
                 seen.problem = Some(format!("forecast-service: {}", s.message()));
             });
         }
-        Err(s) => return format!("forecast-service unreachable: {}", s.message()),
+        Err(s) => return lost("the forecast-service", "forecast-service unreachable", &s),
     }
     wake.notify_one();
     let mut stream = match client.watch_forecast(fpb::WatchForecastRequest {}).await {
         Ok(r) => r.into_inner(),
-        Err(s) => return format!("forecast-service: WatchForecast failed: {}", s.message()),
+        Err(s) => {
+            return lost(
+                "the forecast-service",
+                "forecast-service: WatchForecast failed",
+                &s,
+            );
+        }
     };
     tracing::info!("following the forecast-service");
     retry.succeeded();
@@ -252,7 +258,7 @@ async fn forecast_session(
                 apply_forecast(tx, f);
                 wake.notify_one();
             }
-            Some(Err(s)) => return format!("forecast-service: {}", s.message()),
+            Some(Err(s)) => return lost("the forecast-service", "forecast-service", &s),
             None => return "forecast-service closed the stream".to_owned(),
         }
     }
@@ -338,6 +344,20 @@ pub(crate) async fn follow_relays(
     }
 }
 
+/// Why a session with a peer ended, in words that say what happened: a peer
+/// that stopped answering (its pings timed out) is not said to have
+/// answered anything.
+fn lost(peer: &str, what: &str, status: &tonic::Status) -> String {
+    if delestage_runtime::client::peer_went_silent(status) {
+        format!(
+            "no answer from {peer} for {} s (frozen or cut off)",
+            delestage_runtime::client::SILENCE.as_secs()
+        )
+    } else {
+        format!("{what}: {}", status.message())
+    }
+}
+
 async fn relay_session(
     name: &str,
     client: &mut RelayServiceClient<AuthedChannel>,
@@ -347,13 +367,13 @@ async fn relay_session(
 ) -> String {
     let mut stream = match client.watch_relays(rpb::WatchRelaysRequest {}).await {
         Ok(r) => r.into_inner(),
-        Err(s) => return format!("unreachable: {}", s.message()),
+        Err(s) => return lost("the relay box", "unreachable", &s),
     };
     let mut announced = false;
     loop {
         let event = match stream.next().await {
             Some(Ok(e)) => e,
-            Some(Err(s)) => return format!("WatchRelays failed: {}", s.message()),
+            Some(Err(s)) => return lost("the relay box", "WatchRelays failed", &s),
             None => return "closed the stream (stopping?)".to_owned(),
         };
         let Some(event) = event.event else { continue };

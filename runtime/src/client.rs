@@ -90,6 +90,39 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a ping may go unanswered before the connection is given up.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a peer has said nothing when the pings give up on it.
+pub const SILENCE: Duration =
+    Duration::from_secs(KEEPALIVE_INTERVAL.as_secs() + KEEPALIVE_TIMEOUT.as_secs());
+
+/// Whether `status` was made here, by the transport, rather than sent by
+/// the peer (a peer's status comes with no cause attached).
+pub fn raised_locally(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// Whether `status` says the peer stopped answering: the HTTP/2 pings
+/// timed out (a frozen process, a cut cable), which ends a new call with
+/// "keep-alive timed out" and an open stream with a broken pipe. Not a
+/// peer that answered with an error, nor one that closed the connection.
+pub fn peer_went_silent(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(e) = cause {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("keep-alive timed out")
+            || text.contains("stream closed because of a broken pipe")
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// A lazily connected channel to `url` (http:// or https://) with `security`.
 pub fn channel(
     url: &str,

@@ -114,7 +114,7 @@ async fn a_frozen_box_holds_up_neither_the_other_box_nor_its_hold() {
     // The frozen box is found out (HTTP/2 keepalive) and shown unreachable.
     let mut client =
         cpb::controller_service_client::ControllerServiceClient::new(controller_channel);
-    wait_status(&mut client, "the frozen box to show unreachable", |s| {
+    let status = wait_status(&mut client, "the frozen box to show unreachable", |s| {
         s.relay_services
             .iter()
             .any(|r| r.name == "frozen" && !r.reachable)
@@ -123,6 +123,17 @@ async fn a_frozen_box_holds_up_neither_the_other_box_nor_its_hold() {
                 .any(|r| r.name == "healthy" && r.reachable)
     })
     .await;
+    // In words that say what happened: it answered nothing.
+    let frozen_error = &status
+        .relay_services
+        .iter()
+        .find(|r| r.name == "frozen")
+        .expect("the frozen box")
+        .error;
+    assert!(
+        frozen_error.contains("no answer from the relay box for 3 s (frozen or cut off)"),
+        "{frozen_error}"
+    );
 
     // Many hold timeouts later, the healthy box's hold never ran out: its
     // loads stayed shed through the red hours.
@@ -147,4 +158,59 @@ async fn a_frozen_box_holds_up_neither_the_other_box_nor_its_hold() {
     assert!(frozen.stop_with(Signal::SIGTERM).await.success());
     assert!(healthy.stop_with(Signal::SIGTERM).await.success());
     assert!(forecast.stop_with(Signal::SIGTERM).await.success());
+}
+
+/// A frozen peer, seen from a client: an open stream and a new call both
+/// end as "no answer" (not as something the peer said), and `delestage
+/// relays` says it could not reach the box, not that the box answered.
+#[tokio::test]
+async fn a_frozen_peer_is_said_to_have_stopped_answering() {
+    use tokio_stream::StreamExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (svc, _) = start_relay(dir.path(), &[]).await;
+    let url = format!("http://{}", svc.addr);
+    let (channel, _) =
+        delestage_runtime::client::channel(&url, &Default::default(), Duration::from_secs(3))
+            .expect("a channel");
+    let mut client = rpb::relay_service_client::RelayServiceClient::new(channel);
+    let mut stream = client
+        .watch_relays(rpb::WatchRelaysRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    stream.next().await.expect("a snapshot").expect("ok");
+    let pid = Pid::from_raw(svc.pid().expect("running") as i32);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+
+    let ended = tokio::time::timeout(BOUND, stream.next())
+        .await
+        .expect("the stream ends within the bound")
+        .expect("an item")
+        .expect_err("an error");
+    assert!(
+        delestage_runtime::client::peer_went_silent(&ended),
+        "{ended:?}"
+    );
+    let call = client
+        .get_relays(rpb::GetRelaysRequest {})
+        .await
+        .expect_err("no answer");
+    assert!(
+        delestage_runtime::client::peer_went_silent(&call),
+        "{call:?}"
+    );
+
+    let (status, stderr) = delestage_tests::run_to_exit(
+        &delestage_tests::binary("delestage"),
+        &["relays", "--relay", &url],
+    )
+    .await;
+    assert!(!status.success(), "{stderr}");
+    assert!(!stderr.contains("answered"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the relay-service"),
+        "{stderr}"
+    );
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(svc.stop_with(Signal::SIGTERM).await.success());
 }
