@@ -39,7 +39,8 @@ pub(crate) struct Switch {
     pub(crate) from: bool,
     pub(crate) to: bool,
     pub(crate) reason: Reason,
-    /// The hour's level, for the record; `None` when unknown.
+    /// The level the switch is for, for the record: the one it sheds for
+    /// or anticipates, else the hour's; `None` when unknown.
     pub(crate) level: Option<SignalLevel>,
 }
 
@@ -90,7 +91,9 @@ pub(crate) fn diff(
             from: actual,
             to: interval.powered,
             reason: interval.reason,
-            level,
+            // A cut ahead of a red hour is recorded as for red, not for
+            // the green hour it is made in.
+            level: interval.reason.level().or(level),
         });
     }
     // Cuts before restores; cuts least important first, restores most

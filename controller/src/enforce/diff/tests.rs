@@ -262,3 +262,41 @@ fn a_retry_time_that_has_passed_allows_the_switch() {
     assert_eq!(d.switches.len(), 1);
     assert!(!d.switches[0].to);
 }
+
+#[test]
+fn an_anticipation_is_recorded_with_the_level_it_anticipates() {
+    let case = Case {
+        channel: 0,
+        normally_closed: false,
+        priority: 1,
+        planned: false,
+        refusal: None,
+        in_flight: false,
+    };
+    // The relay is powered (normally-open, energised) and the plan cuts it.
+    let box_a = RelaySeen {
+        settled: true,
+        connected: true,
+        attached: true,
+        energized: vec![true; 8],
+        applied: vec![true; 8],
+        problem: None,
+    };
+    let mut w = World::new(&[case], vec![box_a.clone(), box_a]);
+    w.plan.loads[0].intervals[0].reason = Reason::Anticipation(SignalLevel::Red);
+    let d = diff(
+        &w.loads,
+        &w.plan,
+        &w.view(),
+        &w.refusals,
+        &w.in_flight,
+        Some(SignalLevel::Green),
+        NOW,
+    );
+    assert_eq!(d.switches.len(), 1, "{d:?}");
+    assert_eq!(
+        d.switches[0].level,
+        Some(SignalLevel::Red),
+        "not the green hour now"
+    );
+}
