@@ -159,6 +159,10 @@ pub(crate) struct PlanInput<'a> {
     /// Sorted, disjoint hours; `None` when there is no usable forecast
     /// (missing, or older than the configured max age).
     pub forecast: Option<&'a [Hour]>,
+    /// When the forecast passes its max age: from then on it governs no
+    /// hour, and each load follows its fallback (the plan still reaches
+    /// the forecast's end, so that the change at the expiry shows).
+    pub forecast_expires: Option<Timestamp>,
     /// The known Tempo days, sorted; empty when Tempo is off or unknown.
     pub tempo: &'a [TariffDay],
     pub overrides: &'a HashMap<String, Override>,
@@ -194,6 +198,18 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         .max()
         .filter(|end| *end > now)
         .unwrap_or_else(|| add(now, input.default_horizon));
+    // Past its expiry the forecast says nothing (the horizon above stays).
+    let governed;
+    let input = &match input.forecast_expires {
+        Some(expiry) => {
+            governed = hours_until(hours, expiry);
+            PlanInput {
+                forecast: Some(&governed),
+                ..*input
+            }
+        }
+        None => *input,
+    };
 
     let mut events = signal_events(input);
     let schedules: Vec<Option<Schedule>> = input
@@ -540,6 +556,21 @@ fn jittered_restore(
         }
     }
     None
+}
+
+/// The hours of a forecast that it still governs at `until` and before:
+/// those that start before it, the one that spans it cut there. A forecast
+/// past its `forecast_max_age` governs nothing, so the plan shows each
+/// load's fallback from its expiry on (and a load's next change says so).
+pub(crate) fn hours_until(hours: &[Hour], until: Timestamp) -> Vec<Hour> {
+    hours
+        .iter()
+        .take_while(|h| h.start < until)
+        .map(|h| Hour {
+            end: h.end.min(until),
+            ..*h
+        })
+        .collect()
 }
 
 /// The hour containing `t`.

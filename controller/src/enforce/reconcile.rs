@@ -316,6 +316,9 @@ impl Controller {
         let forecast_status =
             status::forecast_status(&forecast, self.enforcement.forecast_max_age, now);
         let usable_hours = forecast_status.usable.then(|| Arc::clone(&forecast.hours));
+        // Past it, the plan shows the fallbacks.
+        let forecast_expires =
+            status::forecast_expiry(&forecast, self.enforcement.forecast_max_age);
         let level = usable_hours
             .as_deref()
             .and_then(|h| policy::hour_at(h, now))
@@ -364,6 +367,7 @@ impl Controller {
                 now,
                 loads: &self.enforcement.loads,
                 forecast: usable_hours.as_deref().map(Vec::as_slice),
+                forecast_expires,
                 tempo: &forecast.tempo,
                 overrides: &overrides,
                 states: &states,

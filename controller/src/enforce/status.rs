@@ -182,6 +182,15 @@ pub(crate) fn forecast_status(
     }
 }
 
+/// When the forecast stops governing (see [`forecast_status`]):
+/// `max_age` after it was generated (or fetched, when it does not say).
+/// `None` when that cannot be said.
+pub(crate) fn forecast_expiry(f: &ForecastSeen, max_age: Duration) -> Option<Timestamp> {
+    let born = f.generated_at.or(f.fetched_at)?;
+    born.checked_add(SignedDuration::try_from(max_age).ok()?)
+        .ok()
+}
+
 /// Since when each load's (desired, reason) has held: carried from pass to
 /// pass, so that `since` survives a status that did not change.
 pub(crate) type Since = HashMap<String, (bool, Reason, Timestamp)>;

@@ -66,6 +66,8 @@ struct Case {
     horizon: Duration,
     /// When the controller started watching; `None`: now.
     watching_since: Option<Timestamp>,
+    /// When the forecast passes its max age.
+    expires: Option<Timestamp>,
 }
 
 impl Case {
@@ -83,6 +85,7 @@ impl Case {
             delivered: HashMap::new(),
             horizon: HOUR,
             watching_since: None,
+            expires: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl Case {
             now: self.now,
             loads: &self.loads,
             forecast: self.hours.as_deref(),
+            forecast_expires: self.expires,
             tempo: &self.tempo,
             overrides: &self.overrides,
             states: &self.states,
@@ -263,6 +267,41 @@ fn the_next_change_is_the_next_different_state() {
     assert!(heater.next_change(at(200)).is_none());
 }
 
+#[test]
+fn past_the_forecast_s_expiry_the_plan_follows_the_fallback() {
+    // Red for four hours, but the forecast expires at 01:30: a `restore`
+    // load is cut at once and comes back at the expiry, not after the red
+    // hours.
+    let mut heater = load("heater", Orange, 1);
+    heater.when_forecast_unknown = Fallback::Restore;
+    let all = hours(&[Red, Red, Red, Red]);
+    let cut = hours_until(&all, at(90));
+    assert_eq!(cut.len(), 2);
+    assert_eq!((cut[1].start, cut[1].end), (at(60), at(90)));
+    assert!(hours_until(&all, at(0)).is_empty());
+    assert_eq!(hours_until(&all, at(1000)), all);
+
+    let mut case = Case::new(vec![heater], all);
+    case.expires = Some(at(90));
+    let plan = case.plan();
+    assert_eq!(
+        plan.horizon,
+        at(240),
+        "the plan still reaches the forecast's end"
+    );
+    let next = plan
+        .load("heater")
+        .expect("planned")
+        .next_change(at(10))
+        .expect("a change");
+    assert_eq!(
+        (next.start, next.powered),
+        (at(90), true),
+        "{:?}",
+        summary(&plan, "heater")
+    );
+}
+
 // ---- properties ----
 
 fn level_strategy() -> impl Strategy<Value = Option<SignalLevel>> {
@@ -354,6 +393,7 @@ prop_compose! {
             delivered: HashMap::new(),
             horizon: HOUR,
             watching_since: None,
+            expires: None,
         }
     }
 }
