@@ -59,6 +59,7 @@ pub(crate) fn router(dashboard: Dashboard) -> Router {
             dashboard.clone(),
             guard::check,
         ))
+        .layer(axum::middleware::map_response(api::json_errors))
         .with_state(dashboard);
     Router::new().nest("/api", api).merge(page::routes())
 }

@@ -234,6 +234,40 @@ pub(crate) async fn clear_override(
     Ok(Json(json!({ "load": load, "cleared": cleared })))
 }
 
+/// Every error under `/api` is `{"error": …}`, the framework's own too (a
+/// body over the limit, a query string that does not parse, a method a
+/// route does not take), which come as plain text: a client never has to
+/// parse two kinds of error. Their words are kept, and their headers
+/// (`Allow`, `WWW-Authenticate`).
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // The framework's errors are one line; a bound all the same.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut json = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
+}
+
 /// Any other `/api` path.
 pub(crate) async fn not_found(uri: http::Uri) -> ApiError {
     ApiError::new(

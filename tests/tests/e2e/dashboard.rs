@@ -234,6 +234,23 @@ async fn the_api_answers_as_the_cli_prints_and_overrides_switch_the_relay() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     let (code, _) = answer(client.get(format!("{}/api/nothing", site.url))).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+    // The framework's own refusals are JSON too (`answer` insists).
+    let (code, e) = answer(client.get(format!("{}/api/history?limit=many", site.url))).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"].as_str().is_some_and(|m| m.contains("limit")),
+        "{e}"
+    );
+    let (code, e) = answer(
+        client
+            .post(format!("{}/api/overrides/heat-pump", site.url))
+            .header("content-type", "application/json")
+            .body(vec![b' '; 4 * 1024 * 1024]),
+    )
+    .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    let (code, e) = answer(client.put(format!("{}/api/status", site.url))).await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{e}");
 
     // What another web site could make a browser send is refused.
     let (code, _) = answer(
