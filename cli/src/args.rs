@@ -190,6 +190,11 @@ pub struct OverrideArgs {
     /// Until when (RFC 3339, e.g. 2026-12-08T20:00:00+01:00), instead of --for.
     #[arg(long, value_name = "TIME", conflicts_with = "for_")]
     pub until: Option<String>,
+    /// Act at once, without waiting for the load's minimum on/off time
+    /// (needs a control token). Without it, the override acts as soon as
+    /// the minimum allows, and `delestage status` says when.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

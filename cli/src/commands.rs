@@ -234,6 +234,7 @@ pub(crate) async fn override_(
                 seconds: until.as_second(),
                 nanos: until.subsec_nanosecond(),
             }),
+            force: args.force,
         })
         .await
         .map_err(|s| Service::Controller.error(&e.controller, s))?

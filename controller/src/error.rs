@@ -15,6 +15,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// Asked too often (a load's override changed within the last 10 s).
+    #[error("{0}")]
+    TooSoon(String),
+
     /// Overrides or history could not be read or written.
     #[error("state: {0}")]
     Store(String),
@@ -28,6 +32,7 @@ impl From<Error> for Status {
         let code = match &err {
             Error::UnknownLoad(_) => Code::NotFound,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
+            Error::TooSoon(_) => Code::ResourceExhausted,
             Error::Store(_) | Error::Runtime(_) => Code::Internal,
         };
         Status::new(code, err.to_string())

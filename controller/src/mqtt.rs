@@ -177,6 +177,7 @@ pub(crate) async fn run(
         client,
         controller: &controller,
         sent: HashMap::new(),
+        too_soon_said: std::sync::Mutex::new(None),
         connected: false,
         failures: 0,
         last_problem: None,
@@ -292,6 +293,9 @@ struct Node<'a> {
     failures: u32,
     last_problem: Option<String>,
     down_since: Option<Timestamp>,
+    /// When a command dropped for coming too soon was last said (at most
+    /// once a minute: a flood must not flood the log too).
+    too_soon_said: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Node<'_> {
@@ -454,7 +458,7 @@ impl Node<'_> {
                 match until {
                     Ok(until) => self
                         .controller
-                        .set_override(load, powered, until, "mqtt")
+                        .set_override(load, powered, until, false, "mqtt")
                         .await
                         .map(drop),
                     Err(e) => Err(e),
@@ -462,8 +466,17 @@ impl Node<'_> {
             }
             Command::Clear => self.controller.clear_override(load, "mqtt").await.map(drop),
         };
-        if let Err(e) = done {
-            tracing::error!(%load, error = %e, "MQTT command failed");
+        match done {
+            Ok(()) => {}
+            Err(Error::TooSoon(why)) => {
+                let now = tokio::time::Instant::now();
+                let mut said = self.too_soon_said.lock().unwrap_or_else(|p| p.into_inner());
+                if said.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60)) {
+                    *said = Some(now);
+                    tracing::warn!(%load, %why, "MQTT command dropped (said at most once a minute)");
+                }
+            }
+            Err(e) => tracing::error!(%load, error = %e, "MQTT command failed"),
         }
     }
 }

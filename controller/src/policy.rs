@@ -21,7 +21,8 @@
 //!    for its `min_on` (30 min at least), whatever it wants (overrides
 //!    aside);
 //! 3. whether it may change now: not before its minimum on (or off) time
-//!    has passed since it last switched (overrides skip this); a cut load is
+//!    has passed since it last switched (an override waits for it too,
+//!    unless it is forced); a cut load is
 //!    not restored when its minimum on time would hold it powered into a
 //!    time it must be cut for: it stays cut, as an anticipation; and a
 //!    restore after a tense period waits for the restore jitter (see
@@ -77,6 +78,10 @@ pub(crate) struct TariffDay {
 pub(crate) struct Override {
     pub powered: bool,
     pub until: Timestamp,
+    /// Act at once, skipping the load's minimum on/off time (a control
+    /// caller's `force`). Without it an override waits for the minimum, as
+    /// the policy does: nobody outside can short-cycle a compressor.
+    pub force: bool,
 }
 
 /// What a load is doing now: powered or not, and since when the controller
@@ -290,23 +295,17 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
                 record(&mut timelines[i], t, state.powered, reason);
                 continue;
             }
+            let forced = reason == Reason::Override
+                && input.overrides.get(&load.name).is_some_and(|o| o.force);
+            if !forced && let Some((allowed_at, hold)) = min_hold(load, &state, t) {
+                record(&mut timelines[i], t, state.powered, hold);
+                events.insert(allowed_at);
+                continue;
+            }
             if reason == Reason::Override {
                 current[i] = switched(target, reason);
                 record(&mut timelines[i], t, target, reason);
                 continue;
-            }
-            let (min, hold) = if state.powered {
-                (load.min_on, Reason::MinOnHold)
-            } else {
-                (load.min_off, Reason::MinOffHold)
-            };
-            if let Some(since) = state.since {
-                let allowed_at = add(since, min);
-                if allowed_at > t {
-                    record(&mut timelines[i], t, state.powered, hold);
-                    events.insert(allowed_at);
-                    continue;
-                }
             }
             if !target {
                 current[i] = switched(false, reason);
@@ -556,6 +555,19 @@ fn jittered_restore(
         }
     }
     None
+}
+
+/// When a load in `state` may change, if not yet at `t`: its minimum on
+/// (or off) time since the controller last switched it, and the reason it
+/// holds until then.
+fn min_hold(load: &Load, state: &LoadState, t: Timestamp) -> Option<(Timestamp, Reason)> {
+    let (min, hold) = if state.powered {
+        (load.min_on, Reason::MinOnHold)
+    } else {
+        (load.min_off, Reason::MinOffHold)
+    };
+    let allowed_at = add(state.since?, min);
+    (allowed_at > t).then_some((allowed_at, hold))
 }
 
 /// The hours of a forecast that it still governs at `until` and before:

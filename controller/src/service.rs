@@ -120,7 +120,7 @@ impl ControllerService for ControllerApi {
             from_pb(until).ok_or_else(|| Status::invalid_argument("until: not a valid time"))?;
         let o = self
             .controller
-            .set_override(&req.load, req.powered, until, "grpc")
+            .set_override(&req.load, req.powered, until, req.force, "grpc")
             .await?;
         Ok(Response::new(pb::SetOverrideResponse {
             r#override: Some(override_to_pb(&req.load, &o)),

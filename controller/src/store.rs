@@ -41,6 +41,8 @@ pub(crate) struct StoredOverride {
     pub powered: bool,
     pub until: Timestamp,
     pub set_at: Timestamp,
+    /// Acts at once, without waiting for the load's minimum on/off time.
+    pub force: bool,
 }
 
 /// The longest an override may last. Longer is a typo (`until` in 2062), or
@@ -201,6 +203,7 @@ impl Store {
                 powered: o.powered,
                 until: o.until.to_string(),
                 set_at: o.set_at.to_string(),
+                force: o.force,
             })
             .collect();
         on_disk.sort_by(|a, b| a.load.cmp(&b.load));
@@ -344,6 +347,9 @@ struct OverrideOnDisk {
     powered: bool,
     until: String,
     set_at: String,
+    /// Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    force: bool,
 }
 
 fn load_overrides(
@@ -364,6 +370,7 @@ fn load_overrides(
                         powered: o.powered,
                         until: time(&o.until)?,
                         set_at: time(&o.set_at)?,
+                        force: o.force,
                     },
                 ))
             })

@@ -366,6 +366,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
     // Force the heater on for a moment, in a red hour.
     let set = client
         .set_override(pb::SetOverrideRequest {
+            force: false,
             load: "heater".to_owned(),
             powered: true,
             until: Some(in_from_now(Duration::from_millis(1500))),
@@ -410,6 +411,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
     // A long one, cleared by hand.
     client
         .set_override(pb::SetOverrideRequest {
+            force: false,
             load: "ev".to_owned(),
             powered: true,
             until: Some(in_from_now(Duration::from_secs(3600))),
@@ -430,6 +432,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
     // Bad requests get the right codes.
     let err = client
         .set_override(pb::SetOverrideRequest {
+            force: false,
             load: "sauna".to_owned(),
             powered: true,
             until: Some(in_from_now(Duration::from_secs(60))),
@@ -439,6 +442,7 @@ async fn an_override_wins_then_expires_or_is_cleared() {
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = client
         .set_override(pb::SetOverrideRequest {
+            force: false,
             load: "ev".to_owned(),
             powered: true,
             until: Some(prost_types::Timestamp {
@@ -567,6 +571,7 @@ async fn a_controller_restart_switches_nothing_and_keeps_overrides_and_history()
     wait_energized(&rig.relays.channel(), &[1, 2], "the relays").await;
     client
         .set_override(pb::SetOverrideRequest {
+            force: false,
             load: "ev".to_owned(),
             powered: false,
             until: Some(in_from_now(Duration::from_secs(3600))),

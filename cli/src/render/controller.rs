@@ -99,8 +99,9 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
             && let Some(until) = time(o.until.as_ref())
         {
             out.push_str(&format!(
-                "  override: {} until {}\n",
+                "  override: {}{} until {}\n",
                 on_off(o.powered),
+                override_waits(l, o.powered, now),
                 local(until, now)
             ));
         }
@@ -123,6 +124,23 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
         ));
     }
     out
+}
+
+/// " at 14:32 (min_off)" for an override that waits for the load's
+/// minimum time; nothing for one in force.
+fn override_waits(l: &cpb::LoadStatus, powered: bool, now: Timestamp) -> String {
+    if l.desired == powered {
+        return String::new();
+    }
+    let hold = match l.reason() {
+        cpb::Reason::MinOffHold => " (min_off)",
+        cpb::Reason::MinOnHold => " (min_on)",
+        _ => "",
+    };
+    match time(l.next_change_at.as_ref()) {
+        Some(at) if l.next_powered == powered => format!(" at {}{hold}", local(at, now)),
+        _ => format!(", waiting{hold}"),
+    }
 }
 
 // ---- plan ----

@@ -226,3 +226,29 @@ fn a_time_in_another_year_shows_its_year() {
         "2027-03-10 20:00"
     );
 }
+
+#[test]
+fn an_override_that_waits_for_the_minimum_says_when_it_acts() {
+    let mut s = status();
+    let load = &mut s.loads[0];
+    // Cut for red, min_off running: the override to power it acts at 17:20.
+    load.desired = false;
+    load.reason = cpb::Reason::MinOffHold.into();
+    load.next_change_at = Some(ts("2026-12-08T17:20:00Z"));
+    load.next_powered = true;
+    load.r#override = Some(cpb::Override {
+        powered: true,
+        until: Some(ts("2026-12-08T19:00:00Z")),
+        ..Default::default()
+    });
+    let text = status_text(
+        &s,
+        Paint { enabled: false },
+        "2026-12-08T17:00:00Z".parse().expect("ts"),
+    );
+    // The time itself is in the machine's zone.
+    assert!(
+        text.contains("override: on at ") && text.contains("(min_off) until"),
+        "{text}"
+    );
+}

@@ -14,6 +14,7 @@ mod act;
 pub(crate) mod diff;
 mod history;
 pub(crate) mod observe;
+pub(crate) mod pace;
 pub(crate) mod reconcile;
 pub(crate) mod status;
 

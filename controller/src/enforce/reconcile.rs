@@ -134,6 +134,8 @@ pub(crate) struct Controller {
     pub(super) history: HistoryQueue,
     /// Poked by the followers and by override changes.
     pub wake: Arc<Notify>,
+    /// One override per load per 10 s.
+    override_changes: super::pace::OverridePace,
 }
 
 impl Controller {
@@ -174,6 +176,7 @@ impl Controller {
             events: broadcast::channel(256).0,
             history: HistoryQueue::default(),
             wake,
+            override_changes: super::pace::OverridePace::default(),
         }
     }
 
@@ -220,22 +223,28 @@ impl Controller {
         Arc::clone(&self.forecast.borrow().tempo)
     }
 
-    /// Forces `load` on or off until `until`. `source` (grpc, http, ...)
-    /// says in the log where the person acted.
+    /// Forces `load` on or off until `until`: as soon as its minimum on
+    /// or off time allows, or at once with `force` (control callers only;
+    /// MQTT never forces). `source` (grpc, http, ...) says in the log where
+    /// the person acted.
     pub(crate) async fn set_override(
         &self,
         load: &str,
         powered: bool,
         until: Timestamp,
+        force: bool,
         source: &'static str,
     ) -> Result<StoredOverride, Error> {
         self.load(load)?;
         let now = Timestamp::now();
         crate::store::check_override_until(until, now).map_err(Error::InvalidArgument)?;
+        self.override_changes
+            .allow(load, tokio::time::Instant::now())?;
         let o = StoredOverride {
             powered,
             until,
             set_at: now,
+            force,
         };
         let name = load.to_owned();
         self.inner
@@ -347,6 +356,7 @@ impl Controller {
                         Override {
                             powered: o.powered,
                             until: o.until,
+                            force: o.force,
                         },
                     )
                 })

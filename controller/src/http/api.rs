@@ -69,6 +69,7 @@ impl From<crate::Error> for ApiError {
         let status = match &err {
             crate::Error::UnknownLoad(_) => StatusCode::NOT_FOUND,
             crate::Error::InvalidArgument(_) | crate::Error::Config(_) => StatusCode::BAD_REQUEST,
+            crate::Error::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
             crate::Error::Store(_) | crate::Error::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, err.to_string())
@@ -179,6 +180,9 @@ struct OverrideBody {
     #[serde(rename = "for")]
     for_: Option<String>,
     until: Option<String>,
+    /// Act at once, without waiting for the load's minimum on/off time.
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /api/overrides/{load}`: `delestage override LOAD on|off --for D
@@ -218,7 +222,7 @@ pub(crate) async fn set_override(
     };
     let o = d
         .controller
-        .set_override(&load, body.powered, until, "http")
+        .set_override(&load, body.powered, until, body.force, "http")
         .await?;
     Ok(Json(
         json!({ "override": json::override_json(&override_to_pb(&load, &o)) }),

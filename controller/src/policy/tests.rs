@@ -189,7 +189,7 @@ fn minimum_on_and_off_times_hold_the_state() {
 }
 
 #[test]
-fn an_override_wins_until_it_expires_and_skips_minimum_times() {
+fn an_override_wins_until_it_expires() {
     let mut heater = load("heater", Orange, 1);
     heater.min_on = 120 * MIN;
     let mut case = Case::new(vec![heater], hours(&[Red, Red, Green]));
@@ -206,6 +206,7 @@ fn an_override_wins_until_it_expires_and_skips_minimum_times() {
         Override {
             powered: true,
             until: at(90),
+            force: false,
         },
     );
     assert_eq!(
@@ -302,6 +303,53 @@ fn past_the_forecast_s_expiry_the_plan_follows_the_fallback() {
     );
 }
 
+#[test]
+fn an_override_waits_for_the_minimum_time_unless_forced() {
+    // Cut 10 minutes ago by the controller, min_off 30 min: an override
+    // to power it acts at 20, not now; forced, it acts now.
+    let mut pump = load("heat-pump", Orange, 1);
+    pump.min_off = 30 * MIN;
+    let mut case = Case::new(vec![pump], hours(&[Green, Green]));
+    case.states.insert(
+        "heat-pump".to_owned(),
+        LoadState {
+            powered: false,
+            since: Some(at(-10)),
+            reason: Some(Reason::ShedForLevel(Red)),
+        },
+    );
+    let over = |force| Override {
+        powered: true,
+        until: at(100),
+        force,
+    };
+    case.overrides.insert("heat-pump".to_owned(), over(false));
+    let plan = case.plan();
+    assert_eq!(
+        summary(&plan, "heat-pump"),
+        [
+            (0, false, Reason::MinOffHold),
+            (20, true, Reason::Override),
+            (100, true, Reason::Normal)
+        ]
+    );
+    let next = plan
+        .load("heat-pump")
+        .expect("planned")
+        .next_change(at(0))
+        .expect("a change");
+    assert_eq!(
+        (next.start, next.powered, next.reason),
+        (at(20), true, Reason::Override)
+    );
+
+    case.overrides.insert("heat-pump".to_owned(), over(true));
+    assert_eq!(
+        summary(&case.plan(), "heat-pump")[0],
+        (0, true, Reason::Override)
+    );
+}
+
 // ---- properties ----
 
 fn level_strategy() -> impl Strategy<Value = Option<SignalLevel>> {
@@ -377,6 +425,7 @@ prop_compose! {
                 overrides.insert(load.name.clone(), Override {
                     powered,
                     until: now + SignedDuration::from_mins(minutes),
+                    force: false,
                 });
             }
         }

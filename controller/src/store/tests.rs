@@ -61,6 +61,7 @@ fn overrides_and_history_survive_a_reopen() {
         powered: true,
         until: "2026-12-08T12:00:00Z".parse().expect("ts"),
         set_at: "2026-12-08T10:00:00Z".parse().expect("ts"),
+        force: false,
     };
     store.set_override("heater", o).expect("set");
     store
@@ -139,6 +140,7 @@ fn expired_overrides_are_dropped() {
                     powered: false,
                     until: now + jiff::SignedDuration::from_mins(minutes),
                     set_at: now,
+                    force: false,
                 },
             )
             .expect("set");

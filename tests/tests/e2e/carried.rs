@@ -58,6 +58,7 @@ async fn the_relay_box_puts_an_overridden_load_back_on_time_by_itself() {
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20);
     cpb::controller_service_client::ControllerServiceClient::new(channel)
         .set_override(cpb::SetOverrideRequest {
+            force: false,
             load: "heater".to_owned(),
             powered: false,
             until: Some(prost_types::Timestamp {

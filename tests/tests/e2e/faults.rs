@@ -57,6 +57,7 @@ async fn an_oversized_request_is_refused_and_the_service_goes_on() {
     let mut client = cpb::controller_service_client::ControllerServiceClient::new(channel);
     let err = client
         .set_override(cpb::SetOverrideRequest {
+            force: false,
             load: "x".repeat(200 * 1024),
             powered: true,
             until: None,
@@ -167,6 +168,7 @@ async fn kill_9_of_the_controller_loses_no_override_and_no_history() {
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
     client
         .set_override(cpb::SetOverrideRequest {
+            force: false,
             load: "heater".to_owned(),
             powered: true,
             until: Some(prost_types::Timestamp {

@@ -228,6 +228,7 @@ fn an_override_wins_over_the_schedule() {
         Override {
             powered: false,
             until: paris(0, 14, 0),
+            force: false,
         },
     );
     let plan = case.plan();

@@ -107,6 +107,7 @@ fn an_override_wins_over_the_comfort_limit() {
         Override {
             powered: false,
             until: at(150),
+            force: false,
         },
     );
     assert_eq!(
@@ -176,6 +177,7 @@ fn no_jitter_after_an_override() {
         Override {
             powered: false,
             until: at(30),
+            force: false,
         },
     );
     assert_eq!(
