@@ -357,6 +357,73 @@ fn in_from_now(d: Duration) -> prost_types::Timestamp {
     }
 }
 
+/// Nobody outside can short-cycle a load: an override waits for the load's
+/// minimum off time (and the status says when it acts), a forced one acts
+/// at once, and a load's override is set once per 10 s at most.
+#[tokio::test]
+async fn an_override_waits_for_the_minimum_unless_forced_and_comes_once_per_ten_seconds() {
+    let rig = Rig::start(RED).await;
+    let mut loads = four_loads();
+    for l in &mut loads {
+        l.min_off = Duration::from_secs(3600);
+    }
+    let (ctl, mut client) = start_controller(rig.controller_settings(loads)).await;
+    // pump and pool are wired normally-closed: the controller cut them by
+    // energising their relays, so it knows since when.
+    wait_energized(&rig.relays.channel(), &[2, 3], "the cuts").await;
+
+    let set = |load: &str, force: bool| pb::SetOverrideRequest {
+        force,
+        load: load.to_owned(),
+        powered: true,
+        until: Some(in_from_now(Duration::from_secs(7200))),
+    };
+    client
+        .set_override(set("pump", false))
+        .await
+        .expect("SetOverride pump");
+    let status = wait_status(&mut client, "the pump's override waiting", |s| {
+        let pump = load_status(s, "pump");
+        pump.r#override.is_some() && pump.reason() == pb::Reason::MinOffHold
+    })
+    .await;
+    let pump = load_status(&status, "pump");
+    assert!(!pump.desired, "still cut");
+    assert!(pump.next_powered, "then powered by the override");
+    let acts_at = ts(&pump.next_change_at);
+    let wait = acts_at.duration_since(jiff::Timestamp::now());
+    assert!(
+        wait > jiff::SignedDuration::from_mins(55) && wait <= jiff::SignedDuration::from_mins(60),
+        "acts when min_off allows, in {wait:?}"
+    );
+
+    // Again within 10 s: refused, and says when.
+    let err = client
+        .set_override(set("pump", true))
+        .await
+        .expect_err("too soon");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("one change per 10 s"),
+        "{}",
+        err.message()
+    );
+
+    // Forced, on another load: at once.
+    client
+        .set_override(set("pool", true))
+        .await
+        .expect("SetOverride pool");
+    wait_energized(
+        &rig.relays.channel(),
+        &[2],
+        "the pool powered at once, the pump still cut",
+    )
+    .await;
+    ctl.stop().await;
+    rig.stop().await;
+}
+
 #[tokio::test]
 async fn an_override_wins_then_expires_or_is_cleared() {
     let rig = Rig::start(RED).await;

@@ -139,7 +139,8 @@ async fn the_demo_runs_and_every_command_answers() {
 
     // Override, history, clear. The demo's forecast follows the clock, so
     // the heat pump may be on or cut now: force it the other way, so that
-    // the override makes a switch whatever the hour.
+    // the override makes a switch whatever the hour (`--force`: at once,
+    // whatever its minimum on/off time).
     let status = demo.json(&["status"]).await;
     let powered_now = status["loads"]
         .as_array()
@@ -153,6 +154,7 @@ async fn the_demo_runs_and_every_command_answers() {
             if powered_now { "off" } else { "on" },
             "--for",
             "1h",
+            "--force",
         ])
         .await;
     assert_eq!(set["override"]["powered"], !powered_now);
