@@ -51,8 +51,15 @@ const GOODBYE: Duration = Duration::from_secs(2);
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
-/// The largest message sent or taken.
-const MAX_PACKET: usize = 256 * 1024;
+/// The largest message sent or acted on: anything larger that comes in is
+/// dropped with a warning.
+const MAX_MESSAGE: usize = 256 * 1024;
+/// The largest packet read. rumqttc drops the connection on a packet over
+/// its limit, so the limit is set far above [`MAX_MESSAGE`]: one retained
+/// 1 MB message on a topic we watch (which Home Assistant may write) must
+/// not make the controller reconnect forever. Larger still breaks the
+/// connection, and the back-off then grows.
+const MAX_READ: usize = 16 * 1024 * 1024;
 
 /// The connection's options: reads the password and the CA now, so that a
 /// missing file stops the controller at start rather than failing quietly
@@ -63,9 +70,9 @@ pub(crate) fn client_options(settings: &MqttSettings) -> Result<MqttOptions, Err
     options.set_keep_alive(KEEP_ALIVE);
     options.set_clean_session(true);
     // Our own state topics come back to us (we watch them for loads that
-    // are gone): room for a large one, where a packet over the limit would
-    // break the connection.
-    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    // are gone): room for a large one; what is too large is read and
+    // dropped (see MAX_READ).
+    options.set_max_packet_size(MAX_READ, MAX_MESSAGE);
     options.set_last_will(LastWill::new(
         Topics::new(&settings.prefix, &settings.discovery_prefix).availability(),
         OFFLINE,
@@ -235,6 +242,17 @@ async fn drive(mut events: EventLoop, tx: mpsc::Sender<Link>, stopping: Cancella
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 up_since = Some(tokio::time::Instant::now());
                 Link::Up
+            }
+            Ok(Event::Incoming(Packet::Publish(message)))
+                if message.payload.len() > MAX_MESSAGE =>
+            {
+                tracing::warn!(
+                    topic = %message.topic,
+                    bytes = message.payload.len(),
+                    limit = MAX_MESSAGE,
+                    "dropped an MQTT message over the size limit"
+                );
+                continue;
             }
             Ok(Event::Incoming(Packet::Publish(message))) => Link::Message(message),
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,

@@ -4,6 +4,7 @@
 //! that looks at the broker as Home Assistant does and sends commands.
 
 use std::path::Path;
+use std::time::Duration;
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_tests::{
@@ -400,13 +401,22 @@ async fn the_brokers_users_and_acls_decide_who_may_command() {
         ],
     )
     .await;
+    // The README's ACL as it is written, and a read-only guest who may
+    // publish marks on a topic of its own.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("# /etc/mosquitto/acl\n")
+        .expect("the README's ACL")
+        + "# /etc/mosquitto/acl\n".len();
+    let end = start + readme[start..].find("```").expect("the end of the ACL");
     let acl = broker_dir.join("acl");
     std::fs::write(
         &acl,
-        "user delestage\ntopic readwrite delestage/#\ntopic readwrite homeassistant/#\n\n\
-         user homeassistant\ntopic read delestage/#\ntopic write delestage/load/+/override/set\n\
-         topic readwrite homeassistant/#\n\n\
-         user guest\ntopic read delestage/#\ntopic readwrite guest/#\n",
+        format!(
+            "{}\nuser guest\ntopic read delestage/#\ntopic readwrite guest/#\n",
+            &readme[start..end]
+        ),
     )
     .expect("write the ACL");
     let broker = Mosquitto::start(
@@ -531,4 +541,47 @@ async fn mqtts_checks_the_brokers_certificate() {
     ha.publish("delestage/load/water-heater/override/set", "OFF", false)
         .await;
     wait_energized(&site.relay, &[1], "the water heater cut over mqtts").await;
+}
+
+/// One retained message of 1 MB on a command topic and on Home Assistant's
+/// status topic (both writable by Home Assistant): the controller drops
+/// them with a warning and stays connected — one connection for a minute —
+/// and a later command still switches.
+#[tokio::test]
+async fn a_huge_retained_message_is_dropped_and_the_connection_stays_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").await;
+    let site = Site::start(dir, &format!("url = \"{}\"", broker.url())).await;
+    let ha = MqttWatcher::connect(broker.port, &["delestage/#"], None).await;
+    ha.wait_for("delestage/status", |m| m.payload == "online")
+        .await;
+
+    let huge = "x".repeat(1_000_000);
+    ha.publish("delestage/load/water-heater/override/set", &huge, true)
+        .await;
+    ha.publish("homeassistant/status", &huge, true).await;
+    let deadline = std::time::Instant::now() + delestage_tests::BOUND;
+    while site.controller.log().matches("over the size limit").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning; log:\n{}",
+            site.controller.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A minute later: still the one connection it made at start.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let log = site.controller.log();
+    assert_eq!(
+        log.matches("connected to the MQTT broker").count(),
+        1,
+        "reconnected; log:\n{log}"
+    );
+    assert_eq!(log.matches("over the size limit").count(), 2, "{log}");
+
+    // And it still takes commands.
+    ha.publish("delestage/load/heat.pump/override/set", "OFF", false)
+        .await;
+    wait_energized(&site.relay, &[0], "the heat pump cut by the command").await;
 }
