@@ -39,6 +39,11 @@ struct Site {
 impl Site {
     /// `mqtt` is the `[mqtt]` table's body.
     async fn start(dir: tempfile::TempDir, mqtt: &str) -> Self {
+        Self::start_with(dir, mqtt, "").await
+    }
+
+    /// As [`Site::start`], with `load_extra` added to every `[[load]]`.
+    async fn start_with(dir: tempfile::TempDir, mqtt: &str, load_extra: &str) -> Self {
         let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
         let forecast = start_forecast_at(dir.path(), GREEN).await;
         let mut text = format!(
@@ -50,7 +55,7 @@ impl Site {
         );
         for (channel, name) in LOADS.iter().enumerate() {
             text.push_str(&format!(
-                "[[load]]\nname = \"{name}\"\nrelay = \"garage:{channel}\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n\n"
+                "[[load]]\nname = \"{name}\"\nrelay = \"garage:{channel}\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n{load_extra}\n\n"
             ));
         }
         let file = dir.path().join("controller.toml");
@@ -584,4 +589,62 @@ async fn a_huge_retained_message_is_dropped_and_the_connection_stays_up() {
     ha.publish("delestage/load/heat.pump/override/set", "OFF", false)
         .await;
     wait_energized(&site.relay, &[0], "the heat pump cut by the command").await;
+}
+
+/// 1,000 ON/OFF commands for one load in 2 s: the relay switches no more
+/// than its minimum times allow (here: not at all, as the controller
+/// powered it at start and min_on is an hour), the flood is said once, not
+/// a thousand times.
+#[tokio::test]
+async fn a_flood_of_commands_cannot_short_cycle_a_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").await;
+    let site = Site::start_with(
+        dir,
+        &format!("url = \"{}\"", broker.url()),
+        "min_on = \"1h\"\nmin_off = \"1h\"",
+    )
+    .await;
+    let ha = MqttWatcher::connect(broker.port, &["delestage/#"], None).await;
+    ha.wait_for("delestage/status", |m| m.payload == "online")
+        .await;
+
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let command = if i % 2 == 0 { "OFF" } else { "ON" };
+        ha.publish("delestage/load/heat.pump/override/set", command, false)
+            .await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "sent in {:?}",
+        started.elapsed()
+    );
+    // The last command is through once a mark sent after it is back.
+    ha.publish("delestage/mark", "1", false).await;
+    ha.wait_for("delestage/mark", |_| true).await;
+    let deadline = std::time::Instant::now() + delestage_tests::BOUND;
+    while !site.controller.log().contains("MQTT command dropped") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word of the dropped commands; log:\n{}",
+            site.controller.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The override was taken (the first command), and waits for min_on.
+    let mut client = site.client.clone();
+    let status = wait_status(&mut client, "the override waiting", |s| {
+        load_status(s, "heat.pump").r#override.is_some()
+    })
+    .await;
+    let pump = load_status(&status, "heat.pump");
+    assert_eq!(pump.reason(), cpb::Reason::MinOnHold, "{pump:?}");
+    assert_eq!(energized(&site.relay).await, vec![0, 1], "not switched");
+    let log = site.controller.log();
+    assert_eq!(
+        log.matches("MQTT command dropped").count(),
+        1,
+        "said once: {log}"
+    );
 }
