@@ -241,11 +241,15 @@ async fn the_api_answers_as_the_cli_prints_and_overrides_switch_the_relay() {
         e["error"].as_str().is_some_and(|m| m.contains("limit")),
         "{e}"
     );
+    // (A client of its own: the server may answer before reading the body
+    // and close the connection, which a pooled next request would meet.)
     let (code, e) = answer(
-        client
+        http()
             .post(format!("{}/api/overrides/heat-pump", site.url))
             .header("content-type", "application/json")
-            .body(vec![b' '; 4 * 1024 * 1024]),
+            // Just over axum's 2 MiB: what the server leaves unread fits
+            // in the socket's buffers, so the client reads the answer.
+            .body(vec![b' '; 2 * 1024 * 1024 + 64 * 1024]),
     )
     .await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
