@@ -32,6 +32,8 @@
 //!    them least important first).
 
 mod budget;
+mod hold;
+mod hours;
 mod jitter;
 mod reason;
 mod signals;
@@ -43,6 +45,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 pub(crate) use budget::day_of;
+use hold::min_hold;
+pub(crate) use hours::{hour_at, hours_until};
 pub(crate) use jitter::RestoreJitter;
 pub(crate) use reason::Reason;
 
@@ -555,41 +559,6 @@ fn jittered_restore(
         }
     }
     None
-}
-
-/// When a load in `state` may change, if not yet at `t`: its minimum on
-/// (or off) time since the controller last switched it, and the reason it
-/// holds until then.
-fn min_hold(load: &Load, state: &LoadState, t: Timestamp) -> Option<(Timestamp, Reason)> {
-    let (min, hold) = if state.powered {
-        (load.min_on, Reason::MinOnHold)
-    } else {
-        (load.min_off, Reason::MinOffHold)
-    };
-    let allowed_at = add(state.since?, min);
-    (allowed_at > t).then_some((allowed_at, hold))
-}
-
-/// The hours of a forecast that it still governs at `until` and before:
-/// those that start before it, the one that spans it cut there. A forecast
-/// past its `forecast_max_age` governs nothing, so the plan shows each
-/// load's fallback from its expiry on (and a load's next change says so).
-pub(crate) fn hours_until(hours: &[Hour], until: Timestamp) -> Vec<Hour> {
-    hours
-        .iter()
-        .take_while(|h| h.start < until)
-        .map(|h| Hour {
-            end: h.end.min(until),
-            ..*h
-        })
-        .collect()
-}
-
-/// The hour containing `t`.
-pub(crate) fn hour_at(hours: &[Hour], t: Timestamp) -> Option<&Hour> {
-    let after = hours.partition_point(|h| h.start <= t);
-    let hour = hours.get(after.checked_sub(1)?)?;
-    (t < hour.end).then_some(hour)
 }
 
 /// Starts a new interval at `t` unless the last one is the same state for

@@ -35,6 +35,24 @@ fn tokens_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// A relay-service (simulated board) in `dir` that takes the tokens of
+/// the file `tokens`.
+async fn relay_with_tokens(dir: &std::path::Path, tokens: &std::path::Path) -> ServiceProcess {
+    ServiceProcess::start(
+        &binary("relay-service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            dir.to_str().expect("utf-8"),
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .await
+}
+
 fn with_token<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Request<T> {
     request.metadata_mut().insert(
         "authorization",
@@ -47,19 +65,7 @@ fn with_token<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Request<
 async fn tokens_have_roles_and_health_stays_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = tokens_file(dir.path());
-    let svc = ServiceProcess::start(
-        &binary("relay-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            dir.path().to_str().expect("utf-8"),
-            "--tokens",
-            tokens.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
+    let svc = relay_with_tokens(dir.path(), &tokens).await;
     // Health needs no token.
     let channel = svc.wait_serving(RELAY).await;
     let mut client = RelayServiceClient::new(channel);
@@ -470,19 +476,7 @@ async fn the_readmes_token_recipe_makes_a_tokens_file_that_works() {
     let control = std::fs::read_to_string(dir.path().join("control.token")).expect("control");
     let read = std::fs::read_to_string(dir.path().join("read.token")).expect("read");
 
-    let svc = ServiceProcess::start(
-        &binary("relay-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            dir.path().to_str().expect("utf-8"),
-            "--tokens",
-            dir.path().join("tokens").to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
+    let svc = relay_with_tokens(dir.path(), &dir.path().join("tokens")).await;
     let mut client = RelayServiceClient::new(svc.wait_serving(RELAY).await);
     client
         .get_relays(with_token(
