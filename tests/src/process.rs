@@ -388,6 +388,16 @@ pub async fn start_demo() -> ServiceProcess {
 /// relay-service (simulated board) as a process on `127.0.0.1:0`, its
 /// state in `dir`, with `extra` flags; returns once it is SERVING.
 pub async fn start_relay(dir: &Path, extra: &[&str]) -> (ServiceProcess, Channel) {
+    start_relay_env(dir, extra, &[]).await
+}
+
+/// As [`start_relay`], with environment variables set (the virtual USB's
+/// control directory, say).
+pub async fn start_relay_env(
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (ServiceProcess, Channel) {
     let mut args = vec![
         "--listen",
         "127.0.0.1:0",
@@ -395,7 +405,7 @@ pub async fn start_relay(dir: &Path, extra: &[&str]) -> (ServiceProcess, Channel
         dir.to_str().expect("utf-8 path"),
     ];
     args.extend_from_slice(extra);
-    let relay = ServiceProcess::start(&binary("relay-service"), &args, &[]).await;
+    let relay = ServiceProcess::start(&binary("relay-service"), &args, env).await;
     let channel = relay.wait_serving("delestage.relay.v1.RelayService").await;
     (relay, channel)
 }

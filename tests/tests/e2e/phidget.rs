@@ -7,33 +7,21 @@
 use std::time::{Duration, Instant};
 
 use delestage_proto::relay::v1 as pb;
-use delestage_tests::{BOUND, ServiceProcess, VirtualUsb, binary};
+use delestage_tests::{BOUND, ServiceProcess, VirtualUsb, start_relay_env};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pb::relay_service_client::RelayServiceClient;
 use tonic::transport::Channel;
-
-const RELAY: &str = "delestage.relay.v1.RelayService";
 
 async fn start_on(
     usb: &VirtualUsb,
     state: &std::path::Path,
     extra: &[&str],
 ) -> (ServiceProcess, Channel) {
-    let state = state.to_str().expect("utf-8 path");
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        state,
-        "--board",
-        "phidget",
-    ];
+    let mut args = vec!["--board", "phidget"];
     args.extend_from_slice(extra);
     let (name, dir) = usb.env();
-    let svc = ServiceProcess::start(&binary("relay-service"), &args, &[(name, &dir)]).await;
-    let channel = svc.wait_serving(RELAY).await;
-    (svc, channel)
+    start_relay_env(state, &args, &[(name, &dir)]).await
 }
 
 async fn relays(channel: &Channel) -> pb::GetRelaysResponse {

@@ -8,7 +8,7 @@ use delestage_proto::controller::v1 as cpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_tests::{
     BOUND, ServiceProcess, TestPki, binary, grpcurl, run_to_exit, start_controller_on,
-    start_forecast_on_file, token_hash,
+    start_forecast_on_file, start_relay, token_hash,
 };
 use nix::sys::signal::Signal;
 use rpb::relay_service_client::RelayServiceClient;
@@ -35,24 +35,6 @@ fn tokens_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// A relay-service (simulated board) in `dir` that takes the tokens of
-/// the file `tokens`.
-async fn relay_with_tokens(dir: &std::path::Path, tokens: &std::path::Path) -> ServiceProcess {
-    ServiceProcess::start(
-        &binary("relay-service"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            dir.to_str().expect("utf-8"),
-            "--tokens",
-            tokens.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await
-}
-
 fn with_token<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Request<T> {
     request.metadata_mut().insert(
         "authorization",
@@ -65,7 +47,7 @@ fn with_token<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Request<
 async fn tokens_have_roles_and_health_stays_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = tokens_file(dir.path());
-    let svc = relay_with_tokens(dir.path(), &tokens).await;
+    let (svc, _) = start_relay(dir.path(), &["--tokens", tokens.to_str().expect("utf-8")]).await;
     // Health needs no token.
     let channel = svc.wait_serving(RELAY).await;
     let mut client = RelayServiceClient::new(channel);
@@ -476,7 +458,8 @@ async fn the_readmes_token_recipe_makes_a_tokens_file_that_works() {
     let control = std::fs::read_to_string(dir.path().join("control.token")).expect("control");
     let read = std::fs::read_to_string(dir.path().join("read.token")).expect("read");
 
-    let svc = relay_with_tokens(dir.path(), &dir.path().join("tokens")).await;
+    let tokens = dir.path().join("tokens");
+    let (svc, _) = start_relay(dir.path(), &["--tokens", tokens.to_str().expect("utf-8")]).await;
     let mut client = RelayServiceClient::new(svc.wait_serving(RELAY).await);
     client
         .get_relays(with_token(
