@@ -402,10 +402,15 @@ impl RelayBank {
             self.reapply(&mut inner).await;
         } else if !status.attached && before.attached {
             tracing::warn!(board = %info.description, "board detached; relays cannot be switched until it is back");
-            let now = Instant::now();
-            for ch in 0..inner.applied.len() {
-                self.mark_applied(&mut inner, ch, false, now);
-            }
+            self.mark_all_unapplied(&mut inner);
+        } else if status.hardware_failsafe == FailsafeState::Tripped
+            && before.hardware_failsafe != FailsafeState::Tripped
+        {
+            // The board turned every coil off by itself. The channels are
+            // being reopened; until they re-attach (and the intended states
+            // are re-applied), nothing is held. The trip can reach us
+            // before the detach that follows it, or with it.
+            self.mark_all_unapplied(&mut inner);
         }
     }
 
@@ -480,6 +485,13 @@ impl RelayBank {
                 tracing::error!(channel = ch, energized = state.energized, error = %e, "cannot re-apply intended state");
                 self.mark_applied(inner, ch, false, now);
             }
+        }
+    }
+
+    fn mark_all_unapplied(&self, inner: &mut Inner) {
+        let now = Instant::now();
+        for ch in 0..inner.applied.len() {
+            self.mark_applied(inner, ch, false, now);
         }
     }
 
