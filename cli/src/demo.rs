@@ -136,6 +136,7 @@ pub(crate) async fn run(
     // Loopback, no tokens: as the controller would with --http 127.0.0.1:PORT.
     controller.http = Some(delestage_controller::config::HttpSettings {
         listen: format!("127.0.0.1:{http_port}"),
+        max_connections: delestage_runtime::connections::DEFAULT_HTTP_MAX_CONNECTIONS,
         security: Default::default(),
     });
 

@@ -65,6 +65,11 @@ pub struct Options {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
 
+    /// Most connections the dashboard's port holds at once; the same rules
+    /// as --max-connections.
+    #[arg(long, value_name = "N", default_value_t = delestage_runtime::connections::DEFAULT_HTTP_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+
     #[command(flatten)]
     pub policy: PolicyOptions,
 
@@ -213,6 +218,8 @@ pub struct RelayService {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: String,
+    /// Most connections the port holds (`http_max_connections`).
+    pub max_connections: usize,
     /// The same files as the gRPC API's, checked against this address.
     pub security: HttpSecurity,
 }
@@ -235,6 +242,8 @@ pub struct Settings {
     pub metrics: Option<String>,
     /// Most Watch* streams open at once (`max_streams`).
     pub max_streams: usize,
+    /// Most connections the gRPC port holds (`max_connections`).
+    pub max_connections: usize,
     /// TLS and tokens of its own API.
     pub security: Security,
     /// The dashboard's address and protection; `None`: not served.
@@ -280,6 +289,9 @@ impl Settings {
         let at = |key: &str, what: String| Error::Config(origins.error(key, what));
         if o.common.max_streams == 0 {
             return Err(at("max_streams", "must be at least 1".to_owned()));
+        }
+        if o.common.max_connections == 0 {
+            return Err(at("max_connections", "must be at least 1".to_owned()));
         }
 
         check_endpoint(&o.forecast).map_err(|why| at("forecast", why))?;
@@ -398,6 +410,10 @@ impl Settings {
             .map_err(|e| Error::Config(e.to_string()))?;
         let http = match o.http {
             Some(listen) => Some(HttpSettings {
+                max_connections: match o.http_max_connections {
+                    0 => return Err(at("http_max_connections", "must be at least 1".to_owned())),
+                    n => n as usize,
+                },
                 security: HttpSecurity::resolve(&o.common.security, &listen)
                     .map_err(|e| at("http", e.to_string()))?,
                 listen,
@@ -443,6 +459,7 @@ impl Settings {
             log_format: o.common.log_format,
             metrics: o.common.metrics,
             max_streams: o.common.max_streams as usize,
+            max_connections: o.common.max_connections as usize,
             security,
             config_path: path,
         })

@@ -97,6 +97,7 @@ pub(crate) async fn serve(
         listener,
         router(dashboard),
         settings.security.tls,
+        settings.max_connections,
         closing.cancelled_owned(),
     )
     .await?;

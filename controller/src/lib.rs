@@ -205,8 +205,15 @@ pub async fn serve_on(
             closing.cancel();
         }
     };
-    let served =
-        delestage_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], security, shutdown).await;
+    let served = delestage_runtime::grpc::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        security,
+        settings.max_connections,
+        shutdown,
+    )
+    .await;
     closing.cancel();
     for task in tasks {
         let _ = task.await;

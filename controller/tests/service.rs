@@ -178,6 +178,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         log_format: LogFormat::Text,
         metrics: None,
         max_streams: 100,
+        max_connections: 512,
         security: Default::default(),
         http: None,
         mqtt: None,

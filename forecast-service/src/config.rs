@@ -224,6 +224,8 @@ pub struct Settings {
     pub metrics: Option<String>,
     /// Most Watch* streams open at once (`max_streams`).
     pub max_streams: usize,
+    /// Most connections the gRPC port holds (`max_connections`).
+    pub max_connections: usize,
     /// TLS and tokens.
     pub security: Security,
     /// Settings that were accepted but ignored, for `main` to log.
@@ -290,6 +292,9 @@ impl Settings {
         let bad = |key: &str, message: String| Error::Config(origins.error(key, message));
         if o.common.max_streams == 0 {
             return Err(bad("max_streams", "must be at least 1".to_owned()));
+        }
+        if o.common.max_connections == 0 {
+            return Err(bad("max_connections", "must be at least 1".to_owned()));
         }
         let given = |key: &str| !matches!(origins.of(key), Origin::Default(_));
 
@@ -416,6 +421,7 @@ impl Settings {
             log_format: o.common.log_format,
             metrics: o.common.metrics,
             max_streams: o.common.max_streams as usize,
+            max_connections: o.common.max_connections as usize,
             security,
             warnings,
         })

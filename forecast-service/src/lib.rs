@@ -131,6 +131,7 @@ pub async fn serve(
         routes,
         &[SERVICE_NAME],
         settings.security.clone(),
+        settings.max_connections,
         shutdown,
     )
     .await;

@@ -133,6 +133,7 @@ pub async fn serve(
         routes,
         &[SERVICE_NAME],
         settings.security.clone(),
+        settings.max_connections,
         healthy,
         shutdown,
     )

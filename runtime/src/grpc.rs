@@ -6,10 +6,10 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::Error;
+use crate::connections::{ConnectionLayer, Connections, OPENING_TIMEOUT, RequestBody};
 
 /// The largest request any delestage RPC accepts. Every request is a few
 /// dozen bytes; tonic's default (4 MiB) would let a client make us buffer
@@ -34,16 +34,28 @@ pub async fn bind(addr: &str) -> Result<TcpListener, Error> {
 /// `grpc.health.v1` (the empty name, "the whole server", always is). They turn
 /// NOT_SERVING as soon as shutdown starts, so load balancers stop sending.
 ///
-/// `security` adds TLS (and client certificates) and the bearer-token check.
+/// `security` adds TLS (and client certificates) and the bearer-token check;
+/// `max_connections` caps the connections the port holds (see
+/// [`crate::connections`]).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     health_names: &[&str],
     security: Security,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let (_always, healthy) = tokio::sync::watch::channel(true);
-    serve_with_health(listener, routes, health_names, security, healthy, shutdown).await
+    serve_with_health(
+        listener,
+        routes,
+        health_names,
+        security,
+        max_connections,
+        healthy,
+        shutdown,
+    )
+    .await
 }
 
 /// Reflection that lists what this process serves, and only that: its own
@@ -71,6 +83,7 @@ pub async fn serve_with_health(
     routes: Routes,
     health_names: &[&str],
     security: Security,
+    max_connections: usize,
     mut healthy: tokio::sync::watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
@@ -120,14 +133,21 @@ pub async fn serve_with_health(
         }
     };
 
-    // Small request/response messages: without TCP_NODELAY, Nagle's
-    // algorithm meets the peer's delayed ACK and answers wait ~40 ms.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let port = listener
+        .local_addr()
+        .map_or_else(|_| "grpc".to_owned(), |a| a.port().to_string());
+    let incoming = Connections::new(port, max_connections).incoming(listener);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = security.tls {
-        builder = builder.tls_config(tls)?;
+        builder = builder.tls_config(tls.timeout(OPENING_TIMEOUT))?;
     }
     builder
+        .layer(ConnectionLayer)
+        .layer(tower::util::MapRequestLayer::new(
+            |request: http::Request<RequestBody<tonic::body::Body>>| {
+                request.map(tonic::body::Body::new)
+            },
+        ))
         .layer(crate::metrics::RpcMetricsLayer)
         .layer(AuthLayer::new(security.tokens))
         .add_routes(routes)
@@ -176,6 +196,7 @@ mod tests {
             Routes::default(),
             &["test.Service"],
             Security::default(),
+            16,
             watch,
             async {
                 let _ = stopped.await;

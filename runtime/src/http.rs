@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -21,20 +20,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt;
 
 use crate::Error;
-use crate::backoff::Backoff;
+use crate::connections::{ConnectionService, Connections, Incoming, OPENING_TIMEOUT, RequestBody};
 use crate::security::{Security, SecurityOptions};
 use crate::tokens::Tokens;
 
-/// A client that has not sent its request head by then is dropped: idle
-/// sockets must not pile up on a small box.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// The same for a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At shutdown, how long requests in flight may take to finish.
 const DRAIN: Duration = Duration::from_secs(5);
-const ACCEPT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 
 /// Resolved: TLS and tokens for an HTTP listener.
 #[derive(Clone, Default)]
@@ -126,16 +120,48 @@ fn server_config(
 /// Serves `service` on `listener` (TLS when `tls` is set) until `shutdown`
 /// resolves; then stops accepting and lets the requests in flight finish
 /// (for at most a few seconds: long-lived responses, such as event
-/// streams, must end on shutdown by themselves).
+/// streams, must end on shutdown by themselves). The port holds at most
+/// `max_connections` (see [`crate::connections`]).
 pub async fn serve<S, B>(
     listener: TcpListener,
+    service: S,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error>
+where
+    S: tower::Service<
+            http::Request<RequestBody<hyper::body::Incoming>>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let port = listener
+        .local_addr()
+        .map_or_else(|_| "http".to_owned(), |a| a.port().to_string());
+    let incoming = Connections::new(port, max_connections).incoming(listener);
+    serve_incoming(incoming, service, tls, shutdown).await
+}
+
+/// [`serve`] on connections accepted and admitted by `incoming`.
+pub async fn serve_incoming<S, B>(
+    mut incoming: Incoming,
     service: S,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error>
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
+    S: tower::Service<
+            http::Request<RequestBody<hyper::body::Incoming>>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -145,33 +171,27 @@ where
 {
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
-    let mut retry = ACCEPT_BACKOFF.start();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    retry.succeeded();
-                    stream
-                }
-                Err(e) => {
-                    let wait = retry.failed();
-                    tracing::warn!(error = %e, retry_in = ?wait, "http: cannot accept a connection");
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            next = incoming.next() => match next {
+                Some(Ok(stream)) => stream,
+                // Accept errors are waited out inside; the stream never ends.
+                Some(Err(_)) | None => continue,
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
+        let service = TowerToHyperService::new(ConnectionService::for_connection(
+            service.clone(),
+            stream.info(),
+        ));
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
                 None => watcher.watch(connection(stream, service)).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(OPENING_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => watcher.watch(connection(tls, service)).await,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "http: TLS handshake failed");
@@ -183,7 +203,7 @@ where
             }
         });
     }
-    drop(listener);
+    drop(incoming);
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
         .is_err()
@@ -193,15 +213,20 @@ where
     Ok(())
 }
 
-/// One HTTP/1.1 connection.
+/// One HTTP/1.1 connection. A request head must arrive whole within
+/// [`OPENING_TIMEOUT`] of its first byte (the connection's limits close one
+/// that sends nothing).
 fn connection<I, S, B>(
     io: I,
     service: TowerToHyperService<S>,
 ) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<S>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -211,6 +236,6 @@ where
 {
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(OPENING_TIMEOUT)
         .serve_connection(TokioIo::new(io), service)
 }

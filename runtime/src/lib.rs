@@ -14,6 +14,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod connections;
 pub mod deadline;
 pub mod errors;
 pub mod files;

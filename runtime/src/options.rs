@@ -73,6 +73,13 @@ pub struct CommonOptions {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
 
+    /// Most connections the gRPC port holds at once. At the cap, a new
+    /// connection closes the oldest one that has not completed a request
+    /// (idle, slow, mid-handshake); when every one has, the new one is
+    /// refused. Keep it below `ulimit -n`.
+    #[arg(long, value_name = "N", default_value_t = crate::connections::DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     #[command(flatten)]
     pub security: SecurityOptions,
 }

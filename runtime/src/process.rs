@@ -38,14 +38,7 @@ pub async fn start(
 /// must still open its own files (state saves, history, the board) then.
 /// Returns (before, after).
 pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut limit = nofile()?;
     let before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
@@ -55,6 +48,23 @@ pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
         }
     }
     Ok((before, limit.rlim_cur))
+}
+
+/// The soft limit on open files: what the process can hold now.
+pub fn open_files_limit() -> std::io::Result<u64> {
+    Ok(nofile()?.rlim_cur)
+}
+
+fn nofile() -> std::io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit)
 }
 
 /// `{name}: {error}` on stderr and a failure code, or success. Our errors
@@ -77,15 +87,7 @@ mod tests {
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
         let (before, after) = raise_open_files_limit().expect("getrlimit and setrlimit");
         assert!(after >= before);
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit fills the struct it is given.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+        let limit = nofile().expect("getrlimit");
         assert_eq!(limit.rlim_cur, limit.rlim_max);
         assert_eq!(limit.rlim_cur, after);
     }
