@@ -287,15 +287,14 @@ impl Table {
 
     /// Closes the connections past their timeout.
     fn sweep(&self, now: Instant) {
+        let every = self.timeouts.sweep_every();
         let mut conns = self.lock();
-        let late: Vec<u64> = conns
+        let late: Vec<(u64, &'static str)> = conns
             .iter()
-            .filter(|(_, c)| c.timed_out(now).is_some())
-            .map(|(id, _)| *id)
+            .filter_map(|(id, c)| c.swept(now, every).map(|why| (*id, why)))
             .collect();
-        for id in late {
+        for (id, why) in late {
             if let Some(conn) = conns.remove(&id) {
-                let why = conn.timed_out(now).unwrap_or("timed out");
                 tracing::debug!(port = %self.port, why, "closing a connection");
                 self.forget();
                 conn.close.cancel();
@@ -342,6 +341,8 @@ struct Activity {
     answered: bool,
     /// When `active` last fell to zero.
     idle_since: Instant,
+    /// Sweeps that found no request going since the last change.
+    quiet_sweeps: u32,
 }
 
 impl Conn {
@@ -357,6 +358,7 @@ impl Conn {
                 active: 0,
                 answered: false,
                 idle_since: now,
+                quiet_sweeps: 0,
             }),
         }
     }
@@ -373,6 +375,7 @@ impl Conn {
         let mut a = self.lock();
         a.started += 1;
         a.active += 1;
+        a.quiet_sweeps = 0;
     }
 
     pub(crate) fn body_timeout(&self) -> Duration {
@@ -388,22 +391,40 @@ impl Conn {
         a.active = a.active.saturating_sub(1);
         if a.active == 0 {
             a.idle_since = Instant::now();
+            a.quiet_sweeps = 0;
         }
     }
 
-    /// Why the connection should be closed at `now`, if it should.
-    fn timed_out(&self, now: Instant) -> Option<&'static str> {
-        let a = self.activity();
+    /// One sweep, `every` after the last: why the connection should be
+    /// closed now, if it should.
+    ///
+    /// A connection is late once it has been quiet (no request going) for
+    /// its timeout on the clock *and* through as many sweeps: time the
+    /// process spent stopped (SIGSTOP, a suspended box) does not count, so
+    /// that a process that comes back does not close, all at once, the
+    /// connections its clients are about to use again.
+    fn swept(&self, now: Instant, every: Duration) -> Option<&'static str> {
+        let mut a = self.lock();
         if a.active > 0 {
             // A request's body has its own deadline; a response may stream.
-            None
-        } else if a.started == 0 {
-            (now.saturating_duration_since(self.accepted) >= self.timeouts.opening)
-                .then_some("no request in time after connecting")
-        } else {
-            (now.saturating_duration_since(a.idle_since) >= self.timeouts.idle)
-                .then_some("idle too long between requests")
+            return None;
         }
+        a.quiet_sweeps = a.quiet_sweeps.saturating_add(1);
+        let (since, timeout, why) = if a.started == 0 {
+            (
+                self.accepted,
+                self.timeouts.opening,
+                "no request in time after connecting",
+            )
+        } else {
+            (
+                a.idle_since,
+                self.timeouts.idle,
+                "idle too long between requests",
+            )
+        };
+        let watched = every.saturating_mul(a.quiet_sweeps);
+        (now.saturating_duration_since(since) >= timeout && watched >= timeout).then_some(why)
     }
 }
 

@@ -316,3 +316,4 @@ async fn grpc_keeps_an_answered_client_and_evicts_an_idle_socket() {
         .expect("the answered client still works");
     stop.cancel();
 }
+
