@@ -3,6 +3,7 @@
 //! 1.8 and Python's grpcio-reflection only speak v1alpha), until shutdown.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -10,12 +11,17 @@ use tonic_health::ServingStatus;
 
 use crate::Error;
 use crate::connections::{ConnectionLayer, Connections, OPENING_TIMEOUT, RequestBody};
+use crate::security::{AuthLayer, Security};
 
 /// The largest request any delestage RPC accepts. Every request is a few
 /// dozen bytes; tonic's default (4 MiB) would let a client make us buffer
 /// far more than any real request for nothing.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-use crate::security::{AuthLayer, Security};
+
+/// How often the server pings a connection (HTTP/2 PING), and how long the
+/// answer may take before the connection is closed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Binds the address a service listens on; the error names it.
 pub async fn bind(addr: &str) -> Result<TcpListener, Error> {
@@ -137,7 +143,12 @@ pub async fn serve_with_health(
         .local_addr()
         .map_or_else(|_| "grpc".to_owned(), |a| a.port().to_string());
     let incoming = Connections::new(port, max_connections).incoming(listener);
-    let mut builder = tonic::transport::Server::builder();
+    // A client that vanished (a box unplugged, a link cut) while it held a
+    // stream would hold its connection forever: it is never idle, and was
+    // answered, so never evicted. Pings find it.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = security.tls {
         builder = builder.tls_config(tls.timeout(OPENING_TIMEOUT))?;
     }

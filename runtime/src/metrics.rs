@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -19,7 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::Error;
-use crate::backoff::Backoff;
+use crate::connections::Connections;
 
 /// Latency buckets, in seconds: a relay switches in 18 ms; an RTE call can
 /// take seconds.
@@ -55,38 +55,24 @@ pub async fn serve(addr: &str) -> Result<SocketAddr, Error> {
     Ok(bound)
 }
 
-/// Accept errors (out of file descriptors, say) last a while: wait, rather
-/// than spin on them.
-const ACCEPT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+/// Prometheus scrapes one connection at a time; a few more for people.
+const MAX_CONNECTIONS: usize = 16;
 
+/// Serves `/metrics` for as long as the process runs, under the same
+/// connection limits and timeouts as every other port.
 async fn accept(listener: TcpListener, handle: PrometheusHandle) {
-    let mut retry = ACCEPT_BACKOFF.start();
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                retry.succeeded();
-                stream
-            }
-            Err(e) => {
-                let wait = retry.failed();
-                tracing::warn!(error = %e, retry_in = ?wait, "metrics: cannot accept a connection");
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                move |request: hyper::Request<hyper::body::Incoming>| {
-                    let handle = handle.clone();
-                    async move { Ok::<_, Infallible>(answer(&request, &handle)) }
-                },
-            );
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
+    let port = listener
+        .local_addr()
+        .map_or_else(|_| "metrics".to_owned(), |a| a.port().to_string());
+    let incoming = Connections::new(port, MAX_CONNECTIONS).incoming(listener);
+    let service = tower::service_fn(move |request: hyper::Request<_>| {
+        let answer = answer(&request, &handle);
+        async move { Ok::<_, Infallible>(answer) }
+    });
+    if let Err(e) =
+        crate::http::serve_incoming(incoming, service, None, std::future::pending()).await
+    {
+        tracing::error!(error = %e, "metrics: no longer serving /metrics");
     }
 }
 

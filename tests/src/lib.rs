@@ -37,3 +37,13 @@ pub use wait::{
 
 /// Upper bound for any single wait in a test.
 pub const BOUND: Duration = Duration::from_secs(20);
+
+/// An HTTP client for the dashboard's tests (reqwest with rustls on ring,
+/// the provider the whole workspace uses), every request bounded.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(BOUND)
+        .build()
+        .expect("an HTTP client")
+}

@@ -316,4 +316,3 @@ async fn grpc_keeps_an_answered_client_and_evicts_an_idle_socket() {
         .expect("the answered client still works");
     stop.cancel();
 }
-

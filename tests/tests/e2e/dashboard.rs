@@ -110,11 +110,7 @@ impl Site {
 }
 
 fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(BOUND)
-        .build()
-        .expect("an HTTP client")
+    delestage_tests::http_client()
 }
 
 async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {

@@ -13,6 +13,7 @@ mod faults;
 mod forecast_binary;
 mod frozen;
 mod home_assistant;
+mod limits;
 mod outages;
 #[cfg(feature = "phidget")]
 mod phidget;
