@@ -19,6 +19,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use delestage_proto::forecast::v1::forecast_service_client::ForecastServiceClient;
 use delestage_runtime::client::AuthedChannel;
+use delestage_runtime::connections::Connections;
 use delestage_runtime::stream::StreamSlots;
 use delestage_runtime::tokens::Tokens;
 use tokio::net::TcpListener;
@@ -94,10 +95,9 @@ pub(crate) async fn serve(
         "serving the dashboard"
     );
     delestage_runtime::http::serve(
-        listener,
+        Connections::limit(listener, settings.max_connections),
         router(dashboard),
         settings.security.tls,
-        settings.max_connections,
         closing.cancelled_owned(),
     )
     .await?;

@@ -172,6 +172,15 @@ impl Connections {
         Incoming::new(listener, self.clone())
     }
 
+    /// Accepts on `listener` under a cap of `max` and the default
+    /// timeouts; the port's number names it in metrics and logs.
+    pub fn limit(listener: tokio::net::TcpListener, max: usize) -> Incoming {
+        let port = listener
+            .local_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.port().to_string());
+        Self::new(port, max).incoming(listener)
+    }
+
     /// Admits `io` (just accepted): at the cap, by evicting the oldest
     /// connection that has not completed a request; `None` (and `io`
     /// dropped, so closed) when every connection has.

@@ -139,10 +139,7 @@ pub async fn serve_with_health(
         }
     };
 
-    let port = listener
-        .local_addr()
-        .map_or_else(|_| "grpc".to_owned(), |a| a.port().to_string());
-    let incoming = Connections::new(port, max_connections).incoming(listener);
+    let incoming = Connections::limit(listener, max_connections);
     // A client that vanished (a box unplugged, a link cut) while it held a
     // stream would hold its connection forever: it is never idle, and was
     // answered, so never evicted. Pings find it.

@@ -18,12 +18,11 @@ use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::StreamExt;
 
 use crate::Error;
-use crate::connections::{ConnectionService, Connections, Incoming, OPENING_TIMEOUT, RequestBody};
+use crate::connections::{ConnectionService, Incoming, OPENING_TIMEOUT, RequestBody};
 use crate::security::{Security, SecurityOptions};
 use crate::tokens::Tokens;
 
@@ -117,40 +116,12 @@ fn server_config(
     Ok(config)
 }
 
-/// Serves `service` on `listener` (TLS when `tls` is set) until `shutdown`
+/// Serves `service` on the connections `incoming` admits (see
+/// [`crate::connections`]; TLS when `tls` is set) until `shutdown`
 /// resolves; then stops accepting and lets the requests in flight finish
 /// (for at most a few seconds: long-lived responses, such as event
-/// streams, must end on shutdown by themselves). The port holds at most
-/// `max_connections` (see [`crate::connections`]).
+/// streams, must end on shutdown by themselves).
 pub async fn serve<S, B>(
-    listener: TcpListener,
-    service: S,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    max_connections: usize,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), Error>
-where
-    S: tower::Service<
-            http::Request<RequestBody<hyper::body::Incoming>>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let port = listener
-        .local_addr()
-        .map_or_else(|_| "http".to_owned(), |a| a.port().to_string());
-    let incoming = Connections::new(port, max_connections).incoming(listener);
-    serve_incoming(incoming, service, tls, shutdown).await
-}
-
-/// [`serve`] on connections accepted and admitted by `incoming`.
-pub async fn serve_incoming<S, B>(
     mut incoming: Incoming,
     service: S,
     tls: Option<Arc<rustls::ServerConfig>>,

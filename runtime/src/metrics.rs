@@ -61,17 +61,12 @@ const MAX_CONNECTIONS: usize = 16;
 /// Serves `/metrics` for as long as the process runs, under the same
 /// connection limits and timeouts as every other port.
 async fn accept(listener: TcpListener, handle: PrometheusHandle) {
-    let port = listener
-        .local_addr()
-        .map_or_else(|_| "metrics".to_owned(), |a| a.port().to_string());
-    let incoming = Connections::new(port, MAX_CONNECTIONS).incoming(listener);
+    let incoming = Connections::limit(listener, MAX_CONNECTIONS);
     let service = tower::service_fn(move |request: hyper::Request<_>| {
         let answer = answer(&request, &handle);
         async move { Ok::<_, Infallible>(answer) }
     });
-    if let Err(e) =
-        crate::http::serve_incoming(incoming, service, None, std::future::pending()).await
-    {
+    if let Err(e) = crate::http::serve(incoming, service, None, std::future::pending()).await {
         tracing::error!(error = %e, "metrics: no longer serving /metrics");
     }
 }

@@ -54,7 +54,7 @@ async fn serve_http(max: usize, timeouts: Timeouts) -> Server {
     let addr = listener.local_addr().expect("addr");
     let connections = Connections::with_timeouts("test", max, timeouts);
     let stop = CancellationToken::new();
-    tokio::spawn(crate::http::serve_incoming(
+    tokio::spawn(crate::http::serve(
         connections.incoming(listener),
         tower::service_fn(answer),
         None,
