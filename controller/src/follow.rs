@@ -153,13 +153,11 @@ pub(crate) struct RelaySeen {
 /// Follows WatchForecast until `closing`.
 pub(crate) async fn follow_forecast(
     mut client: ForecastServiceClient<AuthedChannel>,
-    file: ForecastFile,
     tx: Arc<watch::Sender<ForecastSeen>>,
     wake: Arc<Notify>,
     closing: CancellationToken,
 ) {
     let mut retry = RECONNECT.start();
-    tokio::spawn(keep_forecast(file, tx.subscribe(), closing.clone()));
     loop {
         let problem = tokio::select! {
             p = forecast_session(&mut client, &tx, &wake, &mut retry) => p,
@@ -186,9 +184,9 @@ pub(crate) async fn follow_forecast(
 }
 
 /// Writes every new forecast received to `file` (off the async workers),
-/// until `closing`. Only a new forecast is written, not each change of
-/// connection.
-async fn keep_forecast(
+/// until `closing`; a forecast received just before is still written. Only
+/// a new forecast is written, not each change of connection.
+pub(crate) async fn keep_forecast(
     file: ForecastFile,
     mut seen: watch::Receiver<ForecastSeen>,
     closing: CancellationToken,
@@ -198,23 +196,27 @@ async fn keep_forecast(
         (s.hours.clone(), s.tempo.clone())
     };
     loop {
-        tokio::select! {
-            changed = seen.changed() => if changed.is_err() { return },
-            _ = closing.cancelled() => return,
-        }
+        let last = tokio::select! {
+            changed = seen.changed() => changed.is_err(),
+            _ = closing.cancelled() => true,
+        };
         let now = seen.borrow_and_update().clone();
         let new_hours = !Arc::ptr_eq(&now.hours, &kept) && !now.hours.is_empty();
         let new_tempo = !Arc::ptr_eq(&now.tempo, &kept_tempo) && !now.tempo.is_empty();
-        if !new_hours && !new_tempo {
-            continue;
+        if new_hours || new_tempo {
+            kept = Arc::clone(&now.hours);
+            kept_tempo = Arc::clone(&now.tempo);
+            let file = file.clone();
+            match tokio::task::spawn_blocking(move || file.save(&now)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot keep the forecast in the state dir")
+                }
+                Err(e) => tracing::error!(error = %e, "the forecast writer failed"),
+            }
         }
-        kept = Arc::clone(&now.hours);
-        kept_tempo = Arc::clone(&now.tempo);
-        let file = file.clone();
-        match tokio::task::spawn_blocking(move || file.save(&now)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot keep the forecast in the state dir"),
-            Err(e) => tracing::error!(error = %e, "the forecast writer failed"),
+        if last {
+            return;
         }
     }
 }

@@ -35,6 +35,7 @@ use rpb::relay_service_client::RelayServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::enforce::{Controller, Enforcement, RelayLink};
@@ -123,31 +124,36 @@ pub async fn serve_on(
     }
     let forecast_file = forecast_file::ForecastFile::in_dir(&settings.state_dir);
     let forecast_seen = Arc::new(watch::channel(forecast_file.load()).0);
-    let mut tasks = Vec::new();
+    // Every task of the controller, joined at shutdown.
+    let tasks = TaskTracker::new();
+    tasks.spawn(follow::keep_forecast(
+        forecast_file,
+        forecast_seen.subscribe(),
+        closing.clone(),
+    ));
     let forecast_client =
         ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?);
-    tasks.push(tokio::spawn(follow::follow_tempo(
+    tasks.spawn(follow::follow_tempo(
         forecast_client.clone(),
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),
         settings.loads.iter().any(|l| l.shed_on_tempo.is_some()),
         closing.clone(),
-    )));
-    tasks.push(tokio::spawn(follow::follow_forecast(
+    ));
+    tasks.spawn(follow::follow_forecast(
         forecast_client.clone(),
-        forecast_file,
         Arc::clone(&forecast_seen),
         Arc::clone(&wake),
         closing.clone(),
-    )));
+    ));
     for link in &links {
-        tasks.push(tokio::spawn(follow::follow_relays(
+        tasks.spawn(follow::follow_relays(
             link.name.clone(),
             link.client.clone(),
             Arc::clone(&link.seen),
             Arc::clone(&wake),
             closing.clone(),
-        )));
+        ));
     }
 
     let addr = listener
@@ -170,14 +176,14 @@ pub async fn serve_on(
         links,
         wake,
     ));
-    tasks.push(tokio::spawn(Arc::clone(&controller).run(closing.clone())));
+    tasks.spawn(Arc::clone(&controller).run(closing.clone()));
     if let Some((mqtt, options)) = mqtt {
-        tasks.push(tokio::spawn(mqtt::run(
+        tasks.spawn(mqtt::run(
             mqtt,
             options,
             Arc::clone(&controller),
             closing.clone(),
-        )));
+        ));
     }
     tracing::info!(%addr, loads, relay_services, %state_dir, "controller listening");
 
@@ -215,9 +221,10 @@ pub async fn serve_on(
     )
     .await;
     closing.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
+    // The last switches finish and their history records are written; the
+    // last forecast received is kept.
+    tasks.close();
+    tasks.wait().await;
     if let Some(dashboard) = dashboard {
         match dashboard.await {
             Ok(result) => result?,

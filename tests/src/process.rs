@@ -160,6 +160,12 @@ impl ServiceProcess {
         channel
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT...) and goes on.
+    pub fn signal(&self, signal: Signal) {
+        let pid = self.child.id().expect("still running") as i32;
+        kill(Pid::from_raw(pid), signal).expect("signal the process");
+    }
+
     /// Sends `signal` and waits for the process to exit.
     pub async fn stop_with(mut self, signal: Signal) -> ExitStatus {
         let pid = self.child.id().expect("still running") as i32;

@@ -33,7 +33,8 @@ const HOLD_RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 const LOOP_ALIVE_WITHIN: Duration = Duration::from_secs(10);
 
 impl Controller {
-    /// Makes the switches queued for relay-service `link` until `closing`.
+    /// Makes the switches queued for relay-service `link` until `closing`
+    /// (the switches under way then are finished, not abandoned).
     /// The switches handed out together (one pass, different channels) go
     /// out together: the relay-service saves them in one write (its group
     /// commit) instead of one fsync pair after another, which made the
@@ -59,11 +60,10 @@ impl Controller {
                 running.spawn(async move { this.switch_one(link, job).await });
                 next = jobs.try_recv().ok();
             }
-            tokio::select! {
-                () = async { while running.join_next().await.is_some() {} } => {}
-                // Dropping the set aborts the switches under way.
-                () = closing.cancelled() => return,
-            }
+            // Even when closing: a switch under way may have been made on
+            // the box; its outcome (and its history record) must be known.
+            // Each carries its own deadline.
+            while running.join_next().await.is_some() {}
         }
     }
 
@@ -181,6 +181,7 @@ impl Controller {
         // Both deadlines: a box that reads this after waking from a freeze
         // refuses it rather than switching behind our back.
         deadline::set(&mut request, SWITCH_TIMEOUT, Timestamp::now());
+        tracing::debug!(load = %load.name, relay = %load.relay, powered = switch.to, "switching");
         let result = tokio::time::timeout(SWITCH_TIMEOUT, client.set_relay(request)).await;
         let outcome = match result {
             Ok(Ok(response)) => Ok(response.into_inner()),

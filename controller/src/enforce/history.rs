@@ -40,12 +40,12 @@ impl HistoryQueue {
 }
 
 impl Controller {
-    /// Writes queued records until `closing`, then what is left.
-    pub(super) async fn history_loop(self: Arc<Self>, closing: CancellationToken) {
+    /// Writes queued records until `stop`, then what is left.
+    pub(super) async fn history_loop(self: Arc<Self>, stop: CancellationToken) {
         loop {
             tokio::select! {
                 () = self.history.queued.notified() => {}
-                () = closing.cancelled() => break,
+                () = stop.cancelled() => break,
             }
             self.write_queued().await;
         }

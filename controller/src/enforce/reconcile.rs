@@ -19,6 +19,7 @@ use delestage_runtime::client::AuthedChannel;
 use jiff::Timestamp;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Refusal, Switch};
@@ -287,17 +288,33 @@ impl Controller {
         self.inner.lock().await.store().history(load, since, limit)
     }
 
-    /// Reconciles until `closing` turns true.
+    /// Reconciles until `closing` turns true; then lets the switches under
+    /// way finish and writes their history records before returning. Owns
+    /// its tasks: one switch queue and one hold renewal per relay-service,
+    /// and the history writer.
     pub(crate) async fn run(self: Arc<Self>, closing: CancellationToken) {
-        // A restart must not act on "no forecast yet": wait for the first
-        // answer from the forecast-service (or its failure).
         let queued =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
-        tokio::spawn(Arc::clone(&self).history_loop(closing.clone()));
+        // The history writer stops after the switches: the last ones queue
+        // records to write.
+        let switches_done = CancellationToken::new();
+        let history = tokio::spawn(Arc::clone(&self).history_loop(switches_done.clone()));
+        let mut links = JoinSet::new();
         for (link, jobs) in queued.into_iter().enumerate() {
-            tokio::spawn(Arc::clone(&self).switch_loop(link, jobs, closing.clone()));
-            tokio::spawn(Arc::clone(&self).hold_loop(link, closing.clone()));
+            links.spawn(Arc::clone(&self).switch_loop(link, jobs, closing.clone()));
+            links.spawn(Arc::clone(&self).hold_loop(link, closing.clone()));
         }
+        self.reconcile_until(&closing).await;
+        while links.join_next().await.is_some() {}
+        switches_done.cancel();
+        if let Err(e) = history.await {
+            tracing::error!(error = %e, "the history writer failed");
+        }
+    }
+
+    async fn reconcile_until(&self, closing: &CancellationToken) {
+        // A restart must not act on "no forecast yet": wait for the first
+        // answer from the forecast-service (or its failure).
         let mut forecast = self.forecast.clone();
         tokio::select! {
             _ = forecast.wait_for(|f| f.settled) => {}

@@ -20,5 +20,6 @@ mod phidget;
 mod relay_binary;
 mod replicas;
 mod security;
+mod shutdown;
 mod system;
 mod tempo;

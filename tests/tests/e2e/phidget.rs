@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use delestage_proto::relay::v1 as pb;
 use delestage_tests::{BOUND, ServiceProcess, VirtualUsb, start_relay_env};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use pb::relay_service_client::RelayServiceClient;
 use tonic::transport::Channel;
 
@@ -71,8 +70,7 @@ async fn set(channel: &Channel, ch: u32, on: bool) -> Result<pb::SetRelayRespons
 }
 
 fn signal(svc: &ServiceProcess, sig: Signal) {
-    let pid = svc.pid().expect("running");
-    kill(Pid::from_raw(pid as i32), sig).expect("signal the relay-service");
+    svc.signal(sig);
 }
 
 #[tokio::test]

@@ -1,0 +1,76 @@
+//! A controller stopped with SIGTERM finishes what it started: a switch
+//! under way at that moment completes, and its history record is on disk
+//! when the process has exited.
+
+use std::time::{Duration, SystemTime};
+
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::controller::v1::controller_service_client::ControllerServiceClient;
+use delestage_tests::{ServiceProcess, binary, start_forecast_at, start_relay, wait_energized};
+use nix::sys::signal::Signal;
+
+#[tokio::test]
+async fn a_switch_under_way_at_sigterm_is_made_and_recorded_before_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
+    let forecast = start_forecast_at(dir.path(), 1).await;
+    let state = dir.path().join("controller");
+    let config = dir.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n\
+             [relays.garage]\nendpoint = \"http://{}\"\n\n\
+             [[load]]\nname = \"heater\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n",
+            forecast.addr,
+            state.display(),
+            relay_process.addr
+        ),
+    )
+    .expect("write config");
+    let controller = ServiceProcess::start(
+        &binary("controller"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+        // The line that says a switch has gone out.
+        &[("RUST_LOG", "info,delestage_controller::enforce=debug")],
+    )
+    .await;
+    let channel = controller
+        .wait_serving("delestage.controller.v1.ControllerService")
+        .await;
+    wait_energized(&relay, &[0], "the heater on (green)").await;
+
+    // The relay box stops answering; the controller sends it a switch.
+    relay_process.signal(Signal::SIGSTOP);
+    ControllerServiceClient::new(channel)
+        .set_override(cpb::SetOverrideRequest {
+            load: "heater".to_owned(),
+            powered: false,
+            until: Some(prost_types::Timestamp::from(
+                SystemTime::now() + Duration::from_secs(3600),
+            )),
+            force: true,
+        })
+        .await
+        .expect("override");
+    controller.wait_for_log("\"message\":\"switching\"").await;
+
+    // SIGTERM while the switch is under way, then the box answers.
+    let stopped = controller.stop_with(Signal::SIGTERM);
+    let thawed = async { relay_process.signal(Signal::SIGCONT) };
+    let (status, ()) = tokio::join!(stopped, thawed);
+    assert!(status.success(), "{status:?}");
+
+    wait_energized(&relay, &[], "the heater cut on the box").await;
+    let history = std::fs::read_to_string(state.join("history.jsonl")).expect("history");
+    let last: serde_json::Value =
+        serde_json::from_str(history.lines().last().expect("a record")).expect("JSON");
+    assert_eq!(last["load"], "heater", "{history}");
+    assert_eq!(last["to"], false, "{history}");
+    assert_eq!(last["reason"], "override", "{history}");
+}
