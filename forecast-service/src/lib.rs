@@ -141,12 +141,13 @@ pub async fn serve(
         if let Some(t) = &tempo_task {
             t.abort();
         }
+        gauges.abort();
     }
     let _ = source_task.await;
     if let Some(t) = tempo_task {
         let _ = t.await;
     }
-    gauges.abort();
+    let _ = gauges.await;
     served?;
     tracing::info!("forecast-service stopped");
     Ok(())

@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use tokio::sync::{Mutex, broadcast};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::board::{Board, BoardKind, BoardStatus, FailsafeState};
@@ -94,6 +95,10 @@ pub(crate) struct RelayBank {
     channel_turns: Vec<Mutex<()>>,
     changes: broadcast::Sender<Change>,
     closing: CancellationToken,
+    /// The service's tasks (the state writer, the board follower, the
+    /// hold...): they end after [`RelayBank::close`], joined by
+    /// [`RelayBank::finish`].
+    tasks: TaskTracker,
 }
 
 /// Who asks for a switch, which decides how the wear guard treats it.
@@ -138,10 +143,11 @@ impl RelayBank {
         let mut labels = labels;
         labels.resize(channels, String::new());
         let closing = CancellationToken::new();
+        let tasks = TaskTracker::new();
         Arc::new(Self {
             board,
             labels,
-            writer: StateWriter::start(state_file.clone(), closing.clone()),
+            writer: StateWriter::start(state_file.clone(), closing.clone(), &tasks),
             state_file,
             channel_turns: (0..channels).map(|_| Mutex::new(())).collect(),
             inner: Mutex::new(Inner {
@@ -154,6 +160,7 @@ impl RelayBank {
             }),
             changes: broadcast::channel(CHANGE_BACKLOG).0,
             closing,
+            tasks,
         })
     }
 
@@ -176,7 +183,7 @@ impl RelayBank {
         }
 
         let bank = Arc::clone(self);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut retry = tokio::time::interval(REAPPLY_EVERY);
             retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -200,6 +207,19 @@ impl RelayBank {
     /// can finish its graceful shutdown.
     pub(crate) fn close(&self) {
         self.closing.cancel();
+    }
+
+    /// Runs `task` as one of the service's own (ended by
+    /// [`RelayBank::close`], joined by [`RelayBank::finish`]).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// After [`RelayBank::close`]: waits for the service's tasks to end (the
+    /// state writer has written what was pending).
+    pub(crate) async fn finish(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Cancelled by [`RelayBank::close`]: what ends the streams.

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::bank::RelayBank;
 use crate::board::{Board, SimulatedBoard};
@@ -86,7 +87,8 @@ pub async fn serve(
     let state_file = StateFile::in_dir(&settings.state_dir);
     let initial = initial_states(&settings, &state_file)?;
 
-    let healthy = board_health(&board);
+    let closing = CancellationToken::new();
+    let (healthy, follow_health) = board_health(&board, closing.clone());
     let bank = RelayBank::new(
         board,
         settings.labels.clone(),
@@ -94,6 +96,7 @@ pub async fn serve(
         initial,
         settings.max_switches_per_minute,
     );
+    bank.spawn(follow_health);
     bank.start().await?;
 
     let addr = listener
@@ -115,7 +118,7 @@ pub async fn serve(
             "relay hold armed: without a renewal, every channel returns to its safe state"
         );
         let hold = Hold::new(h, plan::PlanFile::new(&settings.state_dir));
-        tokio::spawn(Arc::clone(&hold).run(Arc::clone(&bank)));
+        bank.spawn(Arc::clone(&hold).run(Arc::clone(&bank)));
         hold
     });
     let routes = tonic::service::Routes::new(
@@ -127,6 +130,7 @@ pub async fn serve(
         // Open WatchRelays streams would otherwise hold the graceful
         // shutdown forever.
         closing_bank.close();
+        closing.cancel();
     };
     delestage_runtime::grpc::serve_with_health(
         listener,
@@ -138,26 +142,35 @@ pub async fn serve(
         shutdown,
     )
     .await?;
+    bank.finish().await;
     tracing::info!("relay-service stopped");
     Ok(())
 }
 
 /// True while the board can be driven as configured: a board that attached
 /// after the start and does not take the `--hardware-failsafe` time turns
-/// the service NOT_SERVING (it still switches, without the failsafe).
-fn board_health(board: &Board) -> tokio::sync::watch::Receiver<bool> {
+/// the service NOT_SERVING (it still switches, without the failsafe). The
+/// future keeps it so until `closing`.
+fn board_health(
+    board: &Board,
+    closing: CancellationToken,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let mut status = board.status();
     let (tx, rx) = tokio::sync::watch::channel(status.borrow().misconfigured.is_none());
-    tokio::spawn(async move {
-        while status.changed().await.is_ok() {
+    let follow = async move {
+        loop {
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                () = closing.cancelled() => return,
+            }
             let ok = status.borrow_and_update().misconfigured.is_none();
             tx.send_if_modified(|healthy| std::mem::replace(healthy, ok) != ok);
-            if tx.is_closed() {
-                break;
-            }
         }
-    });
-    rx
+    };
+    (rx, follow)
 }
 
 fn initial_states(settings: &Settings, file: &StateFile) -> Result<Vec<ChannelState>, Error> {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::state::{ChannelState, StateFile};
 
@@ -46,13 +47,13 @@ pub(crate) struct StateWriter {
 impl StateWriter {
     /// Starts the writer task for `file`. It ends when `closing` turns true,
     /// after writing what is pending.
-    pub(crate) fn start(file: StateFile, closing: CancellationToken) -> Self {
+    pub(crate) fn start(file: StateFile, closing: CancellationToken, tasks: &TaskTracker) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(None),
             kick: Notify::new(),
         });
         let (written_tx, written) = watch::channel(Written::default());
-        tokio::spawn(write_loop(file, Arc::clone(&shared), written_tx, closing));
+        tasks.spawn(write_loop(file, Arc::clone(&shared), written_tx, closing));
         Self { shared, written }
     }
 
@@ -168,7 +169,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = StateFile::in_dir(dir.path());
         let closing = CancellationToken::new();
-        let writer = StateWriter::start(file.clone(), closing);
+        let writer = StateWriter::start(file.clone(), closing, &TaskTracker::new());
         let state = |on: bool| {
             vec![ChannelState {
                 energized: on,
@@ -192,7 +193,7 @@ mod tests {
         // A state "file" inside a directory that does not exist.
         let file = StateFile::in_dir(&dir.path().join("gone"));
         let closing = CancellationToken::new();
-        let writer = StateWriter::start(file, closing);
+        let writer = StateWriter::start(file, closing, &TaskTracker::new());
         writer.submit(1, Vec::new());
         let err = writer.wait(1).await.expect_err("cannot write");
         assert!(err.contains("gone"), "{err}");
@@ -205,7 +206,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state_dir = dir.path().join("state");
         let file = StateFile::in_dir(&state_dir);
-        let writer = StateWriter::start(file.clone(), CancellationToken::new());
+        let writer =
+            StateWriter::start(file.clone(), CancellationToken::new(), &TaskTracker::new());
         writer.submit(1, vec![ChannelState::default()]);
         writer.wait(1).await.expect_err("no state dir yet");
         std::fs::create_dir(&state_dir).expect("the disk is back");
@@ -222,7 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = StateFile::in_dir(dir.path());
         let closing = CancellationToken::new();
-        let writer = StateWriter::start(file.clone(), closing.clone());
+        let writer = StateWriter::start(file.clone(), closing.clone(), &TaskTracker::new());
         writer.submit(7, vec![ChannelState::default()]);
         closing.cancel();
         writer.wait(7).await.expect("written before stopping");
