@@ -17,6 +17,18 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Show times in this zone (IANA name). Paris time by default, whatever
+    /// this machine's zone, as the dashboard does; JSON is always RFC 3339
+    /// with its offset.
+    #[arg(
+        long,
+        global = true,
+        env = "DELESTAGE_TZ",
+        default_value = "Europe/Paris",
+        value_name = "ZONE"
+    )]
+    pub tz: String,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -11,21 +11,32 @@ use serde_json::{Value, json};
 
 use crate::args::{Endpoints, HistoryArgs, OnOff, OverrideArgs, OverrideClear};
 use crate::connect::{CliError, Credentials, Service, connect};
-use crate::render::{self, Paint};
+use crate::render::{self, Clock, Paint};
 
 /// How to print.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Output {
     pub json: bool,
     pub paint: Paint,
+    /// The zone times are shown in (`--tz`).
+    pub tz: jiff::tz::TimeZone,
 }
 
 impl Output {
+    /// Now, where the reader is.
+    fn clock(&self) -> Clock {
+        Clock::new(Timestamp::now(), self.tz.clone())
+    }
+
+    /// The text (with the zone named when it is not Paris's), or the JSON.
     fn print(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> Value) {
         if self.json {
             println!("{}", json());
         } else {
             print!("{}", text());
+            if let Some(zone) = self.clock().other_zone() {
+                println!("(times in {zone})");
+            }
         }
     }
 }
@@ -53,7 +64,7 @@ pub(crate) async fn status(e: &Endpoints, out: Output) -> Result<(), CliError> {
         .status
         .unwrap_or_default();
     out.print(
-        || render::status_text(&status, out.paint, Timestamp::now()),
+        || render::status_text(&status, out.paint, &out.clock()),
         || render::status_json(&status),
     );
     Ok(())
@@ -91,7 +102,7 @@ pub(crate) async fn plan(e: &Endpoints, load: Option<String>, out: Output) -> Re
             Err(_) => (Vec::new(), Vec::new()),
         };
     out.print(
-        || render::plan_text(&plan, &hours, &tempo, out.paint, Timestamp::now()),
+        || render::plan_text(&plan, &hours, &tempo, out.paint, &out.clock()),
         || render::plan_json(&plan, &tempo),
     );
     Ok(())
@@ -112,7 +123,7 @@ pub(crate) async fn forecast(e: &Endpoints, out: Output) -> Result<(), CliError>
         .map(|t| t.into_inner())
         .map_err(|s| s.message().to_owned());
     out.print(
-        || render::forecast_text(&f, &tempo, out.paint, Timestamp::now()),
+        || render::forecast_text(&f, &tempo, out.paint, &out.clock()),
         || render::forecast_json(&f, &tempo),
     );
     Ok(())
@@ -134,7 +145,7 @@ pub(crate) async fn relays(e: &Endpoints, out: Output) -> Result<(), CliError> {
         .map_err(|s| Service::Relay.error(&e.relay, s))?
         .into_inner();
     out.print(
-        || render::relays_text(&r, out.paint, Timestamp::now()),
+        || render::relays_text(&r, out.paint, &out.clock()),
         || render::relays_json(&r),
     );
     Ok(())
@@ -246,8 +257,7 @@ pub(crate) async fn override_(
             format!(
                 "{load}: forced {} until {}\n",
                 if o.powered { "on" } else { "off" },
-                render::time(o.until.as_ref())
-                    .map_or("?".to_owned(), |t| render::local(t, Timestamp::now()))
+                render::time(o.until.as_ref()).map_or("?".to_owned(), |t| out.clock().show(t))
             )
         },
         || json!({ "override": render::override_json(&o) }),
@@ -282,7 +292,7 @@ pub(crate) async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Re
         .into_inner()
         .records;
     out.print(
-        || render::history_text(&records, out.paint, Timestamp::now()),
+        || render::history_text(&records, out.paint, &out.clock()),
         || json!({ "records": records.iter().map(render::record_json).collect::<Vec<_>>() }),
     );
     Ok(())

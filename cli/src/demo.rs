@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use cpb::controller_service_client::ControllerServiceClient;
 use delestage_proto::controller::v1 as cpb;
-use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -262,10 +261,10 @@ async fn view(
                 }
             }
             Some(cpb::watch_events_response::Event::Switched(r)) => {
-                let now = Timestamp::now();
+                let clock = render::Clock::paris_now();
                 switches.push(format!(
                     "{}  {} {}",
-                    render::time(r.at.as_ref()).map_or("?".to_owned(), |t| render::local(t, now)),
+                    render::time(r.at.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
                     r.load,
                     if r.to_powered { "back on" } else { "cut" },
                 ));
@@ -281,7 +280,7 @@ async fn view(
             }
             None => continue,
         }
-        let body = render::status_text(&status, paint, Timestamp::now());
+        let body = render::status_text(&status, paint, &render::Clock::paris_now());
         let recent = if switches.is_empty() {
             String::new()
         } else {

@@ -27,6 +27,7 @@ pub async fn run(
     let out = Output {
         json: cli.json,
         paint: Paint::for_stdout(),
+        tz: render::zone(&cli.tz)?,
     };
     let e = &cli.endpoints;
     match cli.command {

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::*;
 
-pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestamp) -> String {
+pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock) -> String {
     let mut out = String::new();
     let level = s.level();
     let forecast = s.forecast.clone().unwrap_or_default();
@@ -21,7 +21,7 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
             )
         } else if forecast.usable {
             match time(forecast.fetched_at.as_ref()) {
-                Some(t) => format!("ok (fetched {})", local(t, now)),
+                Some(t) => format!("ok (fetched {})", clock.show(t)),
                 None => "ok".to_owned(),
             }
         } else {
@@ -43,7 +43,7 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
                 None => "?".to_owned(),
             };
             let next = match time(l.next_change_at.as_ref()) {
-                Some(t) => format!("{} at {}", on_off(l.next_powered), local(t, now)),
+                Some(t) => format!("{} at {}", on_off(l.next_powered), clock.show(t)),
                 None => "-".to_owned(),
             };
             [
@@ -101,8 +101,8 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
             out.push_str(&format!(
                 "  override: {}{} until {}\n",
                 on_off(o.powered),
-                override_waits(l, o.powered, now),
-                local(until, now)
+                override_waits(l, o.powered, clock),
+                clock.show(until)
             ));
         }
     }
@@ -128,7 +128,7 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, now: Timestam
 
 /// " at 14:32 (min_off)" for an override that waits for the load's
 /// minimum time; nothing for one in force.
-fn override_waits(l: &cpb::LoadStatus, powered: bool, now: Timestamp) -> String {
+fn override_waits(l: &cpb::LoadStatus, powered: bool, clock: &Clock) -> String {
     if l.desired == powered {
         return String::new();
     }
@@ -138,7 +138,7 @@ fn override_waits(l: &cpb::LoadStatus, powered: bool, now: Timestamp) -> String 
         _ => "",
     };
     match time(l.next_change_at.as_ref()) {
-        Some(at) if l.next_powered == powered => format!(" at {}{hold}", local(at, now)),
+        Some(at) if l.next_powered == powered => format!(" at {}{hold}", clock.show(at)),
         _ => format!(", waiting{hold}"),
     }
 }
@@ -153,7 +153,7 @@ pub(crate) fn plan_text(
     hours: &[fpb::HourSignal],
     tempo: &[fpb::TempoDay],
     paint: Paint,
-    now: Timestamp,
+    clock: &Clock,
 ) -> String {
     let mut out = String::new();
     let Some(start) = plan
@@ -174,7 +174,7 @@ pub(crate) fn plan_text(
         .unwrap_or(start);
     // Whole hours, from the one containing `start`.
     let first = start
-        .to_zoned_datetime(TimeZone::system())
+        .to_zoned_datetime(clock.tz.clone())
         .with()
         .minute(0)
         .second(0)
@@ -211,7 +211,7 @@ pub(crate) fn plan_text(
     for (i, (t, _)) in cells.iter().enumerate() {
         if i % 3 == 0 {
             let label = t
-                .to_zoned_datetime(TimeZone::system())
+                .to_zoned_datetime(clock.tz.clone())
                 .strftime("%H")
                 .to_string();
             header.push_str(&pad(&label, 3));
@@ -278,8 +278,8 @@ pub(crate) fn plan_text(
             };
             out.push_str(&format!(
                 "  {} → {}  {}  {}\n",
-                local(s, now),
-                local(e, now),
+                clock.show(s),
+                clock.show(e),
                 pad(on_off(i.powered), 3),
                 reason_text(i.reason(), i.level(), i.tempo_color())
             ));
@@ -290,7 +290,7 @@ pub(crate) fn plan_text(
 
 // ---- forecast ----
 
-pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Timestamp) -> String {
+pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, clock: &Clock) -> String {
     if records.is_empty() {
         return "no switches yet\n".to_owned();
     }
@@ -306,7 +306,7 @@ pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, now: Tim
         out.push_str(&format!(
             "{}  {}  {}  {}  {}\n",
             pad(
-                &time(r.at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+                &time(r.at.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
                 12
             ),
             pad(&r.load, 18),

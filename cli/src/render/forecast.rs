@@ -1,7 +1,6 @@
 //! The forecast-service's answer, day by day and hour by hour.
 
 use delestage_proto::forecast::v1 as fpb;
-use jiff::Timestamp;
 
 use super::*;
 
@@ -9,7 +8,7 @@ pub(crate) fn forecast_text(
     f: &fpb::Forecast,
     tempo: &Result<fpb::TempoCalendar, String>,
     paint: Paint,
-    now: Timestamp,
+    clock: &Clock,
 ) -> String {
     let mut out = String::new();
     let source = match f.source() {
@@ -22,12 +21,11 @@ pub(crate) fn forecast_text(
     out.push_str(&format!(
         "Ecowatt forecast from {source} ({}), generated {}, fetched {}{}\n\n",
         f.source_detail,
-        time(f.generated_at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
-        time(f.fetched_at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+        time(f.generated_at.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
+        time(f.fetched_at.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
         if f.stale { ", STALE" } else { "" },
     ));
-    // Ecowatt days are days in Paris, whatever this machine's zone.
-    static PARIS: TimeZone = jiff::tz::get!("Europe/Paris");
+    // Ecowatt days are days in Paris, whatever zone the times are in.
     for (i, day) in f.days.iter().enumerate() {
         let Some(start) = time(day.start.as_ref()) else {
             continue;
@@ -69,20 +67,20 @@ pub(crate) fn forecast_text(
         ));
     }
     out.push('\n');
-    out.push_str(&tempo_text(tempo, paint, now));
+    out.push_str(&tempo_text(tempo, paint, clock));
     out
 }
 
 /// The Tempo days, one line each: date, colour (in words and colour), and
 /// when its peak hours run.
-fn tempo_text(tempo: &Result<fpb::TempoCalendar, String>, paint: Paint, now: Timestamp) -> String {
+fn tempo_text(tempo: &Result<fpb::TempoCalendar, String>, paint: Paint, clock: &Clock) -> String {
     let cal = match tempo {
         Ok(cal) => cal,
         Err(why) => return format!("Tempo: {why}\n"),
     };
     let mut out = format!(
         "Tempo (tariff days 06:00 to 06:00, peak hours 06:00-22:00), fetched {}{}\n",
-        time(cal.fetched_at.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+        time(cal.fetched_at.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
         if cal.stale { ", STALE" } else { "" },
     );
     for day in &cal.days {
@@ -96,8 +94,8 @@ fn tempo_text(tempo: &Result<fpb::TempoCalendar, String>, paint: Paint, now: Tim
                 day.color(),
                 &pad(&tempo_name(day.color()).to_uppercase(), 5)
             ),
-            time(day.start.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
-            time(day.peak_end.as_ref()).map_or("?".to_owned(), |t| local(t, now)),
+            time(day.start.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
+            time(day.peak_end.as_ref()).map_or("?".to_owned(), |t| clock.show(t)),
         ));
     }
     if cal.days.is_empty() {

@@ -98,22 +98,61 @@ fn reason_text(reason: cpb::Reason, level: SignalLevel, color: fpb::TempoColor) 
     }
 }
 
-/// A time for people: local, to the minute; with the date when not today.
-pub(crate) fn local(t: Timestamp, now: Timestamp) -> String {
-    local_in(t, now, &TimeZone::system())
+/// When and where the reader is: the moment the output is made, and the
+/// zone its times are shown in. Europe/Paris unless `--tz` says otherwise,
+/// whatever the box's own zone: the dashboard, the forecast's days and the
+/// Tempo peak hours are all Paris time, and a box set to UTC must not show
+/// a restore at 12:31 Paris as "11:31".
+#[derive(Debug, Clone)]
+pub(crate) struct Clock {
+    pub now: Timestamp,
+    pub tz: TimeZone,
 }
 
-/// [`local`] in `tz`: the time today, the day this year, the date in
-/// another year (an override until next spring must not read as this week).
-fn local_in(t: Timestamp, now: Timestamp, tz: &TimeZone) -> String {
-    let z = t.to_zoned_datetime(tz.clone());
-    let today = now.to_zoned_datetime(tz.clone()).date();
-    if z.date() == today {
-        z.strftime("%H:%M").to_string()
-    } else if z.year() == today.year() {
-        z.strftime("%a %d %H:%M").to_string()
-    } else {
-        z.strftime("%Y-%m-%d %H:%M").to_string()
+/// Europe/Paris, compiled in: no tzdata needed on the box.
+pub(crate) static PARIS: TimeZone = jiff::tz::get!("Europe/Paris");
+
+/// The zone `--tz` names (an IANA name such as `Asia/Tokyo`).
+pub(crate) fn zone(name: &str) -> Result<TimeZone, crate::connect::CliError> {
+    if name == "Europe/Paris" {
+        return Ok(PARIS.clone());
+    }
+    TimeZone::get(name).map_err(|e| {
+        crate::connect::CliError::Usage(format!(
+            "--tz {name}: {e} (write an IANA zone such as Europe/Paris or America/Martinique; this box needs tzdata for zones other than Paris)"
+        ))
+    })
+}
+
+impl Clock {
+    pub(crate) fn new(now: Timestamp, tz: TimeZone) -> Self {
+        Self { now, tz }
+    }
+
+    /// Now, in Paris.
+    pub(crate) fn paris_now() -> Self {
+        Self::new(Timestamp::now(), PARIS.clone())
+    }
+
+    /// A time for people, to the minute: the time today, the day this
+    /// year, the date in another year (an override until next spring must
+    /// not read as this week).
+    pub(crate) fn show(&self, t: Timestamp) -> String {
+        let z = t.to_zoned_datetime(self.tz.clone());
+        let today = self.now.to_zoned_datetime(self.tz.clone()).date();
+        if z.date() == today {
+            z.strftime("%H:%M").to_string()
+        } else if z.year() == today.year() {
+            z.strftime("%a %d %H:%M").to_string()
+        } else {
+            z.strftime("%Y-%m-%d %H:%M").to_string()
+        }
+    }
+
+    /// The zone's name, when it is not Paris (the output then says so).
+    pub(crate) fn other_zone(&self) -> Option<String> {
+        let name = self.tz.iana_name().unwrap_or("a fixed offset");
+        (name != "Europe/Paris").then(|| name.to_owned())
     }
 }
 

@@ -1,11 +1,10 @@
 //! A relay-service's relays.
 
 use delestage_proto::relay::v1 as rpb;
-use jiff::Timestamp;
 
 use super::*;
 
-pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timestamp) -> String {
+pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, clock: &Clock) -> String {
     let mut out = String::new();
     if let Some(b) = &r.board {
         let mut facts = vec![
@@ -45,7 +44,7 @@ pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, now: Timesta
             },
             relay.switches_last_minute,
             relay.max_switches_per_minute,
-            time(relay.changed_at.as_ref()).map_or("-".to_owned(), |t| local(t, now)),
+            time(relay.changed_at.as_ref()).map_or("-".to_owned(), |t| clock.show(t)),
             if relay.applied == Some(false) {
                 format!("{} (not held by the board now)", relay.label)
             } else {

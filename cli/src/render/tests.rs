@@ -1,5 +1,10 @@
 use super::*;
 
+/// `now` (RFC 3339), read in Paris.
+fn paris(now: &str) -> Clock {
+    Clock::new(now.parse().expect("ts"), PARIS.clone())
+}
+
 fn ts(s: &str) -> prost_types::Timestamp {
     let t: Timestamp = s.parse().expect("ts");
     prost_types::Timestamp {
@@ -49,7 +54,7 @@ fn status_text_says_what_why_and_next_without_colour_codes() {
     let text = status_text(
         &status(),
         Paint { enabled: false },
-        "2026-12-08T17:00:00Z".parse().expect("ts"),
+        &paris("2026-12-08T17:00:00Z"),
     );
     assert!(text.contains("Grid now: RED"), "{text}");
     assert!(
@@ -65,7 +70,7 @@ fn status_text_says_what_why_and_next_without_colour_codes() {
     let coloured = status_text(
         &status(),
         Paint { enabled: true },
-        "2026-12-08T17:00:00Z".parse().expect("ts"),
+        &paris("2026-12-08T17:00:00Z"),
     );
     assert!(coloured.contains('\u{1b}'));
 }
@@ -113,7 +118,7 @@ fn the_plan_timeline_marks_cut_hours() {
         &[],
         &[],
         Paint { enabled: false },
-        "2026-12-08T16:00:00Z".parse().expect("ts"),
+        &paris("2026-12-08T16:00:00Z"),
     );
     assert!(text.contains("heater  █░░"), "{text}");
     assert!(text.contains("shed: red hour"), "{text}");
@@ -162,7 +167,7 @@ fn the_plan_marks_tempo_peak_hours_and_says_why_in_both_forms() {
         &[],
         std::slice::from_ref(&red_day),
         Paint { enabled: false },
-        "2026-12-08T16:00:00Z".parse().expect("ts"),
+        &paris("2026-12-08T16:00:00Z"),
     );
     // Five red peak hours, then off-peak.
     assert!(text.contains("RRRRR  "), "{text}");
@@ -189,18 +194,18 @@ fn relays_say_the_board_version_and_its_hardware_failsafe() {
             hardware_failsafe: failsafe.into(),
         }),
     };
-    let now: Timestamp = "2026-12-08T17:00:00Z".parse().expect("ts");
+    let now = paris("2026-12-08T17:00:00Z");
     let plain = Paint { enabled: false };
-    let text = relays_text(&answer(rpb::HardwareFailsafe::Armed), plain, now);
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Armed), plain, &now);
     assert!(
         text.contains("attached, version 200, hardware failsafe armed"),
         "{text}"
     );
-    let text = relays_text(&answer(rpb::HardwareFailsafe::Unsupported), plain, now);
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Unsupported), plain, &now);
     assert!(text.contains("hardware failsafe UNSUPPORTED"), "{text}");
-    let text = relays_text(&answer(rpb::HardwareFailsafe::Tripped), plain, now);
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Tripped), plain, &now);
     assert!(text.contains("hardware failsafe TRIPPED"), "{text}");
-    let text = relays_text(&answer(rpb::HardwareFailsafe::Off), plain, now);
+    let text = relays_text(&answer(rpb::HardwareFailsafe::Off), plain, &now);
     assert!(
         !text.contains("failsafe"),
         "nothing to say when off: {text}"
@@ -213,18 +218,25 @@ fn relays_say_the_board_version_and_its_hardware_failsafe() {
 
 #[test]
 fn a_time_in_another_year_shows_its_year() {
-    let tz = TimeZone::get("Europe/Paris").expect("Paris");
-    let now: Timestamp = "2026-12-08T17:00:00Z".parse().expect("ts");
+    let clock = paris("2026-12-08T17:00:00Z");
     let at = |s: &str| s.parse::<Timestamp>().expect("ts");
-    assert_eq!(local_in(at("2026-12-08T19:00:00Z"), now, &tz), "20:00");
-    assert_eq!(
-        local_in(at("2026-12-10T19:00:00Z"), now, &tz),
-        "Thu 10 20:00"
+    assert_eq!(clock.show(at("2026-12-08T19:00:00Z")), "20:00");
+    assert_eq!(clock.show(at("2026-12-10T19:00:00Z")), "Thu 10 20:00");
+    assert_eq!(clock.show(at("2027-03-10T19:00:00Z")), "2027-03-10 20:00");
+}
+
+#[test]
+fn times_are_paris_times_unless_another_zone_is_asked_for() {
+    let at = |s: &str| s.parse::<Timestamp>().expect("ts");
+    let clock = paris("2026-12-08T17:00:00Z");
+    assert_eq!(clock.show(at("2026-12-08T11:31:00Z")), "12:31");
+    assert_eq!(clock.other_zone(), None);
+    let tokyo = Clock::new(
+        at("2026-12-08T10:00:00Z"),
+        TimeZone::fixed(jiff::tz::offset(9)),
     );
-    assert_eq!(
-        local_in(at("2027-03-10T19:00:00Z"), now, &tz),
-        "2027-03-10 20:00"
-    );
+    assert_eq!(tokyo.show(at("2026-12-08T11:31:00Z")), "20:31");
+    assert_eq!(tokyo.other_zone().as_deref(), Some("a fixed offset"));
 }
 
 #[test]
@@ -241,14 +253,9 @@ fn an_override_that_waits_for_the_minimum_says_when_it_acts() {
         until: Some(ts("2026-12-08T19:00:00Z")),
         ..Default::default()
     });
-    let text = status_text(
-        &s,
-        Paint { enabled: false },
-        "2026-12-08T17:00:00Z".parse().expect("ts"),
-    );
-    // The time itself is in the machine's zone.
+    let text = status_text(&s, Paint { enabled: false }, &paris("2026-12-08T17:00:00Z"));
     assert!(
-        text.contains("override: on at ") && text.contains("(min_off) until"),
+        text.contains("override: on at 18:20 (min_off) until 20:00"),
         "{text}"
     );
 }

@@ -209,3 +209,49 @@ async fn the_demo_runs_and_every_command_answers() {
         "{log}"
     );
 }
+
+/// Times for people are Paris times whatever the box's zone (TZ), and
+/// `--tz` shows another zone, named in the output.
+#[tokio::test]
+async fn times_are_in_paris_whatever_the_machines_zone() {
+    let demo = Demo::start().await;
+    let forecast = demo.json(&["forecast", "--json"]).await;
+    let fetched: jiff::Timestamp = forecast["fetched_at"]
+        .as_str()
+        .expect("fetched_at")
+        .parse()
+        .expect("RFC 3339");
+    let in_zone = |zone: &str| {
+        let tz = jiff::tz::TimeZone::get(zone).expect("zone");
+        fetched.to_zoned_datetime(tz).strftime("%H:%M").to_string()
+    };
+
+    let mut texts = Vec::new();
+    for zone in ["UTC", "Asia/Tokyo"] {
+        let mut env = demo.env.clone();
+        env.push(("TZ", zone.to_owned()));
+        let out = tokio::process::Command::new(binary("delestage"))
+            .arg("forecast")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .await
+            .expect("runs");
+        assert!(out.status.success());
+        texts.push(String::from_utf8(out.stdout).expect("utf-8"));
+    }
+    assert_eq!(texts[0], texts[1], "the box's zone changes nothing");
+    let paris = format!("fetched {}", in_zone("Europe/Paris"));
+    assert!(texts[0].contains(&paris), "{paris:?} in:\n{}", texts[0]);
+    assert!(!texts[0].contains("times in"), "{}", texts[0]);
+
+    let tokyo = demo.text(&["--tz", "Asia/Tokyo", "forecast"]).await;
+    let there = format!("fetched {}", in_zone("Asia/Tokyo"));
+    assert!(tokyo.contains(&there), "{there:?} in:\n{tokyo}");
+    assert!(tokyo.contains("(times in Asia/Tokyo)"), "{tokyo}");
+
+    let out = demo.run(&["--tz", "Mars/Olympus", "status"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tz Mars/Olympus"), "{stderr}");
+    assert!(demo.process.stop_with(Signal::SIGINT).await.success());
+}
