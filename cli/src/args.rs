@@ -141,8 +141,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 50080)]
     pub http_port: u16,
     /// Also show the demo in Home Assistant, through this MQTT broker
-    /// (mqtt://HOST:1883, anonymous; see the README's Home Assistant
-    /// section for a broker with users).
+    /// (mqtt://HOST:1883, anonymous; see docs/home-assistant.md for a
+    /// broker with users).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
     /// Keep the demo's state here (default: a temporary directory, removed

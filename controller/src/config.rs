@@ -30,7 +30,7 @@ use crate::model::{
 /// overrides, history), with grpc.health.v1 and server reflection.
 ///
 /// The loads and relay-services are in the --config file (`[[load]]`,
-/// `[relays.NAME]`; see the README for every key). Every option below can
+/// `[relays.NAME]`; see docs/controller.md for every key). Every option below can
 /// be set there too, under its name with underscores (the policy ones in a
 /// `[policy]` table); flags win.
 #[derive(Debug, Parser, Serialize, Deserialize)]
@@ -282,7 +282,7 @@ impl Settings {
         } = loaded;
         let Some(path) = origins.file().map(Path::to_owned) else {
             return Err(Error::Config(
-                "--config FILE is required: it lists the loads and relay-services (see the README, or deploy/controller.toml)"
+                "--config FILE is required: it lists the loads and relay-services (see docs/controller.md, or deploy/controller.toml)"
                     .to_owned(),
             ));
         };

@@ -23,7 +23,6 @@ use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic_types::StatusExt;
 
 use crate::forecast_file::ForecastFile;
 use crate::model::SignalLevel;
@@ -91,8 +90,7 @@ pub(crate) async fn follow_tempo(
             r = session => match r { Err(s) => s, Ok(()) => continue },
             _ = closing.cancelled() => return,
         };
-        let off = status.code() == tonic::Code::Unavailable
-            && status.message().contains("tempo is not enabled");
+        let off = fpb::has_reason(&status, fpb::TEMPO_NOT_ENABLED);
         let wait = if off {
             if !said_off {
                 if wanted {
@@ -269,10 +267,7 @@ async fn forecast_session(
 /// A transport failure also comes back as UNAVAILABLE; the service's own
 /// "no forecast yet" answer carries a typed reason in its details.
 fn is_from_service(status: &tonic::Status) -> bool {
-    status
-        .get_error_details()
-        .error_info()
-        .is_some_and(|info| info.reason == fpb::NO_FORECAST_YET && info.domain == fpb::ERROR_DOMAIN)
+    fpb::has_reason(status, fpb::NO_FORECAST_YET)
 }
 
 fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {

@@ -72,10 +72,16 @@ impl ForecastApi {
     }
 }
 
-/// Tempo is off: the one answer to every Tempo call.
+/// Tempo is off: the one answer to every Tempo call, with its typed reason.
 fn tempo_not_enabled() -> Status {
-    Status::unavailable(
+    Status::with_error_details(
+        tonic::Code::Unavailable,
         "tempo is not enabled (start forecast-service with --tempo rte or --tempo file)",
+        ErrorDetails::with_error_info(
+            pb::TEMPO_NOT_ENABLED,
+            pb::ERROR_DOMAIN,
+            std::collections::HashMap::new(),
+        ),
     )
 }
 

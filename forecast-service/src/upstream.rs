@@ -286,8 +286,7 @@ async fn follow_tempo(
             Err(status) = session => status,
             () = closing.cancelled() => return,
         };
-        let off = status.code() == tonic::Code::Unavailable
-            && status.message().contains("tempo is not enabled");
+        let off = pb::has_reason(&status, pb::TEMPO_NOT_ENABLED);
         let wait = if off {
             tempo.send_if_modified(|t| {
                 let was = t.enabled;

@@ -154,7 +154,11 @@ async fn with_tempo_off_the_tempo_calls_say_it_is_not_enabled() {
     let mut svc = Running::start(settings).await;
     let err = svc.tempo().await.expect_err("off");
     assert_eq!(err.code(), Code::Unavailable);
-    assert!(err.message().contains("tempo is not enabled"), "{err:?}");
+    assert!(
+        pb::has_reason(&err, pb::TEMPO_NOT_ENABLED)
+            && err.message().contains("tempo is not enabled"),
+        "{err:?}"
+    );
     let err = svc
         .client
         .clone()
@@ -162,7 +166,11 @@ async fn with_tempo_off_the_tempo_calls_say_it_is_not_enabled() {
         .await
         .expect_err("off");
     assert_eq!(err.code(), Code::Unavailable);
-    assert!(err.message().contains("tempo is not enabled"), "{err:?}");
+    assert!(
+        pb::has_reason(&err, pb::TEMPO_NOT_ENABLED)
+            && err.message().contains("tempo is not enabled"),
+        "{err:?}"
+    );
     svc.stop().await;
 }
 

@@ -161,7 +161,7 @@ async fn a_replica_serves_through_its_upstreams_restart_and_its_own() {
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
         let err = tempo_of(&mut replica).await.expect_err("Tempo is off");
-        if err.message().contains("tempo is not enabled") {
+        if pb::has_reason(&err, pb::TEMPO_NOT_ENABLED) {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{err:?}");

@@ -30,6 +30,22 @@ pub mod forecast {
         /// first fetch has not succeeded). A transport failure, also
         /// UNAVAILABLE, carries no such detail.
         pub const NO_FORECAST_YET: &str = "NO_FORECAST_YET";
+
+        /// The `ErrorInfo` reason of the UNAVAILABLE every Tempo call gets
+        /// from a forecast-service started with `--tempo off`: it will not
+        /// change until that service is restarted otherwise.
+        pub const TEMPO_NOT_ENABLED: &str = "TEMPO_NOT_ENABLED";
+
+        /// Whether `status` is the forecast-service's own answer with
+        /// `reason` (a transport failure, also UNAVAILABLE, carries no
+        /// reason). Services decide on this, never on a message's text.
+        pub fn has_reason(status: &tonic::Status, reason: &str) -> bool {
+            use tonic_types::StatusExt;
+            status
+                .get_error_details()
+                .error_info()
+                .is_some_and(|info| info.reason == reason && info.domain == ERROR_DOMAIN)
+        }
     }
 }
 

@@ -52,7 +52,7 @@ pub fn open_board(settings: &Settings) -> Result<Board, Error> {
             return Err(Error::Config(
                 "--board phidget: this relay-service was built without Phidget support; \
                  rebuild it with `cargo build --release -p delestage-relay-service --features phidget` \
-                 (needs libphidget22, see the README's \"On real hardware\")"
+                 (needs libphidget22, see docs/relay-service.md, \"On real hardware\")"
                     .to_owned(),
             ));
         }

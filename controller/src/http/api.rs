@@ -277,7 +277,7 @@ pub(crate) async fn not_found(uri: http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no API route {}: see the README (status, plan, forecast, history, overrides/LOAD, events)",
+            "no API route {}: see docs/dashboard.md (status, plan, forecast, history, overrides/LOAD, events)",
             uri.path()
         ),
     )

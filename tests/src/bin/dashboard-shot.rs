@@ -1,4 +1,4 @@
-//! Screenshots of the dashboard, from `delestage demo`, for the README; and
+//! Screenshots of the dashboard, from `delestage demo`, for docs/dashboard.md; and
 //! what the page costs in headless Chromium: bytes over the wire and the
 //! time to first paint.
 //!

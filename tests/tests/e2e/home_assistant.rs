@@ -406,13 +406,16 @@ async fn the_brokers_users_and_acls_decide_who_may_command() {
         ],
     )
     .await;
-    // The README's ACL as it is written, and a read-only guest who may
+    // The documented ACL (docs/home-assistant.md) as it is written, and a read-only guest who may
     // publish marks on a topic of its own.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/home-assistant.md"
+    ))
+    .expect("docs/home-assistant.md");
     let start = readme
         .find("# /etc/mosquitto/acl\n")
-        .expect("the README's ACL")
+        .expect("the documented ACL")
         + "# /etc/mosquitto/acl\n".len();
     let end = start + readme[start..].find("```").expect("the end of the ACL");
     let acl = broker_dir.join("acl");
