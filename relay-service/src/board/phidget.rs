@@ -37,6 +37,7 @@
 use std::sync::atomic::Ordering;
 
 use std::ffi::{CStr, c_char, c_void};
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,11 +99,39 @@ enum Command {
     Stop,
 }
 
-/// One open channel, with its error handler's context (dropped after the
-/// channel is: fields drop in order).
+/// One open channel, with its error handler's context.
+///
+/// Neither is ever freed. libphidget22 calls the handlers on threads of its
+/// own, and an event it queued before `Phidget_close` may still be
+/// delivered after it: freeing the handlers' closures (or deleting the
+/// channel) then makes the library call freed memory. Seen under load as
+/// SIGSEGVs in `DigitalOutput::on_attach` and inside the library's own
+/// threads. So a channel that goes is closed with its handlers cleared,
+/// and its few hundred bytes are left allocated: a board is opened once
+/// per process.
 pub(super) struct Channel {
-    out: DigitalOutput,
-    _on_error: Box<ErrorContext>,
+    out: ManuallyDrop<DigitalOutput>,
+    _on_error: ManuallyDrop<Box<ErrorContext>>,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        retire(&mut self.out);
+    }
+}
+
+/// Stops the library from calling into `out`'s handlers and closes it
+/// (which turns its relay off); leaves it allocated (see [`Channel`]).
+fn retire(out: &mut DigitalOutput) {
+    let handle = out.as_mut_handle();
+    // SAFETY: `handle` is a live channel handle (never deleted); clearing
+    // a handler takes no pointer of ours.
+    unsafe {
+        phidget::ffi::Phidget_setOnAttachHandler(handle, None, std::ptr::null_mut());
+        phidget::ffi::Phidget_setOnDetachHandler(handle, None, std::ptr::null_mut());
+        phidget::ffi::Phidget_setOnErrorHandler(handle, None, std::ptr::null_mut());
+    }
+    let _ = phidget::Phidget::close(out);
 }
 
 struct ErrorContext {
@@ -144,7 +173,7 @@ impl PhidgetBoard {
                 };
                 let mut worker = Worker::new(serial, failsafe, tracking, beats);
                 worker.serve(&mut channels, command_rx);
-                // Dropping the channels closes them.
+                // Closes them (see `Channel`).
                 drop(channels);
             })
             .map_err(|e| BoardError::Failed(format!("cannot start the Phidget thread: {e}")))?;
@@ -307,8 +336,11 @@ fn pick_board(serial: Option<i32>) -> Result<Option<i32>, BoardError> {
         }
         probes.push(probe);
     }
-    // Dropping the probes closes them.
-    drop(probes);
+    // Closed, and left allocated like every channel (see `Channel`).
+    for mut probe in probes {
+        retire(&mut probe);
+        std::mem::forget(probe);
+    }
     match found.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),
@@ -330,7 +362,8 @@ fn open_channels(
 ) -> Result<Vec<Channel>, BoardError> {
     let mut channels = Vec::with_capacity(CHANNELS as usize);
     for channel in 0..CHANNELS {
-        let mut out = DigitalOutput::new();
+        // Never dropped, even on an error below (see `Channel`).
+        let mut out = ManuallyDrop::new(DigitalOutput::new());
         let failed = |what: &str, e: ReturnCode| {
             BoardError::Failed(format!("channel {channel}: {what}: {e}"))
         };
@@ -357,8 +390,8 @@ fn open_channels(
             channel,
             commands: Mutex::new(posts.clone()),
         });
-        // SAFETY: the context outlives the channel (dropped after it, see
-        // `Channel`), and the handler only reads it.
+        // SAFETY: the context is never freed (see `Channel`), and the
+        // handler only reads it.
         let rc = unsafe {
             phidget::ffi::Phidget_setOnErrorHandler(
                 out.as_mut_handle(),
@@ -368,6 +401,7 @@ fn open_channels(
         };
         ReturnCode::result(rc).map_err(|e| failed("set error handler", e))?;
 
+        let on_error = ManuallyDrop::new(on_error);
         out.open().map_err(|e| failed("open", e))?;
         channels.push(Channel {
             out,

@@ -253,10 +253,10 @@ impl HardwareFailsafe {
             tracker.detached(i as u32);
         }
         for (i, channel) in channels.iter_mut().enumerate() {
-            if let Err(e) = phidget::Phidget::close(&mut channel.out) {
+            if let Err(e) = phidget::Phidget::close(&mut *channel.out) {
                 tracing::error!(channel = i, error = %e, "cannot close a tripped channel");
             }
-            if let Err(e) = phidget::Phidget::open(&mut channel.out) {
+            if let Err(e) = phidget::Phidget::open(&mut *channel.out) {
                 tracing::error!(channel = i, error = %e, "cannot reopen a tripped channel");
             }
         }
