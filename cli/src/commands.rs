@@ -241,10 +241,7 @@ pub(crate) async fn override_(
         .set_override(cpb::SetOverrideRequest {
             load: load.clone(),
             powered: state.is_on(),
-            until: Some(prost_types::Timestamp {
-                seconds: until.as_second(),
-                nanos: until.subsec_nanosecond(),
-            }),
+            until: Some(delestage_proto::time::to_pb(until)),
             force: args.force,
         })
         .await
@@ -273,10 +270,7 @@ pub(crate) async fn history(e: &Endpoints, args: HistoryArgs, out: Output) -> Re
             let t = Timestamp::now()
                 .checked_sub(d)
                 .map_err(|err| CliError::Usage(format!("--since: {err}")))?;
-            Some(prost_types::Timestamp {
-                seconds: t.as_second(),
-                nanos: 0,
-            })
+            Some(delestage_proto::time::to_pb(t))
         }
         None => None,
     };

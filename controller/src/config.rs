@@ -422,12 +422,10 @@ impl Settings {
         };
         let mqtt = mqtt::resolve(&o.mqtt).map_err(|(key, why)| at(key, why))?;
         if mqtt.is_some() {
-            // Home Assistant's object ids take no '.': it becomes '_'.
-            let entity = |name: &str| name.replace('.', "_");
             for (i, l) in loads.iter().enumerate() {
                 if let Some(other) = loads[..i]
                     .iter()
-                    .find(|o| entity(&o.name) == entity(&l.name))
+                    .find(|o| crate::model::object_id(&o.name) == crate::model::object_id(&l.name))
                 {
                     return Err(at(
                         &format!("load[{i}].name"),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use delestage_proto::forecast::v1 as fpb;
 use delestage_proto::relay::v1 as rpb;
+use delestage_proto::time::from_pb;
 use delestage_runtime::backoff::{Backoff, Retry};
 use delestage_runtime::client::AuthedChannel;
 use fpb::forecast_service_client::ForecastServiceClient;
@@ -294,17 +295,6 @@ fn apply_forecast(tx: &watch::Sender<ForecastSeen>, f: fpb::Forecast) {
         seen.stale = f.stale;
         seen.problem = None;
     });
-}
-
-pub(crate) fn from_pb(t: &prost_types::Timestamp) -> Option<Timestamp> {
-    Timestamp::new(t.seconds, t.nanos).ok()
-}
-
-pub(crate) fn to_pb(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.as_second(),
-        nanos: t.subsec_nanosecond(),
-    }
 }
 
 /// Follows one relay-service's WatchRelays until `closing`.

@@ -143,6 +143,18 @@ pub fn level_name(level: Option<SignalLevel>) -> &'static str {
     SignalLevel::name_or_unknown(level)
 }
 
+/// A name as a Home Assistant object id, which takes `[A-Za-z0-9_-]`:
+/// anything else becomes `_`. Discovery uses it, and the config check
+/// refuses two loads that it would make one entity.
+pub(crate) fn object_id(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

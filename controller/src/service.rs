@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use delestage_proto::controller::v1 as pb;
 use delestage_proto::forecast::v1::{SignalLevel as PbLevel, TempoColor as PbColor};
+use delestage_proto::time::{from_pb, to_pb};
 use delestage_runtime::stream::{StreamSlots, WatchStream, forward_broadcast, forward_watch};
 use pb::controller_service_server::ControllerService;
 use tonic::{Request, Response, Status};
 
 use crate::enforce::{self, Controller, Event};
-use crate::follow::{from_pb, to_pb};
 use crate::model::{Fallback, Load, RunWindow, SignalLevel, TempoColor};
 use crate::policy::{DayBudget, Plan, Reason, TariffDay};
 use crate::store::{StoredOverride, SwitchRecord};

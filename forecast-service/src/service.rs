@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delestage_proto::forecast::v1 as pb;
+use delestage_proto::time::to_pb;
 use delestage_runtime::stream::{Sink, StreamSlots, WatchStream};
 use jiff::Timestamp;
 use pb::forecast_service_server::ForecastService;
@@ -140,7 +141,7 @@ impl ForecastService for ForecastApi {
         request: Request<pb::GetLevelRequest>,
     ) -> Result<Response<pb::GetLevelResponse>, Status> {
         let at = match request.into_inner().at {
-            Some(at) => Timestamp::new(at.seconds, at.nanos).map_err(|e| {
+            Some(at) => delestage_proto::time::try_from_pb(&at).map_err(|e| {
                 Status::invalid_argument(format!(
                     "at: {}s {}ns is not a valid time: {e}",
                     at.seconds, at.nanos
@@ -150,7 +151,7 @@ impl ForecastService for ForecastApi {
         };
         let published = self.published()?;
         let (start, end) = match timeline::hour_containing(at) {
-            Some((_, _, start, end)) => (Some(to_pb_time(start)), Some(to_pb_time(end))),
+            Some((_, _, start, end)) => (Some(to_pb(start)), Some(to_pb(end))),
             None => (None, None),
         };
         let level = published
@@ -263,12 +264,12 @@ pub(crate) fn tempo_to_pb(p: &PublishedTempo, now: Timestamp) -> pb::TempoCalend
             .map(|d| pb::TempoDay {
                 date: d.date.to_string(),
                 color: pb::TempoColor::from(d.color).into(),
-                start: d.start().map(to_pb_time),
-                end: d.end().map(to_pb_time),
-                peak_end: d.peak_end().map(to_pb_time),
+                start: d.start().map(to_pb),
+                end: d.end().map(to_pb),
+                peak_end: d.peak_end().map(to_pb),
             })
             .collect(),
-        fetched_at: Some(to_pb_time(p.fetched_at)),
+        fetched_at: Some(to_pb(p.fetched_at)),
         stale: p.is_stale(now),
     }
 }
@@ -280,13 +281,6 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-pub(crate) fn to_pb_time(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.as_second(),
-        nanos: t.subsec_nanosecond(),
-    }
-}
-
 pub(crate) fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
     pb::Forecast {
         hours: p
@@ -294,8 +288,8 @@ pub(crate) fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
             .hours
             .iter()
             .map(|h| pb::HourSignal {
-                start: Some(to_pb_time(h.start)),
-                end: Some(to_pb_time(h.end)),
+                start: Some(to_pb(h.start)),
+                end: Some(to_pb(h.end)),
                 level: pb::SignalLevel::from(h.level).into(),
             })
             .collect(),
@@ -304,13 +298,13 @@ pub(crate) fn forecast_to_pb(p: &Published, stale: bool) -> pb::Forecast {
             .days
             .iter()
             .map(|d| pb::DaySignal {
-                start: Some(to_pb_time(d.start)),
+                start: Some(to_pb(d.start)),
                 level: pb::SignalLevel::from(d.level).into(),
                 message: d.message.clone(),
             })
             .collect(),
-        generated_at: Some(to_pb_time(p.forecast.generated_at)),
-        fetched_at: Some(to_pb_time(p.fetched_at)),
+        generated_at: Some(to_pb(p.forecast.generated_at)),
+        fetched_at: Some(to_pb(p.fetched_at)),
         stale,
         source: match p.source {
             Source::Rte => pb::ForecastSource::Rte,

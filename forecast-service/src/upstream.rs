@@ -319,7 +319,7 @@ async fn follow_tempo(
 
 fn time(t: Option<&prost_types::Timestamp>, what: &str) -> Result<Timestamp, String> {
     let t = t.ok_or_else(|| format!("{what} is missing"))?;
-    Timestamp::new(t.seconds, t.nanos).map_err(|e| format!("{what}: {e}"))
+    delestage_proto::time::try_from_pb(t).map_err(|e| format!("{what}: {e}"))
 }
 
 /// A forecast message as this replica serves it: the same hours and days,

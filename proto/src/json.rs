@@ -35,8 +35,7 @@ pub fn reason_name(reason: cpb::Reason) -> &'static str {
 
 /// A message's time; `None` when absent or out of range.
 pub fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
-    let t = t?;
-    Timestamp::new(t.seconds, t.nanos).ok()
+    crate::time::from_pb(t?)
 }
 
 /// RFC 3339, or null.

@@ -57,6 +57,7 @@ pub mod controller {
 }
 
 pub mod json;
+pub mod time;
 pub mod vocabulary;
 
 /// The encoded `FileDescriptorSet` of every delestage contract, for the gRPC

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delestage_proto::relay::v1 as rpb;
+use delestage_proto::time::to_pb;
 use delestage_runtime::backoff::Backoff;
 use delestage_runtime::deadline;
 use jiff::{SignedDuration, Timestamp};
@@ -16,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::diff::{Refusal, Switch};
 use super::reconcile::{Controller, Job};
-use crate::follow::to_pb;
 use crate::model::{Fallback, level_name};
 use crate::store::{SwitchRecord, reason_name};
 

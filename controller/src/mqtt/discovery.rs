@@ -9,6 +9,8 @@
 use delestage_proto::vocabulary::{SignalLevel, TempoColor};
 use serde_json::{Value, json};
 
+use crate::model::object_id;
+
 /// The topics of one controller: `prefix` for states and commands, the
 /// discovery prefix for Home Assistant's configs.
 #[derive(Debug, Clone)]
@@ -111,16 +113,6 @@ impl Topics {
             self.discovery_prefix, self.node
         )
     }
-}
-
-/// A name as a discovery object id: Home Assistant takes `[A-Za-z0-9_-]`.
-fn object_id(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
-            _ => '_',
-        })
-        .collect()
 }
 
 /// Every config, for these loads: the controller's sensors, then four
