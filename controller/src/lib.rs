@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::enforce::{Controller, Enforcement, RelayLink};
 pub use crate::error::Error;
-use crate::follow::RelaySeen;
+use crate::follow::{ForecastSeen, RelaySeen};
 use crate::service::ControllerApi;
 use crate::store::Store;
 
@@ -94,67 +94,28 @@ pub async fn serve_on(
     http_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let (mut store, report) = Store::open(&settings.state_dir)?;
-    for problem in &report.problems {
-        tracing::error!(%problem, "state");
-    }
-    let dropped = store.retain_overrides(|name| settings.loads.iter().any(|l| l.name == name))?;
-    for load in dropped {
-        tracing::warn!(%load, "dropped the override of a load that is no longer configured");
-    }
-
+    let store = open_store(&settings)?;
     // Read now (password, CA): a missing file stops the start.
     let mqtt = match &settings.mqtt {
         Some(mqtt) => Some((mqtt.clone(), mqtt::client_options(mqtt)?)),
         None => None,
     };
+    let links = connect_relays(&settings).await?;
 
     let closing = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    let mut links = Vec::new();
-    for rs in &settings.relay_services {
-        let client = RelayServiceClient::new(channel(&rs.endpoint, &rs.security)?);
-        check_channels(&settings, &rs.name, &rs.endpoint, client.clone()).await?;
-        links.push(RelayLink {
-            name: rs.name.clone(),
-            endpoint: rs.endpoint.clone(),
-            client,
-            seen: Arc::new(watch::channel(RelaySeen::default()).0),
-        });
-    }
-    let forecast_file = forecast_file::ForecastFile::in_dir(&settings.state_dir);
-    let forecast_seen = Arc::new(watch::channel(forecast_file.load()).0);
     // Every task of the controller, joined at shutdown.
     let tasks = TaskTracker::new();
-    tasks.spawn(follow::keep_forecast(
-        forecast_file,
-        forecast_seen.subscribe(),
-        closing.clone(),
-    ));
     let forecast_client =
         ForecastServiceClient::new(channel(&settings.forecast, &settings.forecast_security)?);
-    tasks.spawn(follow::follow_tempo(
+    let forecast_seen = follow_everything(
+        &settings,
+        &tasks,
         forecast_client.clone(),
-        Arc::clone(&forecast_seen),
-        Arc::clone(&wake),
-        settings.loads.iter().any(|l| l.shed_on_tempo.is_some()),
-        closing.clone(),
-    ));
-    tasks.spawn(follow::follow_forecast(
-        forecast_client.clone(),
-        Arc::clone(&forecast_seen),
-        Arc::clone(&wake),
-        closing.clone(),
-    ));
-    for link in &links {
-        tasks.spawn(follow::follow_relays(
-            link.name.clone(),
-            link.client.clone(),
-            Arc::clone(&link.seen),
-            Arc::clone(&wake),
-            closing.clone(),
-        ));
-    }
+        &links,
+        &wake,
+        &closing,
+    );
 
     let addr = listener
         .local_addr()
@@ -234,6 +195,79 @@ pub async fn serve_on(
     served?;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// The state dir: its problems said, the overrides of loads no longer
+/// configured dropped.
+fn open_store(settings: &Settings) -> Result<Store, Error> {
+    let (mut store, report) = Store::open(&settings.state_dir)?;
+    for problem in &report.problems {
+        tracing::error!(%problem, "state");
+    }
+    let dropped = store.retain_overrides(|name| settings.loads.iter().any(|l| l.name == name))?;
+    for load in dropped {
+        tracing::warn!(%load, "dropped the override of a load that is no longer configured");
+    }
+    Ok(store)
+}
+
+/// A client per relay-service, its channels checked if it answers now.
+async fn connect_relays(settings: &Settings) -> Result<Vec<RelayLink>, Error> {
+    let mut links = Vec::new();
+    for rs in &settings.relay_services {
+        let client = RelayServiceClient::new(channel(&rs.endpoint, &rs.security)?);
+        check_channels(settings, &rs.name, &rs.endpoint, client.clone()).await?;
+        links.push(RelayLink {
+            name: rs.name.clone(),
+            endpoint: rs.endpoint.clone(),
+            client,
+            seen: Arc::new(watch::channel(RelaySeen::default()).0),
+        });
+    }
+    Ok(links)
+}
+
+/// Starts following the forecast, Tempo and every relay box (and keeping
+/// the forecast in the state dir), on `tasks`; returns what the forecast
+/// followers publish.
+fn follow_everything(
+    settings: &Settings,
+    tasks: &TaskTracker,
+    forecast_client: ForecastServiceClient<AuthedChannel>,
+    links: &[RelayLink],
+    wake: &Arc<Notify>,
+    closing: &CancellationToken,
+) -> Arc<watch::Sender<ForecastSeen>> {
+    let forecast_file = forecast_file::ForecastFile::in_dir(&settings.state_dir);
+    let forecast_seen = Arc::new(watch::channel(forecast_file.load()).0);
+    tasks.spawn(follow::keep_forecast(
+        forecast_file,
+        forecast_seen.subscribe(),
+        closing.clone(),
+    ));
+    tasks.spawn(follow::follow_tempo(
+        forecast_client.clone(),
+        Arc::clone(&forecast_seen),
+        Arc::clone(wake),
+        settings.loads.iter().any(|l| l.shed_on_tempo.is_some()),
+        closing.clone(),
+    ));
+    tasks.spawn(follow::follow_forecast(
+        forecast_client,
+        Arc::clone(&forecast_seen),
+        Arc::clone(wake),
+        closing.clone(),
+    ));
+    for link in links {
+        tasks.spawn(follow::follow_relays(
+            link.name.clone(),
+            link.client.clone(),
+            Arc::clone(&link.seen),
+            Arc::clone(wake),
+            closing.clone(),
+        ));
+    }
+    forecast_seen
 }
 
 /// If the relay-service answers, every load on it must name a channel it
