@@ -342,9 +342,6 @@ impl Controller {
         let forecast_status =
             status::forecast_status(&forecast, self.enforcement.forecast_max_age, now);
         let usable_hours = forecast_status.usable.then(|| Arc::clone(&forecast.hours));
-        // Past it, the plan shows the fallbacks.
-        let forecast_expires =
-            status::forecast_expiry(&forecast, self.enforcement.forecast_max_age);
         let level = usable_hours
             .as_deref()
             .and_then(|h| policy::hour_at(h, now))
@@ -352,105 +349,12 @@ impl Controller {
 
         let (plan, switches) = {
             let mut inner = self.inner.lock().await;
-            let any_expired = inner.store().overrides().values().any(|o| o.until <= now);
-            if any_expired {
-                match inner.write(move |store| store.expire_overrides(now)).await {
-                    Ok(expired) => {
-                        for load in expired {
-                            tracing::info!(%load, "override expired");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot save the overrides"),
-                }
-            }
-            let store = inner.store();
-            let overrides: HashMap<String, Override> = store
-                .overrides()
-                .iter()
-                .map(|(k, o)| {
-                    (
-                        k.clone(),
-                        Override {
-                            powered: o.powered,
-                            until: o.until,
-                            force: o.force,
-                        },
-                    )
-                })
-                .collect();
-            let states = observe::load_states(&self.enforcement.loads, &store, &relays);
-            let delivered_today = observe::delivered_today(
-                &self.enforcement.loads,
-                &store,
-                &states,
-                self.started_at,
-                now,
-            );
-            // Timed for `controller_plan_seconds` (the scale benchmark reads
-            // it): the policy is the one part whose cost grows with loads
-            // times horizon.
-            let planning = std::time::Instant::now();
-            let plan = policy::plan(&PlanInput {
-                now,
-                loads: &self.enforcement.loads,
-                forecast: usable_hours.as_deref().map(Vec::as_slice),
-                forecast_expires,
-                tempo: &forecast.tempo,
-                overrides: &overrides,
-                states: &states,
-                last_restore_at: store.last_restore_at().max(inner.last_restore_decided),
-                restore_stagger: self.enforcement.restore_stagger,
-                restore_jitter: RestoreJitter {
-                    max: self.enforcement.restore_jitter,
-                    seed: store.instance_seed(),
-                },
-                delivered_today: &delivered_today,
-                watching_since: self.started_at,
-                default_horizon: DEFAULT_HORIZON,
-            });
-            metrics::gauge!("controller_plan_seconds").set(planning.elapsed().as_secs_f64());
-            drop(store);
-            let decided = diff::diff(
-                &self.enforcement.loads,
-                &plan,
-                &relays,
-                &inner.refusals,
-                &inner.in_flight,
-                level,
-                now,
-            );
-            for i in decided.settled {
-                inner.refusals.remove(&self.enforcement.loads[i].name);
-            }
-            for switch in &decided.switches {
-                inner
-                    .in_flight
-                    .insert(self.enforcement.loads[switch.load].name.clone());
-                if switch.to {
-                    inner.last_restore_decided = Some(now);
-                }
-            }
-            for (i, why) in decided.blocked {
-                inner.refusals.insert(
-                    self.enforcement.loads[i].name.clone(),
-                    Refusal {
-                        message: why,
-                        attempts: 0,
-                        retry_at: now,
-                    },
-                );
-            }
-            (plan, decided.switches)
+            Self::expire_overrides(&mut inner, now).await;
+            let plan = self.plan_now(&inner, &forecast, usable_hours.as_deref(), &relays, now);
+            let switches = self.decide(&mut inner, &plan, &relays, level, now);
+            (plan, switches)
         };
-
-        for switch in switches {
-            let load = &self.enforcement.loads[switch.load];
-            let Some(link) = self.link_of(load) else {
-                continue;
-            };
-            // Fails only at shutdown, when the tasks have ended.
-            let _ = self.queues[link].send(Job { switch, at: now });
-        }
+        self.dispatch(switches, now);
 
         let plan = Arc::new(plan);
         self.plan.send_replace(Arc::clone(&plan));
@@ -460,6 +364,136 @@ impl Controller {
             .last_pass
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(tokio::time::Instant::now());
+    }
+
+    /// Drops the overrides that have run out (saved first).
+    async fn expire_overrides(inner: &mut Inner, now: Timestamp) {
+        let any_expired = inner.store().overrides().values().any(|o| o.until <= now);
+        if !any_expired {
+            return;
+        }
+        match inner.write(move |store| store.expire_overrides(now)).await {
+            Ok(expired) => {
+                for load in expired {
+                    tracing::info!(%load, "override expired");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot save the overrides"),
+        }
+    }
+
+    /// The plan for `now` (pure, from what the store and the relays say).
+    fn plan_now(
+        &self,
+        inner: &Inner,
+        forecast: &ForecastSeen,
+        usable_hours: Option<&Vec<policy::Hour>>,
+        relays: &RelayView<'_>,
+        now: Timestamp,
+    ) -> Plan {
+        let store = inner.store();
+        let overrides: HashMap<String, Override> = store
+            .overrides()
+            .iter()
+            .map(|(k, o)| {
+                (
+                    k.clone(),
+                    Override {
+                        powered: o.powered,
+                        until: o.until,
+                        force: o.force,
+                    },
+                )
+            })
+            .collect();
+        let states = observe::load_states(&self.enforcement.loads, &store, relays);
+        let delivered_today = observe::delivered_today(
+            &self.enforcement.loads,
+            &store,
+            &states,
+            self.started_at,
+            now,
+        );
+        // Timed for `controller_plan_seconds` (the scale benchmark reads
+        // it): the policy is the one part whose cost grows with loads
+        // times horizon.
+        let planning = std::time::Instant::now();
+        let plan = policy::plan(&PlanInput {
+            now,
+            loads: &self.enforcement.loads,
+            forecast: usable_hours.map(Vec::as_slice),
+            // Past it, the plan shows the fallbacks.
+            forecast_expires: status::forecast_expiry(forecast, self.enforcement.forecast_max_age),
+            tempo: &forecast.tempo,
+            overrides: &overrides,
+            states: &states,
+            last_restore_at: store.last_restore_at().max(inner.last_restore_decided),
+            restore_stagger: self.enforcement.restore_stagger,
+            restore_jitter: RestoreJitter {
+                max: self.enforcement.restore_jitter,
+                seed: store.instance_seed(),
+            },
+            delivered_today: &delivered_today,
+            watching_since: self.started_at,
+            default_horizon: DEFAULT_HORIZON,
+        });
+        metrics::gauge!("controller_plan_seconds").set(planning.elapsed().as_secs_f64());
+        plan
+    }
+
+    /// What to switch now (pure `diff`), and the bookkeeping of it: the
+    /// switches handed out are in flight, the refusals it settles or makes.
+    fn decide(
+        &self,
+        inner: &mut Inner,
+        plan: &Plan,
+        relays: &RelayView<'_>,
+        level: Option<SignalLevel>,
+        now: Timestamp,
+    ) -> Vec<Switch> {
+        let decided = diff::diff(
+            &self.enforcement.loads,
+            plan,
+            relays,
+            &inner.refusals,
+            &inner.in_flight,
+            level,
+            now,
+        );
+        for i in decided.settled {
+            inner.refusals.remove(&self.enforcement.loads[i].name);
+        }
+        for switch in &decided.switches {
+            inner
+                .in_flight
+                .insert(self.enforcement.loads[switch.load].name.clone());
+            if switch.to {
+                inner.last_restore_decided = Some(now);
+            }
+        }
+        for (i, why) in decided.blocked {
+            inner.refusals.insert(
+                self.enforcement.loads[i].name.clone(),
+                Refusal {
+                    message: why,
+                    attempts: 0,
+                    retry_at: now,
+                },
+            );
+        }
+        decided.switches
+    }
+
+    /// Hands each switch to its relay-service's queue.
+    fn dispatch(&self, switches: Vec<Switch>, now: Timestamp) {
+        for switch in switches {
+            let load = &self.enforcement.loads[switch.load];
+            let Some(link) = self.link_of(load) else {
+                continue;
+            };
+            // Fails only at shutdown, when the tasks have ended.
+            let _ = self.queues[link].send(Job { switch, at: now });
+        }
     }
 
     /// Whether the loop has completed a pass within `within`.
