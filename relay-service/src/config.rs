@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
+use delestage_runtime::options::{CommonOptions, Loaded, Origins, ServiceOptions};
 use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -193,151 +193,14 @@ impl Settings {
         if o.common.max_connections == 0 {
             return Err(bad("max_connections", "must be at least 1".to_owned()));
         }
-
-        let channels = match o.board {
-            BoardChoice::Sim if o.channels == 0 || o.channels > MAX_SIM_CHANNELS => {
-                return Err(bad(
-                    "channels",
-                    format!(
-                        "{} channels: the simulated board has 1 to {MAX_SIM_CHANNELS}",
-                        o.channels
-                    ),
-                ));
-            }
-            BoardChoice::Sim => o.channels,
-            BoardChoice::Phidget if o.channels != 8 => {
-                return Err(bad(
-                    "channels",
-                    format!(
-                        "{} channels: only the simulated board takes a channel count (the Phidget 1017 has 8)",
-                        o.channels
-                    ),
-                ));
-            }
-            BoardChoice::Phidget => 8,
-        };
-
         let mut warnings = Vec::new();
-        if let Some(n) = o.serial {
-            if n <= 0 {
-                return Err(bad(
-                    "serial",
-                    format!(
-                        "{n}: a Phidget serial number is a positive number (leave it out for any board)"
-                    ),
-                ));
-            }
-            if o.board == BoardChoice::Sim {
-                warnings.push(origins.error(
-                    "serial",
-                    format!(
-                        "{n}: applies to the Phidget board only; ignored with the simulated board"
-                    ),
-                ));
-            }
-        }
-
-        if !(1..=MAX_SWITCHES_PER_MINUTE).contains(&o.max_switches_per_minute) {
-            return Err(bad(
-                "max_switches_per_minute",
-                format!(
-                    "{}: must be 1 to {MAX_SWITCHES_PER_MINUTE} (the relays are rated for {MAX_SWITCHES_PER_MINUTE} switching cycles per minute)",
-                    o.max_switches_per_minute
-                ),
-            ));
-        }
-        let max_switches_per_minute = if o.benchmark_without_wear_guard {
-            if o.board != BoardChoice::Sim {
-                return Err(Error::Config(
-                    "--benchmark-without-wear-guard: only with the simulated board; real relays keep their wear guard"
-                        .to_owned(),
-                ));
-            }
-            warnings.push(
-                "--benchmark-without-wear-guard: the wear guard is OFF (simulated board, for benchmarks)".to_owned(),
-            );
-            0
-        } else {
-            o.max_switches_per_minute
-        };
-
-        let mut labels = vec![String::new(); channels as usize];
-        for (key, label) in o.labels {
-            let where_ = format!("labels.{key}");
-            let channel: u32 = key.parse().map_err(|_| {
-                bad(
-                    &where_,
-                    format!("{key:?} is not a channel number (write `0 = \"water heater\"`)"),
-                )
-            })?;
-            let slot = labels.get_mut(channel as usize).ok_or_else(|| {
-                bad(
-                    &where_,
-                    format!(
-                        "channel {channel} does not exist: this board has channels 0..={}",
-                        channels - 1
-                    ),
-                )
-            })?;
-            *slot = label;
-        }
-
+        let channels = channel_count(&o, &origins)?;
+        check_serial(&o, &origins, &mut warnings)?;
+        let max_switches_per_minute = wear_limit(&o, &origins, &mut warnings)?;
+        let labels = labels(&o.labels, channels, &origins)?;
         let security = Security::resolve(&o.common.security, &o.common.listen)?;
-
-        let mut safe_energized = vec![false; channels as usize];
-        for (key, state) in &o.safe_states {
-            let slot = key
-                .parse::<usize>()
-                .ok()
-                .and_then(|c| safe_energized.get_mut(c))
-                .ok_or_else(|| {
-                    bad(
-                        &format!("safe_states.{key}"),
-                        format!("not a channel of this board (0..={})", channels - 1),
-                    )
-                })?;
-            *slot = *state == SafeState::On;
-        }
-        if let Some(d) = o.hardware_failsafe {
-            if o.board != BoardChoice::Phidget {
-                return Err(bad(
-                    "hardware_failsafe",
-                    "the hardware failsafe is the Phidget 1017_2's; use --board phidget".to_owned(),
-                ));
-            }
-            // The range is the device's (read when the board opens);
-            // here only what no board takes.
-            if d.is_zero() {
-                return Err(bad(
-                    "hardware_failsafe",
-                    "must be more than zero (the 1017_2 takes 500ms to 30s)".to_owned(),
-                ));
-            }
-        }
-        let hold = match o.hold_timeout {
-            Some(timeout) if timeout < Duration::from_secs(1) => {
-                return Err(bad(
-                    "hold_timeout",
-                    format!(
-                        "{}: at least 1s (the controller renews about once a second; 30s is a good value)",
-                        humantime::format_duration(timeout)
-                    ),
-                ));
-            }
-            Some(timeout) => Some(HoldSettings {
-                timeout,
-                safe_energized,
-            }),
-            None => {
-                if !o.safe_states.is_empty() {
-                    warnings.push(
-                        "[safe_states] is ignored without hold_timeout (the relay hold is off)"
-                            .to_owned(),
-                    );
-                }
-                None
-            }
-        };
+        check_hardware_failsafe(&o, &origins)?;
+        let hold = hold(&o, channels, &origins, &mut warnings)?;
 
         Ok(Self {
             state_dir: o.common.state_dir_or_default(Options::NAME),
@@ -357,6 +220,185 @@ impl Settings {
             labels,
             warnings,
         })
+    }
+}
+
+/// An error about `key`, naming where its value came from.
+fn bad(origins: &Origins, key: &str, message: String) -> Error {
+    Error::Config(origins.error(key, message))
+}
+
+/// The board's channel count: the simulated board's `channels`, or the
+/// 1017's 8.
+fn channel_count(o: &Options, origins: &Origins) -> Result<u32, Error> {
+    match o.board {
+        BoardChoice::Sim if o.channels == 0 || o.channels > MAX_SIM_CHANNELS => Err(bad(
+            origins,
+            "channels",
+            format!(
+                "{} channels: the simulated board has 1 to {MAX_SIM_CHANNELS}",
+                o.channels
+            ),
+        )),
+        BoardChoice::Sim => Ok(o.channels),
+        BoardChoice::Phidget if o.channels != 8 => Err(bad(
+            origins,
+            "channels",
+            format!(
+                "{} channels: only the simulated board takes a channel count (the Phidget 1017 has 8)",
+                o.channels
+            ),
+        )),
+        BoardChoice::Phidget => Ok(8),
+    }
+}
+
+fn check_serial(o: &Options, origins: &Origins, warnings: &mut Vec<String>) -> Result<(), Error> {
+    let Some(n) = o.serial else { return Ok(()) };
+    if n <= 0 {
+        return Err(bad(
+            origins,
+            "serial",
+            format!(
+                "{n}: a Phidget serial number is a positive number (leave it out for any board)"
+            ),
+        ));
+    }
+    if o.board == BoardChoice::Sim {
+        warnings.push(origins.error(
+            "serial",
+            format!("{n}: applies to the Phidget board only; ignored with the simulated board"),
+        ));
+    }
+    Ok(())
+}
+
+/// The wear guard's limit (0: off, for benchmarks on the simulated board).
+fn wear_limit(o: &Options, origins: &Origins, warnings: &mut Vec<String>) -> Result<u32, Error> {
+    if !(1..=MAX_SWITCHES_PER_MINUTE).contains(&o.max_switches_per_minute) {
+        return Err(bad(
+            origins,
+            "max_switches_per_minute",
+            format!(
+                "{}: must be 1 to {MAX_SWITCHES_PER_MINUTE} (the relays are rated for {MAX_SWITCHES_PER_MINUTE} switching cycles per minute)",
+                o.max_switches_per_minute
+            ),
+        ));
+    }
+    if !o.benchmark_without_wear_guard {
+        return Ok(o.max_switches_per_minute);
+    }
+    if o.board != BoardChoice::Sim {
+        return Err(Error::Config(
+            "--benchmark-without-wear-guard: only with the simulated board; real relays keep their wear guard"
+                .to_owned(),
+        ));
+    }
+    warnings.push(
+        "--benchmark-without-wear-guard: the wear guard is OFF (simulated board, for benchmarks)"
+            .to_owned(),
+    );
+    Ok(0)
+}
+
+/// `[labels]`: one per channel, empty when not given.
+fn labels(
+    given: &BTreeMap<String, String>,
+    channels: u32,
+    origins: &Origins,
+) -> Result<Vec<String>, Error> {
+    let mut labels = vec![String::new(); channels as usize];
+    for (key, label) in given {
+        let where_ = format!("labels.{key}");
+        let channel: u32 = key.parse().map_err(|_| {
+            bad(
+                origins,
+                &where_,
+                format!("{key:?} is not a channel number (write `0 = \"water heater\"`)"),
+            )
+        })?;
+        let slot = labels.get_mut(channel as usize).ok_or_else(|| {
+            bad(
+                origins,
+                &where_,
+                format!(
+                    "channel {channel} does not exist: this board has channels 0..={}",
+                    channels - 1
+                ),
+            )
+        })?;
+        slot.clone_from(label);
+    }
+    Ok(labels)
+}
+
+fn check_hardware_failsafe(o: &Options, origins: &Origins) -> Result<(), Error> {
+    let Some(d) = o.hardware_failsafe else {
+        return Ok(());
+    };
+    if o.board != BoardChoice::Phidget {
+        return Err(bad(
+            origins,
+            "hardware_failsafe",
+            "the hardware failsafe is the Phidget 1017_2's; use --board phidget".to_owned(),
+        ));
+    }
+    // The range is the device's (read when the board opens); here only
+    // what no board takes.
+    if d.is_zero() {
+        return Err(bad(
+            origins,
+            "hardware_failsafe",
+            "must be more than zero (the 1017_2 takes 500ms to 30s)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// The relay hold (`hold_timeout`) with its `[safe_states]`.
+fn hold(
+    o: &Options,
+    channels: u32,
+    origins: &Origins,
+    warnings: &mut Vec<String>,
+) -> Result<Option<HoldSettings>, Error> {
+    let mut safe_energized = vec![false; channels as usize];
+    for (key, state) in &o.safe_states {
+        let slot = key
+            .parse::<usize>()
+            .ok()
+            .and_then(|c| safe_energized.get_mut(c))
+            .ok_or_else(|| {
+                bad(
+                    origins,
+                    &format!("safe_states.{key}"),
+                    format!("not a channel of this board (0..={})", channels - 1),
+                )
+            })?;
+        *slot = *state == SafeState::On;
+    }
+    match o.hold_timeout {
+        Some(timeout) if timeout < Duration::from_secs(1) => Err(bad(
+            origins,
+            "hold_timeout",
+            format!(
+                "{}: at least 1s (the controller renews about once a second; 30s is a good value)",
+                humantime::format_duration(timeout)
+            ),
+        )),
+        Some(timeout) => Ok(Some(HoldSettings {
+            timeout,
+            safe_energized,
+        })),
+        None => {
+            if !o.safe_states.is_empty() {
+                warnings.push(
+                    "[safe_states] is ignored without hold_timeout (the relay hold is off)"
+                        .to_owned(),
+                );
+            }
+            Ok(None)
+        }
     }
 }
 
