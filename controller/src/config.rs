@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use delestage_runtime::client::ClientSecurity;
 use delestage_runtime::http::HttpSecurity;
-use delestage_runtime::options::{CommonOptions, Loaded, ServiceOptions};
+use delestage_runtime::options::{CommonOptions, Loaded, Origins, ServiceOptions};
 use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -295,147 +295,20 @@ impl Settings {
         }
 
         check_endpoint(&o.forecast).map_err(|why| at("forecast", why))?;
-
-        let mut relay_services = Vec::new();
-        for (name, relay) in &o.relays {
-            check_name(name).map_err(|why| at(&format!("relays.{name}"), why))?;
-            check_endpoint(&relay.endpoint)
-                .map_err(|why| at(&format!("relays.{name}.endpoint"), why))?;
-            relay_services.push(RelayService {
-                name: name.clone(),
-                endpoint: relay.endpoint.clone(),
-                security: ClientSecurity {
-                    ca: relay.tls_ca.clone(),
-                    cert: relay.tls_cert.clone(),
-                    key: relay.tls_key.clone(),
-                    token_file: relay.token_file.clone(),
-                },
-            });
-        }
-
-        if o.load.is_empty() {
-            return Err(at(
-                "load",
-                "no [[load]] tables: there is nothing to control".to_owned(),
-            ));
-        }
-        let mut loads: Vec<Load> = Vec::new();
-        let mut by_relay: HashMap<RelayAddress, String> = HashMap::new();
-        for (i, l) in o.load.iter().enumerate() {
-            let key = |field: &str| format!("load[{i}] ({:?}).{field}", l.name);
-            check_name(&l.name).map_err(|why| at(&format!("load[{i}].name"), why))?;
-            if loads.iter().any(|other| other.name == l.name) {
-                return Err(at(&key("name"), "two loads have this name".to_owned()));
-            }
-            let relay = parse_relay(&l.relay).map_err(|why| at(&key("relay"), why))?;
-            if !o.relays.contains_key(&relay.relay_service) {
-                let known: Vec<&str> = o.relays.keys().map(String::as_str).collect();
-                return Err(at(
-                    &key("relay"),
-                    format!(
-                        "no relay-service named {:?}; declare it as [relays.{}] (known: {})",
-                        relay.relay_service,
-                        relay.relay_service,
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
-            if let Some(other) = by_relay.insert(relay.clone(), l.name.clone()) {
-                return Err(at(
-                    &key("relay"),
-                    format!("{relay} is already the relay of load {other:?}; one load per relay"),
-                ));
-            }
-            let Some(wiring) = l.wiring else {
-                return Err(at(&key("wiring"), WIRING_CHOICES.to_owned()));
-            };
-            if l.shed_at.is_none() && l.shed_on_tempo.is_none() && l.run_daily.is_none() {
-                return Err(at(
-                    &key("shed_at"),
-                    "required unless shed_on_tempo or run_daily is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days), and/or run_daily = \"3h\" (so much a day, in the cleanest hours)"
-                        .to_owned(),
-                ));
-            }
-            let run_daily = daily_run(l).map_err(|(field, why)| at(&key(field), why))?;
-            let min_off = l.min_off.unwrap_or_default();
-            if let Some(max_off) = l.max_off {
-                if max_off.is_zero() {
-                    return Err(at(&key("max_off"), "must be more than zero".to_owned()));
-                }
-                if max_off < min_off {
-                    return Err(at(
-                        &key("max_off"),
-                        format!(
-                            "{} is shorter than min_off ({}): the load could never be cut that long",
-                            humantime::format_duration(max_off),
-                            humantime::format_duration(min_off)
-                        ),
-                    ));
-                }
-            }
-            loads.push(Load {
-                name: l.name.clone(),
-                relay,
-                wiring,
-                shed_at: l.shed_at.map(|s| match s {
-                    ShedAt::Orange => SignalLevel::Orange,
-                    ShedAt::Red => SignalLevel::Red,
-                }),
-                shed_on_tempo: l.shed_on_tempo.map(|s| match s {
-                    ShedOnTempo::White => TempoColor::White,
-                    ShedOnTempo::Red => TempoColor::Red,
-                }),
-                priority: l.priority,
-                min_on: l.min_on.unwrap_or_default(),
-                min_off,
-                anticipate: l.anticipate.unwrap_or_default(),
-                when_forecast_unknown: l.when_forecast_unknown,
-                when_controller_lost: l.when_controller_lost,
-                max_off: l.max_off,
-                run_daily,
-            });
-        }
+        let relay_services = relay_services(&o, &origins)?;
+        let loads = loads(&o, &origins)?;
         if o.policy.forecast_max_age.is_zero() {
             return Err(at(
                 "policy.forecast_max_age",
                 "must be more than zero".to_owned(),
             ));
         }
-
         let security = Security::resolve(&o.common.security, &o.common.listen)
             .map_err(|e| Error::Config(e.to_string()))?;
-        let http = match o.http {
-            Some(listen) => Some(HttpSettings {
-                max_connections: match o.http_max_connections {
-                    0 => return Err(at("http_max_connections", "must be at least 1".to_owned())),
-                    n => n as usize,
-                },
-                security: HttpSecurity::resolve(&o.common.security, &listen)
-                    .map_err(|e| at("http", e.to_string()))?,
-                listen,
-            }),
-            None => None,
-        };
+        let http = http(&o, &origins)?;
         let mqtt = mqtt::resolve(&o.mqtt).map_err(|(key, why)| at(key, why))?;
         if mqtt.is_some() {
-            for (i, l) in loads.iter().enumerate() {
-                if let Some(other) = loads[..i]
-                    .iter()
-                    .find(|o| crate::model::object_id(&o.name) == crate::model::object_id(&l.name))
-                {
-                    return Err(at(
-                        &format!("load[{i}].name"),
-                        format!(
-                            "{:?} and {:?} would be one entity in Home Assistant ('.' becomes '_'); rename one",
-                            l.name, other.name
-                        ),
-                    ));
-                }
-            }
+            check_entities(&loads, &origins)?;
         }
         Ok(Self {
             http,
@@ -462,6 +335,174 @@ impl Settings {
             config_path: path,
         })
     }
+}
+
+/// An error about `key`, naming where its value came from.
+fn at(origins: &Origins, key: &str, what: String) -> Error {
+    Error::Config(origins.error(key, what))
+}
+
+/// `[relays.NAME]`: a name and an endpoint each.
+fn relay_services(o: &Options, origins: &Origins) -> Result<Vec<RelayService>, Error> {
+    let mut relay_services = Vec::new();
+    for (name, relay) in &o.relays {
+        check_name(name).map_err(|why| at(origins, &format!("relays.{name}"), why))?;
+        check_endpoint(&relay.endpoint)
+            .map_err(|why| at(origins, &format!("relays.{name}.endpoint"), why))?;
+        relay_services.push(RelayService {
+            name: name.clone(),
+            endpoint: relay.endpoint.clone(),
+            security: ClientSecurity {
+                ca: relay.tls_ca.clone(),
+                cert: relay.tls_cert.clone(),
+                key: relay.tls_key.clone(),
+                token_file: relay.token_file.clone(),
+            },
+        });
+    }
+    Ok(relay_services)
+}
+
+/// `[[load]]`: at least one; names and relays unique, relays on a
+/// declared relay-service.
+fn loads(o: &Options, origins: &Origins) -> Result<Vec<Load>, Error> {
+    if o.load.is_empty() {
+        return Err(at(
+            origins,
+            "load",
+            "no [[load]] tables: there is nothing to control".to_owned(),
+        ));
+    }
+    let mut loads: Vec<Load> = Vec::new();
+    let mut by_relay: HashMap<RelayAddress, String> = HashMap::new();
+    for (i, l) in o.load.iter().enumerate() {
+        let key = |field: &str| format!("load[{i}] ({:?}).{field}", l.name);
+        let bad = |field: &str, why: String| at(origins, &key(field), why);
+        check_name(&l.name).map_err(|why| at(origins, &format!("load[{i}].name"), why))?;
+        if loads.iter().any(|other| other.name == l.name) {
+            return Err(bad("name", "two loads have this name".to_owned()));
+        }
+        let relay = parse_relay(&l.relay).map_err(|why| bad("relay", why))?;
+        check_relay_service(o, &relay).map_err(|why| bad("relay", why))?;
+        if let Some(other) = by_relay.insert(relay.clone(), l.name.clone()) {
+            return Err(bad(
+                "relay",
+                format!("{relay} is already the relay of load {other:?}; one load per relay"),
+            ));
+        }
+        loads.push(load(l, relay).map_err(|(field, why)| bad(field, why))?);
+    }
+    Ok(loads)
+}
+
+/// The relay-service a load's relay names is declared.
+fn check_relay_service(o: &Options, relay: &RelayAddress) -> Result<(), String> {
+    if o.relays.contains_key(&relay.relay_service) {
+        return Ok(());
+    }
+    let known: Vec<&str> = o.relays.keys().map(String::as_str).collect();
+    Err(format!(
+        "no relay-service named {:?}; declare it as [relays.{}] (known: {})",
+        relay.relay_service,
+        relay.relay_service,
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
+/// One load's own settings, checked: an error names the field.
+fn load(l: &LoadConfig, relay: RelayAddress) -> Result<Load, (&'static str, String)> {
+    let Some(wiring) = l.wiring else {
+        return Err(("wiring", WIRING_CHOICES.to_owned()));
+    };
+    if l.shed_at.is_none() && l.shed_on_tempo.is_none() && l.run_daily.is_none() {
+        return Err((
+            "shed_at",
+            "required unless shed_on_tempo or run_daily is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days), and/or run_daily = \"3h\" (so much a day, in the cleanest hours)"
+                .to_owned(),
+        ));
+    }
+    let run_daily = daily_run(l)?;
+    let min_off = l.min_off.unwrap_or_default();
+    if let Some(max_off) = l.max_off {
+        if max_off.is_zero() {
+            return Err(("max_off", "must be more than zero".to_owned()));
+        }
+        if max_off < min_off {
+            return Err((
+                "max_off",
+                format!(
+                    "{} is shorter than min_off ({}): the load could never be cut that long",
+                    humantime::format_duration(max_off),
+                    humantime::format_duration(min_off)
+                ),
+            ));
+        }
+    }
+    Ok(Load {
+        name: l.name.clone(),
+        relay,
+        wiring,
+        shed_at: l.shed_at.map(|s| match s {
+            ShedAt::Orange => SignalLevel::Orange,
+            ShedAt::Red => SignalLevel::Red,
+        }),
+        shed_on_tempo: l.shed_on_tempo.map(|s| match s {
+            ShedOnTempo::White => TempoColor::White,
+            ShedOnTempo::Red => TempoColor::Red,
+        }),
+        priority: l.priority,
+        min_on: l.min_on.unwrap_or_default(),
+        min_off,
+        anticipate: l.anticipate.unwrap_or_default(),
+        when_forecast_unknown: l.when_forecast_unknown,
+        when_controller_lost: l.when_controller_lost,
+        max_off: l.max_off,
+        run_daily,
+    })
+}
+
+/// `http` (the dashboard), with `http_max_connections`.
+fn http(o: &Options, origins: &Origins) -> Result<Option<HttpSettings>, Error> {
+    let Some(listen) = o.http.clone() else {
+        return Ok(None);
+    };
+    if o.http_max_connections == 0 {
+        return Err(at(
+            origins,
+            "http_max_connections",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    Ok(Some(HttpSettings {
+        max_connections: o.http_max_connections as usize,
+        security: HttpSecurity::resolve(&o.common.security, &listen)
+            .map_err(|e| at(origins, "http", e.to_string()))?,
+        listen,
+    }))
+}
+
+/// With MQTT: no two loads that Home Assistant would make one entity.
+fn check_entities(loads: &[Load], origins: &Origins) -> Result<(), Error> {
+    for (i, l) in loads.iter().enumerate() {
+        if let Some(other) = loads[..i]
+            .iter()
+            .find(|o| crate::model::object_id(&o.name) == crate::model::object_id(&l.name))
+        {
+            return Err(at(
+                origins,
+                &format!("load[{i}].name"),
+                format!(
+                    "{:?} and {:?} would be one entity in Home Assistant ('.' becomes '_'); rename one",
+                    l.name, other.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `run_daily` and `run_window`, checked: an error names the field.
