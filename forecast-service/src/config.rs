@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use delestage_runtime::options::{CommonOptions, Loaded, Origin, ServiceOptions};
+use delestage_runtime::options::{CommonOptions, Loaded, Origin, Origins, ServiceOptions};
 use delestage_runtime::security::Security;
 use delestage_runtime::telemetry::LogFormat;
 use reqwest::Url;
@@ -324,90 +324,8 @@ impl Settings {
             SourceChoice::Upstream => {
                 SourceSettings::Upstream(upstream_settings(&o, &origins, &mut warnings)?)
             }
-            SourceChoice::File => {
-                let Some(path) = o.file.clone() else {
-                    return Err(bad(
-                        "source",
-                        "file: the file source needs --file PATH (an Ecowatt-format JSON file)"
-                            .to_owned(),
-                    ));
-                };
-                for key in [
-                    "ecowatt_url",
-                    "sandbox",
-                    "refresh_interval",
-                    "call_margin",
-                    "client_id_file",
-                    "client_secret_file",
-                ] {
-                    // These serve Tempo from RTE too.
-                    if given(key) && o.tempo != TempoChoice::Rte {
-                        warnings.push(origins.error(
-                            key,
-                            "applies to the RTE sources only; ignored with --source file and without --tempo rte",
-                        ));
-                    }
-                }
-                SourceSettings::File {
-                    path,
-                    rebase_to_today: o.rebase_to_today,
-                }
-            }
-            SourceChoice::Rte => {
-                if o.file.is_some() {
-                    return Err(bad(
-                        "file",
-                        "the RTE source does not read a file; use --source file to serve it"
-                            .to_owned(),
-                    ));
-                }
-                if o.rebase_to_today && !o.sandbox {
-                    return Err(bad(
-                        "rebase_to_today",
-                        "applies to --source file and to --sandbox only: RTE's live forecast is for its own dates"
-                            .to_owned(),
-                    ));
-                }
-                let base = parse_base_url(&o.ecowatt_url)
-                    .map_err(|why| bad("ecowatt_url", format!("{:?}: {why}", o.ecowatt_url)))?;
-                let production = !o.sandbox
-                    && base
-                        .host_str()
-                        .is_some_and(|h| h.eq_ignore_ascii_case(PRODUCTION_HOST));
-                let interval = o.refresh_interval;
-                if production && interval < RTE_MIN_SPACING {
-                    return Err(bad(
-                        "refresh_interval",
-                        format!(
-                            "{}: RTE's production API allows one call per 15 minutes; use 15m or more",
-                            humantime::format_duration(interval)
-                        ),
-                    ));
-                }
-                if interval.is_zero() {
-                    return Err(bad("refresh_interval", "must be more than zero".to_owned()));
-                }
-                if o.request_timeout.is_zero() {
-                    return Err(bad("request_timeout", "must be more than zero".to_owned()));
-                }
-                let credentials = credentials(&o, &ECOWATT_CREDENTIALS, "", &origins, &env)?;
-                SourceSettings::Rte(RteSettings {
-                    base,
-                    sandbox: o.sandbox,
-                    rebase_to_today: o.rebase_to_today,
-                    credentials,
-                    policy: RefreshPolicy {
-                        interval,
-                        floor: if production {
-                            RTE_MIN_SPACING
-                        } else {
-                            Duration::ZERO
-                        },
-                        margin: o.call_margin,
-                    },
-                    request_timeout: o.request_timeout,
-                })
-            }
+            SourceChoice::File => file_source(&o, &origins, &mut warnings)?,
+            SourceChoice::Rte => SourceSettings::Rte(rte_source(&o, &origins, &env)?),
         };
 
         let tempo = tempo_settings(&o, &origins, &source, &env)?;
@@ -426,6 +344,104 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// `--source file`: the file, and a warning for each RTE setting it makes
+/// pointless.
+fn file_source(
+    o: &Options,
+    origins: &Origins,
+    warnings: &mut Vec<String>,
+) -> Result<SourceSettings, Error> {
+    let Some(path) = o.file.clone() else {
+        return Err(Error::Config(origins.error(
+            "source",
+            "file: the file source needs --file PATH (an Ecowatt-format JSON file)".to_owned(),
+        )));
+    };
+    for key in [
+        "ecowatt_url",
+        "sandbox",
+        "refresh_interval",
+        "call_margin",
+        "client_id_file",
+        "client_secret_file",
+    ] {
+        // These serve Tempo from RTE too.
+        let given = !matches!(origins.of(key), Origin::Default(_));
+        if given && o.tempo != TempoChoice::Rte {
+            warnings.push(origins.error(
+                key,
+                "applies to the RTE sources only; ignored with --source file and without --tempo rte",
+            ));
+        }
+    }
+    Ok(SourceSettings::File {
+        path,
+        rebase_to_today: o.rebase_to_today,
+    })
+}
+
+/// `--source rte`: the URL, RTE's 15-minute rule on its production host,
+/// the credentials.
+fn rte_source(
+    o: &Options,
+    origins: &Origins,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<RteSettings, Error> {
+    let bad = |key: &str, message: String| Error::Config(origins.error(key, message));
+    if o.file.is_some() {
+        return Err(bad(
+            "file",
+            "the RTE source does not read a file; use --source file to serve it".to_owned(),
+        ));
+    }
+    if o.rebase_to_today && !o.sandbox {
+        return Err(bad(
+            "rebase_to_today",
+            "applies to --source file and to --sandbox only: RTE's live forecast is for its own dates"
+                .to_owned(),
+        ));
+    }
+    let base = parse_base_url(&o.ecowatt_url)
+        .map_err(|why| bad("ecowatt_url", format!("{:?}: {why}", o.ecowatt_url)))?;
+    let production = !o.sandbox
+        && base
+            .host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(PRODUCTION_HOST));
+    let interval = o.refresh_interval;
+    if production && interval < RTE_MIN_SPACING {
+        return Err(bad(
+            "refresh_interval",
+            format!(
+                "{}: RTE's production API allows one call per 15 minutes; use 15m or more",
+                humantime::format_duration(interval)
+            ),
+        ));
+    }
+    if interval.is_zero() {
+        return Err(bad("refresh_interval", "must be more than zero".to_owned()));
+    }
+    if o.request_timeout.is_zero() {
+        return Err(bad("request_timeout", "must be more than zero".to_owned()));
+    }
+    let credentials = credentials(o, &ECOWATT_CREDENTIALS, "", origins, env)?;
+    Ok(RteSettings {
+        base,
+        sandbox: o.sandbox,
+        rebase_to_today: o.rebase_to_today,
+        credentials,
+        policy: RefreshPolicy {
+            interval,
+            floor: if production {
+                RTE_MIN_SPACING
+            } else {
+                Duration::ZERO
+            },
+            margin: o.call_margin,
+        },
+        request_timeout: o.request_timeout,
+    })
 }
 
 /// The Tempo source. RTE's needs credentials: Tempo's own (TEMPO_* or
