@@ -171,9 +171,11 @@ impl PhidgetBoard {
                         return;
                     }
                 };
-                let mut worker = Worker::new(serial, failsafe, tracking, beats);
+                let mut worker = Worker::new(serial, failsafe, Arc::clone(&tracking), beats);
                 worker.serve(&mut channels, command_rx);
-                // Closes them (see `Channel`).
+                // An attach under way finishes first (see `wait_quiet`);
+                // then closing turns the relays off.
+                tracking.wait_quiet(CLOSE_QUIET, CLOSE_QUIET_AT_MOST);
                 drop(channels);
             })
             .map_err(|e| BoardError::Failed(format!("cannot start the Phidget thread: {e}")))?;
@@ -297,6 +299,11 @@ impl Drop for PhidgetBoard {
         }
     }
 }
+
+/// Before closing the channels: how long the library must have been
+/// quiet (no attach or detach), and the longest the service waits for it.
+const CLOSE_QUIET: Duration = Duration::from_millis(300);
+const CLOSE_QUIET_AT_MOST: Duration = Duration::from_secs(2);
 
 /// How long a probe waits for a board's channel 0 to attach.
 const PROBE_WAIT: Duration = Duration::from_millis(300);

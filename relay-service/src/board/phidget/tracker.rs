@@ -4,6 +4,7 @@
 //! read in the attach event, on the library's thread, at every attach.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use phidget::{DeviceId, DigitalOutput, Phidget};
 use tokio::sync::watch;
@@ -63,6 +64,8 @@ struct Attachments {
     pinned: Option<i32>,
     /// The facts of the board, from its last attach.
     facts: Option<DeviceFacts>,
+    /// When the library last told us of an attach or a detach.
+    last_event: Option<Instant>,
 }
 
 impl AttachTracker {
@@ -72,6 +75,7 @@ impl AttachTracker {
                 channels: [false; CHANNELS as usize],
                 pinned: serial,
                 facts: None,
+                last_event: None,
             }),
             status,
         }
@@ -155,8 +159,31 @@ impl AttachTracker {
         });
     }
 
+    /// Waits (on the calling thread) until the library has said nothing of
+    /// attaches or detaches for `quiet`, for at most `at_most`.
+    ///
+    /// libphidget22 1.26 crashes (a NULL dereference on one of its own
+    /// threads, seen under load) when a channel is closed while the
+    /// library is still attaching the board's other channels: the service
+    /// lets an attach finish before it closes the channels.
+    pub(super) fn wait_quiet(&self, quiet: Duration, at_most: Duration) {
+        let deadline = Instant::now() + at_most;
+        loop {
+            let since = self
+                .lock()
+                .last_event
+                .map_or(quiet, |at| at.elapsed());
+            let now = Instant::now();
+            if since >= quiet || now >= deadline {
+                return;
+            }
+            std::thread::sleep((quiet - since).min(deadline - now));
+        }
+    }
+
     fn update(&self, channel: u32, attached: bool, facts: Option<DeviceFacts>) {
         let mut state = self.lock();
+        state.last_event = Some(Instant::now());
         if let Some(slot) = state.channels.get_mut(channel as usize) {
             *slot = attached;
         }
