@@ -169,10 +169,7 @@ impl AttachTracker {
     pub(super) fn wait_quiet(&self, quiet: Duration, at_most: Duration) {
         let deadline = Instant::now() + at_most;
         loop {
-            let since = self
-                .lock()
-                .last_event
-                .map_or(quiet, |at| at.elapsed());
+            let since = self.lock().last_event.map_or(quiet, |at| at.elapsed());
             let now = Instant::now();
             if since >= quiet || now >= deadline {
                 return;
