@@ -37,163 +37,30 @@ mod hours;
 mod jitter;
 mod reason;
 mod signals;
+mod types;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 pub(crate) use budget::day_of;
 use hold::min_hold;
 pub(crate) use hours::{hour_at, hours_until};
 pub(crate) use jitter::RestoreJitter;
 pub(crate) use reason::Reason;
+pub(crate) use types::{
+    DayBudget, Hour, Interval, LoadPlan, LoadState, Override, Plan, PlanInput, TariffDay,
+};
+use types::{add, record, sub};
 
-use crate::model::{Fallback, Load, PARIS, SignalLevel, TempoColor};
+use crate::model::{Fallback, Load, PARIS};
 use budget::Schedule;
 use signals::Verdict;
 
 /// The shortest comfort run, when a load's `min_on` is shorter.
 const COMFORT_RUN: Duration = Duration::from_secs(30 * 60);
-
-/// One forecast hour, [start, end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hour {
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub level: SignalLevel,
-}
-
-/// One Tempo tariff day: [start, end) is 06:00 to 06:00 Paris time, and
-/// its peak hours are [start, peak_end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TariffDay {
-    /// Its date (Paris time).
-    pub date: jiff::civil::Date,
-    pub start: Timestamp,
-    pub peak_end: Timestamp,
-    pub end: Timestamp,
-    pub color: TempoColor,
-}
-
-/// A person's decision: this load is `powered` until `until`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Override {
-    pub powered: bool,
-    pub until: Timestamp,
-    /// Act at once, skipping the load's minimum on/off time (a control
-    /// caller's `force`). Without it an override waits for the minimum, as
-    /// the policy does: nobody outside can short-cycle a compressor.
-    pub force: bool,
-}
-
-/// What a load is doing now: powered or not, and since when the controller
-/// put it in that state (`None`: not by the controller, or unknown; no
-/// minimum time applies then).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LoadState {
-    pub powered: bool,
-    pub since: Option<Timestamp>,
-    /// Why it was put in that state, when `since` is known.
-    pub reason: Option<Reason>,
-}
-
-/// One piece of a load's timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Interval {
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub powered: bool,
-    pub reason: Reason,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LoadPlan {
-    pub load: String,
-    /// Contiguous, from the plan's `computed_at` to its `horizon`.
-    pub intervals: Vec<Interval>,
-    /// Today's daily runtime, for a load with `run_daily`.
-    pub budget: Option<DayBudget>,
-}
-
-/// A `run_daily` load's day (Paris time), as the status shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DayBudget {
-    /// `run_daily`.
-    pub run_daily: Duration,
-    /// Powered so far today (from the history).
-    pub done: Duration,
-    /// Powered in the plan from now to the end of the day.
-    pub planned: Duration,
-    /// When: the plan's powered intervals today, from now.
-    pub runs: Vec<(Timestamp, Timestamp)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Plan {
-    pub computed_at: Timestamp,
-    pub horizon: Timestamp,
-    /// In the order of the configured loads.
-    pub loads: Vec<LoadPlan>,
-}
-
-impl Plan {
-    pub(crate) fn load(&self, name: &str) -> Option<&LoadPlan> {
-        self.loads.iter().find(|l| l.load == name)
-    }
-}
-
-impl LoadPlan {
-    /// The interval containing `t`, if within the plan.
-    pub(crate) fn at(&self, t: Timestamp) -> Option<&Interval> {
-        self.intervals.iter().find(|i| i.start <= t && t < i.end)
-    }
-
-    /// The first interval after the one containing `t` whose powered state
-    /// differs: the next planned switch.
-    pub(crate) fn next_change(&self, t: Timestamp) -> Option<&Interval> {
-        let current = self.at(t)?;
-        self.intervals
-            .iter()
-            .find(|i| i.start > t && i.powered != current.powered)
-    }
-}
-
-/// Everything the policy looks at.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PlanInput<'a> {
-    pub now: Timestamp,
-    pub loads: &'a [Load],
-    /// Sorted, disjoint hours; `None` when there is no usable forecast
-    /// (missing, or older than the configured max age).
-    pub forecast: Option<&'a [Hour]>,
-    /// When the forecast passes its max age: from then on it governs no
-    /// hour, and each load follows its fallback (the plan still reaches
-    /// the forecast's end, so that the change at the expiry shows).
-    pub forecast_expires: Option<Timestamp>,
-    /// The known Tempo days, sorted; empty when Tempo is off or unknown.
-    pub tempo: &'a [TariffDay],
-    pub overrides: &'a HashMap<String, Override>,
-    /// What each load is doing now; a load without an entry is unknown and
-    /// starts in whatever the plan wants.
-    pub states: &'a HashMap<String, LoadState>,
-    /// When the controller last restored a load (any load).
-    pub last_restore_at: Option<Timestamp>,
-    pub restore_stagger: Duration,
-    /// The delay of restores after a tense period.
-    pub restore_jitter: RestoreJitter,
-    /// How long each `run_daily` load has been powered today (Paris time)
-    /// before `now`, from the history; a load without an entry had nothing.
-    pub delivered_today: &'a HashMap<String, Duration>,
-    /// When the controller started watching the loads: one found cut
-    /// without its own switch (`since: None`) has been cut at least since
-    /// then, for its `max_off`.
-    pub watching_since: Timestamp,
-    /// How far to plan when the forecast does not say (no usable forecast,
-    /// or it ends before now).
-    pub default_horizon: Duration,
-}
 
 /// Computes the plan. See the module docs for the rules.
 pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
@@ -264,75 +131,25 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     while t < horizon {
         let mut restores: Vec<(usize, Reason)> = Vec::new();
         for (i, load) in input.loads.iter().enumerate() {
-            let schedule = schedules[i].as_ref();
-            let (want, reason) = wanted(load, t, input, schedule);
-            let state = current[i];
-            let switched = |powered: bool, reason: Reason| LoadState {
-                powered,
-                since: Some(t),
-                reason: Some(reason),
-            };
-            if reason != Reason::Override
-                && let Some(max_off) = load.max_off
-            {
-                // A comfort run lasts its length, whatever the signals.
-                if state.powered
-                    && state.reason == Some(Reason::ComfortLimit)
-                    && let Some(since) = state.since
-                {
-                    let until = add(since, comfort_run(load));
-                    if t < until {
-                        events.insert(until);
-                        record(&mut timelines[i], t, true, Reason::ComfortLimit);
-                        continue;
-                    }
+            match step(
+                load,
+                &current[i],
+                t,
+                input,
+                schedules[i].as_ref(),
+                &mut events,
+            ) {
+                Step::Keep { powered, reason } => record(&mut timelines[i], t, powered, reason),
+                Step::Switch { powered, reason } => {
+                    current[i] = LoadState {
+                        powered,
+                        since: Some(t),
+                        reason: Some(reason),
+                    };
+                    record(&mut timelines[i], t, powered, reason);
                 }
-                if !state.powered && t >= add(cut_since(&state, input), max_off) {
-                    current[i] = switched(true, Reason::ComfortLimit);
-                    events.insert(add(t, comfort_run(load)));
-                    record(&mut timelines[i], t, true, Reason::ComfortLimit);
-                    continue;
-                }
+                Step::Restore(reason) => restores.push((i, reason)),
             }
-            let target = want.unwrap_or(state.powered);
-            if target == state.powered {
-                record(&mut timelines[i], t, state.powered, reason);
-                continue;
-            }
-            let forced = reason == Reason::Override
-                && input.overrides.get(&load.name).is_some_and(|o| o.force);
-            if !forced && let Some((allowed_at, hold)) = min_hold(load, &state, t) {
-                record(&mut timelines[i], t, state.powered, hold);
-                events.insert(allowed_at);
-                continue;
-            }
-            if reason == Reason::Override {
-                current[i] = switched(target, reason);
-                record(&mut timelines[i], t, target, reason);
-                continue;
-            }
-            if !target {
-                current[i] = switched(false, reason);
-                record(&mut timelines[i], t, false, reason);
-                continue;
-            }
-            // A scheduled run was placed with the signals in mind.
-            if reason != Reason::ScheduledRun {
-                // No restore that its min_on would hold powered into a cut.
-                if let Some(ahead) = cut_within(load, t, load.min_on, &events, input, schedule) {
-                    record(&mut timelines[i], t, false, ahead);
-                    continue;
-                }
-            }
-            if reason == Reason::Normal
-                && let Some(at) = jittered_restore(load, t, &events, input, schedule)
-                && at > t
-            {
-                record(&mut timelines[i], t, false, Reason::RestoreJitter);
-                events.insert(at);
-                continue;
-            }
-            restores.push((i, reason));
         }
 
         // Most important first; the name breaks ties so plans are stable.
@@ -412,6 +229,114 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         horizon,
         loads,
     }
+}
+
+/// What rules 1 to 3 decide for one load at `t`; rule 4 (the order and
+/// pace of restores) is the caller's.
+enum Step {
+    /// Stays powered or cut, for `reason`.
+    Keep { powered: bool, reason: Reason },
+    /// Switches now.
+    Switch { powered: bool, reason: Reason },
+    /// Would be powered again: waits its turn.
+    Restore(Reason),
+}
+
+/// One load at `t`, from its `state`: the rules of the module docs, in
+/// their order. Adds to `events` the instants it must be visited again.
+fn step(
+    load: &Load,
+    state: &LoadState,
+    t: Timestamp,
+    input: &PlanInput<'_>,
+    schedule: Option<&Schedule>,
+    events: &mut BTreeSet<Timestamp>,
+) -> Step {
+    // 1. What it wants.
+    let (want, reason) = wanted(load, t, input, schedule);
+    // 2. The comfort limit (overrides aside).
+    if reason != Reason::Override
+        && let Some(step) = comfort(load, state, t, input, events)
+    {
+        return step;
+    }
+    // 3. Whether it may change now.
+    let target = want.unwrap_or(state.powered);
+    if target == state.powered {
+        return Step::Keep {
+            powered: state.powered,
+            reason,
+        };
+    }
+    let forced =
+        reason == Reason::Override && input.overrides.get(&load.name).is_some_and(|o| o.force);
+    if !forced && let Some((allowed_at, hold)) = min_hold(load, state, t) {
+        events.insert(allowed_at);
+        return Step::Keep {
+            powered: state.powered,
+            reason: hold,
+        };
+    }
+    if reason == Reason::Override || !target {
+        return Step::Switch {
+            powered: target,
+            reason,
+        };
+    }
+    // A scheduled run was placed with the signals in mind.
+    if reason != Reason::ScheduledRun
+        && let Some(ahead) = cut_within(load, t, load.min_on, events, input, schedule)
+    {
+        // No restore that its min_on would hold powered into a cut.
+        return Step::Keep {
+            powered: false,
+            reason: ahead,
+        };
+    }
+    if reason == Reason::Normal
+        && let Some(at) = jittered_restore(load, t, events, input, schedule)
+        && at > t
+    {
+        events.insert(at);
+        return Step::Keep {
+            powered: false,
+            reason: Reason::RestoreJitter,
+        };
+    }
+    Step::Restore(reason)
+}
+
+/// Rule 2: a comfort run lasts its length whatever the signals, and a load
+/// cut for its `max_off` starts one.
+fn comfort(
+    load: &Load,
+    state: &LoadState,
+    t: Timestamp,
+    input: &PlanInput<'_>,
+    events: &mut BTreeSet<Timestamp>,
+) -> Option<Step> {
+    let max_off = load.max_off?;
+    if state.powered
+        && state.reason == Some(Reason::ComfortLimit)
+        && let Some(since) = state.since
+    {
+        let until = add(since, comfort_run(load));
+        if t < until {
+            events.insert(until);
+            return Some(Step::Keep {
+                powered: true,
+                reason: Reason::ComfortLimit,
+            });
+        }
+    }
+    if !state.powered && t >= add(cut_since(state, input), max_off) {
+        events.insert(add(t, comfort_run(load)));
+        return Some(Step::Switch {
+            powered: true,
+            reason: Reason::ComfortLimit,
+        });
+    }
+    None
 }
 
 /// Every instant where a signal may change what a load wants: the forecast
@@ -559,37 +484,6 @@ fn jittered_restore(
         }
     }
     None
-}
-
-/// Starts a new interval at `t` unless the last one is the same state for
-/// the same reason.
-fn record(timeline: &mut Vec<Interval>, t: Timestamp, powered: bool, reason: Reason) {
-    if let Some(last) = timeline.last_mut() {
-        if last.powered == powered && last.reason == reason {
-            return;
-        }
-        last.end = t;
-    }
-    timeline.push(Interval {
-        start: t,
-        end: t,
-        powered,
-        reason,
-    });
-}
-
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
-}
-
-fn sub(t: Timestamp, d: Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_sub(d).ok())
-        .unwrap_or(Timestamp::MIN)
 }
 
 #[cfg(test)]

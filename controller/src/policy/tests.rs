@@ -2,7 +2,11 @@
 //! load sets, overrides and starting states.
 
 use super::*;
-use crate::model::{RelayAddress, Wiring};
+use std::collections::HashMap;
+
+use jiff::SignedDuration;
+
+use crate::model::{RelayAddress, SignalLevel, Wiring};
 use proptest::prelude::*;
 
 const MIN: Duration = Duration::from_secs(60);
