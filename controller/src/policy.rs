@@ -66,14 +66,7 @@ const COMFORT_RUN: Duration = Duration::from_secs(30 * 60);
 pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     let now = input.now;
     let hours = input.forecast.unwrap_or(&[]);
-    let horizon = hours
-        .last()
-        .map(|h| h.end)
-        .into_iter()
-        .chain(input.tempo.last().map(|d| d.end))
-        .max()
-        .filter(|end| *end > now)
-        .unwrap_or_else(|| add(now, input.default_horizon));
+    let horizon = horizon(input);
     // Past its expiry the forecast says nothing (the horizon above stays).
     let governed;
     let input = &match input.forecast_expires {
@@ -88,26 +81,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     };
 
     let mut events = signal_events(input);
-    let schedules: Vec<Option<Schedule>> = input
-        .loads
-        .iter()
-        .map(|load| {
-            let daily = load.run_daily.as_ref()?;
-            let state = input.states.get(&load.name).copied();
-            Some(budget::place(load, daily, input, &events, horizon, state))
-        })
-        .collect();
-    for schedule in schedules.iter().flatten() {
-        events.extend(schedule.runs.iter().flat_map(|run| [run.0, run.1]));
-    }
-    if schedules.iter().any(Option::is_some) {
-        // A budgeted load's reason may change at midnight (met, then not).
-        let mut t = now;
-        while let Some((_, next)) = day_of(t).filter(|_| t < horizon) {
-            events.insert(next);
-            t = next;
-        }
-    }
+    let schedules = schedules(input, &mut events, horizon);
 
     let mut current: Vec<LoadState> = input
         .loads
@@ -195,6 +169,13 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
             .unwrap_or(horizon);
     }
 
+    assemble(input, timelines, horizon)
+}
+
+/// The plan from each load's timeline, with today's runtime for the loads
+/// that have a budget.
+fn assemble(input: &PlanInput<'_>, timelines: Vec<Vec<Interval>>, horizon: Timestamp) -> Plan {
+    let now = input.now;
     let today_ends = day_of(now).map_or(horizon, |(_, end)| end.min(horizon));
     let loads = input
         .loads
@@ -229,6 +210,51 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         horizon,
         loads,
     }
+}
+
+/// Where the plan ends: the end of what the forecast and the Tempo
+/// calendar cover, else `default_horizon` from now.
+fn horizon(input: &PlanInput<'_>) -> Timestamp {
+    input
+        .forecast
+        .unwrap_or(&[])
+        .last()
+        .map(|h| h.end)
+        .into_iter()
+        .chain(input.tempo.last().map(|d| d.end))
+        .max()
+        .filter(|end| *end > input.now)
+        .unwrap_or_else(|| add(input.now, input.default_horizon))
+}
+
+/// The runs placed for each load with a daily runtime (rule 1), their ends
+/// and every midnight added to `events`.
+fn schedules(
+    input: &PlanInput<'_>,
+    events: &mut BTreeSet<Timestamp>,
+    horizon: Timestamp,
+) -> Vec<Option<Schedule>> {
+    let schedules: Vec<Option<Schedule>> = input
+        .loads
+        .iter()
+        .map(|load| {
+            let daily = load.run_daily.as_ref()?;
+            let state = input.states.get(&load.name).copied();
+            Some(budget::place(load, daily, input, events, horizon, state))
+        })
+        .collect();
+    for schedule in schedules.iter().flatten() {
+        events.extend(schedule.runs.iter().flat_map(|run| [run.0, run.1]));
+    }
+    if schedules.iter().any(Option::is_some) {
+        // A budgeted load's reason may change at midnight (met, then not).
+        let mut t = input.now;
+        while let Some((_, next)) = day_of(t).filter(|_| t < horizon) {
+            events.insert(next);
+            t = next;
+        }
+    }
+    schedules
 }
 
 /// What rules 1 to 3 decide for one load at `t`; rule 4 (the order and
