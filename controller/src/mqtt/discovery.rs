@@ -122,89 +122,123 @@ pub(crate) fn configs<'a>(
     loads: impl IntoIterator<Item = &'a str>,
     version: &str,
 ) -> Vec<Config> {
-    let device = json!({
-        "identifiers": [format!("delestage_{}", topics.node)],
-        "name": "delestage",
-        "manufacturer": "delestage",
-        "model": "Grid-aware load shedding",
-        "sw_version": version,
-    });
-    let entity = |component: &str, object: &str, fields: Value| -> Config {
+    let device = Device::new(topics, version);
+    let mut configs = device.controller_entities();
+    for load in loads {
+        configs.extend(device.load_entities(load));
+    }
+    configs
+}
+
+/// The one device every entity belongs to.
+struct Device<'a> {
+    topics: &'a Topics,
+    version: &'a str,
+    device: Value,
+}
+
+impl<'a> Device<'a> {
+    fn new(topics: &'a Topics, version: &'a str) -> Self {
+        let device = json!({
+            "identifiers": [format!("delestage_{}", topics.node)],
+            "name": "delestage",
+            "manufacturer": "delestage",
+            "model": "Grid-aware load shedding",
+            "sw_version": version,
+        });
+        Self {
+            topics,
+            version,
+            device,
+        }
+    }
+
+    /// One entity's config: what every entity shares, and `fields`.
+    fn entity(&self, component: &str, object: &str, fields: Value) -> Config {
         let mut config = json!({
-            "unique_id": format!("delestage_{}_{object}", topics.node),
-            "availability_topic": topics.availability(),
+            "unique_id": format!("delestage_{}_{object}", self.topics.node),
+            "availability_topic": self.topics.availability(),
             "payload_available": ONLINE,
             "payload_not_available": OFFLINE,
-            "device": device,
-            "origin": { "name": "delestage", "sw_version": version },
+            "device": self.device,
+            "origin": { "name": "delestage", "sw_version": self.version },
         });
         if let (Some(config), Value::Object(fields)) = (config.as_object_mut(), fields) {
             config.extend(fields);
         }
-        (topics.config(component, object), config)
-    };
-    let levels: Vec<&str> = SignalLevel::ALL.iter().map(|l| l.name()).collect();
-    let colours: Vec<&str> = TempoColor::ALL.iter().map(|c| c.name()).collect();
-    // `unknown` on the topic is Home Assistant's own unknown state.
-    let known = |field: &str| {
-        format!("{{{{ value_json.{field} if value_json.{field} != 'unknown' else None }}}}")
-    };
-    let mut configs = vec![
-        entity(
-            "sensor",
-            "level",
-            json!({
-                "name": "Ecowatt level",
-                "state_topic": topics.level(),
-                "value_template": "{{ value if value != 'unknown' else None }}",
-                "device_class": "enum",
-                "options": levels,
-                "icon": "mdi:transmission-tower",
-            }),
-        ),
-        entity(
-            "sensor",
-            "next_tense",
-            json!({
-                "name": "Next tense hour",
-                "state_topic": topics.next_tense(),
-                "value_template": "{{ value_json.start or None }}",
-                "json_attributes_topic": topics.next_tense(),
-                "device_class": "timestamp",
-                "icon": "mdi:clock-alert-outline",
-            }),
-        ),
-        entity(
-            "sensor",
-            "tempo_today",
-            json!({
-                "name": "Tempo today",
-                "state_topic": topics.tempo(),
-                "value_template": known("today"),
-                "device_class": "enum",
-                "options": colours,
-                "icon": "mdi:calendar-today",
-            }),
-        ),
-        entity(
-            "sensor",
-            "tempo_tomorrow",
-            json!({
-                "name": "Tempo tomorrow",
-                "state_topic": topics.tempo(),
-                "value_template": known("tomorrow"),
-                "device_class": "enum",
-                "options": colours,
-                "icon": "mdi:calendar-arrow-right",
-            }),
-        ),
-    ];
-    for load in loads {
+        (self.topics.config(component, object), config)
+    }
+
+    /// The controller's own sensors: the level, the next tense hour, the
+    /// Tempo colours of today and tomorrow.
+    fn controller_entities(&self) -> Vec<Config> {
+        let topics = self.topics;
+        let levels: Vec<&str> = SignalLevel::ALL.iter().map(|l| l.name()).collect();
+        let colours: Vec<&str> = TempoColor::ALL.iter().map(|c| c.name()).collect();
+        // `unknown` on the topic is Home Assistant's own unknown state.
+        let known = |field: &str| {
+            format!("{{{{ value_json.{field} if value_json.{field} != 'unknown' else None }}}}")
+        };
+        vec![
+            self.entity(
+                "sensor",
+                "level",
+                json!({
+                    "name": "Ecowatt level",
+                    "state_topic": topics.level(),
+                    "value_template": "{{ value if value != 'unknown' else None }}",
+                    "device_class": "enum",
+                    "options": levels,
+                    "icon": "mdi:transmission-tower",
+                }),
+            ),
+            self.entity(
+                "sensor",
+                "next_tense",
+                json!({
+                    "name": "Next tense hour",
+                    "state_topic": topics.next_tense(),
+                    "value_template": "{{ value_json.start or None }}",
+                    "json_attributes_topic": topics.next_tense(),
+                    "device_class": "timestamp",
+                    "icon": "mdi:clock-alert-outline",
+                }),
+            ),
+            self.entity(
+                "sensor",
+                "tempo_today",
+                json!({
+                    "name": "Tempo today",
+                    "state_topic": topics.tempo(),
+                    "value_template": known("today"),
+                    "device_class": "enum",
+                    "options": colours,
+                    "icon": "mdi:calendar-today",
+                }),
+            ),
+            self.entity(
+                "sensor",
+                "tempo_tomorrow",
+                json!({
+                    "name": "Tempo tomorrow",
+                    "state_topic": topics.tempo(),
+                    "value_template": known("tomorrow"),
+                    "device_class": "enum",
+                    "options": colours,
+                    "icon": "mdi:calendar-arrow-right",
+                }),
+            ),
+        ]
+    }
+
+    /// A load's four entities: powered, reason, the override switch and
+    /// the button that clears it.
+    fn load_entities(&self, load: &str) -> [Config; 4] {
         let id = object_id(load);
-        let state = topics.load_state(load);
-        let command = topics.override_set(load);
-        configs.extend([
-            entity(
+        let state = self.topics.load_state(load);
+        let command = self.topics.override_set(load);
+        [
+            self.entity(
                 "binary_sensor",
                 &format!("{id}_powered"),
                 json!({
@@ -216,7 +250,7 @@ pub(crate) fn configs<'a>(
                     "device_class": "power",
                 }),
             ),
-            entity(
+            self.entity(
                 "sensor",
                 &format!("{id}_reason"),
                 json!({
@@ -226,7 +260,7 @@ pub(crate) fn configs<'a>(
                     "icon": "mdi:information-outline",
                 }),
             ),
-            entity(
+            self.entity(
                 "switch",
                 &format!("{id}_override"),
                 json!({
@@ -241,7 +275,7 @@ pub(crate) fn configs<'a>(
                     "icon": "mdi:hand-back-right",
                 }),
             ),
-            entity(
+            self.entity(
                 "button",
                 &format!("{id}_clear_override"),
                 json!({
@@ -251,9 +285,8 @@ pub(crate) fn configs<'a>(
                     "icon": "mdi:restore",
                 }),
             ),
-        ]);
+        ]
     }
-    configs
 }
 
 #[cfg(test)]
