@@ -236,7 +236,24 @@ fn start_sources(
         }
     };
 
-    let tempo_task = match tempo {
+    let tempo_task = start_tempo(tempo, state_dir, ecowatt_client, tempo_tx, closing)?;
+    Ok(Started {
+        source_task,
+        tempo_task,
+        source_detail,
+    })
+}
+
+/// The Tempo source's task, if Tempo is on: from RTE (its own credentials,
+/// else the Ecowatt client's) or from a file.
+fn start_tempo(
+    tempo: TempoSettings,
+    state_dir: &Path,
+    ecowatt_client: Option<Arc<RteClient>>,
+    tempo_tx: watch::Sender<TempoCurrent>,
+    closing: &CancellationToken,
+) -> Result<Option<JoinHandle<()>>, Error> {
+    Ok(match tempo {
         TempoSettings::Off => None,
         TempoSettings::Rte(tempo) => {
             delestage_runtime::files::ensure_writable_dir(state_dir)?;
@@ -282,10 +299,5 @@ fn start_sources(
                 closing.clone(),
             )))
         }
-    };
-    Ok(Started {
-        source_task,
-        tempo_task,
-        source_detail,
     })
 }
