@@ -155,16 +155,49 @@ pub(crate) fn plan_text(
     paint: Paint,
     clock: &Clock,
 ) -> String {
+    let Some(cells) = hour_cells(plan, clock) else {
+        return "no plan yet\n".to_owned();
+    };
+    let name_width = plan
+        .loads
+        .iter()
+        .map(|l| l.load.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut out = String::new();
-    let Some(start) = plan
+    out.push_str(&hours_header(&cells, name_width, clock));
+    out.push_str(&load_rows(plan, &cells, hours, name_width, paint));
+    out.push_str(&tempo_row(tempo, &cells, name_width, paint));
+    out.push_str(&format!(
+        "\n█ powered  ░ cut for some or all of the hour; colour: the hour's level ({}, {}, {}, {}); Tempo W/R: peak hours of a white/red day\n",
+        paint.level(SignalLevel::CarbonFree, "carbon-free"),
+        paint.level(SignalLevel::Green, "green"),
+        paint.level(SignalLevel::Orange, "orange"),
+        paint.level(SignalLevel::Red, "red"),
+    ));
+    out.push_str(&budget::section(
+        plan.loads
+            .iter()
+            .map(|l| (l.load.as_str(), l.budget.as_ref())),
+    ));
+    if let [only] = plan.loads.as_slice() {
+        out.push('\n');
+        out.push_str(&intervals_text(only, clock));
+    }
+    out
+}
+
+/// The timeline's cells: whole hours (in the clock's zone) from the one
+/// holding the plan's start to its end, five days at most; `None` without
+/// a plan.
+fn hour_cells(plan: &cpb::GetPlanResponse, clock: &Clock) -> Option<Vec<(Timestamp, Timestamp)>> {
+    let start = plan
         .loads
         .iter()
         .filter_map(|l| l.intervals.first())
         .filter_map(|i| time(i.start.as_ref()))
-        .min()
-    else {
-        return "no plan yet\n".to_owned();
-    };
+        .min()?;
     let end = plan
         .loads
         .iter()
@@ -172,7 +205,6 @@ pub(crate) fn plan_text(
         .filter_map(|i| time(i.end.as_ref()))
         .max()
         .unwrap_or(start);
-    // Whole hours, from the one containing `start`.
     let first = start
         .to_zoned_datetime(clock.tz.clone())
         .with()
@@ -189,24 +221,11 @@ pub(crate) fn plan_text(
         cells.push((t, next));
         t = next;
     }
-    let level_at = |t: Timestamp| {
-        hours
-            .iter()
-            .find(|h| {
-                time(h.start.as_ref()).is_some_and(|s| s <= t)
-                    && time(h.end.as_ref()).is_some_and(|e| t < e)
-            })
-            .map_or(SignalLevel::Unspecified, |h| h.level())
-    };
-    let name_width = plan
-        .loads
-        .iter()
-        .map(|l| l.load.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    Some(cells)
+}
 
-    // Header: the hour every 3 cells.
+/// The hour every 3 cells.
+fn hours_header(cells: &[(Timestamp, Timestamp)], name_width: usize, clock: &Clock) -> String {
     let mut header = " ".repeat(name_width + 2);
     for (i, (t, _)) in cells.iter().enumerate() {
         if i % 3 == 0 {
@@ -217,11 +236,31 @@ pub(crate) fn plan_text(
             header.push_str(&pad(&label, 3));
         }
     }
-    out.push_str(header.trim_end());
-    out.push('\n');
+    format!("{}\n", header.trim_end())
+}
+
+/// One row per load: `█` powered all hour, `░` cut for some of it,
+/// coloured by the hour's level.
+fn load_rows(
+    plan: &cpb::GetPlanResponse,
+    cells: &[(Timestamp, Timestamp)],
+    hours: &[fpb::HourSignal],
+    name_width: usize,
+    paint: Paint,
+) -> String {
+    let level_at = |t: Timestamp| {
+        hours
+            .iter()
+            .find(|h| {
+                time(h.start.as_ref()).is_some_and(|s| s <= t)
+                    && time(h.end.as_ref()).is_some_and(|e| t < e)
+            })
+            .map_or(SignalLevel::Unspecified, |h| h.level())
+    };
+    let mut out = String::new();
     for lp in &plan.loads {
         out.push_str(&pad(&lp.load, name_width + 2));
-        for (from, to) in &cells {
+        for (from, to) in cells {
             let mid = *from + jiff::SignedDuration::from_mins(30);
             let cut = lp.intervals.iter().any(|i| {
                 !i.powered
@@ -233,7 +272,17 @@ pub(crate) fn plan_text(
         }
         out.push('\n');
     }
-    // The Tempo peak hours of white and red days, under the loads.
+    out
+}
+
+/// The Tempo peak hours of white and red days, under the loads (nothing
+/// when there are none in view).
+fn tempo_row(
+    tempo: &[fpb::TempoDay],
+    cells: &[(Timestamp, Timestamp)],
+    name_width: usize,
+    paint: Paint,
+) -> String {
     let peak_at = |t: Timestamp| {
         delestage_proto::json::tempo_peaks(tempo)
             .find(|d| {
@@ -242,48 +291,36 @@ pub(crate) fn plan_text(
             })
             .map(|d| d.color())
     };
-    if cells
-        .iter()
-        .any(|(from, _)| peak_at(*from + jiff::SignedDuration::from_mins(30)).is_some())
-    {
-        out.push_str(&pad("Tempo", name_width + 2));
-        for (from, _) in &cells {
-            out.push_str(
-                &match peak_at(*from + jiff::SignedDuration::from_mins(30)) {
-                    Some(fpb::TempoColor::Red) => paint.tempo(fpb::TempoColor::Red, "R"),
-                    Some(c) => paint.tempo(c, "W"),
-                    None => " ".to_owned(),
-                },
-            );
-        }
-        out.push('\n');
+    let mid = |from: &Timestamp| *from + jiff::SignedDuration::from_mins(30);
+    if !cells.iter().any(|(from, _)| peak_at(mid(from)).is_some()) {
+        return String::new();
     }
-    out.push_str(&format!(
-        "\n█ powered  ░ cut for some or all of the hour; colour: the hour's level ({}, {}, {}, {}); Tempo W/R: peak hours of a white/red day\n",
-        paint.level(SignalLevel::CarbonFree, "carbon-free"),
-        paint.level(SignalLevel::Green, "green"),
-        paint.level(SignalLevel::Orange, "orange"),
-        paint.level(SignalLevel::Red, "red"),
-    ));
-    out.push_str(&budget::section(
-        plan.loads
-            .iter()
-            .map(|l| (l.load.as_str(), l.budget.as_ref())),
-    ));
-    if plan.loads.len() == 1 {
-        out.push('\n');
-        for i in &plan.loads[0].intervals {
-            let (Some(s), Some(e)) = (time(i.start.as_ref()), time(i.end.as_ref())) else {
-                continue;
-            };
-            out.push_str(&format!(
-                "  {} → {}  {}  {}\n",
-                clock.show(s),
-                clock.show(e),
-                pad(on_off(i.powered), 3),
-                reason_text(i.reason(), i.level(), i.tempo_color())
-            ));
-        }
+    let mut out = pad("Tempo", name_width + 2);
+    for (from, _) in cells {
+        out.push_str(&match peak_at(mid(from)) {
+            Some(fpb::TempoColor::Red) => paint.tempo(fpb::TempoColor::Red, "R"),
+            Some(c) => paint.tempo(c, "W"),
+            None => " ".to_owned(),
+        });
+    }
+    out.push('\n');
+    out
+}
+
+/// One load's intervals, with their reasons.
+fn intervals_text(load: &cpb::LoadPlan, clock: &Clock) -> String {
+    let mut out = String::new();
+    for i in &load.intervals {
+        let (Some(s), Some(e)) = (time(i.start.as_ref()), time(i.end.as_ref())) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "  {} → {}  {}  {}\n",
+            clock.show(s),
+            clock.show(e),
+            pad(on_off(i.powered), 3),
+            reason_text(i.reason(), i.level(), i.tempo_color())
+        ));
     }
     out
 }
