@@ -77,67 +77,9 @@ pub(crate) async fn run(
     );
     let http_port = port(&http_listener, args.http_port);
 
-    let payload = state.join("ecowatt-sandbox.json");
-    std::fs::write(&payload, SANDBOX)
-        .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", payload.display())))?;
-
-    let mut relay =
-        delestage_relay_service::config::Settings::new(mkdir(&state.join("relay-service"))?);
-    relay.listen = format!("127.0.0.1:{}", ports.0);
-    relay.labels = ["water heater", "EV charger", "heat pump", "pool pump"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(std::iter::repeat_n(String::new(), 4))
-        .collect();
-
-    let mut forecast = delestage_forecast_service::config::Settings::with_file(
-        &payload,
-        mkdir(&state.join("forecast-service"))?,
-    );
-    forecast.listen = format!("127.0.0.1:{}", ports.1);
-    forecast.source = delestage_forecast_service::config::SourceSettings::File {
-        path: payload.clone(),
-        rebase_to_today: true,
-    };
-    let tempo = state.join("tempo-sample.json");
-    std::fs::write(&tempo, TEMPO)
-        .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", tempo.display())))?;
-    forecast.tempo = delestage_forecast_service::config::TempoSettings::File {
-        path: tempo,
-        rebase_to_today: true,
-    };
-
-    let controller_listen = format!("127.0.0.1:{}", ports.2);
-    let controller_state = mkdir(&state.join("controller"))?;
-    let controller_state = controller_state.to_string_lossy();
-    let mut flags = vec![
-        "--listen",
-        &controller_listen,
-        "--state-dir",
-        &controller_state,
-    ];
-    if let Some(url) = &args.mqtt {
-        flags.extend(["--mqtt", url]);
-    }
-    let mut controller = delestage_controller::config::Settings::from_toml(
-        CONTROLLER_CONFIG,
-        Path::new("deploy/controller.toml"),
-        &flags,
-    )
-    .map_err(|e| match &args.mqtt {
-        Some(_) if e.to_string().contains("--mqtt") => CliError::Demo(e.to_string()),
-        _ => CliError::Demo(format!("the bundled example configuration: {e}")),
-    })?;
-    controller.forecast = format!("http://127.0.0.1:{}", ports.1);
-    for rs in &mut controller.relay_services {
-        rs.endpoint = format!("http://127.0.0.1:{}", ports.0);
-    }
-    // Loopback, no tokens: as the controller would with --http 127.0.0.1:PORT.
-    controller.http = Some(delestage_controller::config::HttpSettings {
-        listen: format!("127.0.0.1:{http_port}"),
-        max_connections: delestage_runtime::connections::DEFAULT_HTTP_MAX_CONNECTIONS,
-        security: Default::default(),
-    });
+    let relay = relay_settings(&state, ports.0)?;
+    let forecast = forecast_settings(&state, ports.1)?;
+    let controller = controller_settings(&args, &state, ports, http_port)?;
 
     // On Ctrl-C the controller stops first, then the services it uses, so
     // that it never sees them go away (and says nothing alarming).
@@ -195,6 +137,92 @@ pub(crate) async fn run(
     } else {
         Err(CliError::Demo(problems.join("; ")))
     }
+}
+
+/// The demo's relay-service: a simulated board with four labelled relays.
+fn relay_settings(
+    state: &Path,
+    port: u16,
+) -> Result<delestage_relay_service::config::Settings, CliError> {
+    let mut relay =
+        delestage_relay_service::config::Settings::new(mkdir(&state.join("relay-service"))?);
+    relay.listen = format!("127.0.0.1:{port}");
+    relay.labels = ["water heater", "EV charger", "heat pump", "pool pump"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(std::iter::repeat_n(String::new(), 4))
+        .collect();
+    Ok(relay)
+}
+
+/// The demo's forecast-service: the bundled RTE sandbox forecast and Tempo
+/// sample, both moved to this week.
+fn forecast_settings(
+    state: &Path,
+    port: u16,
+) -> Result<delestage_forecast_service::config::Settings, CliError> {
+    let payload = state.join("ecowatt-sandbox.json");
+    std::fs::write(&payload, SANDBOX)
+        .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", payload.display())))?;
+    let mut forecast = delestage_forecast_service::config::Settings::with_file(
+        &payload,
+        mkdir(&state.join("forecast-service"))?,
+    );
+    forecast.listen = format!("127.0.0.1:{port}");
+    forecast.source = delestage_forecast_service::config::SourceSettings::File {
+        path: payload.clone(),
+        rebase_to_today: true,
+    };
+    let tempo = state.join("tempo-sample.json");
+    std::fs::write(&tempo, TEMPO)
+        .map_err(|e| CliError::Demo(format!("cannot write {}: {e}", tempo.display())))?;
+    forecast.tempo = delestage_forecast_service::config::TempoSettings::File {
+        path: tempo,
+        rebase_to_today: true,
+    };
+    Ok(forecast)
+}
+
+/// The demo's controller: the bundled example configuration, pointed at
+/// the demo's services, with the dashboard on loopback.
+fn controller_settings(
+    args: &DemoArgs,
+    state: &Path,
+    ports: (u16, u16, u16),
+    http_port: u16,
+) -> Result<delestage_controller::config::Settings, CliError> {
+    let controller_listen = format!("127.0.0.1:{}", ports.2);
+    let controller_state = mkdir(&state.join("controller"))?;
+    let controller_state = controller_state.to_string_lossy();
+    let mut flags = vec![
+        "--listen",
+        &controller_listen,
+        "--state-dir",
+        &controller_state,
+    ];
+    if let Some(url) = &args.mqtt {
+        flags.extend(["--mqtt", url]);
+    }
+    let mut controller = delestage_controller::config::Settings::from_toml(
+        CONTROLLER_CONFIG,
+        Path::new("deploy/controller.toml"),
+        &flags,
+    )
+    .map_err(|e| match &args.mqtt {
+        Some(_) if e.to_string().contains("--mqtt") => CliError::Demo(e.to_string()),
+        _ => CliError::Demo(format!("the bundled example configuration: {e}")),
+    })?;
+    controller.forecast = format!("http://127.0.0.1:{}", ports.1);
+    for rs in &mut controller.relay_services {
+        rs.endpoint = format!("http://127.0.0.1:{}", ports.0);
+    }
+    // Loopback, no tokens: as the controller would with --http 127.0.0.1:PORT.
+    controller.http = Some(delestage_controller::config::HttpSettings {
+        listen: format!("127.0.0.1:{http_port}"),
+        max_connections: delestage_runtime::connections::DEFAULT_HTTP_MAX_CONNECTIONS,
+        security: Default::default(),
+    });
+    Ok(controller)
 }
 
 fn intro(
