@@ -206,6 +206,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ours_forecast = forecast.channel().await;
     let bare_channel = bare.channel().await;
 
+    let rows = throughput(&args, spec, &ours_relay, &ours_forecast, &bare_channel).await;
+    let relay_loaded = procs::memory(&relay);
+    let forecast_loaded = procs::memory(&forecast);
+    procs::stop(bare).await;
+    procs::stop(relay).await;
+    procs::stop(forecast).await;
+
+    let reaction = reaction::measure(&dir, args.reaction_samples).await?;
+    let fleet = fleet::measure(&dir, args.fleet, args.fleet_time).await?;
+
+    report(
+        &rows,
+        &reaction,
+        &fleet,
+        [
+            ("relay-service", relay_idle, relay_loaded, &relay_starts),
+            (
+                "forecast-service",
+                forecast_idle,
+                forecast_loaded,
+                &forecast_starts,
+            ),
+        ],
+    );
+    Ok(())
+}
+
+/// Requests per second and latencies of our services' RPCs, beside a
+/// bare tonic service doing nothing, each after a warm-up.
+async fn throughput(
+    args: &Args,
+    spec: LoadSpec,
+    ours_relay: &Channel,
+    ours_forecast: &Channel,
+    bare_channel: &Channel,
+) -> Vec<(&'static str, LoadResult, LoadResult)> {
     let get_relays = |channel: Channel| {
         move |_task: usize, _n: u64| {
             let mut client = RelayServiceClient::new(channel.clone());
@@ -285,16 +321,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let o = measure(ours, ours_channel).await;
         rows.push((rpc, o, b));
     }
-    let relay_loaded = procs::memory(&relay);
-    let forecast_loaded = procs::memory(&forecast);
-    procs::stop(bare).await;
-    procs::stop(relay).await;
-    procs::stop(forecast).await;
+    rows
+}
 
-    let reaction = reaction::measure(&dir, args.reaction_samples).await?;
-    let fleet = fleet::measure(&dir, args.fleet, args.fleet_time).await?;
-
-    // ---- report ----
+/// The figures, as `scripts/bench` prints them (and docs/performance.md
+/// quotes them).
+fn report(
+    rows: &[(&str, LoadResult, LoadResult)],
+    reaction: &reaction::Reaction,
+    fleet: &fleet::Fleet,
+    services: [(&str, procs::Memory, procs::Memory, &Vec<Duration>); 2],
+) {
     println!();
     println!(
         "{:<10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7}   {:>10} {:>9} {:>9} {:>9}",
@@ -310,7 +347,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "p99",
         "p99.9"
     );
-    for (rpc, o, b) in &rows {
+    for (rpc, o, b) in rows {
         println!(
             "{:<10} {:>10.0} {:>10} {:>9} {:>9} {:>9} {:>7.2}   {:>10.0} {:>9} {:>9} {:>9}",
             rpc,
@@ -363,20 +400,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "{:<17} {:>12} {:>14} {:>16}",
         "service", "idle RSS", "loaded (peak)", "start->SERVING"
     );
-    println!(
-        "{:<17} {:>12} {:>14} {:>16}",
-        "relay-service",
-        procs::mib(relay_idle.rss_kib),
-        procs::mib(relay_loaded.peak_kib),
-        median(&relay_starts)
-    );
-    println!(
-        "{:<17} {:>12} {:>14} {:>16}",
-        "forecast-service",
-        procs::mib(forecast_idle.rss_kib),
-        procs::mib(forecast_loaded.peak_kib),
-        median(&forecast_starts)
-    );
+    for (name, idle, loaded, starts) in services {
+        println!(
+            "{:<17} {:>12} {:>14} {:>16}",
+            name,
+            procs::mib(idle.rss_kib),
+            procs::mib(loaded.peak_kib),
+            median(starts)
+        );
+    }
     println!(
         "{:<17} {:>12} {:>14} {:>16}",
         "controller",
@@ -397,7 +429,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ratio("GetRelays"),
         ratio("GetLevel")
     );
-    Ok(())
 }
 
 async fn print_fanout(watchers: usize, rounds: usize) -> anyhow::Result<()> {
