@@ -69,80 +69,12 @@ pub(crate) async fn measure(bin_dir: &Path, boxes: usize) -> anyhow::Result<Scal
     )
     .await?;
 
-    eprintln!("scale: starting {boxes} relay-services");
-    let mut relays = Vec::with_capacity(boxes);
-    // Twenty at a time: starting a process is mostly waiting.
-    for first in (0..boxes).step_by(20) {
-        let starting: Vec<_> = (first..boxes.min(first + 20))
-            .map(|i| {
-                let (bin, box_dir) = (bin_dir.to_owned(), dir.path().join(format!("box{i}")));
-                tokio::spawn(
-                    async move { procs::start_relay_without_wear_guard(&bin, &box_dir).await },
-                )
-            })
-            .collect();
-        for relay in starting {
-            relays.push(relay.await??);
-        }
-    }
-
-    let config = controller_config(&forecast, &relays);
-    let config_path = dir.path().join("controller.toml");
-    std::fs::write(&config_path, config)?;
-    let controller_state = procs::subdir(dir.path(), "controller")?;
-    let max_streams = (boxes + 64).to_string();
-    let (controller, _) = procs::start_service(
-        bin_dir,
-        "controller",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            &config_path.to_string_lossy(),
-            "--state-dir",
-            &controller_state,
-            "--metrics",
-            "127.0.0.1:0",
-            "--max-streams",
-            &max_streams,
-        ],
-        &[],
-    )
-    .await?;
+    let relays = start_relays(bin_dir, dir.path(), boxes).await?;
+    let controller = start_controller(bin_dir, dir.path(), &forecast, &relays).await?;
     let metrics = controller.metrics_addr().await;
 
     // Every relay's changes, with the relay-service's own time.
-    let (tx, mut switched) = mpsc::unbounded_channel();
-    let mut watchers = Vec::new();
-    for (i, relay) in relays.iter().enumerate() {
-        let mut stream = rpb::relay_service_client::RelayServiceClient::new(relay.channel().await)
-            .watch_relays(rpb::WatchRelaysRequest {})
-            .await?
-            .into_inner();
-        let tx = tx.clone();
-        watchers.push(tokio::spawn(async move {
-            while let Some(Ok(event)) = stream.next().await {
-                let at = event.at.as_ref().map_or_else(SystemTime::now, pb_time);
-                let changed: Vec<(u32, bool)> = match event.event {
-                    Some(rpb::relay_event::Event::RelayChanged(r)) => {
-                        vec![(r.channel, r.energized)]
-                    }
-                    Some(rpb::relay_event::Event::Snapshot(s)) => {
-                        s.relays.iter().map(|r| (r.channel, r.energized)).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                for (channel, energized) in changed {
-                    let _ = tx.send(Switched {
-                        relay_service: i,
-                        channel,
-                        energized,
-                        at,
-                    });
-                }
-            }
-        }));
-    }
+    let (mut switched, watchers) = watch_switches(&relays).await?;
     let mut forecasts =
         fpb::forecast_service_client::ForecastServiceClient::new(forecast.channel().await)
             .watch_forecast(fpb::WatchForecastRequest {})
@@ -220,6 +152,107 @@ pub(crate) async fn measure(bin_dir: &Path, boxes: usize) -> anyhow::Result<Scal
         status_p99_ms: status.quantile_us(0.99) as f64 / 1000.0,
         controller_rss_mib,
     })
+}
+
+/// `boxes` relay-services (simulated boards, no wear guard), twenty
+/// started at a time: starting a process is mostly waiting.
+async fn start_relays(
+    bin_dir: &Path,
+    dir: &Path,
+    boxes: usize,
+) -> anyhow::Result<Vec<ServiceProcess>> {
+    eprintln!("scale: starting {boxes} relay-services");
+    let mut relays = Vec::with_capacity(boxes);
+    for first in (0..boxes).step_by(20) {
+        let starting: Vec<_> = (first..boxes.min(first + 20))
+            .map(|i| {
+                let (bin, box_dir) = (bin_dir.to_owned(), dir.join(format!("box{i}")));
+                tokio::spawn(
+                    async move { procs::start_relay_without_wear_guard(&bin, &box_dir).await },
+                )
+            })
+            .collect();
+        for relay in starting {
+            relays.push(relay.await??);
+        }
+    }
+
+    Ok(relays)
+}
+
+/// The controller on every box, with metrics (for the plan's time).
+async fn start_controller(
+    bin_dir: &Path,
+    dir: &Path,
+    forecast: &ServiceProcess,
+    relays: &[ServiceProcess],
+) -> anyhow::Result<ServiceProcess> {
+    let config = controller_config(forecast, relays);
+    let config_path = dir.join("controller.toml");
+    std::fs::write(&config_path, config)?;
+    let controller_state = procs::subdir(dir, "controller")?;
+    let max_streams = (relays.len() + 64).to_string();
+    let (controller, _) = procs::start_service(
+        bin_dir,
+        "controller",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &config_path.to_string_lossy(),
+            "--state-dir",
+            &controller_state,
+            "--metrics",
+            "127.0.0.1:0",
+            "--max-streams",
+            &max_streams,
+        ],
+        &[],
+    )
+    .await?;
+    Ok(controller)
+}
+
+/// Every relay's changes, as each relay-service reports them (its own
+/// time), on one channel; and the tasks that forward them.
+async fn watch_switches(
+    relays: &[ServiceProcess],
+) -> anyhow::Result<(
+    mpsc::UnboundedReceiver<Switched>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    let (tx, switched) = mpsc::unbounded_channel();
+    let mut watchers = Vec::new();
+    for (i, relay) in relays.iter().enumerate() {
+        let mut stream = rpb::relay_service_client::RelayServiceClient::new(relay.channel().await)
+            .watch_relays(rpb::WatchRelaysRequest {})
+            .await?
+            .into_inner();
+        let tx = tx.clone();
+        watchers.push(tokio::spawn(async move {
+            while let Some(Ok(event)) = stream.next().await {
+                let at = event.at.as_ref().map_or_else(SystemTime::now, pb_time);
+                let changed: Vec<(u32, bool)> = match event.event {
+                    Some(rpb::relay_event::Event::RelayChanged(r)) => {
+                        vec![(r.channel, r.energized)]
+                    }
+                    Some(rpb::relay_event::Event::Snapshot(s)) => {
+                        s.relays.iter().map(|r| (r.channel, r.energized)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                for (channel, energized) in changed {
+                    let _ = tx.send(Switched {
+                        relay_service: i,
+                        channel,
+                        energized,
+                        at,
+                    });
+                }
+            }
+        }));
+    }
+    Ok((switched, watchers))
 }
 
 /// `[relays.boxK]` per relay-service and 8 loads on each, shed at orange.
