@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1 as fpb;
 use delestage_proto::relay::v1 as rpb;
+use tonic::transport::Channel;
 
 use crate::load::{self, LoadSpec};
 use crate::procs;
@@ -79,50 +80,7 @@ pub(crate) async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> a
             requests: u64::MAX,
             max_time: duration,
         },
-        move |task, n| {
-            let channels = channels.clone();
-            async move {
-                let result = match task % 6 {
-                    0 => rpb::relay_service_client::RelayServiceClient::new(channels[0].clone())
-                        .get_relays(rpb::GetRelaysRequest {})
-                        .await
-                        .map(drop),
-                    // Channels 4..7: no load of the controller's there.
-                    1 => rpb::relay_service_client::RelayServiceClient::new(channels[0].clone())
-                        .set_relay(rpb::SetRelayRequest {
-                            channel: 4 + (task as u32 / 6) % 4,
-                            energized: n.is_multiple_of(2),
-                        })
-                        .await
-                        .map(drop),
-                    2 => fpb::forecast_service_client::ForecastServiceClient::new(
-                        channels[1].clone(),
-                    )
-                    .get_level(fpb::GetLevelRequest { at: None })
-                    .await
-                    .map(drop),
-                    3 => fpb::forecast_service_client::ForecastServiceClient::new(
-                        channels[1].clone(),
-                    )
-                    .get_forecast(fpb::GetForecastRequest {})
-                    .await
-                    .map(drop),
-                    4 => cpb::controller_service_client::ControllerServiceClient::new(
-                        channels[2].clone(),
-                    )
-                    .get_status(cpb::GetStatusRequest {})
-                    .await
-                    .map(drop),
-                    _ => cpb::controller_service_client::ControllerServiceClient::new(
-                        channels[2].clone(),
-                    )
-                    .get_plan(cpb::GetPlanRequest { load: None })
-                    .await
-                    .map(drop),
-                };
-                result.map_err(|s| s.to_string())
-            }
-        },
+        move |task, n| one_call(channels.clone(), task, n),
     ));
     let step = (duration / 6).max(Duration::from_secs(1));
     while !load.is_finished() {
@@ -152,4 +110,40 @@ pub(crate) async fn run(bin_dir: &Path, clients: usize, duration: Duration) -> a
         result.errors
     );
     Ok(())
+}
+
+/// One call of the soak's mix: task `task % 6` picks the RPC (relay-service
+/// reads and switches, forecast-service reads, controller reads).
+async fn one_call(channels: [Channel; 3], task: usize, n: u64) -> Result<(), String> {
+    let result = match task % 6 {
+        0 => rpb::relay_service_client::RelayServiceClient::new(channels[0].clone())
+            .get_relays(rpb::GetRelaysRequest {})
+            .await
+            .map(drop),
+        // Channels 4..7: no load of the controller's there.
+        1 => rpb::relay_service_client::RelayServiceClient::new(channels[0].clone())
+            .set_relay(rpb::SetRelayRequest {
+                channel: 4 + (task as u32 / 6) % 4,
+                energized: n.is_multiple_of(2),
+            })
+            .await
+            .map(drop),
+        2 => fpb::forecast_service_client::ForecastServiceClient::new(channels[1].clone())
+            .get_level(fpb::GetLevelRequest { at: None })
+            .await
+            .map(drop),
+        3 => fpb::forecast_service_client::ForecastServiceClient::new(channels[1].clone())
+            .get_forecast(fpb::GetForecastRequest {})
+            .await
+            .map(drop),
+        4 => cpb::controller_service_client::ControllerServiceClient::new(channels[2].clone())
+            .get_status(cpb::GetStatusRequest {})
+            .await
+            .map(drop),
+        _ => cpb::controller_service_client::ControllerServiceClient::new(channels[2].clone())
+            .get_plan(cpb::GetPlanRequest { load: None })
+            .await
+            .map(drop),
+    };
+    result.map_err(|s| s.to_string())
 }
