@@ -82,44 +82,65 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .into_inner();
 
-    // 1. Plug → attached; unplug → applied: false.
+    plug_cycles(&usb, &mut events, args.cycles).await?;
+    let on = switch_times(&usb, &mut client, args.samples).await?;
+    trip_recovery(&usb, &svc, on, args.cycles.min(5)).await?;
+    svc.stop_with(Signal::SIGTERM).await;
+    Ok(())
+}
+
+/// Step 1: plug → attached, unplug → applied: false, `cycles` times;
+/// then plugged for what follows.
+async fn plug_cycles(
+    usb: &VirtualUsb,
+    events: &mut tonic::Streaming<pb::RelayEvent>,
+    cycles: usize,
+) -> anyhow::Result<()> {
     let mut attach = Vec::new();
     let mut detach = Vec::new();
-    for _ in 0..args.cycles {
+    for _ in 0..cycles {
         let plugged = Instant::now();
         usb.plug("1017_2", SERIAL);
         next_event(
-            &mut events,
+            events,
             |e| matches!(e, pb::relay_event::Event::BoardChanged(b) if b.attached),
         )
         .await?;
         attach.push(plugged.elapsed());
-        wait_file(&usb, "armed and applied", |b| {
+        wait_file(usb, "armed and applied", |b| {
             b.failsafe.iter().all(|f| f == "armed")
         })
         .await?;
         let unplugged = Instant::now();
         usb.unplug(SERIAL);
         next_event(
-            &mut events,
+            events,
             |e| matches!(e, pb::relay_event::Event::RelayChanged(r) if r.applied == Some(false)),
         )
         .await?;
         detach.push(unplugged.elapsed());
     }
     usb.plug("1017_2", SERIAL);
-    wait_file(&usb, "armed", |b| b.failsafe.iter().all(|f| f == "armed")).await?;
+    wait_file(usb, "armed", |b| b.failsafe.iter().all(|f| f == "armed")).await?;
     print_figure("plug → attached (WatchRelays)", &mut attach);
     print_figure("unplug → applied: false (WatchRelays)", &mut detach);
 
-    // 2. SetRelay → coil, watched by a thread that reads the file as fast
-    // as it can.
-    let changes = watch_coils(&usb);
+    Ok(())
+}
+
+/// Step 2: SetRelay → coil, watched by a thread that reads the file as
+/// fast as it can; returns the coils' states at the end.
+async fn switch_times(
+    usb: &VirtualUsb,
+    client: &mut RelayServiceClient<tonic::transport::Channel>,
+    samples: usize,
+) -> anyhow::Result<[bool; 8]> {
+    let changes = watch_coils(usb);
     let mut sent_to_coil = Vec::new();
     let mut answered_to_coil: Vec<i64> = Vec::new();
     let mut on = [false; 8];
     let pace = Duration::from_secs(60) / (8 * 20) + Duration::from_millis(5);
-    for i in 0..args.samples {
+    for i in 0..samples {
         let ch = i % 8;
         on[ch] = !on[ch];
         let sent = Instant::now();
@@ -156,20 +177,29 @@ async fn main() -> anyhow::Result<()> {
         answered_to_coil.len()
     );
 
-    // 3. A trip → re-armed and re-applied (the coils as the switches
-    // above left them: the wear guard allows no more switching now).
+    Ok(on)
+}
+
+/// Step 3: a trip → re-armed and re-applied (the coils as the switches
+/// before left them: the wear guard allows no more switching now).
+async fn trip_recovery(
+    usb: &VirtualUsb,
+    svc: &ServiceProcess,
+    on: [bool; 8],
+    cycles: usize,
+) -> anyhow::Result<()> {
     let expected: Vec<u32> = (0..8u32).filter(|&ch| on[ch as usize]).collect();
     let pid = Pid::from_raw(svc.pid().context("relay-service runs")? as i32);
     let mut recovered = Vec::new();
-    for _ in 0..args.cycles.min(5) {
+    for _ in 0..cycles {
         kill(pid, Signal::SIGSTOP)?;
-        wait_file(&usb, "tripped", |b| {
+        wait_file(usb, "tripped", |b| {
             b.failsafe.iter().all(|f| f == "tripped")
         })
         .await?;
         let thawed = Instant::now();
         kill(pid, Signal::SIGCONT)?;
-        wait_file(&usb, "re-armed and re-applied", |b| {
+        wait_file(usb, "re-armed and re-applied", |b| {
             b.energized() == expected && b.failsafe.iter().all(|f| f == "armed")
         })
         .await?;
@@ -179,7 +209,6 @@ async fn main() -> anyhow::Result<()> {
         "failsafe trip reported → re-armed and re-applied",
         &mut recovered,
     );
-    svc.stop_with(Signal::SIGTERM).await;
     Ok(())
 }
 
