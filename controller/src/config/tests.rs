@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{RunWindow, SignalLevel, TempoColor};
 
 const EXAMPLE: &str = r#"
 listen = "127.0.0.1:50053"

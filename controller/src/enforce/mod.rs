@@ -6,6 +6,7 @@
 //! - [`diff`]: what to switch, in which order (pure).
 //! - [`status`]: what GetStatus shows (pure).
 //! - [`reconcile`]: the loop: plan, decide, hand out, publish.
+//! - `overrides`: setting and clearing an override.
 //! - [`act`]: each relay-service's own tasks: its switches (refusals) and
 //!   its hold renewals.
 //! - [`history`]: the task that records the switches (group commit).
@@ -14,6 +15,7 @@ mod act;
 pub(crate) mod diff;
 mod history;
 pub(crate) mod observe;
+mod overrides;
 pub(crate) mod pace;
 pub(crate) mod reconcile;
 pub(crate) mod status;

@@ -30,7 +30,7 @@ use crate::Error;
 use crate::follow::{ForecastSeen, RelaySeen};
 use crate::model::{Load, SignalLevel};
 use crate::policy::{self, Override, Plan, PlanInput, RestoreJitter};
-use crate::store::{Store, StoredOverride, SwitchRecord};
+use crate::store::{Store, SwitchRecord};
 
 /// Reconcile at least this often (plan boundaries, expiring overrides,
 /// retries), even when nothing pokes the loop.
@@ -136,7 +136,7 @@ pub(crate) struct Controller {
     /// Poked by the followers and by override changes.
     pub wake: Arc<Notify>,
     /// One override per load per 10 s.
-    override_changes: super::pace::OverridePace,
+    pub(super) override_changes: super::pace::OverridePace,
 }
 
 impl Controller {
@@ -206,7 +206,7 @@ impl Controller {
         &self.enforcement.loads
     }
 
-    fn load(&self, name: &str) -> Result<&Load, Error> {
+    pub(super) fn load(&self, name: &str) -> Result<&Load, Error> {
         self.enforcement
             .loads
             .iter()
@@ -222,61 +222,6 @@ impl Controller {
     /// The last Tempo calendar received (empty: none).
     pub(crate) fn tempo(&self) -> Arc<Vec<policy::TariffDay>> {
         Arc::clone(&self.forecast.borrow().tempo)
-    }
-
-    /// Forces `load` on or off until `until`: as soon as its minimum on
-    /// or off time allows, or at once with `force` (control callers only;
-    /// MQTT never forces). `source` (grpc, http, ...) says in the log where
-    /// the person acted.
-    pub(crate) async fn set_override(
-        &self,
-        load: &str,
-        powered: bool,
-        until: Timestamp,
-        force: bool,
-        source: &'static str,
-    ) -> Result<StoredOverride, Error> {
-        self.load(load)?;
-        let now = Timestamp::now();
-        crate::store::check_override_until(until, now).map_err(Error::InvalidArgument)?;
-        self.override_changes
-            .allow(load, tokio::time::Instant::now())?;
-        let o = StoredOverride {
-            powered,
-            until,
-            set_at: now,
-            force,
-        };
-        let name = load.to_owned();
-        self.inner
-            .lock()
-            .await
-            .write(move |store| store.set_override(&name, o))
-            .await?;
-        tracing::info!(load, powered, %until, source, "override set");
-        self.wake.notify_one();
-        Ok(o)
-    }
-
-    /// Removes `load`'s override; false if it had none.
-    pub(crate) async fn clear_override(
-        &self,
-        load: &str,
-        source: &'static str,
-    ) -> Result<bool, Error> {
-        self.load(load)?;
-        let name = load.to_owned();
-        let cleared = self
-            .inner
-            .lock()
-            .await
-            .write(move |store| store.clear_override(&name))
-            .await?;
-        if cleared {
-            tracing::info!(load, source, "override cleared");
-            self.wake.notify_one();
-        }
-        Ok(cleared)
     }
 
     pub(crate) async fn history(
