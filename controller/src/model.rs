@@ -55,6 +55,30 @@ pub struct Load {
     pub run_daily: Option<DailyRun>,
 }
 
+impl Load {
+    /// A load with the defaults of a `[[load]]` table: cut at `shed_at`, not
+    /// on Tempo, priority 0, no minimum on/off time, no anticipation, kept
+    /// as it is without a forecast, powered when the controller is lost,
+    /// no comfort limit, no daily runtime.
+    pub fn new(name: &str, relay: RelayAddress, wiring: Wiring, shed_at: SignalLevel) -> Self {
+        Self {
+            name: name.to_owned(),
+            relay,
+            wiring,
+            shed_at: Some(shed_at),
+            shed_on_tempo: None,
+            priority: 0,
+            min_on: Duration::ZERO,
+            min_off: Duration::ZERO,
+            anticipate: Duration::ZERO,
+            when_forecast_unknown: Fallback::Keep,
+            when_controller_lost: Fallback::Restore,
+            max_off: None,
+            run_daily: None,
+        }
+    }
+}
+
 /// `run_daily` and `run_window`: so much power per Paris day, in these
 /// wall-clock windows.
 #[derive(Debug, Clone, PartialEq, Eq)]

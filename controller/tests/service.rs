@@ -140,23 +140,13 @@ async fn start_controller(
 }
 
 fn load(name: &str, channel: u32, shed_at: SignalLevel, wiring: Wiring, priority: i32) -> Load {
+    let relay = RelayAddress {
+        relay_service: "garage".to_owned(),
+        channel,
+    };
     Load {
-        name: name.to_owned(),
-        relay: RelayAddress {
-            relay_service: "garage".to_owned(),
-            channel,
-        },
-        wiring,
-        shed_at: Some(shed_at),
-        shed_on_tempo: None,
         priority,
-        min_on: Duration::ZERO,
-        min_off: Duration::ZERO,
-        anticipate: Duration::ZERO,
-        when_forecast_unknown: Fallback::Keep,
-        when_controller_lost: Fallback::Restore,
-        max_off: None,
-        run_daily: None,
+        ..Load::new(name, relay, wiring, shed_at)
     }
 }
 

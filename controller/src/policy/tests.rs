@@ -21,23 +21,13 @@ fn at(minutes: i64) -> Timestamp {
 }
 
 fn load(name: &str, shed_at: SignalLevel, priority: i32) -> Load {
+    let relay = RelayAddress {
+        relay_service: "box".to_owned(),
+        channel: 0,
+    };
     Load {
-        name: name.to_owned(),
-        relay: RelayAddress {
-            relay_service: "box".to_owned(),
-            channel: 0,
-        },
-        wiring: Wiring::NormallyOpen,
-        shed_at: Some(shed_at),
-        shed_on_tempo: None,
         priority,
-        min_on: Duration::ZERO,
-        min_off: Duration::ZERO,
-        anticipate: Duration::ZERO,
-        when_forecast_unknown: Fallback::Keep,
-        when_controller_lost: Fallback::Restore,
-        max_off: None,
-        run_daily: None,
+        ..Load::new(name, relay, Wiring::NormallyOpen, shed_at)
     }
 }
 
