@@ -6,7 +6,7 @@
 //! A relay-service stream that breaks means "unknown" at once: a box that
 //! cannot be reached is not switched. A forecast-service stream that breaks
 //! does not: the last forecast received is kept (and persisted, see
-//! [`crate::forecast_file`]), and only its age makes it unusable. On
+//! [`crate::store::ForecastFile`]), and only its age makes it unusable. On
 //! reconnect the first message is a full snapshot, so nothing missed while
 //! away matters.
 
@@ -19,43 +19,19 @@ use delestage_proto::time::from_pb;
 use delestage_runtime::backoff::{Backoff, Retry};
 use delestage_runtime::client::AuthedChannel;
 use fpb::forecast_service_client::ForecastServiceClient;
-use jiff::Timestamp;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::forecast_file::ForecastFile;
 use crate::model::SignalLevel;
 use crate::model::TempoColor;
+use crate::model::{ForecastSeen, RelaySeen};
 use crate::policy::{Hour, TariffDay};
+use crate::store::ForecastFile;
 
 /// Reconnect back-off.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-
-/// What the controller knows of the forecast.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ForecastSeen {
-    /// The first answer (a forecast, or a failure) has come: until then the
-    /// reconciler waits, so that a restart does not act on "no forecast".
-    pub settled: bool,
-    /// Connected to the forecast-service now.
-    pub connected: bool,
-    /// The last forecast received: kept across disconnections (and
-    /// restarts), acted on until it is too old.
-    pub hours: Arc<Vec<Hour>>,
-    pub fetched_at: Option<Timestamp>,
-    /// When RTE generated it: what its age counts from.
-    pub generated_at: Option<Timestamp>,
-    /// The forecast-service itself says the forecast is stale.
-    pub stale: bool,
-    /// Why there is no forecast, or why the connection broke.
-    pub problem: Option<String>,
-    /// The last Tempo calendar received (empty: none, or Tempo is off at the
-    /// forecast-service); kept like the forecast. Tempo days are facts once
-    /// published, so no age rule applies: a day absent is unknown.
-    pub tempo: Arc<Vec<TariffDay>>,
-}
 
 /// How long to wait before asking again a forecast-service that runs with
 /// Tempo off (it may be restarted with it on).
@@ -133,20 +109,6 @@ fn apply_tempo(tx: &watch::Sender<ForecastSeen>, calendar: &fpb::TempoCalendar) 
         .collect();
     days.sort_by_key(|d| d.start);
     tx.send_modify(|seen| seen.tempo = Arc::new(days));
-}
-
-/// What the controller knows of one relay-service.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RelaySeen {
-    pub settled: bool,
-    pub connected: bool,
-    pub attached: bool,
-    /// Indexed by channel.
-    pub energized: Vec<bool>,
-    /// Indexed by channel: the board holds `energized` now (an older
-    /// relay-service that does not say is taken at its word).
-    pub applied: Vec<bool>,
-    pub problem: Option<String>,
 }
 
 /// Follows WatchForecast until `closing`.

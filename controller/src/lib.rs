@@ -15,7 +15,6 @@ pub mod config;
 mod enforce;
 mod error;
 mod follow;
-mod forecast_file;
 mod http;
 pub mod model;
 mod mqtt;
@@ -40,7 +39,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::enforce::{Controller, Enforcement, RelayLink};
 pub use crate::error::Error;
-use crate::follow::{ForecastSeen, RelaySeen};
+use crate::model::{ForecastSeen, RelaySeen};
 use crate::service::ControllerApi;
 use crate::store::Store;
 
@@ -238,7 +237,7 @@ fn follow_everything(
     wake: &Arc<Notify>,
     closing: &CancellationToken,
 ) -> Arc<watch::Sender<ForecastSeen>> {
-    let forecast_file = forecast_file::ForecastFile::in_dir(&settings.state_dir);
+    let forecast_file = store::ForecastFile::in_dir(&settings.state_dir);
     let forecast_seen = Arc::new(watch::channel(forecast_file.load()).0);
     tasks.spawn(follow::keep_forecast(
         forecast_file,

@@ -3,7 +3,10 @@
 //! `delestage_proto::vocabulary`'s).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use jiff::Timestamp;
 
 pub use delestage_proto::vocabulary::{Fallback, SignalLevel, TempoColor, Wiring};
 
@@ -177,6 +180,64 @@ pub(crate) fn object_id(name: &str) -> String {
             _ => '_',
         })
         .collect()
+}
+
+/// One forecast hour, [start, end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hour {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub level: SignalLevel,
+}
+
+/// One Tempo tariff day: [start, end) is 06:00 to 06:00 Paris time, and
+/// its peak hours are [start, peak_end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TariffDay {
+    /// Its date (Paris time).
+    pub date: jiff::civil::Date,
+    pub start: Timestamp,
+    pub peak_end: Timestamp,
+    pub end: Timestamp,
+    pub color: TempoColor,
+}
+
+/// What the controller knows of the forecast.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ForecastSeen {
+    /// The first answer (a forecast, or a failure) has come: until then the
+    /// reconciler waits, so that a restart does not act on "no forecast".
+    pub settled: bool,
+    /// Connected to the forecast-service now.
+    pub connected: bool,
+    /// The last forecast received: kept across disconnections (and
+    /// restarts), acted on until it is too old.
+    pub hours: Arc<Vec<Hour>>,
+    pub fetched_at: Option<Timestamp>,
+    /// When RTE generated it: what its age counts from.
+    pub generated_at: Option<Timestamp>,
+    /// The forecast-service itself says the forecast is stale.
+    pub stale: bool,
+    /// Why there is no forecast, or why the connection broke.
+    pub problem: Option<String>,
+    /// The last Tempo calendar received (empty: none, or Tempo is off at the
+    /// forecast-service); kept like the forecast. Tempo days are facts once
+    /// published, so no age rule applies: a day absent is unknown.
+    pub tempo: Arc<Vec<TariffDay>>,
+}
+
+/// What the controller knows of one relay-service.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RelaySeen {
+    pub settled: bool,
+    pub connected: bool,
+    pub attached: bool,
+    /// Indexed by channel.
+    pub energized: Vec<bool>,
+    /// Indexed by channel: the board holds `energized` now (an older
+    /// relay-service that does not say is taken at its word).
+    pub applied: Vec<bool>,
+    pub problem: Option<String>,
 }
 
 #[cfg(test)]

@@ -45,14 +45,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+pub(crate) use crate::model::{Hour, TariffDay};
 pub(crate) use budget::day_of;
 use hold::min_hold;
 pub(crate) use hours::{hour_at, hours_until};
 pub(crate) use jitter::RestoreJitter;
 pub(crate) use reason::Reason;
-pub(crate) use types::{
-    DayBudget, Hour, Interval, LoadPlan, LoadState, Override, Plan, PlanInput, TariffDay,
-};
+pub(crate) use types::{DayBudget, Interval, LoadPlan, LoadState, Override, Plan, PlanInput};
 use types::{add, record, sub};
 
 use crate::model::{Fallback, Load, PARIS};

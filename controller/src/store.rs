@@ -7,6 +7,8 @@
 //!   start (and reported), the lines before it are kept.
 //! - `instance-id`: 128 random bits in hex, written once: this controller's
 //!   identity, which seeds its restore jitter (the same delay every restart).
+//! - `forecast.json`: the last forecast and Tempo calendar received
+//!   ([`ForecastFile`]), so that a restart acts on them at once.
 //!
 //! Every file is read defensively at start (size limits, set aside when
 //! unusable; the history streamed, see [`history_file`]).
@@ -14,7 +16,10 @@
 //! Plain files rather than a database: a few switches a day, read once at
 //! start, and a person can read them with `jq`.
 
+mod forecast_file;
 mod history_file;
+
+pub(crate) use forecast_file::ForecastFile;
 mod instance_id;
 
 use std::collections::{HashMap, VecDeque};

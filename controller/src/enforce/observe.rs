@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::follow::RelaySeen;
 use crate::model::Load;
+use crate::model::RelaySeen;
 use crate::policy::{self, LoadState};
 use crate::store::Store;
 

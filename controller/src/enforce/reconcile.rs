@@ -27,7 +27,7 @@ use super::history::HistoryQueue;
 use super::observe::{self, RelayView};
 use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
-use crate::follow::{ForecastSeen, RelaySeen};
+use crate::model::{ForecastSeen, RelaySeen};
 use crate::model::{Load, SignalLevel};
 use crate::policy::{self, Override, Plan, PlanInput, RestoreJitter};
 use crate::store::{Store, SwitchRecord};

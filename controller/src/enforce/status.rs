@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::diff::Refusal;
 use super::observe::RelayView;
-use crate::follow::ForecastSeen;
+use crate::model::ForecastSeen;
 use crate::model::{Load, SignalLevel, TempoColor};
 use crate::policy::{DayBudget, Plan, Reason};
 use crate::store::StoredOverride;

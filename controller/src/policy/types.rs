@@ -9,27 +9,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Reason, RestoreJitter};
-use crate::model::{Load, SignalLevel, TempoColor};
-
-/// One forecast hour, [start, end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hour {
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub level: SignalLevel,
-}
-
-/// One Tempo tariff day: [start, end) is 06:00 to 06:00 Paris time, and
-/// its peak hours are [start, peak_end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TariffDay {
-    /// Its date (Paris time).
-    pub date: jiff::civil::Date,
-    pub start: Timestamp,
-    pub peak_end: Timestamp,
-    pub end: Timestamp,
-    pub color: TempoColor,
-}
+use crate::model::{Hour, Load, TariffDay};
 
 /// A person's decision: this load is `powered` until `until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

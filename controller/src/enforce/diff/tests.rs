@@ -4,7 +4,7 @@ use jiff::SignedDuration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::follow::RelaySeen;
+use crate::model::RelaySeen;
 use crate::model::{Fallback, RelayAddress, Wiring};
 use crate::policy::{Interval, LoadPlan};
 

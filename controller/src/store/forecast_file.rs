@@ -12,9 +12,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::follow::ForecastSeen;
-use crate::model::{SignalLevel, TempoColor};
-use crate::policy::{Hour, TariffDay};
+use crate::model::{ForecastSeen, Hour, SignalLevel, TariffDay, TempoColor};
 
 const FORMAT_VERSION: u32 = 1;
 
