@@ -2,14 +2,17 @@
 //! and makes the relays agree with it. Serves
 //! `delestage.controller.v1.ControllerService`.
 //!
-//! - [`model`]: loads, wiring, fallbacks.
+//! - [`model`]: loads, wiring, fallbacks; forecast hours, Tempo days, and
+//!   what has been seen of the other services.
 //! - [`policy`]: the pure plan (forecast + loads + overrides + now).
 //! - [`follow`]: following the forecast-service and the relay-services.
 //! - [`enforce`]: comparing plan and relays, switching what differs.
-//! - [`store`]: overrides and switch history, across restarts.
-//! - [`service`]: the gRPC mapping. [`http`]: the web dashboard and its
-//!   JSON API (`--http`). [`mqtt`]: Home Assistant (`--mqtt`).
-//!   [`config`]: the TOML file and flags.
+//! - [`store`]: overrides, switch history and the last forecast, across
+//!   restarts.
+//! - [`wire`]: the domain as protobuf messages, for every door.
+//! - [`service`]: the gRPC API. [`http`]: the web dashboard and its JSON
+//!   API (`--http`). [`mqtt`]: Home Assistant (`--mqtt`). [`config`]: the
+//!   TOML file and flags.
 
 pub mod config;
 mod enforce;
@@ -21,6 +24,7 @@ mod mqtt;
 mod policy;
 mod service;
 mod store;
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

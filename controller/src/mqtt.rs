@@ -34,7 +34,7 @@ use self::state::Command;
 use crate::Error;
 use crate::config::MqttSettings;
 use crate::enforce::Controller;
-use crate::service::status_to_pb;
+use crate::wire::status_to_pb;
 
 /// Between two connection attempts, doubling while the broker is away.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));

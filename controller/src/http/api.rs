@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Dashboard;
-use crate::service::{
+use crate::wire::{
     HISTORY_DEFAULT, HISTORY_MAX, override_to_pb, plan_to_pb, record_to_pb, status_to_pb,
     tempo_to_pb,
 };

@@ -20,7 +20,7 @@ use tokio_stream::Stream;
 use super::Dashboard;
 use super::api::{ApiError, plan_value};
 use crate::enforce::Event;
-use crate::service::{record_to_pb, status_to_pb};
+use crate::wire::{record_to_pb, status_to_pb};
 
 /// What woke the stream's task.
 enum Next {
