@@ -29,6 +29,7 @@ pub use pki::{TestPki, token_hash};
 pub use process::{
     ServiceProcess, binary, cli_json, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,
     start_controller, start_controller_on, start_demo, start_relay, start_relay_env,
+    write_heater_config,
 };
 pub use virtual_usb::{VIRTUAL_USB_ENV, VirtualBoard, VirtualUsb};
 pub use wait::{
@@ -46,4 +47,12 @@ pub fn http_client() -> reqwest::Client {
         .timeout(BOUND)
         .build()
         .expect("an HTTP client")
+}
+
+/// Taken in turn by the tests that load the whole machine (the connection
+/// floods) and by the tests whose timing such a load would upset (a relay
+/// box frozen for a moment): they never run at the same time.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }

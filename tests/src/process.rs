@@ -341,6 +341,25 @@ pub async fn cli_json(addr: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("delestage --json prints JSON")
 }
 
+/// A controller config with one load, `heater` on `garage:0` (wired
+/// normally open, shed at orange), its state in `dir/controller`, written
+/// to `dir/controller.toml`; `top` adds top-level keys (such as
+/// `http = "127.0.0.1:0"`). Returns the file's path.
+pub fn write_heater_config(dir: &Path, forecast: &str, relay: &str, top: &str) -> PathBuf {
+    let path = dir.join("controller.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "forecast = \"http://{forecast}\"\nstate_dir = \"{}\"\n{top}\n\n\
+             [relays.garage]\nendpoint = \"http://{relay}\"\n\n\
+             [[load]]\nname = \"heater\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n",
+            dir.join("controller").display(),
+        ),
+    )
+    .expect("write the controller config");
+    path
+}
+
 /// Writes `config` (TOML) to `dir/controller.toml` and starts the
 /// controller binary on it, on `127.0.0.1:0`; returns once it is SERVING.
 pub async fn start_controller(dir: &Path, config: &str) -> (ServiceProcess, Channel) {

@@ -13,7 +13,7 @@ use delestage_proto::relay::v1 as rpb;
 use delestage_proto::relay::v1::relay_service_client::RelayServiceClient;
 use delestage_tests::{
     BOUND, ServiceProcess, binary, poll, scrape_metrics, start_forecast_at, start_relay,
-    wait_energized, write_forecast,
+    wait_energized, write_forecast, write_heater_config,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -111,24 +111,18 @@ fn raise_own_files_limit() {
 
 #[tokio::test]
 async fn the_dashboard_port_holds_against_4000_idle_and_slow_connections() {
+    let _turn = delestage_tests::exclusive().await;
     raise_own_files_limit();
     let dir = tempfile::tempdir().expect("tempdir");
     let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
     let forecast = start_forecast_at(dir.path(), 3).await;
     let state = dir.path().join("controller");
-    let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "forecast = \"http://{}\"\nstate_dir = \"{}\"\nhttp = \"127.0.0.1:0\"\n\n\
-             [relays.garage]\nendpoint = \"http://{}\"\n\n\
-             [[load]]\nname = \"heater\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n",
-            forecast.addr,
-            state.display(),
-            relay_process.addr
-        ),
-    )
-    .expect("write config");
+    let config = write_heater_config(
+        dir.path(),
+        &forecast.addr,
+        &relay_process.addr,
+        "http = \"127.0.0.1:0\"",
+    );
     let controller = start_with_1024_files(
         &binary("controller"),
         &[
@@ -265,6 +259,7 @@ async fn the_dashboard_port_holds_against_4000_idle_and_slow_connections() {
 
 #[tokio::test]
 async fn the_relay_service_port_holds_against_3000_idle_connections() {
+    let _turn = delestage_tests::exclusive().await;
     raise_own_files_limit();
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("relay");

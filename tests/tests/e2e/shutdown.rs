@@ -6,28 +6,21 @@ use std::time::{Duration, SystemTime};
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::controller::v1::controller_service_client::ControllerServiceClient;
-use delestage_tests::{ServiceProcess, binary, start_forecast_at, start_relay, wait_energized};
+use delestage_tests::{
+    ServiceProcess, binary, start_forecast_at, start_relay, wait_energized, write_heater_config,
+};
 use nix::sys::signal::Signal;
 
 #[tokio::test]
 async fn a_switch_under_way_at_sigterm_is_made_and_recorded_before_exit() {
+    // The box is frozen while the switch goes out: a flood beside it could
+    // stretch that past the controller's 3 s keepalive.
+    let _turn = delestage_tests::exclusive().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
     let forecast = start_forecast_at(dir.path(), 1).await;
     let state = dir.path().join("controller");
-    let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n\
-             [relays.garage]\nendpoint = \"http://{}\"\n\n\
-             [[load]]\nname = \"heater\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\nshed_at = \"orange\"\n",
-            forecast.addr,
-            state.display(),
-            relay_process.addr
-        ),
-    )
-    .expect("write config");
+    let config = write_heater_config(dir.path(), &forecast.addr, &relay_process.addr, "");
     let controller = ServiceProcess::start(
         &binary("controller"),
         &[

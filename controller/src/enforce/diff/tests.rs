@@ -1,11 +1,8 @@
-use std::time::Duration;
-
 use jiff::SignedDuration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::RelaySeen;
-use crate::model::{Fallback, RelayAddress, Wiring};
+use crate::model::{RelayAddress, RelaySeen, Wiring};
 use crate::policy::{Interval, LoadPlan};
 
 const NOW: Timestamp = Timestamp::UNIX_EPOCH;
@@ -82,27 +79,18 @@ impl World {
             if c.in_flight {
                 in_flight.insert(name.clone());
             }
+            let relay = RelayAddress {
+                relay_service: names[i % 2].clone(),
+                channel: c.channel,
+            };
+            let wiring = if c.normally_closed {
+                Wiring::NormallyClosed
+            } else {
+                Wiring::NormallyOpen
+            };
             loads.push(Load {
-                name: name.clone(),
-                relay: RelayAddress {
-                    relay_service: names[i % 2].clone(),
-                    channel: c.channel,
-                },
-                wiring: if c.normally_closed {
-                    Wiring::NormallyClosed
-                } else {
-                    Wiring::NormallyOpen
-                },
-                shed_at: Some(SignalLevel::Red),
-                shed_on_tempo: None,
                 priority: c.priority,
-                min_on: Duration::ZERO,
-                min_off: Duration::ZERO,
-                anticipate: Duration::ZERO,
-                when_forecast_unknown: Fallback::Keep,
-                when_controller_lost: Fallback::Restore,
-                max_off: None,
-                run_daily: None,
+                ..Load::new(&name, relay, wiring, SignalLevel::Red)
             });
             plans.push(LoadPlan {
                 load: name.clone(),
