@@ -90,14 +90,14 @@ impl Controller {
                 _ = tick.tick() => {}
                 () = closing.cancelled() => return,
             }
-            if self.alive(LOOP_ALIVE_WITHIN) && self.seen_of(link).connected {
+            if self.alive(LOOP_ALIVE_WITHIN) && self.connected(link) {
                 self.renew_hold(link).await;
             }
         }
     }
 
     async fn renew_hold(&self, link: usize) {
-        let relay = &self.relays[link];
+        let relay = &self.links[link].relay;
         let mut client = relay.client.clone();
         let mut request = tonic::Request::new(rpb::RenewHoldRequest {
             holder: "controller".to_owned(),
@@ -129,7 +129,7 @@ impl Controller {
     /// its `when_controller_lost` asks for.
     fn held_channels(&self, link: usize) -> Vec<rpb::HeldChannel> {
         let plan = self.plan();
-        let name = &self.relays[link].name;
+        let name = &self.links[link].relay.name;
         self.enforcement
             .loads
             .iter()
@@ -173,7 +173,7 @@ impl Controller {
     /// for the history task (true).
     async fn switch(&self, link: usize, switch: Switch, now: Timestamp) -> bool {
         let load = &self.enforcement.loads[switch.load];
-        let mut client = self.relays[link].client.clone();
+        let mut client = self.links[link].relay.client.clone();
         let mut request = tonic::Request::new(rpb::SetRelayRequest {
             channel: load.relay.channel,
             energized: load.wiring.energized_for(switch.to),

@@ -9,12 +9,12 @@
 //! queued up meanwhile, with one fsync, then announces the records and
 //! frees their loads.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use super::reconcile::{Controller, Event};
+use super::reconcile::{Event, Inner};
 use crate::store::SwitchRecord;
 
 /// Records waiting for the writer.
@@ -39,27 +39,40 @@ impl HistoryQueue {
     }
 }
 
-impl Controller {
-    /// Writes queued records until `stop`, then what is left.
-    pub(super) async fn history_loop(self: Arc<Self>, stop: CancellationToken) {
+impl HistoryQueue {
+    /// Writes queued records until `stop`, then what is left. `state` is
+    /// the controller's lock (every store write goes under it), `events`
+    /// hears of each record once it is durable, `wake` starts a pass once
+    /// its loads may be decided again.
+    pub(super) async fn write_until(
+        &self,
+        state: &Mutex<Inner>,
+        events: &broadcast::Sender<Event>,
+        wake: &Notify,
+        stop: CancellationToken,
+    ) {
         loop {
             tokio::select! {
-                () = self.history.queued.notified() => {}
+                () = self.queued.notified() => {}
                 () = stop.cancelled() => break,
             }
-            self.write_queued().await;
+            self.write_queued(state, events, wake).await;
         }
-        self.write_queued().await;
+        self.write_queued(state, events, wake).await;
     }
 
-    /// One batch: written with one fsync (under the controller's lock, as
-    /// every store write), then announced; its loads may be decided again.
-    async fn write_queued(&self) {
-        let batch = self.history.take();
+    /// One batch: written with one fsync, then announced.
+    async fn write_queued(
+        &self,
+        state: &Mutex<Inner>,
+        events: &broadcast::Sender<Event>,
+        wake: &Notify,
+    ) {
+        let batch = self.take();
         if batch.is_empty() {
             return;
         }
-        let mut inner = self.inner.lock().await;
+        let mut inner = state.lock().await;
         let durable = batch.clone();
         if let Err(e) = inner.write(move |store| store.record_all(durable)).await {
             tracing::error!(error = %e, records = batch.len(), "cannot record switches in the history");
@@ -69,8 +82,8 @@ impl Controller {
         }
         drop(inner);
         for record in batch {
-            let _ = self.events.send(Event::Switched(record));
+            let _ = events.send(Event::Switched(record));
         }
-        self.wake.notify_one();
+        wake.notify_one();
     }
 }

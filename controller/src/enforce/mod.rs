@@ -9,7 +9,12 @@
 //! - `overrides`: setting and clearing an override.
 //! - [`act`]: each relay-service's own tasks: its switches (refusals) and
 //!   its hold renewals.
-//! - [`history`]: the task that records the switches (group commit).
+//! - [`history`]: the history writer (group commit), a type of its own
+//!   that is handed the controller's lock, events and wake-up.
+//!
+//! `Controller` itself (its state, its API, the pass) is in [`reconcile`];
+//! its per-box tasks are in [`act`] and the override API in `overrides`,
+//! as further `impl Controller` blocks.
 
 mod act;
 pub(crate) mod diff;

@@ -11,22 +11,28 @@ use crate::model::RelaySeen;
 use crate::policy::{self, LoadState};
 use crate::store::Store;
 
-/// The relay-services by name, with what was last seen of each.
+/// A relay-service as one pass sees it: what was last seen of it, under
+/// its configured name and endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct SeenRelay<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) endpoint: &'a str,
+    pub(crate) seen: RelaySeen,
+}
+
+/// The configured relay-services, in config order, with what was last seen
+/// of each.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RelayView<'a> {
-    /// The configured relay-services' names, in config order.
-    pub(crate) names: &'a [String],
-    /// What was seen of each, in the same order.
-    pub(crate) seen: &'a [RelaySeen],
+    pub(crate) relays: &'a [SeenRelay<'a>],
 }
 
 impl<'a> RelayView<'a> {
     fn of(&self, load: &Load) -> Option<&'a RelaySeen> {
-        let i = self
-            .names
+        self.relays
             .iter()
-            .position(|n| *n == load.relay.relay_service)?;
-        self.seen.get(i)
+            .find(|r| r.name == load.relay.relay_service)
+            .map(|r| &r.seen)
     }
 
     /// Whether the load is powered, from its relay; `None` if unknown:

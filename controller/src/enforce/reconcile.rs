@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Refusal, Switch};
 use super::history::HistoryQueue;
-use super::observe::{self, RelayView};
+use super::observe::{self, RelayView, SeenRelay};
 use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
 use crate::model::{ForecastSeen, RelaySeen};
@@ -54,6 +54,34 @@ pub(crate) struct RelayLink {
     pub endpoint: String,
     pub client: RelayServiceClient<AuthedChannel>,
     pub seen: Arc<watch::Sender<RelaySeen>>,
+}
+
+/// A relay-service and the queue of switches for its task.
+pub(super) struct Link {
+    pub(super) relay: RelayLink,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// The task's end of `jobs`, until [`Controller::run`] starts the task.
+    waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+}
+
+impl Link {
+    fn new(relay: RelayLink) -> Self {
+        let (jobs, waiting) = mpsc::unbounded_channel();
+        Self {
+            relay,
+            jobs,
+            waiting: std::sync::Mutex::new(Some(waiting)),
+        }
+    }
+
+    /// What it was last seen doing, for one pass.
+    fn seen(&self) -> SeenRelay<'_> {
+        SeenRelay {
+            name: &self.relay.name,
+            endpoint: &self.relay.endpoint,
+            seen: self.relay.seen.borrow().clone(),
+        }
+    }
 }
 
 /// A switch handed to a relay-service's task, and the pass that decided it.
@@ -114,20 +142,14 @@ pub(crate) struct Controller {
     pub(super) enforcement: Enforcement,
     pub(super) inner: Mutex<Inner>,
     forecast: watch::Receiver<ForecastSeen>,
-    pub(super) relays: Vec<RelayLink>,
-    /// One queue of switches per relay-service, in `relays`' order.
-    queues: Vec<mpsc::UnboundedSender<Job>>,
-    /// Their receiving ends, until [`Controller::run`] starts the tasks.
-    queued: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Job>>>,
+    /// The relay-services, in config order.
+    pub(super) links: Vec<Link>,
     /// When the last pass ended: the relay holds are renewed only while
     /// passes keep coming (a wedged loop must let the boxes fail safe).
     last_pass: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// When this controller started watching the relays: what the history
     /// does not say before it is not known.
     pub(super) started_at: Timestamp,
-    /// The relay-services' names and endpoints, in `relays`' order.
-    names: Vec<String>,
-    endpoints: Vec<String>,
     plan: watch::Sender<Arc<Plan>>,
     status: watch::Sender<Arc<Status>>,
     pub(super) events: broadcast::Sender<Event>,
@@ -153,8 +175,6 @@ impl Controller {
             horizon: now,
             loads: Vec::new(),
         };
-        let (queues, queued): (Vec<_>, Vec<_>) =
-            relays.iter().map(|_| mpsc::unbounded_channel()).unzip();
         Self {
             enforcement,
             inner: Mutex::new(Inner {
@@ -165,13 +185,9 @@ impl Controller {
                 last_restore_decided: None,
             }),
             forecast,
-            queues,
-            queued: std::sync::Mutex::new(queued),
+            links: relays.into_iter().map(Link::new).collect(),
             last_pass: std::sync::Mutex::new(None),
             started_at: Timestamp::now(),
-            names: relays.iter().map(|r| r.name.clone()).collect(),
-            endpoints: relays.iter().map(|r| r.endpoint.clone()).collect(),
-            relays,
             plan: watch::channel(Arc::new(empty_plan)).0,
             status: watch::channel(Arc::new(Status::starting(now))).0,
             events: broadcast::channel(256).0,
@@ -238,16 +254,29 @@ impl Controller {
     /// its tasks: one switch queue and one hold renewal per relay-service,
     /// and the history writer.
     pub(crate) async fn run(self: Arc<Self>, closing: CancellationToken) {
-        let queued =
-            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
         // The history writer stops after the switches: the last ones queue
         // records to write.
         let switches_done = CancellationToken::new();
-        let history = tokio::spawn(Arc::clone(&self).history_loop(switches_done.clone()));
+        let history = tokio::spawn({
+            let this = Arc::clone(&self);
+            let stop = switches_done.clone();
+            async move {
+                this.history
+                    .write_until(&this.inner, &this.events, &this.wake, stop)
+                    .await;
+            }
+        });
         let mut links = JoinSet::new();
-        for (link, jobs) in queued.into_iter().enumerate() {
-            links.spawn(Arc::clone(&self).switch_loop(link, jobs, closing.clone()));
-            links.spawn(Arc::clone(&self).hold_loop(link, closing.clone()));
+        for (i, link) in self.links.iter().enumerate() {
+            let waiting = link
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(jobs) = waiting {
+                links.spawn(Arc::clone(&self).switch_loop(i, jobs, closing.clone()));
+            }
+            links.spawn(Arc::clone(&self).hold_loop(i, closing.clone()));
         }
         self.reconcile_until(&closing).await;
         while links.join_next().await.is_some() {}
@@ -280,10 +309,7 @@ impl Controller {
         let now = Timestamp::now();
         let forecast = self.forecast.borrow().clone();
         let seen = self.seen();
-        let relays = RelayView {
-            names: &self.names,
-            seen: &seen,
-        };
+        let relays = RelayView { relays: &seen };
         let forecast_status =
             status::forecast_status(&forecast, self.enforcement.forecast_max_age, now);
         let usable_hours = forecast_status.usable.then(|| Arc::clone(&forecast.hours));
@@ -437,7 +463,7 @@ impl Controller {
                 continue;
             };
             // Fails only at shutdown, when the tasks have ended.
-            let _ = self.queues[link].send(Job { switch, at: now });
+            let _ = self.links[link].jobs.send(Job { switch, at: now });
         }
     }
 
@@ -449,24 +475,21 @@ impl Controller {
             .is_some_and(|at| at.elapsed() <= within)
     }
 
-    /// What a relay-service was last seen doing.
-    pub(super) fn seen_of(&self, link: usize) -> RelaySeen {
-        self.relays[link].seen.borrow().clone()
+    /// Whether relay-service `link` is reachable now.
+    pub(super) fn connected(&self, link: usize) -> bool {
+        self.links[link].relay.seen.borrow().connected
     }
 
     /// The index of the load's relay-service.
     fn link_of(&self, load: &Load) -> Option<usize> {
-        self.relays
+        self.links
             .iter()
-            .position(|r| r.name == load.relay.relay_service)
+            .position(|l| l.relay.name == load.relay.relay_service)
     }
 
     /// What each relay-service was last seen doing.
-    fn seen(&self) -> Vec<RelaySeen> {
-        self.relays
-            .iter()
-            .map(|r| r.seen.borrow().clone())
-            .collect()
+    fn seen(&self) -> Vec<SeenRelay<'_>> {
+        self.links.iter().map(Link::seen).collect()
     }
 
     async fn publish_status(
@@ -486,11 +509,7 @@ impl Controller {
                 StatusInput {
                     loads: &self.enforcement.loads,
                     plan,
-                    relays: RelayView {
-                        names: &self.names,
-                        seen: &seen,
-                    },
-                    endpoints: &self.endpoints,
+                    relays: RelayView { relays: &seen },
                     refusals: &inner.refusals,
                     overrides: store.overrides(),
                     forecast,

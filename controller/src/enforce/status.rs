@@ -200,8 +200,6 @@ pub(crate) struct StatusInput<'a> {
     pub(crate) loads: &'a [Load],
     pub(crate) plan: &'a Plan,
     pub(crate) relays: RelayView<'a>,
-    /// Each relay-service's endpoint, in the order of `relays.names`.
-    pub(crate) endpoints: &'a [String],
     pub(crate) refusals: &'a HashMap<String, Refusal>,
     pub(crate) overrides: &'a HashMap<String, StoredOverride>,
     pub(crate) forecast: ForecastStatus,
@@ -244,16 +242,14 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
     }
     let relay_services = input
         .relays
-        .names
+        .relays
         .iter()
-        .zip(input.relays.seen)
-        .zip(input.endpoints)
-        .map(|((name, seen), endpoint)| RelayServiceStatus {
-            name: name.clone(),
-            endpoint: endpoint.clone(),
-            reachable: seen.connected,
-            attached: seen.attached,
-            error: seen.problem.clone(),
+        .map(|r| RelayServiceStatus {
+            name: r.name.to_owned(),
+            endpoint: r.endpoint.to_owned(),
+            reachable: r.seen.connected,
+            attached: r.seen.attached,
+            error: r.seen.problem.clone(),
         })
         .collect();
     Status {

@@ -2,6 +2,7 @@ use jiff::SignedDuration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::enforce::observe::SeenRelay;
 use crate::model::{RelayAddress, RelaySeen, Wiring};
 use crate::policy::{Interval, LoadPlan};
 
@@ -61,15 +62,14 @@ fn seen() -> impl Strategy<Value = RelaySeen> {
 struct World {
     loads: Vec<Load>,
     plan: Plan,
-    names: Vec<String>,
-    seen: Vec<RelaySeen>,
+    relays: Vec<SeenRelay<'static>>,
     refusals: HashMap<String, Refusal>,
     in_flight: HashSet<String>,
 }
 
 impl World {
     fn new(cases: &[Case], seen: Vec<RelaySeen>) -> Self {
-        let names = vec!["a".to_owned(), "b".to_owned()];
+        let names = ["a", "b"];
         let mut loads = Vec::new();
         let mut plans = Vec::new();
         let mut refusals = HashMap::new();
@@ -80,7 +80,7 @@ impl World {
                 in_flight.insert(name.clone());
             }
             let relay = RelayAddress {
-                relay_service: names[i % 2].clone(),
+                relay_service: names[i % 2].to_owned(),
                 channel: c.channel,
             };
             let wiring = if c.normally_closed {
@@ -124,8 +124,15 @@ impl World {
                 horizon: NOW + SignedDuration::from_hours(1),
                 loads: plans,
             },
-            names,
-            seen,
+            relays: names
+                .into_iter()
+                .zip(seen)
+                .map(|(name, seen)| SeenRelay {
+                    name,
+                    endpoint: "http://127.0.0.1:1",
+                    seen,
+                })
+                .collect(),
             refusals,
             in_flight,
         }
@@ -133,8 +140,7 @@ impl World {
 
     fn view(&self) -> RelayView<'_> {
         RelayView {
-            names: &self.names,
-            seen: &self.seen,
+            relays: &self.relays,
         }
     }
 
