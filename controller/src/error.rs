@@ -1,5 +1,7 @@
 //! The controller's one error type, and how it maps to gRPC statuses.
 
+use std::path::PathBuf;
+
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,22 +21,49 @@ pub enum Error {
     #[error("{0}")]
     TooSoon(String),
 
-    /// Overrides or history could not be read or written.
-    #[error("state: {0}")]
-    Store(String),
+    /// A state file (overrides, history, instance id) could not be read or
+    /// written.
+    #[error("cannot {action} {path}: {source}")]
+    StateFile {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A state record could not be written as JSON.
+    #[error("cannot encode the state as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+
+    /// The blocking task that writes the state failed (it panicked).
+    #[error("the state writer failed: {0}")]
+    StateWriter(#[from] tokio::task::JoinError),
+
+    /// The system gave no randomness for the instance id.
+    #[error("no randomness for the instance id: {0}")]
+    Randomness(#[from] getrandom::Error),
 
     #[error(transparent)]
     Runtime(#[from] delestage_runtime::Error),
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let code = match &err {
+impl Error {
+    /// The gRPC code for it (HTTP maps the same classes).
+    pub fn code(&self) -> Code {
+        match self {
             Error::UnknownLoad(_) => Code::NotFound,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
             Error::TooSoon(_) => Code::ResourceExhausted,
-            Error::Store(_) | Error::Runtime(_) => Code::Internal,
-        };
-        Status::new(code, err.to_string())
+            Error::StateFile { .. }
+            | Error::Encode(_)
+            | Error::StateWriter(_)
+            | Error::Randomness(_)
+            | Error::Runtime(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        Status::new(err.code(), err.to_string())
     }
 }

@@ -122,7 +122,11 @@ impl Store {
             .create(true)
             .append(true)
             .open(&history_path)
-            .map_err(|e| Error::Store(format!("cannot open {}: {e}", history_path.display())))?;
+            .map_err(|source| Error::StateFile {
+                action: "open",
+                path: history_path.clone(),
+                source,
+            })?;
         Ok((
             Self {
                 overrides_path,
@@ -215,11 +219,12 @@ impl Store {
         let mut json = serde_json::to_vec_pretty(&OverridesOnDisk {
             version: 1,
             overrides: on_disk,
-        })
-        .map_err(|e| Error::Store(e.to_string()))?;
+        })?;
         json.push(b'\n');
-        delestage_runtime::files::write_atomic(&self.overrides_path, &json)
-            .map_err(|e| Error::Store(e.to_string()))
+        Ok(delestage_runtime::files::write_atomic(
+            &self.overrides_path,
+            &json,
+        )?)
     }
 
     /// Appends a switch to the history, durably.
@@ -234,15 +239,13 @@ impl Store {
     pub(crate) fn record_all(&mut self, records: Vec<SwitchRecord>) -> Result<(), Error> {
         let mut lines = Vec::new();
         for record in &records {
-            serde_json::to_writer(&mut lines, &RecordOnDisk::from(record))
-                .map_err(|e| Error::Store(e.to_string()))?;
+            serde_json::to_writer(&mut lines, &RecordOnDisk::from(record))?;
             lines.push(b'\n');
         }
-        let err = |e: std::io::Error| {
-            Error::Store(format!(
-                "cannot append to {}: {e}",
-                self.history_path.display()
-            ))
+        let err = |source| Error::StateFile {
+            action: "append to",
+            path: self.history_path.clone(),
+            source,
         };
         self.history_file.write_all(&lines).map_err(err)?;
         self.history_file.sync_data().map_err(err)?;
@@ -382,9 +385,7 @@ fn load_overrides(
             .collect::<Result<HashMap<_, _>, String>>()
     };
     Ok(
-        match files::load_state_file(path, files::STATE_FILE_LIMIT, parse)
-            .map_err(|e| Error::Store(e.to_string()))?
-        {
+        match files::load_state_file(path, files::STATE_FILE_LIMIT, parse)? {
             Loaded::Found(overrides) => overrides,
             Loaded::Missing => HashMap::new(),
             Loaded::SetAside { set_aside, reason } => {

@@ -132,8 +132,7 @@ impl Inner {
         tokio::task::spawn_blocking(move || {
             f(&mut store.lock().unwrap_or_else(PoisonError::into_inner))
         })
-        .await
-        .map_err(|e| Error::Store(format!("the state writer failed: {e}")))?
+        .await?
     }
 }
 

@@ -66,11 +66,11 @@ impl IntoResponse for ApiError {
 
 impl From<crate::Error> for ApiError {
     fn from(err: crate::Error) -> Self {
-        let status = match &err {
-            crate::Error::UnknownLoad(_) => StatusCode::NOT_FOUND,
-            crate::Error::InvalidArgument(_) | crate::Error::Config(_) => StatusCode::BAD_REQUEST,
-            crate::Error::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
-            crate::Error::Store(_) | crate::Error::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let status = match err.code() {
+            tonic::Code::NotFound => StatusCode::NOT_FOUND,
+            tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, err.to_string())
     }

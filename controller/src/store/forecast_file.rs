@@ -118,8 +118,8 @@ impl ForecastFile {
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec(&on_disk).map_err(|e| Error::Store(e.to_string()))?;
-        files::write_atomic(&self.path, &json).map_err(|e| Error::Store(e.to_string()))
+        let json = serde_json::to_vec(&on_disk)?;
+        Ok(files::write_atomic(&self.path, &json)?)
     }
 }
 

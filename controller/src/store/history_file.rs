@@ -29,8 +29,10 @@ const LINE_LIMIT: usize = 64 * 1024;
 /// leaves) is cut off the file, so that the next append starts on a line of
 /// its own. A directory in its place is set aside.
 pub(super) fn load(path: &Path, report: &mut OpenReport) -> Result<VecDeque<SwitchRecord>, Error> {
-    let store_err = |what: &str, e: std::io::Error| {
-        Error::Store(format!("cannot {what} {}: {e}", path.display()))
+    let store_err = |action: &'static str, source: std::io::Error| Error::StateFile {
+        action,
+        path: path.to_owned(),
+        source,
     };
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(VecDeque::new()),

@@ -29,16 +29,21 @@ pub(super) fn seed(path: &Path, report: &mut OpenReport) -> Result<u64, Error> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(Error::Store(format!("cannot read {}: {e}", path.display())));
+            return Err(Error::StateFile {
+                action: "read",
+                path: path.to_owned(),
+                source: e,
+            });
         }
     }
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Store(format!("no randomness for the instance id: {e}")))?;
+    getrandom::fill(&mut bytes)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    delestage_runtime::files::write_atomic(path, format!("{hex}\n").as_bytes())
-        .map_err(|e| Error::Store(e.to_string()))?;
-    parse(&hex).ok_or_else(|| Error::Store("instance id".to_owned()))
+    delestage_runtime::files::write_atomic(path, format!("{hex}\n").as_bytes())?;
+    // The seed is the first 16 hex digits, as `parse` reads them back.
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    Ok(u64::from_be_bytes(first))
 }
 
 #[cfg(test)]
