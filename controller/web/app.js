@@ -61,26 +61,8 @@ function tempo(name) {
   return el("span", { class: `tempo tempo-${name || "unknown"}` }, name || "unknown");
 }
 
-/** Why a load is as it is, in words (the CLI's wording). */
-function why(reason, lvl, color) {
-  switch (reason) {
-    case "normal": return "normal";
-    case "shed_for_level": return `shed: ${lvl} hour`;
-    case "shed_for_tempo": return `shed: ${color} Tempo day, peak hours`;
-    case "anticipation": return color && color !== "unknown" ? `shed ahead of a ${color} Tempo day` : `shed ahead of a ${lvl} hour`;
-    case "override": return "override";
-    case "forecast_unknown": return "no forecast: fallback";
-    case "min_on_hold": return "held on (min_on)";
-    case "min_off_hold": return "held off (min_off)";
-    case "restore_stagger": return "waiting its turn (stagger)";
-    case "comfort_limit": return "comfort run (max_off reached)";
-    case "scheduled_run": return "scheduled run (run_daily)";
-    case "waiting_for_best_hours": return "waiting for its best hours";
-    case "budget_met": return "daily runtime done";
-    case "restore_jitter": return "restore jitter";
-    default: return reason || "?";
-  }
-}
+/** Why, in words: the server's wording (`reason_text`, the CLI's too). */
+const why = (x) => x.reason_text || x.reason || "?";
 
 const onCut = (powered) => (powered ? "on" : "cut");
 
@@ -219,7 +201,7 @@ function updateCard(card, l) {
   badge.dataset.powered = String(l.powered);
   badge.textContent = l.powered ? "ON" : "CUT";
   const wants = l.desired === l.powered ? "" : ` (wants ${onCut(l.desired)})`;
-  card.querySelector(".why").textContent = `Why: ${why(l.reason, l.reason_level, l.tempo_color)}${wants}`;
+  card.querySelector(".why").textContent = `Why: ${why(l)}${wants}`;
   const next = l.next_change_at ? `Next: ${onCut(l.next_powered)} at ${when(l.next_change_at)}` : "No change planned";
   const relay = l.relay ? ` · relay ${l.relay}` : "";
   card.querySelector(".next").textContent = `${next}${relay}`;
@@ -274,7 +256,7 @@ function renderTimelines() {
     const segs = iv.map((i) => el("div", {
       class: `seg ${i.powered ? "on" : "cut"}${i.reason === "override" ? " override" : ""}`,
       style: { left: pct(i.start), width: `${(at(i.end) - at(i.start)).toFixed(3)}%` },
-      title: `${onCut(i.powered)} ${when(i.start)}–${when(i.end)}: ${why(i.reason, i.level, i.tempo_color)}`,
+      title: `${onCut(i.powered)} ${when(i.start)}–${when(i.end)}: ${why(i)}`,
     }));
     // A tick at each Paris midnight, labelled with the day.
     const ticks = [];
@@ -287,7 +269,7 @@ function renderTimelines() {
     }
     const cuts = iv.filter((i) => !i.powered);
     const words = cuts.length
-      ? el("ul", { class: "changes" }, cuts.slice(0, 6).map((i) => el("li", {}, `cut ${when(i.start)}–${when(i.end)}: ${why(i.reason, i.level, i.tempo_color)}`)))
+      ? el("ul", { class: "changes" }, cuts.slice(0, 6).map((i) => el("li", {}, `cut ${when(i.start)}–${when(i.end)}: ${why(i)}`)))
       : el("p", { class: "muted" }, `On for the whole plan, until ${when(iv[iv.length - 1].end)}`);
     const budget = lp.budget ? el("p", { class: "muted" }, lp.budget.summary) : null;
     box.replaceChildren(
@@ -346,7 +328,7 @@ function renderHistory() {
     el("td", {}, when(r.at)),
     el("td", {}, r.load),
     el("td", {}, `${onCut(r.from_powered)} → ${onCut(r.to_powered)}`),
-    el("td", {}, why(r.reason, r.level, null))));
+    el("td", {}, why(r))));
   $("history").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "4" }, "No switches yet."))]));
 }
 

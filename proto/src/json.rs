@@ -33,6 +33,34 @@ pub fn reason_name(reason: cpb::Reason) -> &'static str {
     vocabulary::ReasonKind::name_or_unknown(vocabulary::ReasonKind::from_pb(reason as i32))
 }
 
+/// Why, in words: the one wording of the reasons, for the CLI's text and
+/// (as `reason_text`) for the JSON the dashboard shows.
+pub fn reason_text(reason: cpb::Reason, level: fpb::SignalLevel, color: fpb::TempoColor) -> String {
+    let (level, color) = (level_name(level), tempo_name(color));
+    match reason {
+        cpb::Reason::Normal => "normal".to_owned(),
+        cpb::Reason::ShedForLevel => format!("shed: {level} hour"),
+        cpb::Reason::ShedForTempo => {
+            format!("shed: {color} Tempo day, peak hours")
+        }
+        cpb::Reason::Anticipation if color != "unknown" => {
+            format!("shed ahead of a {color} Tempo day")
+        }
+        cpb::Reason::Anticipation => format!("shed ahead of a {level} hour"),
+        cpb::Reason::Override => "override".to_owned(),
+        cpb::Reason::ForecastUnknown => "no forecast: fallback".to_owned(),
+        cpb::Reason::MinOnHold => "held on (min_on)".to_owned(),
+        cpb::Reason::MinOffHold => "held off (min_off)".to_owned(),
+        cpb::Reason::RestoreStagger => "waiting its turn (stagger)".to_owned(),
+        cpb::Reason::ComfortLimit => "comfort run (max_off reached)".to_owned(),
+        cpb::Reason::ScheduledRun => "scheduled run (run_daily)".to_owned(),
+        cpb::Reason::WaitingForBestHours => "waiting for its best hours".to_owned(),
+        cpb::Reason::BudgetMet => "daily runtime done".to_owned(),
+        cpb::Reason::RestoreJitter => "restore jitter".to_owned(),
+        cpb::Reason::Unspecified => "?".to_owned(),
+    }
+}
+
 /// A message's time; `None` when absent or out of range.
 pub fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
     crate::time::from_pb(t?)
@@ -85,6 +113,7 @@ pub fn load_json(l: &cpb::LoadStatus) -> Value {
         "desired": l.desired,
         "powered": l.powered,
         "reason": reason_name(l.reason()),
+        "reason_text": reason_text(l.reason(), l.reason_level(), l.tempo_color()),
         "reason_level": level_name(l.reason_level()),
         "tempo_color": tempo_name(l.tempo_color()),
         "shed_on_tempo": tempo_name(l.shed_on_tempo()),
@@ -112,6 +141,7 @@ pub fn plan_json(plan: &cpb::GetPlanResponse, tempo: &[fpb::TempoDay]) -> Value 
                 "end": rfc3339(i.end.as_ref()),
                 "powered": i.powered,
                 "reason": reason_name(i.reason()),
+                "reason_text": reason_text(i.reason(), i.level(), i.tempo_color()),
                 "level": level_name(i.level()),
                 "tempo_color": tempo_name(i.tempo_color()),
             })).collect::<Vec<_>>(),
@@ -136,6 +166,7 @@ pub fn record_json(r: &cpb::SwitchRecord) -> Value {
         "from_powered": r.from_powered,
         "to_powered": r.to_powered,
         "reason": reason_name(r.reason()),
+        "reason_text": reason_text(r.reason(), r.level(), r.tempo_color()),
         "level": level_name(r.level()),
     })
 }

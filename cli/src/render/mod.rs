@@ -4,7 +4,6 @@
 
 mod budget;
 use anstyle::{AnsiColor, Color, Style};
-use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1 as fpb;
 use fpb::SignalLevel;
 use jiff::Timestamp;
@@ -17,8 +16,8 @@ mod relays;
 pub(crate) use controller::{history_text, plan_text, status_text};
 // The JSON shapes are shared with the controller's HTTP API.
 pub(crate) use delestage_proto::json::{
-    forecast_json, level_name, override_json, plan_json, record_json, relay_json, relays_json,
-    status_json, tempo_name, time,
+    forecast_json, level_name, override_json, plan_json, reason_text, record_json, relay_json,
+    relays_json, status_json, tempo_name, time,
 };
 pub(crate) use forecast::forecast_text;
 pub(crate) use relays::relays_text;
@@ -70,32 +69,6 @@ fn level_style(level: SignalLevel) -> Style {
         SignalLevel::Unspecified => AnsiColor::BrightBlack,
     };
     Style::new().fg_color(Some(Color::Ansi(color))).bold()
-}
-
-/// Why, in words.
-fn reason_text(reason: cpb::Reason, level: SignalLevel, color: fpb::TempoColor) -> String {
-    match reason {
-        cpb::Reason::Normal => "normal".to_owned(),
-        cpb::Reason::ShedForLevel => format!("shed: {} hour", level_name(level)),
-        cpb::Reason::ShedForTempo => {
-            format!("shed: {} Tempo day, peak hours", tempo_name(color))
-        }
-        cpb::Reason::Anticipation if color != fpb::TempoColor::Unspecified => {
-            format!("shed ahead of a {} Tempo day", tempo_name(color))
-        }
-        cpb::Reason::Anticipation => format!("shed ahead of a {} hour", level_name(level)),
-        cpb::Reason::Override => "override".to_owned(),
-        cpb::Reason::ForecastUnknown => "no forecast: fallback".to_owned(),
-        cpb::Reason::MinOnHold => "held on (min_on)".to_owned(),
-        cpb::Reason::MinOffHold => "held off (min_off)".to_owned(),
-        cpb::Reason::RestoreStagger => "waiting its turn (stagger)".to_owned(),
-        cpb::Reason::ComfortLimit => "comfort run (max_off reached)".to_owned(),
-        cpb::Reason::ScheduledRun => "scheduled run (run_daily)".to_owned(),
-        cpb::Reason::WaitingForBestHours => "waiting for its best hours".to_owned(),
-        cpb::Reason::BudgetMet => "daily runtime done".to_owned(),
-        cpb::Reason::RestoreJitter => "restore jitter".to_owned(),
-        cpb::Reason::Unspecified => "?".to_owned(),
-    }
 }
 
 /// When and where the reader is: the moment the output is made, and the

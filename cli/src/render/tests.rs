@@ -1,4 +1,5 @@
 use super::*;
+use delestage_proto::controller::v1 as cpb;
 
 /// `now` (RFC 3339), read in Paris.
 fn paris(now: &str) -> Clock {

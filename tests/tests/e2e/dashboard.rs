@@ -460,6 +460,22 @@ async fn the_page_shows_every_load_and_an_override_switches_the_relay_live() {
     ] {
         assert!(text.contains(words), "{words:?} not on the page:\n{text}");
     }
+    // The page says why in the server's words (the JSON's reason_text,
+    // the CLI's wording), not in a wording of its own.
+    let (_, status) = answer(http().get(format!("{}/api/status", site.url))).await;
+    let heat_pump = status["loads"]
+        .as_array()
+        .and_then(|loads| loads.iter().find(|l| l["name"] == "heat-pump"))
+        .expect("heat-pump in the status");
+    let words = heat_pump["reason_text"].as_str().expect("reason_text");
+    assert_eq!(words, "shed: red hour", "{heat_pump}");
+    let why = browser
+        .js(
+            "return document.querySelector('li[data-load=\"heat-pump\"] .why').textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(why, format!("Why: {words}"));
     browser
         .wait_until(
             "the hour grid",
