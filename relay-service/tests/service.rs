@@ -18,9 +18,7 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// Upper bound for anything a test waits on, so a bug fails the test
-/// instead of hanging it. Never a way to wait for readiness.
-const BOUND: Duration = Duration::from_secs(10);
+use delestage_tests::BOUND;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -243,12 +241,9 @@ impl Harness {
                 let _ = stopped.await;
             },
         ));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
-        wait_serving(channel.clone()).await;
+        let channel =
+            delestage_tests::wait_serving(&addr.to_string(), delestage_relay_service::SERVICE_NAME)
+                .await;
         let mut running = Running {
             client: RelayServiceClient::new(channel),
             hardware,
@@ -345,28 +340,6 @@ impl Running {
 }
 
 /// Polls grpc.health.v1 until the relay service reports SERVING.
-async fn wait_serving(channel: Channel) {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    tokio::time::timeout(BOUND, async {
-        loop {
-            let answer = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: delestage_relay_service::SERVICE_NAME.into(),
-                })
-                .await;
-            if let Ok(r) = answer
-                && r.into_inner().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("SERVING within the bound");
-}
-
 async fn next_event(stream: &mut tonic::Streaming<pb::RelayEvent>) -> pb::relay_event::Event {
     tokio::time::timeout(BOUND, stream.next())
         .await

@@ -28,7 +28,7 @@ pub use mqtt::{Mosquitto, MqttWatcher, Received, free_port, mosquitto_passwords}
 pub use pki::{TestPki, token_hash};
 pub use process::{
     ServiceProcess, binary, cli_json, grpcurl, run_to_exit, run_to_exit_env, scrape_metrics,
-    start_controller, start_controller_on, start_demo, start_relay, start_relay_env,
+    start_controller, start_controller_on, start_demo, start_relay, start_relay_env, wait_serving,
     write_heater_config,
 };
 pub use virtual_usb::{VIRTUAL_USB_ENV, VirtualBoard, VirtualUsb};

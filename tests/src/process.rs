@@ -136,28 +136,7 @@ impl ServiceProcess {
 
     /// Polls grpc.health.v1 at `addr` until `service` is SERVING.
     pub async fn wait_serving_at(addr: &str, service: &str) -> Channel {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
-        let mut health = HealthClient::new(channel.clone());
-        let serving = tokio::time::timeout(BOUND, async {
-            loop {
-                let answer = health
-                    .check(HealthCheckRequest {
-                        service: service.to_owned(),
-                    })
-                    .await;
-                if matches!(&answer, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32) {
-                    return;
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
-        assert!(serving.is_ok(), "{service} at {addr} not SERVING");
-        channel
+        wait_serving(addr, service).await
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT...) and goes on.
@@ -433,4 +412,31 @@ pub async fn start_relay_env(
     let relay = ServiceProcess::start(&binary("relay-service"), &args, env).await;
     let channel = relay.wait_serving("delestage.relay.v1.RelayService").await;
     (relay, channel)
+}
+
+/// Polls grpc.health.v1 at `addr` (a process, or a server in the test's own
+/// process) until `service` is SERVING; a channel to it.
+pub async fn wait_serving(addr: &str, service: &str) -> Channel {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    let serving = tokio::time::timeout(BOUND, async {
+        loop {
+            let answer = health
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await;
+            if matches!(&answer, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(serving.is_ok(), "{service} at {addr} not SERVING");
+    channel
 }

@@ -19,9 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-/// Upper bound for anything a test waits on, so a bug fails the test
-/// instead of hanging it. Never a way to wait for readiness.
-pub const BOUND: Duration = Duration::from_secs(10);
+/// Upper bound for anything a test waits on: the one of every test.
+pub use delestage_tests::BOUND;
 
 /// A running forecast-service, in-process, with a client.
 pub struct Running {
