@@ -413,7 +413,11 @@ impl Node<'_> {
     async fn received(&mut self, message: Publish) {
         let topic = message.topic.clone();
         if topic == self.topics.ha_status() {
-            if message.payload.as_ref() == ONLINE.as_bytes() {
+            // A retained `online` is what the broker holds, delivered as
+            // we subscribed: the configs just went out with the
+            // connection. Only a live one (Home Assistant started since)
+            // asks for them again.
+            if message.payload.as_ref() == ONLINE.as_bytes() && !message.retain {
                 tracing::info!("Home Assistant is online; publishing discovery again");
                 self.publish_discovery();
             }

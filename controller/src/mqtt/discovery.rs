@@ -169,8 +169,47 @@ impl<'a> Device<'a> {
         (self.topics.config(component, object), config)
     }
 
+    /// An entity that is also unavailable while its value is unknown:
+    /// available only when both the controller is online and `known`
+    /// (a template over the state topic's message) says `online`. Home
+    /// Assistant before 2024.10 shows a `None` state as the text "None", or
+    /// keeps the last value (a stale red); "unavailable" reads the same on
+    /// every version.
+    fn entity_known_only(
+        &self,
+        object: &str,
+        state_topic: &str,
+        known: &str,
+        fields: Value,
+    ) -> Config {
+        let (topic, mut config) = self.entity("sensor", object, fields);
+        if let Some(config) = config.as_object_mut() {
+            config.remove("availability_topic");
+            config.remove("payload_available");
+            config.remove("payload_not_available");
+            config.insert("availability_mode".to_owned(), json!("all"));
+            config.insert(
+                "availability".to_owned(),
+                json!([
+                    {
+                        "topic": self.topics.availability(),
+                        "payload_available": ONLINE,
+                        "payload_not_available": OFFLINE,
+                    },
+                    {
+                        "topic": state_topic,
+                        "value_template": format!("{{{{ '{ONLINE}' if {known} else '{OFFLINE}' }}}}"),
+                        "payload_available": ONLINE,
+                        "payload_not_available": OFFLINE,
+                    },
+                ]),
+            );
+        }
+        (topic, config)
+    }
+
     /// The controller's own sensors: the level, the next tense hour, the
-    /// Tempo colours of today and tomorrow.
+    /// Tempo colours of today and tomorrow; each unavailable while unknown.
     fn controller_entities(&self) -> Vec<Config> {
         let topics = self.topics;
         let levels: Vec<&str> = SignalLevel::ALL.iter().map(|l| l.name()).collect();
@@ -180,9 +219,10 @@ impl<'a> Device<'a> {
             format!("{{{{ value_json.{field} if value_json.{field} != 'unknown' else None }}}}")
         };
         vec![
-            self.entity(
-                "sensor",
+            self.entity_known_only(
                 "level",
+                &topics.level(),
+                "value != 'unknown'",
                 json!({
                     "name": "Ecowatt level",
                     "state_topic": topics.level(),
@@ -192,9 +232,10 @@ impl<'a> Device<'a> {
                     "icon": "mdi:transmission-tower",
                 }),
             ),
-            self.entity(
-                "sensor",
+            self.entity_known_only(
                 "next_tense",
+                &topics.next_tense(),
+                "value_json.start",
                 json!({
                     "name": "Next tense hour",
                     "state_topic": topics.next_tense(),
@@ -204,9 +245,10 @@ impl<'a> Device<'a> {
                     "icon": "mdi:clock-alert-outline",
                 }),
             ),
-            self.entity(
-                "sensor",
+            self.entity_known_only(
                 "tempo_today",
+                &topics.tempo(),
+                "value_json.today != 'unknown'",
                 json!({
                     "name": "Tempo today",
                     "state_topic": topics.tempo(),
@@ -216,9 +258,10 @@ impl<'a> Device<'a> {
                     "icon": "mdi:calendar-today",
                 }),
             ),
-            self.entity(
-                "sensor",
+            self.entity_known_only(
                 "tempo_tomorrow",
+                &topics.tempo(),
+                "value_json.tomorrow != 'unknown'",
                 json!({
                     "name": "Tempo tomorrow",
                     "state_topic": topics.tempo(),
@@ -352,8 +395,18 @@ mod tests {
         for (_, c) in &configs {
             assert_eq!(c["device"]["name"], "delestage");
             assert_eq!(c["device"]["identifiers"][0], "delestage_delestage");
-            assert_eq!(c["availability_topic"], "delestage/status");
+            let first = c["availability"][0]["topic"].as_str();
+            let topic = c["availability_topic"].as_str().or(first);
+            assert_eq!(topic, Some("delestage/status"), "{c}");
         }
+        // The controller's sensors are unavailable while unknown, too.
+        let level = &configs[0].1;
+        assert_eq!(level["availability_mode"], "all");
+        assert_eq!(level["availability"][1]["topic"], "delestage/level");
+        assert_eq!(
+            level["availability"][1]["value_template"],
+            "{{ 'online' if value != 'unknown' else 'offline' }}"
+        );
         let switch = &configs
             .iter()
             .find(|(t, _)| t.ends_with("heat_pump_override/config"))

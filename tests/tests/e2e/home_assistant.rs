@@ -157,6 +157,12 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
     before
         .publish("delestage/load/heat.pump/override/set", "OFF", true)
         .await;
+    // Home Assistant's birth message, retained (a common setting): it is
+    // delivered as the controller subscribes, and must not make the
+    // configs go out twice.
+    before
+        .publish("homeassistant/status", "online", true)
+        .await;
     let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
     ha.wait_for("delestage/load/boiler/state", |_| true).await;
 
@@ -175,9 +181,22 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
     before
         .publish("delestage/load/heat.pump/override/set", "", true)
         .await;
+    // The retained birth message came with the subscriptions, before the
+    // retained state of the removed load; once that state is cleared, the
+    // birth message has been handled too.
+    ha.wait_for("delestage/load/boiler/state", |m| m.payload.is_empty())
+        .await;
+    for topic in config_topics() {
+        assert_eq!(ha.count(&topic), 1, "{topic} published once");
+    }
     for (topic, c) in &configs {
         assert_eq!(c["device"]["name"], "delestage", "{topic}");
-        assert_eq!(c["availability_topic"], "delestage/status", "{topic}");
+        let first = c["availability"][0]["topic"].as_str();
+        assert_eq!(
+            c["availability_topic"].as_str().or(first),
+            Some("delestage/status"),
+            "{topic}"
+        );
         assert!(
             c["unique_id"].as_str().is_some_and(|u| !u.is_empty()),
             "{topic}"
@@ -193,6 +212,9 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
     };
     let level = config("sensor/delestage/level/config");
     assert_eq!(level["state_topic"], "delestage/level");
+    // Unavailable while unknown, on every Home Assistant version.
+    assert_eq!(level["availability_mode"], "all");
+    assert_eq!(level["availability"][1]["topic"], "delestage/level");
     assert_eq!(level["device_class"], "enum");
     assert_eq!(
         level["options"],
