@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 
 use cpb::controller_service_client::ControllerServiceClient;
 
+mod real;
+
 const GREEN: u8 = 1;
 /// Normally-open wiring: a powered load is an energised relay.
 const LOADS: [&str; 2] = ["water-heater", "heat.pump"];
@@ -44,11 +46,21 @@ impl Site {
 
     /// As [`Site::start`], with `load_extra` added to every `[[load]]`.
     async fn start_with(dir: tempfile::TempDir, mqtt: &str, load_extra: &str) -> Self {
+        Self::start_configured(dir, "", mqtt, load_extra).await
+    }
+
+    /// As [`Site::start_with`], with `policy` added to the `[policy]` table.
+    async fn start_configured(
+        dir: tempfile::TempDir,
+        policy: &str,
+        mqtt: &str,
+        load_extra: &str,
+    ) -> Self {
         let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
         let forecast = start_forecast_at(dir.path(), GREEN).await;
         let mut text = format!(
             "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n[relays.garage]\nendpoint = \"http://{}\"\n\n\
-             [policy]\nrestore_stagger = \"0s\"\n\n[mqtt]\n{mqtt}\n\n",
+             [policy]\nrestore_stagger = \"0s\"\n{policy}\n\n[mqtt]\n{mqtt}\n\n",
             forecast.addr,
             path(&dir.path().join("controller")),
             relay_process.addr,
@@ -160,9 +172,7 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
     // Home Assistant's birth message, retained (a common setting): it is
     // delivered as the controller subscribes, and must not make the
     // configs go out twice.
-    before
-        .publish("homeassistant/status", "online", true)
-        .await;
+    before.publish("homeassistant/status", "online", true).await;
     let ha = MqttWatcher::connect(broker.port, &EVERYTHING, None).await;
     ha.wait_for("delestage/load/boiler/state", |_| true).await;
 
