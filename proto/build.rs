@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "delestage/relay/v1/relay.proto",
     "delestage/forecast/v1/forecast.proto",
     "delestage/controller/v1/controller.proto",
+    "delestage/meter/v1/meter.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

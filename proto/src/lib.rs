@@ -49,6 +49,13 @@ pub mod forecast {
     }
 }
 
+/// `delestage.meter.v1`: the Linky meter, read on the relay box.
+pub mod meter {
+    pub mod v1 {
+        tonic::include_proto!("delestage.meter.v1");
+    }
+}
+
 /// `delestage.controller.v1`: plan, overrides and history.
 pub mod controller {
     pub mod v1 {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::hold::HoldSettings;
+use crate::meter::{MeterModeChoice, MeterSettings};
 use crate::wear::MAX_SWITCHES_PER_MINUTE;
 
 /// A sane upper bound for a simulated board.
@@ -72,6 +73,17 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub hardware_failsafe: Option<Duration>,
+
+    /// The Linky meter's TIC: the serial device of a "TIC USB" adapter
+    /// (/dev/ttyUSB0, /dev/ttyACM0, or a udev name such as /dev/linky)
+    /// [default: no meter].
+    #[arg(long, value_name = "PATH")]
+    pub meter: Option<PathBuf>,
+
+    /// The meter's TIC mode: historic (1200 baud), standard (9600 baud), or
+    /// auto (one, then the other, until a frame's checksums pass).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub meter_mode: MeterModeChoice,
 
     /// For the load generator only: no wear guard. Refused with a real board.
     #[arg(long, hide = true)]
@@ -154,6 +166,8 @@ pub struct Settings {
     pub hardware_failsafe: Option<Duration>,
     /// Indexed by channel; empty for none.
     pub labels: Vec<String>,
+    /// The Linky meter, if `--meter` names one.
+    pub meter: Option<MeterSettings>,
     /// Settings that were accepted but ignored, for `main` to log once
     /// logging is set up.
     pub warnings: Vec<String>,
@@ -201,6 +215,7 @@ impl Settings {
         let security = Security::resolve(&o.common.security, &o.common.listen)?;
         check_hardware_failsafe(&o, &origins)?;
         let hold = hold(&o, channels, &origins, &mut warnings)?;
+        let meter = meter(&o, &origins, &mut warnings)?;
 
         Ok(Self {
             state_dir: o.common.state_dir_or_default(Options::NAME),
@@ -218,9 +233,40 @@ impl Settings {
             hold,
             hardware_failsafe: o.hardware_failsafe,
             labels,
+            meter,
             warnings,
         })
     }
+}
+
+/// `--meter` and `--meter-mode`.
+fn meter(
+    o: &Options,
+    origins: &Origins,
+    warnings: &mut Vec<String>,
+) -> Result<Option<MeterSettings>, Error> {
+    let Some(path) = &o.meter else {
+        if o.meter_mode != MeterModeChoice::Auto {
+            warnings.push(origins.error(
+                "meter_mode",
+                "applies with --meter only; ignored".to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    if path.as_os_str().is_empty() {
+        return Err(bad(
+            origins,
+            "meter",
+            "empty: the serial device of the TIC adapter, e.g. /dev/ttyUSB0".to_owned(),
+        ));
+    }
+    // A missing device is not an error: the adapter may be plugged in
+    // later; the reader says so and waits for it.
+    Ok(Some(MeterSettings {
+        path: path.clone(),
+        mode: o.meter_mode,
+    }))
 }
 
 /// An error about `key`, naming where its value came from.

@@ -3,6 +3,8 @@
 //!
 //! - [`board`]: the hardware, simulated or a Phidget 1017.
 //! - [`bank`]: intended states, wear guard, persistence, change events.
+//! - [`meter`]: the Linky meter's TIC on a serial port, and
+//!   `delestage.meter.v1.MeterService`.
 //! - [`service`]: the gRPC mapping.
 //! - [`config`]: flags and config file.
 //!
@@ -14,6 +16,7 @@ pub mod board;
 pub mod config;
 mod error;
 mod hold;
+pub mod meter;
 mod persist;
 mod plan;
 mod service;
@@ -36,6 +39,10 @@ use crate::state::{ChannelState, Loaded, StateFile};
 
 /// The fully-qualified gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "delestage.relay.v1.RelayService";
+
+/// The meter's gRPC service, on the same port (UNAVAILABLE without
+/// `--meter`).
+pub const METER_SERVICE_NAME: &str = "delestage.meter.v1.MeterService";
 
 /// Opens the board the settings ask for. [`serve`] checks it before it
 /// serves.
@@ -121,9 +128,24 @@ pub async fn serve(
         bank.spawn(Arc::clone(&hold).run(Arc::clone(&bank)));
         hold
     });
+    let meter_view = settings.meter.clone().map(|meter| {
+        tracing::info!(meter = %meter.path.display(), mode = ?meter.mode, "reading the Linky meter's TIC");
+        let (tx, rx) = tokio::sync::watch::channel(meter::MeterView::default());
+        let stop = bank.closing();
+        bank.spawn(async move {
+            let reader = tokio::task::spawn_blocking(move || meter::reader::run(meter, tx, stop));
+            if let Err(e) = reader.await {
+                tracing::error!(error = %e, "the meter reader failed");
+            }
+        });
+        rx
+    });
+    let meter_streams =
+        delestage_runtime::stream::StreamSlots::new(settings.max_streams, bank.closing());
     let routes = tonic::service::Routes::new(
         RelayApi::new(Arc::clone(&bank), hold, settings.max_streams).into_server(),
-    );
+    )
+    .add_service(meter::service::MeterApi::new(meter_view, meter_streams).into_server());
     let closing_bank = Arc::clone(&bank);
     let shutdown = async move {
         shutdown.await;
@@ -135,7 +157,7 @@ pub async fn serve(
     delestage_runtime::grpc::serve_with_health(
         listener,
         routes,
-        &[SERVICE_NAME],
+        &[SERVICE_NAME, METER_SERVICE_NAME],
         settings.security.clone(),
         settings.max_connections,
         healthy,

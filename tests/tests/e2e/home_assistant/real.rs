@@ -91,3 +91,13 @@ async fn shows_unknown_as_unavailable(version: &'static str) {
 async fn home_assistant_2024_3_shows_what_is_unknown_as_unavailable() {
     shows_unknown_as_unavailable("2024.3").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_2024_9_shows_what_is_unknown_as_unavailable() {
+    shows_unknown_as_unavailable("2024.9").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_2025_4_shows_what_is_unknown_as_unavailable() {
+    shows_unknown_as_unavailable("2025.4").await;
+}
