@@ -155,3 +155,30 @@ fn the_hold_takes_safe_states_by_channel() {
         .to_string();
     assert!(msg.contains("relay.toml: hold_timeout"), "{msg}");
 }
+
+#[test]
+fn the_meter_from_a_flag_or_the_file() {
+    assert!(with(&[]).expect("ok").meter.is_none());
+    let s = with(&["--meter", "/dev/ttyUSB0", "--meter-mode", "standard"]).expect("ok");
+    let meter = s.meter.expect("a meter");
+    assert_eq!(meter.path, Path::new("/dev/ttyUSB0"));
+    assert_eq!(meter.mode, MeterModeChoice::Standard);
+    let (_d, path) = file("meter = \"/dev/linky\"\n");
+    let s = with(&["--config", &path]).expect("ok");
+    let meter = s.meter.expect("a meter");
+    assert_eq!(meter.path, Path::new("/dev/linky"));
+    assert_eq!(meter.mode, MeterModeChoice::Auto);
+}
+
+#[test]
+fn a_meter_mode_without_a_meter_is_a_warning_and_a_bad_mode_names_the_key() {
+    let s = with(&["--meter-mode", "historic"]).expect("ok");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("meter-mode")),
+        "{:?}",
+        s.warnings
+    );
+    let (_d, path) = file("meter = \"/dev/linky\"\nmeter_mode = \"fast\"\n");
+    let err = with(&["--config", &path]).expect_err("refused").to_string();
+    assert!(err.contains("meter_mode"), "{err}");
+}
