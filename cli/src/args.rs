@@ -98,6 +98,10 @@ pub enum Command {
     Forecast,
     /// The relays of a relay-service (--relay).
     Relays,
+    /// The Linky meter read by a relay-service (--relay): power against
+    /// the subscribed power, tariff period, Tempo colours, meter id, mode,
+    /// frame counts and age.
+    Meter,
     /// Switch a relay by hand (the controller will put it back if its plan
     /// says otherwise; use `override` to make it stick).
     Relay {

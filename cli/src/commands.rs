@@ -151,6 +151,20 @@ pub(crate) async fn relays(e: &Endpoints, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
+pub(crate) async fn meter(e: &Endpoints, out: Output) -> Result<(), CliError> {
+    let channel = connect(Service::Relay, &e.relay, &Credentials::from_args(e)).await?;
+    let r = delestage_proto::meter::v1::meter_service_client::MeterServiceClient::new(channel)
+        .get_meter(delestage_proto::meter::v1::GetMeterRequest {})
+        .await
+        .map_err(|s| Service::Relay.error(&e.relay, s))?
+        .into_inner();
+    out.print(
+        || render::meter_text(&r, out.paint, &out.clock()),
+        || render::meter_json(&r),
+    );
+    Ok(())
+}
+
 pub(crate) async fn relay_set(
     e: &Endpoints,
     channel: u32,

@@ -5,7 +5,10 @@
 //! today and a red one tomorrow) and controller (the example
 //! configuration in `deploy/controller.toml`: four loads, both shed levels)
 //! are the real services, served on their usual ports; the live view is a
-//! gRPC client of the controller like any other.
+//! gRPC client of the controller like any other. A stand-in Linky meter
+//! (`delestage-tic-standin`, on a pseudo-terminal) measures the house: its
+//! power drops when the controller cuts a load, and the relay-service reads
+//! it as it would a real meter.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,7 +80,13 @@ pub(crate) async fn run(
     );
     let http_port = port(&http_listener, args.http_port);
 
-    let relay = relay_settings(&state, ports.0)?;
+    let mut relay = relay_settings(&state, ports.0)?;
+    let mut meter = demo_meter(&state)?;
+    relay.meter = Some(delestage_relay_service::meter::MeterSettings {
+        path: meter.link().to_owned(),
+        mode: delestage_relay_service::meter::MeterModeChoice::Auto,
+    });
+    meter.follow(format!("http://127.0.0.1:{}", ports.0));
     let forecast = forecast_settings(&state, ports.1)?;
     let controller = controller_settings(&args, &state, ports, http_port)?;
 
@@ -117,8 +126,9 @@ pub(crate) async fn run(
         eprintln!("{intro}");
         stopping.cancelled().await;
     } else {
-        view(ports.2, &intro, paint, stopping.clone()).await?;
+        view(ports, &intro, paint, stopping.clone()).await?;
     }
+    drop(meter);
 
     let mut problems = Vec::new();
     if let Ok(Err(e)) = controller_task.await {
@@ -153,6 +163,30 @@ fn relay_settings(
         .chain(std::iter::repeat_n(String::new(), 4))
         .collect();
     Ok(relay)
+}
+
+/// The demo's stand-in Linky meter: a 12 kVA Tempo contract, 600 VA of base
+/// load, and the example loads' power on their relays (wired
+/// normally-closed, as in deploy/controller.toml).
+fn demo_meter(state: &Path) -> Result<delestage_tic_standin::TicStandin, CliError> {
+    let link = state.join("linky");
+    let mut config = delestage_tic_standin::Config::new(&link);
+    config.subscribed_va = 12_000;
+    config.base_va = 600;
+    config.wiring = [(0, 2400), (1, 3700), (2, 2500), (3, 1100)]
+        .into_iter()
+        .map(|(channel, watts)| delestage_tic_standin::Wire {
+            channel,
+            watts,
+            normally_closed: true,
+        })
+        .collect();
+    delestage_tic_standin::TicStandin::start(config).map_err(|e| {
+        CliError::Demo(format!(
+            "cannot create the stand-in meter at {}: {e}",
+            link.display()
+        ))
+    })
 }
 
 /// The demo's forecast-service: the bundled RTE sandbox forecast and Tempo
@@ -247,6 +281,7 @@ fn intro(
          \x20 cargo run -q -p delestage-cli -- forecast                 # the Ecowatt forecast\n\
          \x20 cargo run -q -p delestage-cli -- override heat-pump off --for 1h\n\
          \x20 cargo run -q -p delestage-cli -- relays                   # the simulated board\n\
+         \x20 cargo run -q -p delestage-cli -- meter                    # the (stand-in) Linky meter\n\
          \x20 cargo run -q -p delestage-cli -- history\n\
          \x20 grpcurl -plaintext 127.0.0.1:{controller} delestage.controller.v1.ControllerService/GetStatus\n\
          \x20 grpcurl -plaintext 127.0.0.1:{forecast} delestage.forecast.v1.ForecastService/GetLevel\n",
@@ -255,13 +290,23 @@ fn intro(
     )
 }
 
-/// Redraws the controller's status on every change until the demo stops.
+/// Redraws the controller's status and the meter's power on every change
+/// until the demo stops.
 async fn view(
-    port: u16,
+    (relay_port, _, port): (u16, u16, u16),
     intro: &str,
     paint: Paint,
     stopping: CancellationToken,
 ) -> Result<(), CliError> {
+    let relay_url = format!("http://127.0.0.1:{relay_port}");
+    let relay_channel = connect(Service::Relay, &relay_url, &Credentials::none()).await?;
+    let mut readings =
+        delestage_proto::meter::v1::meter_service_client::MeterServiceClient::new(relay_channel)
+            .watch_meter(delestage_proto::meter::v1::WatchMeterRequest {})
+            .await
+            .map_err(|s| Service::Relay.error(&relay_url, s))?
+            .into_inner();
+    let mut power = String::from("Power: waiting for the meter's first frame\n");
     let url = format!("http://127.0.0.1:{port}");
     let channel = connect(Service::Controller, &url, &Credentials::none()).await?;
     let mut client = ControllerServiceClient::new(channel);
@@ -275,6 +320,17 @@ async fn view(
     loop {
         let event = tokio::select! {
             e = events.next() => e,
+            r = readings.next() => {
+                if let Some(Ok(r)) = r {
+                    power = format!(
+                        "Power: {} VA of {} VA subscribed (Linky, {} mode)\n",
+                        r.apparent_power_va,
+                        r.subscribed_va,
+                        delestage_proto::json::meter_mode_name(r.mode()),
+                    );
+                }
+                Some(Ok(cpb::WatchEventsResponse::default()))
+            }
             _ = stopping.cancelled() => return Ok(()),
         };
         let Some(Ok(event)) = event else {
@@ -306,7 +362,7 @@ async fn view(
                     status = s;
                 }
             }
-            None => continue,
+            None => {}
         }
         let body = render::status_text(&status, paint, &render::Clock::paris_now());
         let recent = if switches.is_empty() {
@@ -316,9 +372,9 @@ async fn view(
         };
         if paint.enabled {
             // Clear the screen and draw from the top.
-            print!("\x1b[2J\x1b[H{intro}\n{body}{recent}");
+            print!("\x1b[2J\x1b[H{intro}\n{power}{body}{recent}");
         } else {
-            println!("{body}{recent}");
+            println!("{power}{body}{recent}");
         }
     }
 }

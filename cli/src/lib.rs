@@ -1,5 +1,6 @@
 //! `delestage`, the command line: client commands against running services
-//! (status, plan, forecast, relays, overrides, history; `--json` on each)
+//! (status, plan, forecast, relays, meter, overrides, history; `--json` on
+//! each)
 //! and `demo`, the whole system in one process.
 //!
 //! - [`args`]: the command line.
@@ -36,6 +37,7 @@ pub async fn run(
         Command::Plan { load } => commands::plan(e, load, out).await,
         Command::Forecast => commands::forecast(e, out).await,
         Command::Relays => commands::relays(e, out).await,
+        Command::Meter => commands::meter(e, out).await,
         Command::Relay {
             action: RelayAction::Set { channel, state },
         } => commands::relay_set(e, channel, state, out).await,

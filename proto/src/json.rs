@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::controller::v1 as cpb;
 use crate::forecast::v1 as fpb;
+use crate::meter::v1 as mpb;
 use crate::relay::v1 as rpb;
 use crate::vocabulary;
 
@@ -265,5 +266,33 @@ pub fn relay_json(r: &rpb::Relay) -> Value {
         "max_switches_per_minute": r.max_switches_per_minute,
         // null from an older relay-service that does not say.
         "applied": r.applied,
+    })
+}
+
+// ---- meter ----
+
+/// A meter mode's name: `historic`, `standard`, or `unknown`.
+pub fn meter_mode_name(mode: mpb::MeterMode) -> &'static str {
+    match mode {
+        mpb::MeterMode::Historic => "historic",
+        mpb::MeterMode::Standard => "standard",
+        mpb::MeterMode::Unspecified => "unknown",
+    }
+}
+
+pub fn meter_json(r: &mpb::MeterReading) -> Value {
+    json!({
+        "at": rfc3339(r.at.as_ref()),
+        "apparent_power_va": r.apparent_power_va,
+        "subscribed_va": r.subscribed_va,
+        "tariff_period": r.tariff_period,
+        "tempo_today": tempo_name(r.tempo_today()),
+        "tempo_tomorrow": tempo_name(r.tempo_tomorrow()),
+        "meter_id": r.meter_id,
+        "mode": meter_mode_name(r.mode()),
+        "phase_power_va": r.phase_power_va,
+        "injected_va": r.injected_va,
+        "frames_ok": r.frames_ok,
+        "frames_bad": r.frames_bad,
     })
 }

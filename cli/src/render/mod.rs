@@ -16,11 +16,11 @@ mod relays;
 pub(crate) use controller::{history_text, plan_text, status_text};
 // The JSON shapes are shared with the controller's HTTP API.
 pub(crate) use delestage_proto::json::{
-    forecast_json, level_name, override_json, plan_json, reason_text, record_json, relay_json,
-    relays_json, status_json, tempo_name, time,
+    forecast_json, level_name, meter_json, override_json, plan_json, reason_text, record_json,
+    relay_json, relays_json, status_json, tempo_name, time,
 };
 pub(crate) use forecast::forecast_text;
-pub(crate) use relays::relays_text;
+pub(crate) use relays::{meter_text, relays_text};
 
 /// Colours, or none (not a terminal, or NO_COLOR set).
 #[derive(Debug, Clone, Copy)]

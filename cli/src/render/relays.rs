@@ -56,4 +56,59 @@ pub(crate) fn relays_text(r: &rpb::GetRelaysResponse, paint: Paint, clock: &Cloc
     out
 }
 
+// ---- meter ----
+
+/// The Linky meter: power against the subscribed power, the tariff period,
+/// the colours, where the reading comes from and how old it is.
+pub(crate) fn meter_text(
+    r: &delestage_proto::meter::v1::MeterReading,
+    paint: Paint,
+    clock: &Clock,
+) -> String {
+    use delestage_proto::json::meter_mode_name;
+    let percent = if r.subscribed_va > 0 {
+        format!(
+            " ({}%)",
+            u64::from(r.apparent_power_va) * 100 / u64::from(r.subscribed_va)
+        )
+    } else {
+        String::new()
+    };
+    let mut out = format!(
+        "{} {} VA of {} VA subscribed{percent}\n",
+        paint.style(Style::new().bold(), "Power"),
+        r.apparent_power_va,
+        r.subscribed_va,
+    );
+    if !r.phase_power_va.is_empty() {
+        let phases: Vec<String> = r.phase_power_va.iter().map(|p| format!("{p} VA")).collect();
+        out.push_str(&format!("Phases {}\n", phases.join(" / ")));
+    }
+    if let Some(injected) = r.injected_va {
+        out.push_str(&format!("Injected {injected} VA\n"));
+    }
+    out.push_str(&format!(
+        "Tariff period {}\nTempo today {}, tomorrow {}\n",
+        if r.tariff_period.is_empty() {
+            "-"
+        } else {
+            &r.tariff_period
+        },
+        tempo_name(r.tempo_today()),
+        tempo_name(r.tempo_tomorrow()),
+    ));
+    let age = time(r.at.as_ref()).map_or("-".to_owned(), |at| {
+        let secs = clock.now.duration_since(at).as_secs().max(0);
+        format!("{} ({secs} s ago)", clock.show(at))
+    });
+    out.push_str(&format!(
+        "Meter {} ({} mode), read at {age}; frames {} ok, {} bad\n",
+        r.meter_id,
+        meter_mode_name(r.mode()),
+        r.frames_ok,
+        r.frames_bad,
+    ));
+    out
+}
+
 // ---- history ----

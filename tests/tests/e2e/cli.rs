@@ -210,6 +210,100 @@ async fn the_demo_runs_and_every_command_answers() {
     );
 }
 
+/// The demo's stand-in Linky meter: `delestage meter` shows the house's
+/// power, and it follows the relays (a cut load's power goes).
+#[tokio::test]
+async fn the_demo_shows_live_power_that_drops_when_a_load_is_cut() {
+    let demo = Demo::start().await;
+    // What the house draws with these relays energised (the demo's loads
+    // are wired normally-closed: powered while their relay rests).
+    let expected = |relays: &serde_json::Value| {
+        let watts = [2400, 3700, 2500, 1100];
+        600 + relays["relays"]
+            .as_array()
+            .expect("relays")
+            .iter()
+            .take(4)
+            .zip(watts)
+            .filter(|(r, _)| r["energized"] == false)
+            .map(|(_, w)| w)
+            .sum::<u64>()
+    };
+    const LOADS: [&str; 4] = ["water-heater", "ev-charger", "heat-pump", "pool-pump"];
+    // Waits until the meter says what the relays imply; returns the
+    // reading and which loads are powered.
+    let settled = async || {
+        let deadline = std::time::Instant::now() + BOUND;
+        loop {
+            let out = demo.run(&["--json", "meter"]).await;
+            let relays = demo.json(&["relays"]).await;
+            if out.status.success() {
+                let meter: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("one JSON document");
+                if meter["apparent_power_va"] == expected(&relays) {
+                    let powered: Vec<bool> = (0..4)
+                        .map(|i| relays["relays"][i]["energized"] == false)
+                        .collect();
+                    return (meter, powered);
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the meter never matched the relays: {} / {relays}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let (meter, mut powered) = settled().await;
+    assert_eq!(meter["subscribed_va"], 12000);
+    assert_eq!(meter["mode"], "historic");
+    let text = demo.text(&["meter"]).await;
+    assert!(text.contains("VA of 12000 VA subscribed"), "{text}");
+    // A tense hour may have cut them all: one powered by hand first.
+    if !powered.contains(&true) {
+        demo.json(&["override", "pool-pump", "on", "--for", "1h", "--force"])
+            .await;
+        while !powered[3] {
+            powered = settled().await.1;
+        }
+    }
+    let (before, _) = settled().await;
+    let cut = powered.iter().position(|p| *p).expect("a powered load");
+    demo.json(&["override", LOADS[cut], "off", "--for", "1h", "--force"])
+        .await;
+    let watts = [2400, 3700, 2500, 1100][cut];
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let (after, now) = settled().await;
+        if !now[cut] {
+            let drop = before["apparent_power_va"].as_i64().expect("power")
+                - after["apparent_power_va"].as_i64().expect("power");
+            // Other loads may have moved with the plan meanwhile; the cut
+            // load's own power is gone either way.
+            assert!(drop == watts || after["apparent_power_va"] == expected_now(&demo).await);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never cut",
+            LOADS[cut]
+        );
+    }
+}
+
+/// The power the demo's relays imply now.
+async fn expected_now(demo: &Demo) -> serde_json::Value {
+    let relays = demo.json(&["relays"]).await;
+    let watts = [2400, 3700, 2500, 1100];
+    let sum: u64 = 600
+        + (0..4)
+            .filter(|i| relays["relays"][*i]["energized"] == false)
+            .map(|i| watts[i])
+            .sum::<u64>();
+    serde_json::json!(sum)
+}
+
 /// Times for people are Paris times whatever the box's zone (TZ), and
 /// `--tz` shows another zone, named in the output.
 #[tokio::test]
