@@ -71,6 +71,10 @@ pub struct Options {
     #[command(flatten)]
     pub policy: PolicyOptions,
 
+    /// `[meter]`: the Linky meter.
+    #[command(flatten, next_help_heading = "The Linky meter")]
+    pub meter: MeterOptions,
+
     /// `[mqtt]`: Home Assistant.
     #[command(flatten, next_help_heading = "Home Assistant (MQTT)")]
     pub mqtt: MqttOptions,
@@ -122,6 +126,17 @@ pub struct PolicyOptions {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
     #[serde(with = "humantime_serde", default)]
     pub restore_jitter: Duration,
+}
+
+/// `[meter]`: the Linky meter, read by a relay box.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct MeterOptions {
+    /// The relay box (a `[relays.NAME]`) whose relay-service reads the
+    /// Linky meter (its --meter): the meter's Tempo colours are used for
+    /// the days RTE's calendar does not have [default: none]. In the file:
+    /// `relay` in `[meter]`.
+    #[arg(long = "meter-relay", value_name = "NAME")]
+    pub relay: Option<String>,
 }
 
 /// A `[relays.NAME]` table.
@@ -248,6 +263,8 @@ pub struct Settings {
     pub http: Option<HttpSettings>,
     /// Home Assistant's broker; `None`: no MQTT.
     pub mqtt: Option<MqttSettings>,
+    /// The relay-service whose Linky meter is followed (`[meter] relay`).
+    pub meter_relay: Option<String>,
     /// The config file, for messages.
     pub config_path: PathBuf,
 }
@@ -308,9 +325,22 @@ impl Settings {
         if mqtt.is_some() {
             loads::check_entities(&loads, &origins)?;
         }
+        if let Some(name) = &o.meter.relay
+            && !relay_services.iter().any(|r| &r.name == name)
+        {
+            let known: Vec<&str> = relay_services.iter().map(|r| r.name.as_str()).collect();
+            return Err(at(
+                "meter.relay",
+                format!(
+                    "{name:?} is not one of the [relays.NAME] tables ({})",
+                    known.join(", ")
+                ),
+            ));
+        }
         Ok(Self {
             http,
             mqtt,
+            meter_relay: o.meter.relay,
             state_dir: o.common.state_dir_or_default(Options::NAME),
             listen: o.common.listen,
             forecast: o.forecast,

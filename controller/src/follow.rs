@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delestage_proto::forecast::v1 as fpb;
+use delestage_proto::meter::v1 as mpb;
 use delestage_proto::relay::v1 as rpb;
 use delestage_proto::time::from_pb;
 use delestage_runtime::backoff::{Backoff, Retry};
@@ -29,6 +30,7 @@ use crate::model::TempoColor;
 use crate::model::{ForecastSeen, RelaySeen};
 use crate::policy::{Hour, TariffDay};
 use crate::store::ForecastFile;
+use crate::tempo_source::{self, MeterTempo};
 
 /// Reconnect back-off.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -108,7 +110,98 @@ fn apply_tempo(tx: &watch::Sender<ForecastSeen>, calendar: &fpb::TempoCalendar) 
         .filter(|d| d.start <= d.peak_end && d.peak_end <= d.end)
         .collect();
     days.sort_by_key(|d| d.start);
-    tx.send_modify(|seen| seen.tempo = Arc::new(days));
+    tx.send_modify(|seen| {
+        seen.rte_tempo = Arc::new(days);
+        merge_tempo(seen);
+    });
+}
+
+/// Recomputes the Tempo days from RTE's and the meter's; says once a day
+/// when they disagree (RTE wins).
+pub(crate) fn merge_tempo(seen: &mut ForecastSeen) {
+    let merged = tempo_source::merge(&seen.rte_tempo, seen.meter_tempo.as_ref());
+    for (date, rte, meter) in &merged.disagreements {
+        if seen.tempo_disagreement_said != Some(*date) {
+            tracing::warn!(
+                %date,
+                rte = rte.name(),
+                meter = meter.name(),
+                "RTE and the Linky meter disagree on the Tempo colour; RTE's is used"
+            );
+            seen.tempo_disagreement_said = Some(*date);
+        }
+    }
+    seen.tempo = Arc::new(merged.days);
+    seen.tempo_from_meter = Arc::new(merged.from_meter);
+}
+
+/// Follows the Linky meter of a relay box (WatchMeter) until `closing`:
+/// its Tempo colours fill what RTE's calendar does not say. The meter's
+/// readings come every 1–2 s; the days are recomputed only when its
+/// colours or its tariff day change.
+pub(crate) async fn follow_meter(
+    relay: String,
+    mut client: mpb::meter_service_client::MeterServiceClient<AuthedChannel>,
+    tx: Arc<watch::Sender<ForecastSeen>>,
+    wake: Arc<Notify>,
+    closing: CancellationToken,
+) {
+    let mut retry = RECONNECT.start();
+    let mut said: Option<String> = None;
+    loop {
+        let session = async {
+            let mut stream = client
+                .watch_meter(mpb::WatchMeterRequest {})
+                .await?
+                .into_inner();
+            while let Some(reading) = stream.next().await {
+                let reading = reading?;
+                retry.succeeded();
+                if said.take().is_some() {
+                    tracing::info!(relay_service = %relay, "following the Linky meter again");
+                }
+                let Some(at) = reading.at.as_ref().and_then(from_pb) else {
+                    continue;
+                };
+                let meter = MeterTempo {
+                    at,
+                    today: TempoColor::from_pb(reading.tempo_today),
+                    tomorrow: TempoColor::from_pb(reading.tempo_tomorrow),
+                };
+                let changed = tx.send_if_modified(|seen| {
+                    let before = seen.meter_tempo;
+                    seen.meter_tempo = Some(meter);
+                    let same = before.is_some_and(|b| {
+                        (b.today, b.tomorrow) == (meter.today, meter.tomorrow)
+                            && tempo_source::tariff_date(b.at) == tempo_source::tariff_date(at)
+                    });
+                    if !same {
+                        merge_tempo(seen);
+                    }
+                    !same
+                });
+                if changed {
+                    wake.notify_one();
+                }
+            }
+            Err(tonic::Status::unavailable(
+                "relay-service closed the stream",
+            ))
+        };
+        let status: tonic::Status = tokio::select! {
+            r = session => match r { Err(s) => s, Ok(()) => continue },
+            _ = closing.cancelled() => return,
+        };
+        let problem = status.message().to_owned();
+        if said.as_deref() != Some(problem.as_str()) {
+            tracing::warn!(relay_service = %relay, %problem, "cannot follow the Linky meter; its Tempo colours are kept for their days");
+            said = Some(problem);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry.failed()) => {}
+            _ = closing.cancelled() => return,
+        }
+    }
 }
 
 /// Follows WatchForecast until `closing`.
@@ -154,7 +247,7 @@ pub(crate) async fn keep_forecast(
 ) {
     let (mut kept, mut kept_tempo) = {
         let s = seen.borrow_and_update();
-        (s.hours.clone(), s.tempo.clone())
+        (s.hours.clone(), s.rte_tempo.clone())
     };
     loop {
         let last = tokio::select! {
@@ -163,10 +256,10 @@ pub(crate) async fn keep_forecast(
         };
         let now = seen.borrow_and_update().clone();
         let new_hours = !Arc::ptr_eq(&now.hours, &kept) && !now.hours.is_empty();
-        let new_tempo = !Arc::ptr_eq(&now.tempo, &kept_tempo) && !now.tempo.is_empty();
+        let new_tempo = !Arc::ptr_eq(&now.rte_tempo, &kept_tempo) && !now.rte_tempo.is_empty();
         if new_hours || new_tempo {
             kept = Arc::clone(&now.hours);
-            kept_tempo = Arc::clone(&now.tempo);
+            kept_tempo = Arc::clone(&now.rte_tempo);
             let file = file.clone();
             match tokio::task::spawn_blocking(move || file.save(&now)).await {
                 Ok(Ok(())) => {}

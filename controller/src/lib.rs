@@ -24,6 +24,7 @@ mod mqtt;
 mod policy;
 mod service;
 mod store;
+mod tempo_source;
 mod wire;
 
 use std::future::Future;
@@ -119,6 +120,15 @@ pub async fn serve_on(
         &wake,
         &closing,
     );
+    if let Some((relay, meter)) = meter_client(&settings)? {
+        tasks.spawn(follow::follow_meter(
+            relay,
+            meter,
+            Arc::clone(&forecast_seen),
+            Arc::clone(&wake),
+            closing.clone(),
+        ));
+    }
 
     let addr = listener
         .local_addr()
@@ -271,6 +281,33 @@ fn follow_everything(
         ));
     }
     forecast_seen
+}
+
+/// A client of the meter of the relay box `[meter] relay` names, if any.
+fn meter_client(
+    settings: &Settings,
+) -> Result<
+    Option<(
+        String,
+        delestage_proto::meter::v1::meter_service_client::MeterServiceClient<AuthedChannel>,
+    )>,
+    Error,
+> {
+    let Some(rs) = settings
+        .meter_relay
+        .as_ref()
+        .and_then(|name| settings.relay_services.iter().find(|r| &r.name == name))
+    else {
+        return Ok(None);
+    };
+    tracing::info!(relay_service = %rs.name, "following the Linky meter of this relay box for Tempo");
+    Ok(Some((
+        rs.name.clone(),
+        delestage_proto::meter::v1::meter_service_client::MeterServiceClient::new(channel(
+            &rs.endpoint,
+            &rs.security,
+        )?),
+    )))
 }
 
 /// If the relay-service answers, every load on it must name a channel it

@@ -220,10 +220,21 @@ pub(crate) struct ForecastSeen {
     pub stale: bool,
     /// Why there is no forecast, or why the connection broke.
     pub problem: Option<String>,
-    /// The last Tempo calendar received (empty: none, or Tempo is off at the
-    /// forecast-service); kept like the forecast. Tempo days are facts once
-    /// published, so no age rule applies: a day absent is unknown.
+    /// The Tempo days the policy and the status use: RTE's, and the
+    /// meter's for the dates RTE does not know
+    /// ([`crate::tempo_source::merge`]).
     pub tempo: Arc<Vec<TariffDay>>,
+    /// The last Tempo calendar received from RTE (empty: none, or Tempo is
+    /// off at the forecast-service); kept like the forecast. Tempo days
+    /// are facts once published, so no age rule applies: a day absent is
+    /// unknown.
+    pub rte_tempo: Arc<Vec<TariffDay>>,
+    /// What the Linky meter last said (`[meter] relay`).
+    pub meter_tempo: Option<crate::tempo_source::MeterTempo>,
+    /// The dates of `tempo` whose colour came from the meter.
+    pub tempo_from_meter: Arc<Vec<jiff::civil::Date>>,
+    /// The last date a disagreement between RTE and the meter was logged.
+    pub tempo_disagreement_said: Option<jiff::civil::Date>,
 }
 
 /// What the controller knows of one relay-service.

@@ -10,6 +10,7 @@ use crate::enforce;
 use crate::model::{Fallback, Load, RunWindow, SignalLevel, TempoColor};
 use crate::policy::{DayBudget, Plan, Reason, TariffDay};
 use crate::store::{StoredOverride, SwitchRecord};
+use crate::tempo_source::TempoSource;
 
 /// GetHistory's default and largest `limit` (the HTTP API's too).
 pub(crate) const HISTORY_DEFAULT: usize = 100;
@@ -103,6 +104,12 @@ pub(crate) fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
             note: s.forecast.note.clone(),
             tempo_today: color_to_pb(s.forecast.tempo_today).into(),
             tempo_tomorrow: color_to_pb(s.forecast.tempo_tomorrow).into(),
+            tempo_source: match s.forecast.tempo_source {
+                TempoSource::Rte => pb::TempoSource::Rte,
+                TempoSource::Meter => pb::TempoSource::Meter,
+                TempoSource::None => pb::TempoSource::None,
+            }
+            .into(),
         }),
         loads: s.loads.iter().map(load_status_to_pb).collect(),
         relay_services: s

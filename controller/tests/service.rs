@@ -172,6 +172,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         security: Default::default(),
         http: None,
         mqtt: None,
+        meter_relay: None,
         config_path: PathBuf::from("test.toml"),
     }
 }

@@ -133,7 +133,8 @@ function renderNow() {
   const f = s.forecast || {};
   const parts = [
     el("p", { class: "big" }, "Ecowatt now: ", level(s.level)),
-    el("p", {}, "Tempo today: ", tempo(f.tempo_today), " tomorrow: ", tempo(f.tempo_tomorrow)),
+    el("p", {}, "Tempo today: ", tempo(f.tempo_today), " tomorrow: ", tempo(f.tempo_tomorrow),
+      f.tempo_source === "meter" ? " (from the Linky meter)" : ""),
   ];
   const tense = nextTense();
   const tenseWhen = tense && (new Date(tense.start).getTime() <= Date.now() ? "now" : when(tense.start));

@@ -62,6 +62,15 @@ pub fn reason_text(reason: cpb::Reason, level: fpb::SignalLevel, color: fpb::Tem
     }
 }
 
+/// Where the Tempo colours come from: `rte`, `meter` or `none`.
+pub fn tempo_source_name(source: cpb::TempoSource) -> &'static str {
+    match source {
+        cpb::TempoSource::Rte => "rte",
+        cpb::TempoSource::Meter => "meter",
+        cpb::TempoSource::None | cpb::TempoSource::Unspecified => "none",
+    }
+}
+
 /// A message's time; `None` when absent or out of range.
 pub fn time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
     crate::time::from_pb(t?)
@@ -89,6 +98,7 @@ pub fn status_json(s: &cpb::ControllerStatus) -> Value {
             "note": forecast.note,
             "tempo_today": tempo_name(forecast.tempo_today()),
             "tempo_tomorrow": tempo_name(forecast.tempo_tomorrow()),
+            "tempo_source": tempo_source_name(forecast.tempo_source()),
         },
         "loads": s.loads.iter().map(load_json).collect::<Vec<_>>(),
         "relay_services": s.relay_services.iter().map(|r| json!({

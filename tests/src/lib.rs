@@ -16,6 +16,7 @@ mod browser;
 mod disk;
 mod forecast;
 mod home_assistant;
+mod meter;
 mod mqtt;
 mod pki;
 mod process;
@@ -26,6 +27,7 @@ pub use browser::{BROWSER_TZ, Browser};
 pub use disk::{SmallDisk, set_mode};
 pub use forecast::{start_forecast_at, start_forecast_on_file, write_forecast};
 pub use home_assistant::{HA_STATE_PREFIX, HOME_ASSISTANT_VERSIONS, HomeAssistant};
+pub use meter::TicStandinProcess;
 pub use mqtt::{Mosquitto, MqttWatcher, Received, free_port, mosquitto_passwords};
 pub use pki::{TestPki, token_hash};
 pub use process::{

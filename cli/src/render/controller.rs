@@ -31,6 +31,23 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
             )
         }
     ));
+    let source = match forecast.tempo_source() {
+        cpb::TempoSource::Rte => Some("RTE"),
+        cpb::TempoSource::Meter => Some("the Linky meter"),
+        cpb::TempoSource::None | cpb::TempoSource::Unspecified => None,
+    };
+    if let Some(source) = source {
+        // Above the loads' table: the grid line ends with a blank line.
+        out.pop();
+        out.push_str(&format!(
+            "Tempo: today {}, tomorrow {} (from {source})\n\n",
+            paint.tempo(forecast.tempo_today(), tempo_name(forecast.tempo_today())),
+            paint.tempo(
+                forecast.tempo_tomorrow(),
+                tempo_name(forecast.tempo_tomorrow())
+            ),
+        ));
+    }
     let rows: Vec<[String; 6]> = s
         .loads
         .iter()

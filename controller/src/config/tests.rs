@@ -432,3 +432,20 @@ fn mqtt_is_off_unless_asked_and_its_errors_name_the_key() {
         "{duration}"
     );
 }
+
+#[test]
+fn the_meter_relay_names_a_relay_box() {
+    assert_eq!(parse(EXAMPLE).expect("ok").meter_relay, None);
+    let with_meter = format!("{EXAMPLE}\n[meter]\nrelay = \"garage\"\n");
+    assert_eq!(
+        parse(&with_meter).expect("ok").meter_relay.as_deref(),
+        Some("garage")
+    );
+    let typo = err(&format!("{EXAMPLE}\n[meter]\nrelay = \"garrage\"\n"));
+    assert!(
+        typo.contains("meter.relay") && typo.contains("garrage") && typo.contains("garage"),
+        "{typo}"
+    );
+    let unknown_key = err(&format!("{EXAMPLE}\n[meter]\nrelais = \"garage\"\n"));
+    assert!(unknown_key.contains("meter.relais"), "{unknown_key}");
+}

@@ -12,6 +12,7 @@ use crate::model::ForecastSeen;
 use crate::model::{Load, SignalLevel, TempoColor};
 use crate::policy::{DayBudget, Plan, Reason};
 use crate::store::StoredOverride;
+use crate::tempo_source::{self, TempoSource};
 
 /// Tempo days are dated in Paris time.
 static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");
@@ -32,6 +33,8 @@ pub(crate) struct ForecastStatus {
     /// The colours of today's and tomorrow's Tempo days (Paris dates).
     pub tempo_today: Option<TempoColor>,
     pub tempo_tomorrow: Option<TempoColor>,
+    /// Where those colours come from.
+    pub tempo_source: TempoSource,
 }
 
 /// One load's status.
@@ -99,6 +102,7 @@ impl Status {
                 note: String::new(),
                 tempo_today: None,
                 tempo_tomorrow: None,
+                tempo_source: TempoSource::None,
             },
             loads: Vec::new(),
             relay_services: Vec::new(),
@@ -179,6 +183,14 @@ pub(crate) fn forecast_status(
         note: notes.join("; "),
         tempo_today: color_of(Some(today)),
         tempo_tomorrow: color_of(today.tomorrow().ok()),
+        tempo_source: tempo_source::source_of(
+            &f.tempo,
+            &f.tempo_from_meter,
+            &[Some(today), today.tomorrow().ok()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -284,7 +296,7 @@ mod tests {
             generated_at: Some(ago(generated_hours_ago)),
             stale: false,
             problem: None,
-            tempo: Arc::new(Vec::new()),
+            ..ForecastSeen::default()
         }
     }
 

@@ -106,8 +106,9 @@ impl ForecastFile {
                     level: h.level,
                 })
                 .collect(),
+            // RTE's days only: the meter's are said again by the meter.
             tempo: seen
-                .tempo
+                .rte_tempo
                 .iter()
                 .map(|d| TempoDayOnDisk {
                     date: d.date.to_string(),
@@ -162,7 +163,8 @@ fn parse(bytes: &[u8]) -> Result<ForecastSeen, String> {
         .collect::<Result<Vec<_>, String>>()?;
     Ok(ForecastSeen {
         hours: Arc::new(hours),
-        tempo: Arc::new(tempo),
+        tempo: Arc::new(tempo.clone()),
+        rte_tempo: Arc::new(tempo),
         fetched_at: optional(&on_disk.fetched_at)?,
         generated_at: optional(&on_disk.generated_at)?,
         stale: on_disk.stale,
@@ -191,18 +193,20 @@ mod tests {
             generated_at: Some(t("2026-11-27T08:00:00Z")),
             stale: true,
             problem: None,
-            tempo: Arc::new(vec![TariffDay {
+            rte_tempo: Arc::new(vec![TariffDay {
                 date: jiff::civil::date(2026, 11, 27),
                 color: TempoColor::Red,
                 start: t("2026-11-27T05:00:00Z"),
                 peak_end: t("2026-11-27T21:00:00Z"),
                 end: t("2026-11-28T05:00:00Z"),
             }]),
+            ..ForecastSeen::default()
         };
         file.save(&seen).expect("save");
         let back = file.load();
         assert_eq!(back.hours, seen.hours);
-        assert_eq!(back.tempo, seen.tempo);
+        assert_eq!(back.tempo, seen.rte_tempo);
+        assert_eq!(back.rte_tempo, seen.rte_tempo);
         assert_eq!(
             (back.fetched_at, back.generated_at, back.stale),
             (seen.fetched_at, seen.generated_at, true)

@@ -14,6 +14,7 @@ mod forecast_binary;
 mod frozen;
 mod home_assistant;
 mod limits;
+mod meter;
 mod outages;
 #[cfg(feature = "phidget")]
 mod phidget;

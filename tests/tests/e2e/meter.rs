@@ -1,0 +1,87 @@
+//! The Linky meter end to end: the stand-in meter (`tic-standin`) on a
+//! pty, the relay-service reading it (`--meter`), and the controller
+//! following it (`[meter] relay`), all real processes.
+
+use delestage_proto::controller::v1 as cpb;
+use delestage_proto::forecast::v1::TempoColor;
+use delestage_tests::{
+    TicStandinProcess, cli_json, start_controller, start_forecast_at, start_relay, wait_status,
+};
+
+use cpb::controller_service_client::ControllerServiceClient;
+
+const GREEN: u8 = 1;
+
+/// 06:00 and 22:00 Paris time on the day after the tariff day under way:
+/// the peak hours of "tomorrow" as the meter says it.
+fn tomorrows_peak_hours() -> (jiff::Timestamp, jiff::Timestamp) {
+    let paris = jiff::tz::TimeZone::get("Europe/Paris").expect("the Paris zone");
+    let now = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(6);
+    let tomorrow = now
+        .to_zoned_datetime(paris.clone())
+        .date()
+        .tomorrow()
+        .expect("a date");
+    let at = |hour: i8| {
+        tomorrow
+            .at(hour, 0, 0, 0)
+            .to_zoned_datetime(paris.clone())
+            .expect("a Paris time")
+            .timestamp()
+    };
+    (at(6), at(22))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_peak_hours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meter = TicStandinProcess::start(&dir.path().join("meter"), &["--tomorrow", "red"]).await;
+    let (relay, _) = start_relay(&dir.path().join("relay"), &["--meter", meter.link_str()]).await;
+    // The forecast-service runs with Tempo off (its default).
+    let forecast = start_forecast_at(dir.path(), GREEN).await;
+    let config = format!(
+        "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n[relays.garage]\nendpoint = \"http://{}\"\n\n\
+         [meter]\nrelay = \"garage\"\n\n\
+         [[load]]\nname = \"radiators\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\nshed_on_tempo = \"red\"\n",
+        forecast.addr,
+        dir.path().join("controller").display(),
+        relay.addr,
+    );
+    let (controller, channel) = start_controller(dir.path(), &config).await;
+    let mut client = ControllerServiceClient::new(channel);
+
+    let status = wait_status(&mut client, "tomorrow red, from the meter", |s| {
+        s.forecast.as_ref().is_some_and(|f| {
+            f.tempo_source() == cpb::TempoSource::Meter && f.tempo_tomorrow() == TempoColor::Red
+        })
+    })
+    .await;
+    let forecast_state = status.forecast.expect("forecast state");
+    assert_eq!(forecast_state.tempo_today(), TempoColor::Blue);
+
+    // The plan cuts the radiators in tomorrow's peak hours, for Tempo red.
+    let (start, end) = tomorrows_peak_hours();
+    let plan = client
+        .get_plan(cpb::GetPlanRequest {
+            load: Some("radiators".to_owned()),
+        })
+        .await
+        .expect("GetPlan")
+        .into_inner();
+    let intervals = &plan.loads[0].intervals;
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
+    };
+    let cut = intervals
+        .iter()
+        .find(|i| !i.powered && i.reason() == cpb::Reason::ShedForTempo)
+        .unwrap_or_else(|| panic!("no Tempo cut in {intervals:#?}"));
+    assert_eq!(cut.tempo_color(), TempoColor::Red);
+    assert_eq!((time(&cut.start), time(&cut.end)), (Some(start), Some(end)));
+
+    // The CLI and the JSON say where the colour came from.
+    let json = cli_json(&controller.addr, &["status"]).await;
+    assert_eq!(json["forecast"]["tempo_source"], "meter", "{json}");
+    assert_eq!(json["forecast"]["tempo_tomorrow"], "red", "{json}");
+}
