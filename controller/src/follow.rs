@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::SignalLevel;
 use crate::model::TempoColor;
-use crate::model::{ForecastSeen, RelaySeen};
+use crate::model::{ForecastSeen, MeterPower, MeterSeen, RelaySeen};
 use crate::policy::{Hour, TariffDay};
 use crate::store::ForecastFile;
 use crate::tempo_source::{self, MeterTempo};
@@ -143,6 +143,7 @@ pub(crate) async fn follow_meter(
     relay: String,
     mut client: mpb::meter_service_client::MeterServiceClient<AuthedChannel>,
     tx: Arc<watch::Sender<ForecastSeen>>,
+    power: Arc<watch::Sender<MeterSeen>>,
     wake: Arc<Notify>,
     closing: CancellationToken,
 ) {
@@ -163,6 +164,17 @@ pub(crate) async fn follow_meter(
                 let Some(at) = reading.at.as_ref().and_then(from_pb) else {
                     continue;
                 };
+                power.send_modify(|m| {
+                    m.problem = None;
+                    m.reading = Some(MeterPower {
+                        at,
+                        apparent_power_va: reading.apparent_power_va,
+                        subscribed_va: reading.subscribed_va,
+                        tariff_period: reading.tariff_period.clone(),
+                        tempo_today: TempoColor::from_pb(reading.tempo_today),
+                        tempo_tomorrow: TempoColor::from_pb(reading.tempo_tomorrow),
+                    });
+                });
                 let meter = MeterTempo {
                     at,
                     today: TempoColor::from_pb(reading.tempo_today),
@@ -193,6 +205,7 @@ pub(crate) async fn follow_meter(
             _ = closing.cancelled() => return,
         };
         let problem = status.message().to_owned();
+        power.send_modify(|m| m.problem = Some(problem.clone()));
         if said.as_deref() != Some(problem.as_str()) {
             tracing::warn!(relay_service = %relay, %problem, "cannot follow the Linky meter; its Tempo colours are kept for their days");
             said = Some(problem);

@@ -120,11 +120,21 @@ pub async fn serve_on(
         &wake,
         &closing,
     );
+    let mut meter_seen = None;
     if let Some((relay, meter)) = meter_client(&settings)? {
+        let power = Arc::new(
+            watch::channel(model::MeterSeen {
+                relay_service: relay.clone(),
+                ..model::MeterSeen::default()
+            })
+            .0,
+        );
+        meter_seen = Some(power.subscribe());
         tasks.spawn(follow::follow_meter(
             relay,
             meter,
             Arc::clone(&forecast_seen),
+            power,
             Arc::clone(&wake),
             closing.clone(),
         ));
@@ -147,6 +157,7 @@ pub async fn serve_on(
         },
         store,
         forecast_seen.subscribe(),
+        meter_seen,
         links,
         wake,
     ));

@@ -237,6 +237,28 @@ pub(crate) struct ForecastSeen {
     pub tempo_disagreement_said: Option<jiff::civil::Date>,
 }
 
+/// What the controller knows of the Linky meter (`[meter] relay`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct MeterSeen {
+    pub relay_service: String,
+    /// The last reading, and when it was taken.
+    pub reading: Option<MeterPower>,
+    /// Why the meter cannot be followed now, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// One reading's power figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MeterPower {
+    pub at: Timestamp,
+    pub apparent_power_va: u32,
+    pub subscribed_va: u32,
+    pub tariff_period: String,
+    /// The colours the meter says.
+    pub tempo_today: Option<TempoColor>,
+    pub tempo_tomorrow: Option<TempoColor>,
+}
+
 /// What the controller knows of one relay-service.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RelaySeen {

@@ -51,6 +51,9 @@ const GOODBYE: Duration = Duration::from_secs(2);
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
+/// The meter's topic goes out at most this often.
+const METER_EVERY: Duration = Duration::from_secs(5);
+
 /// The largest message sent or acted on: anything larger that comes in is
 /// dropped with a warning.
 const MAX_MESSAGE: usize = 256 * 1024;
@@ -165,6 +168,7 @@ pub(crate) async fn run(
     let configs = discovery::configs(
         &topics,
         loads.iter().map(String::as_str),
+        controller.follows_meter(),
         env!("CARGO_PKG_VERSION"),
     );
     // Room for everything published on connection, twice over.
@@ -184,6 +188,7 @@ pub(crate) async fn run(
         client,
         controller: &controller,
         sent: HashMap::new(),
+        meter_sent_at: None,
         too_soon_said: std::sync::Mutex::new(None),
         connected: false,
         failures: 0,
@@ -305,6 +310,9 @@ struct Node<'a> {
     controller: &'a Controller,
     /// State payloads the broker has from this connection, by topic.
     sent: HashMap<String, String>,
+    /// When the meter's topic was last published: at most every
+    /// [`METER_EVERY`], although a reading comes every 1–2 s.
+    meter_sent_at: Option<tokio::time::Instant>,
     connected: bool,
     /// Failed attempts in a row, and the last problem logged (a broker
     /// away for hours logs once, not every few seconds).
@@ -388,9 +396,20 @@ impl Node<'_> {
             if self.sent.get(&topic) == Some(&payload) {
                 continue;
             }
+            let is_meter = topic == self.topics.meter();
+            if is_meter
+                && self
+                    .meter_sent_at
+                    .is_some_and(|at| at.elapsed() < METER_EVERY)
+            {
+                continue;
+            }
             // Not recorded when it could not be queued: the next pass
             // tries again.
             if self.publish(&topic, payload.clone()) {
+                if is_meter {
+                    self.meter_sent_at = Some(tokio::time::Instant::now());
+                }
                 self.sent.insert(topic, payload);
             }
         }

@@ -123,6 +123,21 @@ pub(crate) fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
                 error: r.error.clone().unwrap_or_default(),
             })
             .collect(),
+        meter: s.meter.as_ref().map(|m| pb::MeterState {
+            relay_service: m.relay_service.clone(),
+            reading: m.reading.is_some(),
+            at: m.reading.as_ref().map(|r| to_pb(r.at)),
+            apparent_power_va: m.reading.as_ref().map_or(0, |r| r.apparent_power_va),
+            subscribed_va: m.reading.as_ref().map_or(0, |r| r.subscribed_va),
+            tariff_period: m
+                .reading
+                .as_ref()
+                .map(|r| r.tariff_period.clone())
+                .unwrap_or_default(),
+            problem: m.problem.clone().unwrap_or_default(),
+            tempo_today: color_to_pb(m.reading.as_ref().and_then(|r| r.tempo_today)).into(),
+            tempo_tomorrow: color_to_pb(m.reading.as_ref().and_then(|r| r.tempo_tomorrow)).into(),
+        }),
     }
 }
 

@@ -136,6 +136,7 @@ function renderNow() {
     el("p", {}, "Tempo today: ", tempo(f.tempo_today), " tomorrow: ", tempo(f.tempo_tomorrow),
       f.tempo_source === "meter" ? " (from the Linky meter)" : ""),
   ];
+  if (s.meter) parts.push(power(s.meter));
   const tense = nextTense();
   const tenseWhen = tense && (new Date(tense.start).getTime() <= Date.now() ? "now" : when(tense.start));
   parts.push(el("p", {}, "Next tense hour: ", tense ? [tenseWhen, " ", level(tense.level)] : "none in the forecast"));
@@ -147,6 +148,16 @@ function renderNow() {
   if (f.note) notes.push(f.note);
   parts.push(el("p", { class: "note" }, notes.join(" · ")));
   $("now").replaceChildren(...parts);
+}
+
+/** The house's power against the subscribed power (the Linky meter). */
+function power(m) {
+  if (!m.reading) return el("p", { class: "power" }, `Power: unknown (${m.problem})`);
+  const share = m.subscribed_va > 0 ? Math.min(100, (100 * m.apparent_power_va) / m.subscribed_va) : 0;
+  return el("p", { class: "power" },
+    `Power: ${m.apparent_power_va} VA of ${m.subscribed_va} VA `,
+    el("meter", { min: "0", max: String(m.subscribed_va), value: String(m.apparent_power_va),
+      "aria-label": `${Math.round(share)}% of the subscribed power` }));
 }
 
 /** The first orange or red hour from now on. */

@@ -108,6 +108,17 @@ pub fn status_json(s: &cpb::ControllerStatus) -> Value {
             "board_attached": r.board_attached,
             "error": r.error,
         })).collect::<Vec<_>>(),
+        "meter": s.meter.as_ref().map(|m| json!({
+            "relay_service": m.relay_service,
+            "reading": m.reading,
+            "at": rfc3339(m.at.as_ref()),
+            "apparent_power_va": m.reading.then_some(m.apparent_power_va),
+            "subscribed_va": m.reading.then_some(m.subscribed_va),
+            "tariff_period": m.tariff_period,
+            "problem": m.problem,
+            "tempo_today": tempo_name(m.tempo_today()),
+            "tempo_tomorrow": tempo_name(m.tempo_tomorrow()),
+        })),
     })
 }
 

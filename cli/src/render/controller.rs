@@ -48,6 +48,20 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
             ),
         ));
     }
+    if let Some(m) = &s.meter {
+        out.pop();
+        if m.reading {
+            out.push_str(&format!(
+                "Power: {} VA of {} VA subscribed (Linky on {})\n\n",
+                m.apparent_power_va, m.subscribed_va, m.relay_service
+            ));
+        } else {
+            out.push_str(&format!(
+                "Power: unknown (Linky on {}: {})\n\n",
+                m.relay_service, m.problem
+            ));
+        }
+    }
     let rows: Vec<[String; 6]> = s
         .loads
         .iter()

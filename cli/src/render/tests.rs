@@ -47,6 +47,69 @@ fn status() -> cpb::ControllerStatus {
             board_attached: true,
             error: String::new(),
         }],
+        meter: None,
+    }
+}
+
+#[test]
+fn status_text_shows_the_meters_power_and_where_tempo_comes_from() {
+    let mut s = status();
+    if let Some(f) = s.forecast.as_mut() {
+        f.tempo_today = fpb::TempoColor::Blue.into();
+        f.tempo_tomorrow = fpb::TempoColor::Red.into();
+        f.tempo_source = cpb::TempoSource::Meter.into();
+    }
+    s.meter = Some(cpb::MeterState {
+        relay_service: "garage".to_owned(),
+        reading: true,
+        apparent_power_va: 2300,
+        subscribed_va: 9000,
+        ..Default::default()
+    });
+    let text = status_text(&s, Paint { enabled: false }, &paris("2026-12-08T17:00:00Z"));
+    assert!(
+        text.contains("Tempo: today blue, tomorrow red (from the Linky meter)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Power: 2300 VA of 9000 VA subscribed (Linky on garage)"),
+        "{text}"
+    );
+    s.meter = Some(cpb::MeterState {
+        relay_service: "garage".to_owned(),
+        problem: "no reading since 2026-12-08T16:58:00Z".to_owned(),
+        ..Default::default()
+    });
+    let text = status_text(&s, Paint { enabled: false }, &paris("2026-12-08T17:00:00Z"));
+    assert!(
+        text.contains("Power: unknown (Linky on garage: no reading since"),
+        "{text}"
+    );
+}
+
+#[test]
+fn meter_text_gives_power_colours_id_mode_counts_and_age() {
+    let r = delestage_proto::meter::v1::MeterReading {
+        at: Some(ts("2026-12-08T16:59:58Z")),
+        apparent_power_va: 2300,
+        subscribed_va: 9000,
+        tariff_period: "HPJB".to_owned(),
+        tempo_today: fpb::TempoColor::Blue.into(),
+        tempo_tomorrow: fpb::TempoColor::Red.into(),
+        meter_id: "041876097523".to_owned(),
+        mode: delestage_proto::meter::v1::MeterMode::Historic.into(),
+        frames_ok: 42,
+        frames_bad: 1,
+        ..Default::default()
+    };
+    let text = meter_text(&r, Paint { enabled: false }, &paris("2026-12-08T17:00:00Z"));
+    for words in [
+        "Power 2300 VA of 9000 VA subscribed (25%)",
+        "Tariff period HPJB",
+        "Tempo today blue, tomorrow red",
+        "Meter 041876097523 (historic mode), read at 17:59 (2 s ago); frames 42 ok, 1 bad",
+    ] {
+        assert!(text.contains(words), "{words:?} in:\n{text}");
     }
 }
 

@@ -27,7 +27,7 @@ use super::history::HistoryQueue;
 use super::observe::{self, RelayView, SeenRelay};
 use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
-use crate::model::{ForecastSeen, RelaySeen};
+use crate::model::{ForecastSeen, MeterSeen, RelaySeen};
 use crate::model::{Load, SignalLevel};
 use crate::policy::{self, Override, Plan, PlanInput, RestoreJitter};
 use crate::store::{Store, SwitchRecord};
@@ -141,6 +141,8 @@ pub(crate) struct Controller {
     pub(super) enforcement: Enforcement,
     pub(super) inner: Mutex<Inner>,
     forecast: watch::Receiver<ForecastSeen>,
+    /// The Linky meter, when `[meter] relay` names one.
+    meter: Option<watch::Receiver<MeterSeen>>,
     /// The relay-services, in config order.
     pub(super) links: Vec<Link>,
     /// When the last pass ended: the relay holds are renewed only while
@@ -165,6 +167,7 @@ impl Controller {
         enforcement: Enforcement,
         store: Store,
         forecast: watch::Receiver<ForecastSeen>,
+        meter: Option<watch::Receiver<MeterSeen>>,
         relays: Vec<RelayLink>,
         wake: Arc<Notify>,
     ) -> Self {
@@ -184,6 +187,7 @@ impl Controller {
                 last_restore_decided: None,
             }),
             forecast,
+            meter,
             links: relays.into_iter().map(Link::new).collect(),
             last_pass: std::sync::Mutex::new(None),
             started_at: Timestamp::now(),
@@ -214,6 +218,11 @@ impl Controller {
 
     pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Whether a Linky meter is followed (`[meter] relay`).
+    pub(crate) fn follows_meter(&self) -> bool {
+        self.meter.is_some()
     }
 
     /// The configured loads.
@@ -509,6 +518,7 @@ impl Controller {
                     loads: &self.enforcement.loads,
                     plan,
                     relays: RelayView { relays: &seen },
+                    meter: self.meter.as_ref().map(|m| m.borrow().clone()),
                     refusals: &inner.refusals,
                     overrides: store.overrides(),
                     forecast,

@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::diff::Refusal;
 use super::observe::RelayView;
-use crate::model::ForecastSeen;
+use crate::model::{ForecastSeen, MeterPower, MeterSeen};
 use crate::model::{Load, SignalLevel, TempoColor};
 use crate::policy::{DayBudget, Plan, Reason};
 use crate::store::StoredOverride;
@@ -84,6 +84,39 @@ pub(crate) struct Status {
     pub forecast: ForecastStatus,
     pub loads: Vec<LoadStatus>,
     pub relay_services: Vec<RelayServiceStatus>,
+    /// The Linky meter, when one is followed.
+    pub meter: Option<MeterStatus>,
+}
+
+/// The Linky meter as the status shows it: its last reading while recent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MeterStatus {
+    pub relay_service: String,
+    /// `None` when no reading is recent enough to show.
+    pub reading: Option<MeterPower>,
+    pub problem: Option<String>,
+}
+
+/// A reading older than this is not shown as the power now.
+const METER_STALE_AFTER: SignedDuration = SignedDuration::from_secs(10);
+
+/// The meter's status from what was last seen of it.
+fn meter_status(seen: MeterSeen, now: Timestamp) -> MeterStatus {
+    let fresh = seen
+        .reading
+        .clone()
+        .filter(|r| now.duration_since(r.at) <= METER_STALE_AFTER);
+    let problem = match (&fresh, &seen.reading, seen.problem) {
+        (Some(_), _, _) => None,
+        (None, _, Some(problem)) => Some(problem),
+        (None, Some(r), None) => Some(format!("no reading since {}", r.at)),
+        (None, None, None) => Some("waiting for the meter's first reading".to_owned()),
+    };
+    MeterStatus {
+        relay_service: seen.relay_service,
+        reading: fresh,
+        problem,
+    }
 }
 
 impl Status {
@@ -106,6 +139,7 @@ impl Status {
             },
             loads: Vec::new(),
             relay_services: Vec::new(),
+            meter: None,
         }
     }
 
@@ -115,6 +149,7 @@ impl Status {
             && self.forecast == other.forecast
             && self.loads == other.loads
             && self.relay_services == other.relay_services
+            && self.meter == other.meter
     }
 }
 
@@ -212,6 +247,8 @@ pub(crate) struct StatusInput<'a> {
     pub(crate) loads: &'a [Load],
     pub(crate) plan: &'a Plan,
     pub(crate) relays: RelayView<'a>,
+    /// What was last seen of the meter, when one is followed.
+    pub(crate) meter: Option<MeterSeen>,
     pub(crate) refusals: &'a HashMap<String, Refusal>,
     pub(crate) overrides: &'a HashMap<String, StoredOverride>,
     pub(crate) forecast: ForecastStatus,
@@ -270,6 +307,7 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
         forecast: input.forecast,
         loads,
         relay_services,
+        meter: input.meter.map(|m| meter_status(m, now)),
     }
 }
 

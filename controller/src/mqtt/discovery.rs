@@ -48,6 +48,12 @@ impl Topics {
         format!("{}/level", self.prefix)
     }
 
+    /// The Linky meter (JSON: apparent_power_va, subscribed_va,
+    /// tempo_today, tempo_tomorrow), at most every 5 s.
+    pub(crate) fn meter(&self) -> String {
+        format!("{}/meter", self.prefix)
+    }
+
     /// The next tense period (JSON: start, end, level).
     pub(crate) fn next_tense(&self) -> String {
         format!("{}/next_tense", self.prefix)
@@ -120,10 +126,14 @@ impl Topics {
 pub(crate) fn configs<'a>(
     topics: &Topics,
     loads: impl IntoIterator<Item = &'a str>,
+    meter: bool,
     version: &str,
 ) -> Vec<Config> {
     let device = Device::new(topics, version);
     let mut configs = device.controller_entities();
+    if meter {
+        configs.extend(device.meter_entities());
+    }
     for load in loads {
         configs.extend(device.load_entities(load));
     }
@@ -274,6 +284,51 @@ impl<'a> Device<'a> {
         ]
     }
 
+    /// The Linky meter's sensors (`[meter] relay`): the house's apparent
+    /// power, and the colours the meter says; each unavailable while
+    /// unknown.
+    fn meter_entities(&self) -> Vec<Config> {
+        let topics = self.topics;
+        let colours: Vec<&str> = TempoColor::ALL.iter().map(|c| c.name()).collect();
+        let meter = topics.meter();
+        let colour = |object: &str, name: &str, field: &str| {
+            self.entity_known_only(
+                object,
+                &meter,
+                &format!("value_json.{field} != 'unknown'"),
+                json!({
+                    "name": name,
+                    "state_topic": meter,
+                    "value_template": format!("{{{{ value_json.{field} }}}}"),
+                    "device_class": "enum",
+                    "options": colours,
+                    "icon": "mdi:meter-electric",
+                }),
+            )
+        };
+        vec![
+            self.entity_known_only(
+                "apparent_power",
+                &meter,
+                "value_json.apparent_power_va is not none",
+                json!({
+                    "name": "Apparent power",
+                    "state_topic": meter,
+                    "value_template": "{{ value_json.apparent_power_va }}",
+                    "device_class": "apparent_power",
+                    "unit_of_measurement": "VA",
+                    "state_class": "measurement",
+                }),
+            ),
+            colour("meter_tempo_today", "Meter Tempo today", "tempo_today"),
+            colour(
+                "meter_tempo_tomorrow",
+                "Meter Tempo tomorrow",
+                "tempo_tomorrow",
+            ),
+        ]
+    }
+
     /// A load's four entities: powered, reason, the override switch and
     /// the button that clears it.
     fn load_entities(&self, load: &str) -> [Config; 4] {
@@ -369,7 +424,7 @@ mod tests {
     #[test]
     fn every_load_gets_four_entities_on_one_device() {
         let t = Topics::new("delestage", "homeassistant");
-        let configs = configs(&t, ["boiler", "heat.pump"], "1.2.3");
+        let configs = configs(&t, ["boiler", "heat.pump"], false, "1.2.3");
         assert_eq!(configs.len(), 4 + 2 * 4);
         let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
         for expected in [

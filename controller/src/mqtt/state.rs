@@ -44,6 +44,18 @@ pub(crate) fn messages(
             .to_string(),
         ),
     ];
+    if let Some(m) = &status.meter {
+        messages.push((
+            topics.meter(),
+            json!({
+                "apparent_power_va": m.reading.then_some(m.apparent_power_va),
+                "subscribed_va": m.reading.then_some(m.subscribed_va),
+                "tempo_today": tempo_name(m.tempo_today()),
+                "tempo_tomorrow": tempo_name(m.tempo_tomorrow()),
+            })
+            .to_string(),
+        ));
+    }
     messages.extend(
         status
             .loads

@@ -5,7 +5,8 @@
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1::TempoColor;
 use delestage_tests::{
-    TicStandinProcess, cli_json, start_controller, start_forecast_at, start_relay, wait_status,
+    Mosquitto, MqttWatcher, TicStandinProcess, cli_json, start_controller, start_forecast_at,
+    start_relay, wait_status,
 };
 
 use cpb::controller_service_client::ControllerServiceClient;
@@ -39,13 +40,16 @@ async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_pea
     let (relay, _) = start_relay(&dir.path().join("relay"), &["--meter", meter.link_str()]).await;
     // The forecast-service runs with Tempo off (its default).
     let forecast = start_forecast_at(dir.path(), GREEN).await;
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").await;
+    let ha = MqttWatcher::connect(broker.port, &["homeassistant/#", "delestage/#"], None).await;
     let config = format!(
         "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n[relays.garage]\nendpoint = \"http://{}\"\n\n\
-         [meter]\nrelay = \"garage\"\n\n\
+         [meter]\nrelay = \"garage\"\n\n[mqtt]\nurl = \"{}\"\n\n\
          [[load]]\nname = \"radiators\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\nshed_on_tempo = \"red\"\n",
         forecast.addr,
         dir.path().join("controller").display(),
         relay.addr,
+        broker.url(),
     );
     let (controller, channel) = start_controller(dir.path(), &config).await;
     let mut client = ControllerServiceClient::new(channel);
@@ -84,4 +88,31 @@ async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_pea
     let json = cli_json(&controller.addr, &["status"]).await;
     assert_eq!(json["forecast"]["tempo_source"], "meter", "{json}");
     assert_eq!(json["forecast"]["tempo_tomorrow"], "red", "{json}");
+
+    // The house's power, as the meter says it (300 VA: the stand-in's base
+    // load), in the status and for Home Assistant.
+    let meter_state = wait_status(&mut client, "the meter's power", |s| {
+        s.meter.as_ref().is_some_and(|m| m.reading)
+    })
+    .await
+    .meter
+    .expect("the meter");
+    assert_eq!(meter_state.relay_service, "garage");
+    assert_eq!(meter_state.apparent_power_va, 300);
+    assert_eq!(meter_state.subscribed_va, 9000);
+    let config = ha
+        .wait_for(
+            "homeassistant/sensor/delestage/apparent_power/config",
+            |m| !m.payload.is_empty(),
+        )
+        .await
+        .json();
+    assert_eq!(config["device_class"], "apparent_power");
+    assert_eq!(config["unit_of_measurement"], "VA");
+    assert_eq!(config["state_class"], "measurement");
+    let published = ha
+        .wait_for("delestage/meter", |m| m.json()["apparent_power_va"] == 300)
+        .await
+        .json();
+    assert_eq!(published["tempo_tomorrow"], "red", "{published}");
 }
