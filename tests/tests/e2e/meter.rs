@@ -6,7 +6,7 @@ use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1::TempoColor;
 use delestage_tests::{
     Mosquitto, MqttWatcher, TicStandinProcess, cli_json, start_controller, start_forecast_at,
-    start_relay, wait_status,
+    scrape_metrics, start_relay, wait_status,
 };
 
 use cpb::controller_service_client::ControllerServiceClient;
@@ -37,7 +37,11 @@ fn tomorrows_peak_hours() -> (jiff::Timestamp, jiff::Timestamp) {
 async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_peak_hours() {
     let dir = tempfile::tempdir().expect("tempdir");
     let meter = TicStandinProcess::start(&dir.path().join("meter"), &["--tomorrow", "red"]).await;
-    let (relay, _) = start_relay(&dir.path().join("relay"), &["--meter", meter.link_str()]).await;
+    let (relay, _) = start_relay(
+        &dir.path().join("relay"),
+        &["--meter", meter.link_str(), "--metrics", "127.0.0.1:0"],
+    )
+    .await;
     // The forecast-service runs with Tempo off (its default).
     let forecast = start_forecast_at(dir.path(), GREEN).await;
     let broker = Mosquitto::start(&dir.path().join("broker"), "").await;
@@ -115,4 +119,14 @@ async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_pea
         .await
         .json();
     assert_eq!(published["tempo_tomorrow"], "red", "{published}");
+
+    // Prometheus, on the relay box.
+    let metrics = scrape_metrics(&relay.metrics_addr().await).await;
+    for line in ["meter_apparent_power_va 300", "meter_subscribed_va 9000"] {
+        assert!(metrics.contains(line), "{line:?} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("meter_frames_total{result=\"ok\"}"),
+        "{metrics}"
+    );
 }
