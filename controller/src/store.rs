@@ -36,6 +36,7 @@ use delestage_proto::vocabulary::ReasonKind;
 use crate::Error;
 use crate::model::{RelayAddress, SignalLevel, TempoColor, level_name};
 use crate::policy::Reason;
+use crate::tempo_source::TempoSource;
 
 /// At most this many records are kept in memory (the file keeps them all).
 const HISTORY_IN_MEMORY: usize = 100_000;
@@ -85,6 +86,9 @@ pub(crate) struct SwitchRecord {
     /// since its previous switch (`None` in records from before this was
     /// kept). What today's runtime counts before a first switch.
     pub watched_since: Option<Timestamp>,
+    /// Where the Tempo colour behind a Tempo shed came from (`None` for
+    /// other switches, and in records from before the meter).
+    pub tempo_source: Option<TempoSource>,
 }
 
 /// The state dir's files, and what they hold.
@@ -417,6 +421,9 @@ struct RecordOnDisk {
     /// See [`SwitchRecord::watched_since`]; absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     watched_since: Option<String>,
+    /// `rte` or `meter`, for a Tempo shed; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tempo_source: Option<String>,
 }
 
 impl From<&SwitchRecord> for RecordOnDisk {
@@ -431,6 +438,14 @@ impl From<&SwitchRecord> for RecordOnDisk {
             level: level_name(r.level).to_owned(),
             tempo_color: r.reason.tempo_color(),
             watched_since: r.watched_since.map(|t| t.to_string()),
+            tempo_source: r.tempo_source.map(|s| {
+                match s {
+                    TempoSource::Rte => "rte",
+                    TempoSource::Meter => "meter",
+                    TempoSource::None => "none",
+                }
+                .to_owned()
+            }),
         }
     }
 }
@@ -464,6 +479,13 @@ impl RecordOnDisk {
             watched_since: match self.watched_since {
                 Some(t) => Some(t.parse().map_err(|e| format!("watched_since {t:?}: {e}"))?),
                 None => None,
+            },
+            tempo_source: match self.tempo_source.as_deref() {
+                None => None,
+                Some("rte") => Some(TempoSource::Rte),
+                Some("meter") => Some(TempoSource::Meter),
+                Some("none") => Some(TempoSource::None),
+                Some(other) => return Err(format!("tempo_source {other:?}")),
             },
         })
     }

@@ -104,12 +104,7 @@ pub(crate) fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
             note: s.forecast.note.clone(),
             tempo_today: color_to_pb(s.forecast.tempo_today).into(),
             tempo_tomorrow: color_to_pb(s.forecast.tempo_tomorrow).into(),
-            tempo_source: match s.forecast.tempo_source {
-                TempoSource::Rte => pb::TempoSource::Rte,
-                TempoSource::Meter => pb::TempoSource::Meter,
-                TempoSource::None => pb::TempoSource::None,
-            }
-            .into(),
+            tempo_source: tempo_source_to_pb(s.forecast.tempo_source).into(),
         }),
         loads: s.loads.iter().map(load_status_to_pb).collect(),
         relay_services: s
@@ -184,6 +179,18 @@ pub(crate) fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
         reason: reason_to_pb(r.reason).into(),
         level: level_to_pb(r.level).into(),
         tempo_color: color_to_pb(r.reason.tempo_color()).into(),
+        tempo_source: r
+            .tempo_source
+            .map_or(pb::TempoSource::Unspecified, tempo_source_to_pb)
+            .into(),
+    }
+}
+
+fn tempo_source_to_pb(s: TempoSource) -> pb::TempoSource {
+    match s {
+        TempoSource::Rte => pb::TempoSource::Rte,
+        TempoSource::Meter => pb::TempoSource::Meter,
+        TempoSource::None => pb::TempoSource::None,
     }
 }
 

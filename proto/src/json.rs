@@ -62,6 +62,17 @@ pub fn reason_text(reason: cpb::Reason, level: fpb::SignalLevel, color: fpb::Tem
     }
 }
 
+/// A switch's reason in words, naming the Linky meter when its colour came
+/// from there.
+pub fn record_reason_text(r: &cpb::SwitchRecord) -> String {
+    let text = reason_text(r.reason(), r.level(), r.tempo_color());
+    if r.tempo_source() == cpb::TempoSource::Meter {
+        format!("{text} (colour from the Linky meter)")
+    } else {
+        text
+    }
+}
+
 /// Where the Tempo colours come from: `rte`, `meter` or `none`.
 pub fn tempo_source_name(source: cpb::TempoSource) -> &'static str {
     match source {
@@ -188,8 +199,10 @@ pub fn record_json(r: &cpb::SwitchRecord) -> Value {
         "from_powered": r.from_powered,
         "to_powered": r.to_powered,
         "reason": reason_name(r.reason()),
-        "reason_text": reason_text(r.reason(), r.level(), r.tempo_color()),
+        "reason_text": record_reason_text(r),
         "level": level_name(r.level()),
+        "tempo_source": (r.tempo_source() != cpb::TempoSource::Unspecified)
+            .then(|| tempo_source_name(r.tempo_source())),
     })
 }
 

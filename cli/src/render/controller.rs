@@ -383,7 +383,7 @@ pub(crate) fn history_text(records: &[cpb::SwitchRecord], paint: Paint, clock: &
                 &format!("{} → {}", on_off(r.from_powered), on_off(r.to_powered)),
                 9
             ),
-            reason_text(r.reason(), r.level(), r.tempo_color()),
+            delestage_proto::json::record_reason_text(r),
         ));
     }
     out

@@ -211,6 +211,7 @@ impl Controller {
                     reason: switch.reason,
                     level: switch.level,
                     watched_since: Some(self.started_at),
+                    tempo_source: self.tempo_source_of(switch.reason, now),
                 };
                 tracing::info!(
                     load = %record.load,

@@ -220,6 +220,28 @@ impl Controller {
         self.events.subscribe()
     }
 
+    /// Where the Tempo colour behind `reason` came from, if it is about a
+    /// Tempo day: the tariff day under way at `at` (a shed), or the next
+    /// one (an anticipation).
+    pub(super) fn tempo_source_of(
+        &self,
+        reason: policy::Reason,
+        at: Timestamp,
+    ) -> Option<crate::tempo_source::TempoSource> {
+        use crate::tempo_source::{TempoSource, tariff_date};
+        let day = match reason {
+            policy::Reason::ShedForTempo(_) => tariff_date(at)?,
+            policy::Reason::TempoAnticipation(_) => tariff_date(at)?.tomorrow().ok()?,
+            _ => return None,
+        };
+        let forecast = self.forecast.borrow();
+        Some(if forecast.tempo_from_meter.contains(&day) {
+            TempoSource::Meter
+        } else {
+            TempoSource::Rte
+        })
+    }
+
     /// Whether a Linky meter is followed (`[meter] relay`).
     pub(crate) fn follows_meter(&self) -> bool {
         self.meter.is_some()

@@ -16,6 +16,7 @@ pub(super) fn record(load: &str, minute: i64, to: bool, reason: Reason) -> Switc
         reason,
         level: Some(SignalLevel::Red),
         watched_since: None,
+        tempo_source: None,
     }
 }
 
@@ -164,4 +165,33 @@ fn an_override_lasts_a_year_at_most_and_ends_in_the_future() {
         far.contains("more than a year ahead") && far.contains("366 days"),
         "{far}"
     );
+}
+
+#[test]
+fn a_tempo_sheds_source_survives_a_reopen_and_older_records_have_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = Store::open(dir.path()).expect("open");
+    let mut from_meter = record("radiators", 1, false, Reason::ShedForTempo(TempoColor::Red));
+    from_meter.tempo_source = Some(TempoSource::Meter);
+    store.record(from_meter).expect("record");
+    store
+        .record(record(
+            "pump",
+            2,
+            false,
+            Reason::ShedForLevel(SignalLevel::Red),
+        ))
+        .expect("record");
+    drop(store);
+    let (store, report) = Store::open(dir.path()).expect("reopen");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let sources: Vec<_> = store
+        .history(None, None, 10)
+        .iter()
+        .map(|r| (r.load.clone(), r.tempo_source))
+        .collect();
+    assert!(sources.contains(&("radiators".to_owned(), Some(TempoSource::Meter))));
+    assert!(sources.contains(&("pump".to_owned(), None)));
+    let text = std::fs::read_to_string(dir.path().join(Store::HISTORY)).expect("read");
+    assert!(text.contains("\"tempo_source\":\"meter\""), "{text}");
 }

@@ -5,8 +5,8 @@
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::forecast::v1::TempoColor;
 use delestage_tests::{
-    Mosquitto, MqttWatcher, TicStandinProcess, cli_json, start_controller, start_forecast_at,
-    scrape_metrics, start_relay, wait_status,
+    Mosquitto, MqttWatcher, TicStandinProcess, cli_json, scrape_metrics, start_controller,
+    start_forecast_at, start_relay, wait_status,
 };
 
 use cpb::controller_service_client::ControllerServiceClient;
