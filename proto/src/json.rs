@@ -58,6 +58,7 @@ pub fn reason_text(reason: cpb::Reason, level: fpb::SignalLevel, color: fpb::Tem
         cpb::Reason::WaitingForBestHours => "waiting for its best hours".to_owned(),
         cpb::Reason::BudgetMet => "daily runtime done".to_owned(),
         cpb::Reason::RestoreJitter => "restore jitter".to_owned(),
+        cpb::Reason::PowerLimit => "cut: power limit".to_owned(),
         cpb::Reason::Unspecified => "?".to_owned(),
     }
 }

@@ -245,6 +245,8 @@ pub enum ReasonKind {
     BudgetMet,
     /// Held cut for the restore jitter after a tense period.
     RestoreJitter,
+    /// Cut now: the house draws close to its subscribed power.
+    PowerLimit,
 }
 
 named!(ReasonKind, "reason", {
@@ -262,6 +264,7 @@ named!(ReasonKind, "reason", {
     WaitingForBestHours => "waiting_for_best_hours",
     BudgetMet => "budget_met",
     RestoreJitter => "restore_jitter",
+    PowerLimit => "power_limit",
 });
 
 impl ReasonKind {
@@ -283,6 +286,7 @@ impl ReasonKind {
             cpb::Reason::WaitingForBestHours => Self::WaitingForBestHours,
             cpb::Reason::BudgetMet => Self::BudgetMet,
             cpb::Reason::RestoreJitter => Self::RestoreJitter,
+            cpb::Reason::PowerLimit => Self::PowerLimit,
         })
     }
 
@@ -309,6 +313,7 @@ impl From<ReasonKind> for cpb::Reason {
             ReasonKind::WaitingForBestHours => Self::WaitingForBestHours,
             ReasonKind::BudgetMet => Self::BudgetMet,
             ReasonKind::RestoreJitter => Self::RestoreJitter,
+            ReasonKind::PowerLimit => Self::PowerLimit,
         }
     }
 }
@@ -423,6 +428,7 @@ mod tests {
             ReasonKind::WaitingForBestHours,
             ReasonKind::BudgetMet,
             ReasonKind::RestoreJitter,
+            ReasonKind::PowerLimit,
         ] {
             assert_eq!(kind.name().parse::<ReasonKind>(), Ok(kind));
             assert_eq!(

@@ -39,6 +39,8 @@ pub(crate) enum Reason {
     BudgetMet,
     /// Held cut for the restore jitter after a tense period.
     RestoreJitter,
+    /// Cut now for the subscribed power (`[power]`, `shed_on_power`).
+    PowerLimit,
 }
 
 impl Reason {
@@ -59,6 +61,7 @@ impl Reason {
             Reason::WaitingForBestHours => ReasonKind::WaitingForBestHours,
             Reason::BudgetMet => ReasonKind::BudgetMet,
             Reason::RestoreJitter => ReasonKind::RestoreJitter,
+            Reason::PowerLimit => ReasonKind::PowerLimit,
         }
     }
 
@@ -87,6 +90,7 @@ impl Reason {
             ReasonKind::WaitingForBestHours => Reason::WaitingForBestHours,
             ReasonKind::BudgetMet => Reason::BudgetMet,
             ReasonKind::RestoreJitter => Reason::RestoreJitter,
+            ReasonKind::PowerLimit => Reason::PowerLimit,
         })
     }
 
