@@ -184,6 +184,9 @@ proptest! {
                     Reason::ShedForTempo(_) | Reason::TempoAnticipation(_) => {
                         prop_assert!(false, "no Tempo here: {:?}", i);
                     }
+                    Reason::PowerLimit => {
+                        prop_assert!(false, "the policy never plans a power cut: {:?}", i);
+                    }
                     Reason::ComfortLimit
                     | Reason::ScheduledRun
                     | Reason::WaitingForBestHours
