@@ -75,6 +75,10 @@ pub struct Options {
     #[command(flatten, next_help_heading = "The Linky meter")]
     pub meter: MeterOptions,
 
+    /// `[power]`: shedding by power.
+    #[command(flatten, next_help_heading = "Shedding by power")]
+    pub power: PowerOptions,
+
     /// `[mqtt]`: Home Assistant.
     #[command(flatten, next_help_heading = "Home Assistant (MQTT)")]
     pub mqtt: MqttOptions,
@@ -139,6 +143,30 @@ pub struct MeterOptions {
     pub relay: Option<String>,
 }
 
+/// `[power]`: never trip the subscribed power.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct PowerOptions {
+    /// The relay box whose Linky meter governs shedding by power (its
+    /// relay-service runs with --meter) [default: off]. In the file:
+    /// `meter` in `[power]`.
+    #[arg(long = "power-meter", value_name = "NAME")]
+    pub meter: Option<String>,
+
+    /// The power never to reach, in VA [default: the meter's subscribed
+    /// power].
+    #[arg(long = "power-limit-va", value_name = "VA")]
+    pub limit_va: Option<u32>,
+
+    /// Cut at limit − margin, in VA [default: 5 % of the limit].
+    #[arg(long = "power-margin-va", value_name = "VA")]
+    pub margin_va: Option<u32>,
+
+    /// After a power cut, bring nothing back for power for this long.
+    #[arg(long = "power-restore-hold", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2m")]
+    #[serde(with = "humantime_serde")]
+    pub restore_hold: Duration,
+}
+
 /// A `[relays.NAME]` table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +217,12 @@ pub struct LoadConfig {
     /// Paris wall-clock windows for `run_daily`, `"22:00-06:00"`.
     #[serde(default)]
     run_window: Option<Vec<String>>,
+    /// Its nominal power, in W.
+    #[serde(default)]
+    power_w: Option<u32>,
+    /// Cut when the house nears its subscribed power (`[power]`).
+    #[serde(default)]
+    shed_on_power: bool,
 }
 
 /// Why `wiring` has no default, in the error that asks for it.
@@ -263,8 +297,11 @@ pub struct Settings {
     pub http: Option<HttpSettings>,
     /// Home Assistant's broker; `None`: no MQTT.
     pub mqtt: Option<MqttSettings>,
-    /// The relay-service whose Linky meter is followed (`[meter] relay`).
+    /// The relay-service whose Linky meter is followed (`[meter] relay`,
+    /// or `[power] meter`).
     pub meter_relay: Option<String>,
+    /// Shedding by power (`[power]`), when configured.
+    pub power: Option<crate::power::PowerSettings>,
     /// The config file, for messages.
     pub config_path: PathBuf,
 }
@@ -325,22 +362,12 @@ impl Settings {
         if mqtt.is_some() {
             loads::check_entities(&loads, &origins)?;
         }
-        if let Some(name) = &o.meter.relay
-            && !relay_services.iter().any(|r| &r.name == name)
-        {
-            let known: Vec<&str> = relay_services.iter().map(|r| r.name.as_str()).collect();
-            return Err(at(
-                "meter.relay",
-                format!(
-                    "{name:?} is not one of the [relays.NAME] tables ({})",
-                    known.join(", ")
-                ),
-            ));
-        }
+        let (meter_relay, power) = meter_and_power(&o, &relay_services, &loads, &origins)?;
         Ok(Self {
             http,
             mqtt,
-            meter_relay: o.meter.relay,
+            meter_relay,
+            power,
             state_dir: o.common.state_dir_or_default(Options::NAME),
             listen: o.common.listen,
             forecast: o.forecast,
@@ -363,6 +390,82 @@ impl Settings {
             config_path: path,
         })
     }
+}
+
+/// `[meter] relay` and `[power]`: one meter per house, on a declared relay
+/// box; `shed_on_power` loads need `[power]`.
+fn meter_and_power(
+    o: &Options,
+    relay_services: &[RelayService],
+    loads: &[Load],
+    origins: &Origins,
+) -> Result<(Option<String>, Option<crate::power::PowerSettings>), Error> {
+    let known = |key: &str, name: &str| {
+        if relay_services.iter().any(|r| r.name == name) {
+            return Ok(());
+        }
+        let names: Vec<&str> = relay_services.iter().map(|r| r.name.as_str()).collect();
+        Err(at(
+            origins,
+            key,
+            format!(
+                "{name:?} is not one of the [relays.NAME] tables ({})",
+                names.join(", ")
+            ),
+        ))
+    };
+    if let Some(name) = &o.meter.relay {
+        known("meter.relay", name)?;
+    }
+    let Some(meter) = &o.power.meter else {
+        if let Some(load) = loads.iter().find(|l| l.shed_on_power) {
+            return Err(at(
+                origins,
+                "power.meter",
+                format!(
+                    "required: load {:?} has shed_on_power = true; name the relay box whose Linky meter governs ([power] meter = \"garage\")",
+                    load.name
+                ),
+            ));
+        }
+        return Ok((o.meter.relay.clone(), None));
+    };
+    known("power.meter", meter)?;
+    if o.meter.relay.as_ref().is_some_and(|r| r != meter) {
+        return Err(at(
+            origins,
+            "power.meter",
+            format!(
+                "{meter:?}, but [meter] relay is {:?}: one meter measures the house; name the same box",
+                o.meter.relay.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if o.power.limit_va == Some(0) {
+        return Err(at(
+            origins,
+            "power.limit_va",
+            "must be more than zero".to_owned(),
+        ));
+    }
+    if let (Some(limit), Some(margin)) = (o.power.limit_va, o.power.margin_va)
+        && margin >= limit
+    {
+        return Err(at(
+            origins,
+            "power.margin_va",
+            format!("{margin} VA is not below the limit ({limit} VA)"),
+        ));
+    }
+    Ok((
+        Some(meter.clone()),
+        Some(crate::power::PowerSettings {
+            meter: meter.clone(),
+            limit_va: o.power.limit_va,
+            margin_va: o.power.margin_va,
+            restore_hold: o.power.restore_hold,
+        }),
+    ))
 }
 
 /// An error about `key`, naming where its value came from.

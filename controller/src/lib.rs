@@ -22,6 +22,7 @@ mod http;
 pub mod model;
 mod mqtt;
 mod policy;
+pub mod power;
 mod service;
 mod store;
 mod tempo_source;

@@ -56,6 +56,11 @@ pub struct Load {
     pub max_off: Option<Duration>,
     /// A daily runtime, placed in the cleanest hours of its windows.
     pub run_daily: Option<DailyRun>,
+    /// Its nominal power, when given (`power_w`): what the power rule
+    /// counts until it has measured the load.
+    pub power_w: Option<u32>,
+    /// Cut for power when the house nears its subscribed power.
+    pub shed_on_power: bool,
 }
 
 impl Load {
@@ -78,6 +83,8 @@ impl Load {
             when_controller_lost: Fallback::Restore,
             max_off: None,
             run_daily: None,
+            power_w: None,
+            shed_on_power: false,
         }
     }
 }

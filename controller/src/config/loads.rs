@@ -65,12 +65,16 @@ fn load(l: &LoadConfig, relay: RelayAddress) -> Result<Load, (&'static str, Stri
     let Some(wiring) = l.wiring else {
         return Err(("wiring", WIRING_CHOICES.to_owned()));
     };
-    if l.shed_at.is_none() && l.shed_on_tempo.is_none() && l.run_daily.is_none() {
+    if l.shed_at.is_none() && l.shed_on_tempo.is_none() && l.run_daily.is_none() && !l.shed_on_power
+    {
         return Err((
             "shed_at",
-            "required unless shed_on_tempo or run_daily is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days), and/or run_daily = \"3h\" (so much a day, in the cleanest hours)"
+            "required unless shed_on_tempo, run_daily or shed_on_power is set: say when to cut the load, \"orange\" or \"red\" (Ecowatt), and/or shed_on_tempo = \"white\" or \"red\" (Tempo days), and/or run_daily = \"3h\" (so much a day, in the cleanest hours), and/or shed_on_power = true (when the house nears its subscribed power)"
                 .to_owned(),
         ));
+    }
+    if l.power_w == Some(0) {
+        return Err(("power_w", "must be more than zero (or left out)".to_owned()));
     }
     let run_daily = daily_run(l)?;
     let min_off = l.min_off.unwrap_or_default();
@@ -109,6 +113,8 @@ fn load(l: &LoadConfig, relay: RelayAddress) -> Result<Load, (&'static str, Stri
         when_controller_lost: l.when_controller_lost,
         max_off: l.max_off,
         run_daily,
+        power_w: l.power_w,
+        shed_on_power: l.shed_on_power,
     })
 }
 
