@@ -164,6 +164,9 @@ pub(crate) async fn follow_meter(
                 let Some(at) = reading.at.as_ref().and_then(from_pb) else {
                     continue;
                 };
+                // A reading may call for a power cut: a pass now, not at
+                // the next tick.
+                wake.notify_one();
                 power.send_modify(|m| {
                     m.problem = None;
                     m.reading = Some(MeterPower {

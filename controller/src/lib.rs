@@ -155,6 +155,7 @@ pub async fn serve_on(
             restore_stagger: settings.restore_stagger,
             restore_jitter: settings.restore_jitter,
             forecast_max_age: settings.forecast_max_age,
+            power: settings.power.clone(),
         },
         store,
         forecast_seen.subscribe(),

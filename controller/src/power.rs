@@ -232,7 +232,7 @@ pub(crate) fn apply(plan: &mut Plan, cut: &[String], now: Timestamp) {
         else {
             continue;
         };
-        let current = lp.intervals[i].clone();
+        let current = lp.intervals[i];
         if !current.powered {
             continue;
         }
@@ -240,7 +240,7 @@ pub(crate) fn apply(plan: &mut Plan, cut: &[String], now: Timestamp) {
         if current.start < now {
             replacement.push(Interval {
                 end: now,
-                ..current.clone()
+                ..current
             });
         }
         replacement.push(Interval {

@@ -173,6 +173,7 @@ fn controller_settings(state: &Path, relays: &str, forecast: &str, loads: Vec<Lo
         http: None,
         mqtt: None,
         meter_relay: None,
+        power: None,
         config_path: PathBuf::from("test.toml"),
     }
 }

@@ -227,6 +227,9 @@ impl Controller {
                     "to" => if record.to_powered { "on" } else { "off" }
                 )
                 .increment(1);
+                inner
+                    .power
+                    .switched(&record.load, Timestamp::now(), record.to_powered);
                 self.history.push(record);
                 true
             }

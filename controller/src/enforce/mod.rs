@@ -22,6 +22,7 @@ mod history;
 pub(crate) mod observe;
 mod overrides;
 pub(crate) mod pace;
+mod power_guard;
 pub(crate) mod reconcile;
 pub(crate) mod status;
 

@@ -46,6 +46,8 @@ pub(crate) struct Enforcement {
     /// `[policy] restore_jitter`.
     pub restore_jitter: Duration,
     pub forecast_max_age: Duration,
+    /// `[power]`: shedding by power, when configured.
+    pub power: Option<crate::power::PowerSettings>,
 }
 
 /// A relay-service as the controller uses it.
@@ -113,6 +115,8 @@ pub(super) struct Inner {
     /// When the last restore was handed out: the stagger counts from it,
     /// since its record exists only once the relay-service has answered.
     last_restore_decided: Option<Timestamp>,
+    /// Shedding by power, with `[power]`.
+    pub(super) power: super::power_guard::PowerGuard,
 }
 
 impl Inner {
@@ -185,6 +189,7 @@ impl Controller {
                 since: Since::new(),
                 in_flight: HashSet::new(),
                 last_restore_decided: None,
+                power: Default::default(),
             }),
             forecast,
             meter,
@@ -351,7 +356,21 @@ impl Controller {
         let (plan, switches) = {
             let mut inner = self.inner.lock().await;
             Self::expire_overrides(&mut inner, now).await;
-            let plan = self.plan_now(&inner, &forecast, usable_hours.as_deref(), &relays, now);
+            let mut plan = self.plan_now(&inner, &forecast, usable_hours.as_deref(), &relays, now);
+            if let Some(settings) = &self.enforcement.power {
+                let meter = self.meter.as_ref().map(|m| m.borrow().clone());
+                let inner = &mut *inner;
+                let store = inner.store.lock().unwrap_or_else(PoisonError::into_inner);
+                let cut = inner.power.pass(
+                    settings,
+                    meter.as_ref(),
+                    &self.enforcement.loads,
+                    &relays,
+                    &store,
+                    now,
+                );
+                crate::power::apply(&mut plan, cut, now);
+            }
             let switches = self.decide(&mut inner, &plan, &relays, level, now);
             (plan, switches)
         };

@@ -275,6 +275,13 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
         let error = match (input.refusals.get(&load.name), powered) {
             (Some(r), _) => Some(r.message.clone()),
             (None, None) => input.relays.blocked(load),
+            // A power cut overrides the override: say so where people look.
+            (None, Some(_))
+                if interval.reason == Reason::PowerLimit
+                    && input.overrides.contains_key(&load.name) =>
+            {
+                Some("override suspended: power limit".to_owned())
+            }
             (None, Some(_)) => None,
         };
         loads.push(LoadStatus {

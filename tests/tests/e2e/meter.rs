@@ -130,3 +130,127 @@ async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_pea
         "{metrics}"
     );
 }
+
+/// Shedding by power, closed loop: a 1 kVA house with a 3 kW water heater
+/// (`shed_on_power`) on relay 0 and a 3 kW oven on relay 1 (not the
+/// controller's), under a 6 kVA subscription (cut at 5.7 kVA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_kw_oven_over_the_subscribed_power_cuts_the_water_heater_until_there_is_room() {
+    use delestage_proto::relay::v1 as rpb;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (relay, relay_channel) = start_relay(
+        &dir.path().join("relay"),
+        &[
+            "--meter",
+            dir.path().join("meter/linky").to_str().expect("utf-8"),
+            "--meter-mode",
+            "standard",
+        ],
+    )
+    .await;
+    let relay_url = format!("http://{}", relay.addr);
+    let _meter = TicStandinProcess::start(
+        &dir.path().join("meter"),
+        &[
+            "--mode",
+            "standard",
+            "--base",
+            "1000",
+            "--subscribed",
+            "6000",
+            "--wire",
+            "0:3000",
+            "--wire",
+            "1:3000",
+            "--relay",
+            &relay_url,
+        ],
+    )
+    .await;
+    let forecast = start_forecast_at(dir.path(), GREEN).await;
+    let config = format!(
+        "forecast = \"http://{}\"\nstate_dir = \"{}\"\n\n[relays.garage]\nendpoint = \"http://{}\"\n\n\
+         [policy]\nrestore_stagger = \"0s\"\n\n\
+         [power]\nmeter = \"garage\"\nrestore_hold = \"5s\"\n\n\
+         [[load]]\nname = \"water-heater\"\nrelay = \"garage:0\"\nwiring = \"normally-open\"\n\
+         shed_at = \"red\"\nshed_on_power = true\npower_w = 3000\n",
+        forecast.addr,
+        dir.path().join("controller").display(),
+        relay.addr,
+    );
+    let (_controller, channel) = start_controller(dir.path(), &config).await;
+    let mut client = ControllerServiceClient::new(channel);
+    let power = |s: &cpb::ControllerStatus| {
+        s.meter
+            .as_ref()
+            .filter(|m| m.reading)
+            .map(|m| m.apparent_power_va)
+    };
+    // Green: the water heater on, 4 kVA.
+    wait_status(&mut client, "4 kVA with the water heater on", |s| {
+        power(s) == Some(4000)
+    })
+    .await;
+
+    // The oven: 7 kVA, over 5.7. The next readings cut the water heater.
+    let mut relays = rpb::relay_service_client::RelayServiceClient::new(relay_channel.clone());
+    relays
+        .set_relay(rpb::SetRelayRequest {
+            channel: 1,
+            energized: true,
+        })
+        .await
+        .expect("the oven on");
+    let cut_at = std::time::Instant::now();
+    let status = wait_status(&mut client, "the water heater cut for power", |s| {
+        s.loads
+            .first()
+            .is_some_and(|l| l.powered == Some(false) && l.reason() == cpb::Reason::PowerLimit)
+    })
+    .await;
+    assert!(!status.loads[0].desired);
+    // The power goes under: 4 kVA with the oven and without the heater.
+    wait_status(&mut client, "4 kVA again", |s| power(s) == Some(4000)).await;
+
+    // The oven off: 1 kVA. After restore_hold (5 s), the heater comes back.
+    relays
+        .set_relay(rpb::SetRelayRequest {
+            channel: 1,
+            energized: false,
+        })
+        .await
+        .expect("the oven off");
+    wait_status(&mut client, "the water heater back", |s| {
+        s.loads.first().is_some_and(|l| l.powered == Some(true))
+    })
+    .await;
+    assert!(
+        cut_at.elapsed() >= std::time::Duration::from_secs(5),
+        "restored {:?} after the cut, within restore_hold",
+        cut_at.elapsed()
+    );
+    wait_status(&mut client, "4 kVA with the heater back", |s| {
+        power(s) == Some(4000)
+    })
+    .await;
+
+    // The history says why.
+    let history = client
+        .get_history(cpb::GetHistoryRequest {
+            load: "water-heater".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("GetHistory")
+        .into_inner();
+    let reasons: Vec<(bool, cpb::Reason)> = history
+        .records
+        .iter()
+        .map(|r| (r.to_powered, r.reason()))
+        .collect();
+    assert!(
+        reasons.contains(&(false, cpb::Reason::PowerLimit)),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.first().map(|r| r.0), Some(true), "{reasons:?}");
+}
