@@ -89,6 +89,9 @@ pub(crate) struct SwitchRecord {
     /// Where the Tempo colour behind a Tempo shed came from (`None` for
     /// other switches, and in records from before the meter).
     pub tempo_source: Option<TempoSource>,
+    /// The load's power measured around this switch, once measured (kept
+    /// by the power estimator, `power.json`, not in this file).
+    pub delta_va: Option<u32>,
 }
 
 /// The state dir's files, and what they hold.
@@ -109,6 +112,11 @@ pub(crate) struct OpenReport {
 }
 
 impl Store {
+    /// The state dir.
+    pub(crate) fn dir(&self) -> &Path {
+        self.history_path.parent().unwrap_or(Path::new("."))
+    }
+
     pub(crate) const OVERRIDES: &'static str = "overrides.json";
     pub(crate) const HISTORY: &'static str = "history.jsonl";
     pub(crate) const INSTANCE_ID: &'static str = "instance-id";
@@ -487,6 +495,7 @@ impl RecordOnDisk {
                 Some("none") => Some(TempoSource::None),
                 Some(other) => return Err(format!("tempo_source {other:?}")),
             },
+            delta_va: None,
         })
     }
 }

@@ -60,6 +60,9 @@ pub(crate) fn load_status_to_pb(s: &enforce::LoadStatus) -> pb::LoadStatus {
         shed_on_tempo: color_to_pb(s.load.shed_on_tempo).into(),
         budget: s.budget.as_ref().map(|b| budget_to_pb(&s.load, b)),
         max_off: s.load.max_off.and_then(duration_to_pb),
+        measured_va: s.measured.map(|(va, _)| va),
+        measured_samples: s.measured.map_or(0, |(_, n)| n as u32),
+        power_cut: s.reason == crate::policy::Reason::PowerLimit,
     }
 }
 
@@ -183,6 +186,7 @@ pub(crate) fn record_to_pb(r: &SwitchRecord) -> pb::SwitchRecord {
             .tempo_source
             .map_or(pb::TempoSource::Unspecified, tempo_source_to_pb)
             .into(),
+        delta_va: r.delta_va,
     }
 }
 

@@ -162,6 +162,9 @@ pub fn load_json(l: &cpb::LoadStatus) -> Value {
         "error": l.error,
         "max_off_seconds": l.max_off.as_ref().map(|d| d.seconds),
         "budget": l.budget.as_ref().map(|b| budget_json(&l.name, b)),
+        "measured_va": l.measured_va,
+        "measured_samples": l.measured_samples,
+        "power_cut": l.power_cut,
     })
 }
 
@@ -204,6 +207,7 @@ pub fn record_json(r: &cpb::SwitchRecord) -> Value {
         "level": level_name(r.level()),
         "tempo_source": (r.tempo_source() != cpb::TempoSource::Unspecified)
             .then(|| tempo_source_name(r.tempo_source())),
+        "delta_va": r.delta_va,
     })
 }
 

@@ -212,6 +212,7 @@ impl Controller {
                     level: switch.level,
                     watched_since: Some(self.started_at),
                     tempo_source: self.tempo_source_of(switch.reason, now),
+                    delta_va: None,
                 };
                 tracing::info!(
                     load = %record.load,
@@ -229,7 +230,7 @@ impl Controller {
                 .increment(1);
                 inner
                     .power
-                    .switched(&record.load, Timestamp::now(), record.to_powered);
+                    .switched(&record.load, record.at, record.to_powered);
                 self.history.push(record);
                 true
             }

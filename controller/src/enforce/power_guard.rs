@@ -3,9 +3,11 @@
 //! show, says what it decided, and measures each load's power from the
 //! readings around its switches ([`crate::power::estimate`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use super::observe::RelayView;
 use crate::model::{Load, MeterSeen};
@@ -17,6 +19,9 @@ use crate::store::Store;
 /// the one before it.
 const KEEP: SignedDuration = SignedDuration::from_secs(60);
 
+/// The measured switches kept for the history (`delta_va`).
+const DELTAS_KEPT: usize = 2000;
+
 /// The rule's state and the estimator's memory.
 #[derive(Debug, Default)]
 pub(crate) struct PowerGuard {
@@ -26,9 +31,129 @@ pub(crate) struct PowerGuard {
     /// Every load's switches, oldest first; `measured` once sampled.
     switches: VecDeque<(Switched, bool)>,
     pub(crate) estimates: HashMap<String, Estimate>,
+    /// Each measured switch's sample, by load and switch time, oldest
+    /// first.
+    deltas: VecDeque<(String, Timestamp, u32)>,
+    /// `power.json` in the state dir: the estimates and deltas survive a
+    /// restart. `None`: not kept (tests).
+    file: Option<PathBuf>,
+}
+
+/// `power.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    estimates: BTreeMap<String, Vec<u32>>,
+    deltas: Vec<DeltaOnDisk>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DeltaOnDisk {
+    load: String,
+    at: String,
+    delta_va: u32,
 }
 
 impl PowerGuard {
+    /// With the estimates kept in `state_dir` (a file that cannot be read
+    /// is said, and started afresh: only measurements are lost).
+    pub(crate) fn in_dir(state_dir: &Path) -> Self {
+        let file = state_dir.join("power.json");
+        let mut guard = Self {
+            file: Some(file.clone()),
+            ..Self::default()
+        };
+        let text = match std::fs::read(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return guard,
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "cannot read the measured powers; measuring afresh");
+                return guard;
+            }
+        };
+        match serde_json::from_slice::<OnDisk>(&text) {
+            Ok(on_disk) => {
+                for (load, samples) in on_disk.estimates {
+                    let e = guard.estimates.entry(load).or_default();
+                    for va in samples {
+                        e.add(va);
+                    }
+                }
+                guard.deltas = on_disk
+                    .deltas
+                    .into_iter()
+                    .filter_map(|d| Some((d.load, d.at.parse().ok()?, d.delta_va)))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "the measured powers cannot be read; measuring afresh");
+            }
+        }
+        guard
+    }
+
+    /// What the rule counts for `load`: its measured power once three
+    /// samples agree on it (one sample can be an appliance the meter saw
+    /// switch at the same moment), else its `power_w`, else what was
+    /// measured, else 20 % of the limit.
+    fn power_of(&self, load: &Load, limit: u32) -> u32 {
+        let measured = self.estimates.get(&load.name);
+        let value = measured.and_then(Estimate::measured_va);
+        match (value, measured.map_or(0, |e| e.samples.len())) {
+            (Some(va), n) if n >= 3 => va,
+            _ => load.power_w.or(value).unwrap_or(limit / 5),
+        }
+    }
+
+    /// A load's measured power and the number of samples it rests on.
+    pub(crate) fn measured(&self, load: &str) -> Option<(u32, usize)> {
+        let e = self.estimates.get(load)?;
+        Some((e.measured_va()?, e.samples.len()))
+    }
+
+    /// The power measured around `load`'s switch at `at`, if it was.
+    pub(crate) fn delta_of(&self, load: &str, at: Timestamp) -> Option<u32> {
+        self.deltas
+            .iter()
+            .rev()
+            .find(|(l, t, _)| l == load && *t == at)
+            .map(|(_, _, va)| *va)
+    }
+
+    /// Writes the estimates and deltas, off the async workers.
+    fn save(&self) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let on_disk = OnDisk {
+            version: 1,
+            estimates: self
+                .estimates
+                .iter()
+                .map(|(l, e)| (l.clone(), e.samples.iter().copied().collect()))
+                .collect(),
+            deltas: self
+                .deltas
+                .iter()
+                .map(|(load, at, va)| DeltaOnDisk {
+                    load: load.clone(),
+                    at: at.to_string(),
+                    delta_va: *va,
+                })
+                .collect(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let written = serde_json::to_vec(&on_disk)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    delestage_runtime::files::write_atomic(&file, &json).map_err(|e| e.to_string())
+                });
+            if let Err(e) = written {
+                tracing::error!(file = %file.display(), error = %e, "cannot keep the measured powers");
+            }
+        });
+    }
+
     /// One reconcile pass: a new reading is remembered, measured switches
     /// sampled, and the rule decides. Returns the loads cut for power now.
     pub(crate) fn pass(
@@ -59,12 +184,7 @@ impl PowerGuard {
                 priority: l.priority,
                 shed_on_power: l.shed_on_power,
                 powered: relays.powered(l),
-                power_va: self
-                    .estimates
-                    .get(&l.name)
-                    .and_then(Estimate::measured_va)
-                    .or(l.power_w)
-                    .unwrap_or(limit / 5),
+                power_va: self.power_of(l, limit),
                 off_since: store
                     .last_switch(&l.name)
                     .filter(|r| !r.to_powered)
@@ -120,6 +240,7 @@ impl PowerGuard {
     fn sample(&mut self, now: Timestamp) {
         let all: Vec<Switched> = self.switches.iter().map(|(s, _)| s.clone()).collect();
         let readings: Vec<(Timestamp, u32)> = self.readings.iter().copied().collect();
+        let mut new_samples = false;
         for (switch, measured) in self.switches.iter_mut() {
             if *measured || now < switch.at + estimate::AFTER_TO {
                 continue;
@@ -128,6 +249,11 @@ impl PowerGuard {
             if let Some(va) = estimate::sample(switch, &readings, &all) {
                 let e = self.estimates.entry(switch.load.clone()).or_default();
                 e.add(va);
+                self.deltas.push_back((switch.load.clone(), switch.at, va));
+                if self.deltas.len() > DELTAS_KEPT {
+                    self.deltas.pop_front();
+                }
+                new_samples = true;
                 tracing::info!(
                     load = %switch.load,
                     sample_va = va,
@@ -136,6 +262,9 @@ impl PowerGuard {
                     "measured a load's power from its switch"
                 );
             }
+        }
+        if new_samples {
+            self.save();
         }
         let horizon = now - KEEP;
         while self.readings.front().is_some_and(|(at, _)| *at < horizon) {

@@ -176,6 +176,7 @@ impl Controller {
         wake: Arc<Notify>,
     ) -> Self {
         let now = Timestamp::now();
+        let state_dir = store.dir().to_owned();
         let empty_plan = Plan {
             computed_at: now,
             horizon: now,
@@ -189,7 +190,7 @@ impl Controller {
                 since: Since::new(),
                 in_flight: HashSet::new(),
                 last_restore_decided: None,
-                power: Default::default(),
+                power: super::power_guard::PowerGuard::in_dir(&state_dir),
             }),
             forecast,
             meter,
@@ -281,7 +282,12 @@ impl Controller {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Vec<SwitchRecord> {
-        self.inner.lock().await.store().history(load, since, limit)
+        let inner = self.inner.lock().await;
+        let mut records = inner.store().history(load, since, limit);
+        for r in &mut records {
+            r.delta_va = inner.power.delta_of(&r.load, r.at);
+        }
+        records
     }
 
     /// Reconciles until `closing` turns true; then lets the switches under
@@ -560,6 +566,12 @@ impl Controller {
                     plan,
                     relays: RelayView { relays: &seen },
                     meter: self.meter.as_ref().map(|m| m.borrow().clone()),
+                    measured: self
+                        .enforcement
+                        .loads
+                        .iter()
+                        .filter_map(|l| Some((l.name.clone(), inner.power.measured(&l.name)?)))
+                        .collect(),
                     refusals: &inner.refusals,
                     overrides: store.overrides(),
                     forecast,

@@ -51,6 +51,8 @@ pub(crate) struct LoadStatus {
     pub error: Option<String>,
     /// Today's daily runtime, for a `run_daily` load.
     pub budget: Option<DayBudget>,
+    /// Its measured power and the samples behind it (`[power]`).
+    pub measured: Option<(u32, usize)>,
 }
 
 impl LoadStatus {
@@ -249,6 +251,8 @@ pub(crate) struct StatusInput<'a> {
     pub(crate) relays: RelayView<'a>,
     /// What was last seen of the meter, when one is followed.
     pub(crate) meter: Option<MeterSeen>,
+    /// Each load's measured power and samples (`[power]`).
+    pub(crate) measured: HashMap<String, (u32, usize)>,
     pub(crate) refusals: &'a HashMap<String, Refusal>,
     pub(crate) overrides: &'a HashMap<String, StoredOverride>,
     pub(crate) forecast: ForecastStatus,
@@ -294,6 +298,7 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
             override_: input.overrides.get(&load.name).copied(),
             error,
             budget: lp.budget.clone(),
+            measured: input.measured.get(&load.name).copied(),
         });
     }
     let relay_services = input

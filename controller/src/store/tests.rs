@@ -17,6 +17,7 @@ pub(super) fn record(load: &str, minute: i64, to: bool, reason: Reason) -> Switc
         level: Some(SignalLevel::Red),
         watched_since: None,
         tempo_source: None,
+        delta_va: None,
     }
 }
 
