@@ -14,6 +14,7 @@ mod bare;
 mod fanout;
 mod fleet;
 mod load;
+mod power;
 mod procs;
 mod reaction;
 mod relay_watchers;
@@ -81,6 +82,15 @@ struct Args {
     /// (progress goes to stderr).
     #[arg(long, value_name = "N")]
     scale_boxes: Option<usize>,
+    /// Instead of the benchmark: shedding by power in a closed loop (the
+    /// stand-in Linky, relay-service, controller). Prints exactly one line:
+    /// `power cross_to_cut_p99_ms=X cross_to_under_p99_ms=Y
+    /// overshoot_frames_max=Z` (progress goes to stderr).
+    #[arg(long)]
+    power: bool,
+    /// Cycles of the --power run (an oven on, a cut, the oven off, a restore).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    power_cycles: usize,
     /// Rounds of watchers that come and leave, for the memory figures.
     #[arg(long, value_name = "N", default_value_t = 4)]
     watcher_rounds: usize,
@@ -116,6 +126,17 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "scale boxes={} loads={} cut_p99_ms={:.1} plan_ms={:.2} status_p99_ms={:.2} controller_rss_mib={:.1}",
             s.boxes, s.loads, s.cut_p99_ms, s.plan_ms, s.status_p99_ms, s.controller_rss_mib
+        );
+        return Ok(());
+    }
+    if args.power {
+        let cycles = if args.smoke { 2 } else { args.power_cycles };
+        let p = power::measure(&procs::bin_dir()?, cycles).await?;
+        println!(
+            "power cross_to_cut_p99_ms={} cross_to_under_p99_ms={} overshoot_frames_max={}",
+            p.cross_to_cut.value_at_quantile(0.99),
+            p.cross_to_under.value_at_quantile(0.99),
+            p.overshoot_frames_max
         );
         return Ok(());
     }

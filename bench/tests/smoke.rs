@@ -119,3 +119,25 @@ fn a_small_fanout_run_ends_with_its_line() {
     assert_eq!(f[0].1, 50.0);
     assert!(f[1].1 > 0.0, "{last}");
 }
+
+/// `loadgen --power`: the closed loop with the stand-in Linky, two cycles,
+/// and its one line.
+#[test]
+fn a_smoke_power_run_prints_its_line() {
+    let stdout = loadgen(&["--power", "--smoke"]);
+    let line = stdout.trim();
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{line}");
+    assert_eq!(fields[0], "power");
+    for (field, name) in fields[1..].iter().zip([
+        "cross_to_cut_p99_ms",
+        "cross_to_under_p99_ms",
+        "overshoot_frames_max",
+    ]) {
+        let value = field
+            .strip_prefix(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{line}"));
+        let n: u64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(n >= 1, "{line}");
+    }
+}
