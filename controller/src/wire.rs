@@ -121,6 +121,7 @@ pub(crate) fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
                 error: r.error.clone().unwrap_or_default(),
             })
             .collect(),
+        power_saved_w: s.power_saved_w,
         meter: s.meter.as_ref().map(|m| pb::MeterState {
             relay_service: m.relay_service.clone(),
             reading: m.reading.is_some(),

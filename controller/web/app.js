@@ -136,7 +136,7 @@ function renderNow() {
     el("p", {}, "Tempo today: ", tempo(f.tempo_today), " tomorrow: ", tempo(f.tempo_tomorrow),
       f.tempo_source === "meter" ? " (from the Linky meter)" : ""),
   ];
-  if (s.meter) parts.push(power(s.meter));
+  if (s.meter) parts.push(power(s.meter, s.power_saved_w));
   const tense = nextTense();
   const tenseWhen = tense && (new Date(tense.start).getTime() <= Date.now() ? "now" : when(tense.start));
   parts.push(el("p", {}, "Next tense hour: ", tense ? [tenseWhen, " ", level(tense.level)] : "none in the forecast"));
@@ -151,13 +151,14 @@ function renderNow() {
 }
 
 /** The house's power against the subscribed power (the Linky meter). */
-function power(m) {
+function power(m, saved) {
   if (!m.reading) return el("p", { class: "power" }, `Power: unknown (${m.problem})`);
+  const savedText = saved ? ` · cut loads save ~${saved} W` : "";
   const share = m.subscribed_va > 0 ? Math.min(100, (100 * m.apparent_power_va) / m.subscribed_va) : 0;
   return el("p", { class: "power" },
     `Power: ${m.apparent_power_va} VA of ${m.subscribed_va} VA `,
     el("meter", { min: "0", max: String(m.subscribed_va), value: String(m.apparent_power_va),
-      "aria-label": `${Math.round(share)}% of the subscribed power` }));
+      "aria-label": `${Math.round(share)}% of the subscribed power` }), savedText);
 }
 
 /** The first orange or red hour from now on. */
@@ -216,7 +217,9 @@ function updateCard(card, l) {
   card.querySelector(".why").textContent = `Why: ${why(l)}${wants}`;
   const next = l.next_change_at ? `Next: ${onCut(l.next_powered)} at ${when(l.next_change_at)}` : "No change planned";
   const relay = l.relay ? ` · relay ${l.relay}` : "";
-  card.querySelector(".next").textContent = `${next}${relay}`;
+  // Measured by the Linky meter around its switches ([power]).
+  const saves = l.measured_va ? ` · saves ~${l.measured_va} W when cut` : "";
+  card.querySelector(".next").textContent = `${next}${relay}${saves}`;
   const o = l.override;
   card.querySelector(".override-note").textContent = o ? `Override: ${onCut(o.powered)} until ${when(o.until)}` : "";
   card.querySelector('[data-action="clear"]').hidden = !o;

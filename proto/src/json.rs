@@ -120,6 +120,7 @@ pub fn status_json(s: &cpb::ControllerStatus) -> Value {
             "board_attached": r.board_attached,
             "error": r.error,
         })).collect::<Vec<_>>(),
+        "power_saved_w": s.power_saved_w,
         "meter": s.meter.as_ref().map(|m| json!({
             "relay_service": m.relay_service,
             "reading": m.reading,

@@ -51,8 +51,12 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
     if let Some(m) = &s.meter {
         out.pop();
         if m.reading {
+            let saved = s
+                .power_saved_w
+                .map(|w| format!("; cut loads save ~{w} W"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "Power: {} VA of {} VA subscribed (Linky on {})\n\n",
+                "Power: {} VA of {} VA subscribed (Linky on {}){saved}\n\n",
                 m.apparent_power_va, m.subscribed_va, m.relay_service
             ));
         } else {

@@ -48,6 +48,7 @@ fn status() -> cpb::ControllerStatus {
             error: String::new(),
         }],
         meter: None,
+        power_saved_w: None,
     }
 }
 
@@ -75,6 +76,9 @@ fn status_text_shows_the_meters_power_and_where_tempo_comes_from() {
         text.contains("Power: 2300 VA of 9000 VA subscribed (Linky on garage)"),
         "{text}"
     );
+    s.power_saved_w = Some(3000);
+    let text = status_text(&s, Paint { enabled: false }, &paris("2026-12-08T17:00:00Z"));
+    assert!(text.contains("; cut loads save ~3000 W"), "{text}");
     s.meter = Some(cpb::MeterState {
         relay_service: "garage".to_owned(),
         problem: "no reading since 2026-12-08T16:58:00Z".to_owned(),

@@ -88,6 +88,19 @@ pub(crate) struct Status {
     pub relay_services: Vec<RelayServiceStatus>,
     /// The Linky meter, when one is followed.
     pub meter: Option<MeterStatus>,
+    /// What the loads cut now draw when powered (W), when known.
+    pub power_saved_w: Option<u32>,
+}
+
+/// The power kept off now: each cut load's measured power (else its
+/// `power_w`); `None` when no cut load has a known power.
+fn power_saved(loads: &[LoadStatus]) -> Option<u32> {
+    let known: Vec<u32> = loads
+        .iter()
+        .filter(|l| l.powered == Some(false))
+        .filter_map(|l| l.measured.map(|(va, _)| va).or(l.load.power_w))
+        .collect();
+    (!known.is_empty()).then(|| known.iter().sum())
 }
 
 /// The Linky meter as the status shows it: its last reading while recent.
@@ -142,6 +155,7 @@ impl Status {
             loads: Vec::new(),
             relay_services: Vec::new(),
             meter: None,
+            power_saved_w: None,
         }
     }
 
@@ -152,6 +166,7 @@ impl Status {
             && self.loads == other.loads
             && self.relay_services == other.relay_services
             && self.meter == other.meter
+            && self.power_saved_w == other.power_saved_w
     }
 }
 
@@ -313,6 +328,7 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
             error: r.seen.problem.clone(),
         })
         .collect();
+    let power_saved_w = power_saved(&loads);
     Status {
         at: now,
         level: input.level,
@@ -320,6 +336,7 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
         loads,
         relay_services,
         meter: input.meter.map(|m| meter_status(m, now)),
+        power_saved_w,
     }
 }
 

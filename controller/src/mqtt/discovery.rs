@@ -54,6 +54,11 @@ impl Topics {
         format!("{}/meter", self.prefix)
     }
 
+    /// The power kept off now (JSON: power_saved_w).
+    pub(crate) fn power_saved(&self) -> String {
+        format!("{}/power_saved", self.prefix)
+    }
+
     /// The next tense period (JSON: start, end, level).
     pub(crate) fn next_tense(&self) -> String {
         format!("{}/next_tense", self.prefix)
@@ -318,6 +323,19 @@ impl<'a> Device<'a> {
                     "device_class": "apparent_power",
                     "unit_of_measurement": "VA",
                     "state_class": "measurement",
+                }),
+            ),
+            self.entity(
+                "sensor",
+                "power_saved",
+                json!({
+                    "name": "Power saved now",
+                    "state_topic": topics.power_saved(),
+                    "value_template": "{{ value_json.power_saved_w }}",
+                    "device_class": "power",
+                    "unit_of_measurement": "W",
+                    "state_class": "measurement",
+                    "icon": "mdi:transmission-tower-off",
                 }),
             ),
             colour("meter_tempo_today", "Meter Tempo today", "tempo_today"),

@@ -44,6 +44,12 @@ pub(crate) fn messages(
             .to_string(),
         ),
     ];
+    if status.meter.is_some() {
+        messages.push((
+            topics.power_saved(),
+            json!({ "power_saved_w": status.power_saved_w.unwrap_or(0) }).to_string(),
+        ));
+    }
     if let Some(m) = &status.meter {
         messages.push((
             topics.meter(),

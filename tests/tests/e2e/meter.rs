@@ -209,6 +209,9 @@ async fn a_3_kw_oven_over_the_subscribed_power_cuts_the_water_heater_until_there
     })
     .await;
     assert!(!status.loads[0].desired);
+    assert!(status.loads[0].power_cut);
+    // What the cut keeps off: the heater's power_w until it is measured.
+    assert_eq!(status.power_saved_w, Some(3000));
     // The power goes under: 4 kVA with the oven and without the heater.
     wait_status(&mut client, "4 kVA again", |s| power(s) == Some(4000)).await;
     // The oven stays on until the cut is measured (6 s): an appliance
