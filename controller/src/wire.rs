@@ -122,6 +122,7 @@ pub(crate) fn status_to_pb(s: &enforce::Status) -> pb::ControllerStatus {
             })
             .collect(),
         power_saved_w: s.power_saved_w,
+        kept_off_today_wh: s.kept_off_today_wh,
         meter: s.meter.as_ref().map(|m| pb::MeterState {
             relay_service: m.relay_service.clone(),
             reading: m.reading.is_some(),

@@ -137,6 +137,10 @@ function renderNow() {
       f.tempo_source === "meter" ? " (from the Linky meter)" : ""),
   ];
   if (s.meter) parts.push(power(s.meter, s.power_saved_w));
+  if (s.kept_off_today_wh > 0) {
+    parts.push(el("p", { class: "kept" },
+      `Today you kept ${(s.kept_off_today_wh / 1000).toFixed(1)} kWh off the grid during tense hours`));
+  }
   const tense = nextTense();
   const tenseWhen = tense && (new Date(tense.start).getTime() <= Date.now() ? "now" : when(tense.start));
   parts.push(el("p", {}, "Next tense hour: ", tense ? [tenseWhen, " ", level(tense.level)] : "none in the forecast"));

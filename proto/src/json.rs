@@ -121,6 +121,7 @@ pub fn status_json(s: &cpb::ControllerStatus) -> Value {
             "error": r.error,
         })).collect::<Vec<_>>(),
         "power_saved_w": s.power_saved_w,
+        "kept_off_today_wh": s.kept_off_today_wh,
         "meter": s.meter.as_ref().map(|m| json!({
             "relay_service": m.relay_service,
             "reading": m.reading,

@@ -48,6 +48,13 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
             ),
         ));
     }
+    if s.kept_off_today_wh > 0 {
+        out.pop();
+        out.push_str(&format!(
+            "Today: {:.1} kWh kept off the grid during tense hours\n\n",
+            s.kept_off_today_wh as f64 / 1000.0
+        ));
+    }
     if let Some(m) = &s.meter {
         out.pop();
         if m.reading {

@@ -49,6 +49,7 @@ fn status() -> cpb::ControllerStatus {
         }],
         meter: None,
         power_saved_w: None,
+        kept_off_today_wh: 0,
     }
 }
 

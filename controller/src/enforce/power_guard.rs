@@ -37,6 +37,10 @@ pub(crate) struct PowerGuard {
     /// `power.json` in the state dir: the estimates and deltas survive a
     /// restart. `None`: not kept (tests).
     file: Option<PathBuf>,
+    /// Today's energy kept off during tense hours: the Paris date, in
+    /// W·s (Wh × 3600), and the last pass counted.
+    kept_off: Option<(jiff::civil::Date, u64)>,
+    last_counted: Option<Timestamp>,
 }
 
 /// `power.json`.
@@ -45,6 +49,9 @@ struct OnDisk {
     version: u32,
     estimates: BTreeMap<String, Vec<u32>>,
     deltas: Vec<DeltaOnDisk>,
+    /// Today's energy kept off during tense hours: (Paris date, W·s).
+    #[serde(default)]
+    kept_off: Option<(String, u64)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,6 +91,9 @@ impl PowerGuard {
                     .into_iter()
                     .filter_map(|d| Some((d.load, d.at.parse().ok()?, d.delta_va)))
                     .collect();
+                guard.kept_off = on_disk
+                    .kept_off
+                    .and_then(|(date, ws)| Some((date.parse().ok()?, ws)));
             }
             Err(e) => {
                 tracing::error!(file = %file.display(), error = %e, "the measured powers cannot be read; measuring afresh");
@@ -103,6 +113,35 @@ impl PowerGuard {
             (Some(va), n) if n >= 3 => va,
             _ => load.power_w.or(value).unwrap_or(limit / 5),
         }
+    }
+
+    /// Counts the energy kept off since the last pass when the hour is
+    /// tense (`saved_w`: what the cut loads draw when powered); returns
+    /// today's total in Wh. Kept in `power.json` each time it grows by
+    /// 60 kJ (about 17 Wh), not at every pass.
+    pub(crate) fn keep_off(&mut self, saved_w: Option<u32>, tense: bool, now: Timestamp) -> u64 {
+        let today = now.to_zoned_datetime(crate::model::PARIS.clone()).date();
+        if self.kept_off.is_none_or(|(date, _)| date != today) {
+            self.kept_off = Some((today, 0));
+        }
+        // A gap (a frozen process) is not counted past a few seconds.
+        let dt = self
+            .last_counted
+            .map_or(0, |t| now.duration_since(t).as_secs().clamp(0, 5) as u64);
+        self.last_counted = Some(now);
+        let mut saved_minute = false;
+        if let Some((_, ws)) = self.kept_off.as_mut()
+            && tense
+            && let Some(w) = saved_w
+        {
+            let before = *ws / 60_000;
+            *ws = ws.saturating_add(u64::from(w) * dt);
+            saved_minute = *ws / 60_000 != before;
+        }
+        if saved_minute {
+            self.save();
+        }
+        self.kept_off.map_or(0, |(_, ws)| ws / 3600)
     }
 
     /// A load's measured power and the number of samples it rests on.
@@ -141,6 +180,7 @@ impl PowerGuard {
                     delta_va: *va,
                 })
                 .collect(),
+            kept_off: self.kept_off.map(|(date, ws)| (date.to_string(), ws)),
         };
         tokio::task::spawn_blocking(move || {
             let written = serde_json::to_vec(&on_disk)
@@ -277,5 +317,42 @@ impl PowerGuard {
         {
             self.switches.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn energy_is_kept_off_only_in_tense_hours_and_counted_per_paris_day() {
+        let mut guard = PowerGuard::default();
+        let start = at("2026-12-02T17:00:00Z");
+        // 3 kW cut for 20 minutes of tense hours, a pass a second: 1 kWh.
+        let mut total = 0;
+        for s in 0..=1200 {
+            total = guard.keep_off(Some(3000), true, start + SignedDuration::from_secs(s));
+        }
+        assert_eq!(total, 1000);
+        // Not tense: nothing more; nothing cut: nothing more.
+        let later = start + SignedDuration::from_secs(1300);
+        assert_eq!(guard.keep_off(Some(3000), false, later), 1000);
+        assert_eq!(
+            guard.keep_off(None, true, later + SignedDuration::from_secs(1)),
+            1000
+        );
+        // A gap (the process frozen for an hour) counts 5 s at most.
+        let after_gap = later + SignedDuration::from_hours(1);
+        assert_eq!(guard.keep_off(Some(3600), true, after_gap), 1005);
+        // Midnight in Paris (23:00 UTC in winter): a new day, which counts
+        // from this pass (5 s at most since the last one: 4 Wh).
+        assert_eq!(
+            guard.keep_off(Some(3000), true, at("2026-12-02T23:00:01Z")),
+            4
+        );
     }
 }

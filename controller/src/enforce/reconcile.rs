@@ -556,7 +556,11 @@ impl Controller {
     ) {
         // Seen again: the switches just made have moved the relays on.
         let seen = self.seen();
-        let status = {
+        let tempo_red_peak = self.forecast.borrow().tempo.iter().any(|d| {
+            d.color == crate::model::TempoColor::Red && d.start <= now && now < d.peak_end
+        });
+        let tense = tempo_red_peak || level.is_some_and(|l| l >= SignalLevel::Orange);
+        let mut status = {
             let mut guard = self.inner.lock().await;
             let inner = &mut *guard;
             let store = inner.store.lock().unwrap_or_else(PoisonError::into_inner);
@@ -581,6 +585,12 @@ impl Controller {
                 &mut inner.since,
             )
         };
+        status.kept_off_today_wh =
+            self.inner
+                .lock()
+                .await
+                .power
+                .keep_off(status.power_saved_w, tense, now);
         record_gauges(&status);
         let previous = self.status();
         if previous.same_as(&status) {

@@ -90,6 +90,8 @@ pub(crate) struct Status {
     pub meter: Option<MeterStatus>,
     /// What the loads cut now draw when powered (W), when known.
     pub power_saved_w: Option<u32>,
+    /// Today's energy kept off the grid during tense hours (Wh).
+    pub kept_off_today_wh: u64,
 }
 
 /// The power kept off now: each cut load's measured power (else its
@@ -156,6 +158,7 @@ impl Status {
             relay_services: Vec::new(),
             meter: None,
             power_saved_w: None,
+            kept_off_today_wh: 0,
         }
     }
 
@@ -167,6 +170,7 @@ impl Status {
             && self.relay_services == other.relay_services
             && self.meter == other.meter
             && self.power_saved_w == other.power_saved_w
+            && self.kept_off_today_wh == other.kept_off_today_wh
     }
 }
 
@@ -337,6 +341,7 @@ pub(crate) fn build(input: StatusInput<'_>, since: &mut Since) -> Status {
         relay_services,
         meter: input.meter.map(|m| meter_status(m, now)),
         power_saved_w,
+        kept_off_today_wh: 0,
     }
 }
 
