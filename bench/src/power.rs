@@ -27,6 +27,7 @@ use tokio_stream::StreamExt;
 
 use crate::procs;
 use crate::reaction::pb_time;
+use delestage_tests::ServiceProcess;
 
 const GREEN: u8 = 1;
 /// 6 kVA − 5 %.
@@ -40,52 +41,68 @@ pub(crate) struct PowerFigures {
     pub overshoot_frames_max: u32,
 }
 
-pub(crate) async fn measure(bin_dir: &Path, cycles: usize) -> anyhow::Result<PowerFigures> {
-    let dir = tempfile::tempdir()?;
-    let link = dir.path().join("linky");
-    let relay_state = procs::subdir(dir.path(), "relay")?;
-    let (relay, _) = procs::start_service(
-        bin_dir,
-        "relay-service",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &relay_state,
-            "--meter",
-            &link.to_string_lossy(),
-            "--meter-mode",
-            "standard",
-        ],
-        &[],
-    )
-    .await?;
-    let mut meter_config = MeterConfig::new(&link);
-    meter_config.mode = Mode::Standard;
-    meter_config.base_va = 1000;
-    meter_config.subscribed_va = 6000;
-    meter_config.wiring = vec![
-        Wire {
-            channel: 0,
-            watts: 3000,
-            normally_closed: false,
-        },
-        Wire {
-            channel: 1,
-            watts: 3000,
-            normally_closed: false,
-        },
-    ];
-    let mut meter = TicStandin::start(meter_config)?;
-    meter.follow(format!("http://{}", relay.addr));
+/// The three processes and the stand-in meter of the closed loop.
+struct House {
+    relay: ServiceProcess,
+    forecast: ServiceProcess,
+    controller: ServiceProcess,
+    meter: TicStandin,
+    _ecowatt: EcowattStandin,
+    _dir: tempfile::TempDir,
+}
 
-    let ecowatt =
-        EcowattStandin::start(StandinConfig::unlimited(), uniform_body_around_now(GREEN)).await;
-    let forecast_state = procs::subdir(dir.path(), "forecast")?;
-    let forecast =
-        procs::start_forecast_on_standin(bin_dir, &forecast_state, &ecowatt.base_url(), "1h", &[])
-            .await?;
-    let (controller, _) = procs::start_controller(
+impl House {
+    async fn start(bin_dir: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let link = dir.path().join("linky");
+        let relay_state = procs::subdir(dir.path(), "relay")?;
+        let (relay, _) = procs::start_service(
+            bin_dir,
+            "relay-service",
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                &relay_state,
+                "--meter",
+                &link.to_string_lossy(),
+                "--meter-mode",
+                "standard",
+            ],
+            &[],
+        )
+        .await?;
+        let mut meter_config = MeterConfig::new(&link);
+        meter_config.mode = Mode::Standard;
+        meter_config.base_va = 1000;
+        meter_config.subscribed_va = 6000;
+        meter_config.wiring = vec![
+            Wire {
+                channel: 0,
+                watts: 3000,
+                normally_closed: false,
+            },
+            Wire {
+                channel: 1,
+                watts: 3000,
+                normally_closed: false,
+            },
+        ];
+        let mut meter = TicStandin::start(meter_config)?;
+        meter.follow(format!("http://{}", relay.addr));
+
+        let ecowatt =
+            EcowattStandin::start(StandinConfig::unlimited(), uniform_body_around_now(GREEN)).await;
+        let forecast_state = procs::subdir(dir.path(), "forecast")?;
+        let forecast = procs::start_forecast_on_standin(
+            bin_dir,
+            &forecast_state,
+            &ecowatt.base_url(),
+            "1h",
+            &[],
+        )
+        .await?;
+        let (controller, _) = procs::start_controller(
         bin_dir,
         dir.path(),
         &format!(
@@ -97,7 +114,27 @@ pub(crate) async fn measure(bin_dir: &Path, cycles: usize) -> anyhow::Result<Pow
         ),
     )
     .await?;
+        Ok(Self {
+            relay,
+            forecast,
+            controller,
+            meter,
+            _ecowatt: ecowatt,
+            _dir: dir,
+        })
+    }
 
+    async fn stop(self) {
+        drop(self.meter);
+        procs::stop(self.controller).await;
+        procs::stop(self.forecast).await;
+        procs::stop(self.relay).await;
+    }
+}
+
+pub(crate) async fn measure(bin_dir: &Path, cycles: usize) -> anyhow::Result<PowerFigures> {
+    let house = House::start(bin_dir).await?;
+    let relay = &house.relay;
     let channel = relay.channel().await;
     let mut relays = RelayServiceClient::new(channel.clone());
     let mut events = relays
@@ -165,10 +202,7 @@ pub(crate) async fn measure(bin_dir: &Path, cycles: usize) -> anyhow::Result<Pow
             ms(under_at)
         );
     }
-    drop(meter);
-    procs::stop(controller).await;
-    procs::stop(forecast).await;
-    procs::stop(relay).await;
+    house.stop().await;
     Ok(PowerFigures {
         cross_to_cut,
         cross_to_under,

@@ -121,25 +121,7 @@ pub async fn serve_on(
         &wake,
         &closing,
     );
-    let mut meter_seen = None;
-    if let Some((relay, meter)) = meter_client(&settings)? {
-        let power = Arc::new(
-            watch::channel(model::MeterSeen {
-                relay_service: relay.clone(),
-                ..model::MeterSeen::default()
-            })
-            .0,
-        );
-        meter_seen = Some(power.subscribe());
-        tasks.spawn(follow::follow_meter(
-            relay,
-            meter,
-            Arc::clone(&forecast_seen),
-            power,
-            Arc::clone(&wake),
-            closing.clone(),
-        ));
-    }
+    let meter_seen = follow_the_meter(&settings, &tasks, &forecast_seen, &wake, &closing)?;
 
     let addr = listener
         .local_addr()
@@ -294,6 +276,37 @@ fn follow_everything(
         ));
     }
     forecast_seen
+}
+
+/// Follows the Linky meter (`[meter] relay` or `[power] meter`), if one is
+/// named, on `tasks`; returns what the follower publishes.
+fn follow_the_meter(
+    settings: &Settings,
+    tasks: &TaskTracker,
+    forecast_seen: &Arc<watch::Sender<ForecastSeen>>,
+    wake: &Arc<Notify>,
+    closing: &CancellationToken,
+) -> Result<Option<watch::Receiver<model::MeterSeen>>, Error> {
+    let Some((relay, meter)) = meter_client(settings)? else {
+        return Ok(None);
+    };
+    let power = Arc::new(
+        watch::channel(model::MeterSeen {
+            relay_service: relay.clone(),
+            ..model::MeterSeen::default()
+        })
+        .0,
+    );
+    let seen = power.subscribe();
+    tasks.spawn(follow::follow_meter(
+        relay,
+        meter,
+        Arc::clone(forecast_seen),
+        power,
+        Arc::clone(wake),
+        closing.clone(),
+    ));
+    Ok(Some(seen))
 }
 
 /// A client of the meter of the relay box `[meter] relay` names, if any.

@@ -10,68 +10,14 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
     let mut out = String::new();
     let level = s.level();
     let forecast = s.forecast.clone().unwrap_or_default();
-    out.push_str(&format!(
-        "Grid now: {}   forecast: {}\n\n",
-        paint.level(level, &level_name(level).to_uppercase()),
-        if forecast.usable && !forecast.note.is_empty() {
-            // Acted on, but kept through an outage: say so.
-            paint.style(
-                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Yellow))),
-                &format!("ok, {}", forecast.note),
-            )
-        } else if forecast.usable {
-            match time(forecast.fetched_at.as_ref()) {
-                Some(t) => format!("ok (fetched {})", clock.show(t)),
-                None => "ok".to_owned(),
-            }
-        } else {
-            paint.style(
-                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Yellow))),
-                &format!("not usable: {}", forecast.reason),
-            )
-        }
-    ));
-    let source = match forecast.tempo_source() {
-        cpb::TempoSource::Rte => Some("RTE"),
-        cpb::TempoSource::Meter => Some("the Linky meter"),
-        cpb::TempoSource::None | cpb::TempoSource::Unspecified => None,
-    };
-    if let Some(source) = source {
-        // Above the loads' table: the grid line ends with a blank line.
+    out.push_str(&grid_line(level, &forecast, paint, clock));
+    // Above the loads' table: the grid line ends with a blank line, which
+    // the lines about Tempo, energy and power take over.
+    let more = signal_lines(s, &forecast, paint);
+    if !more.is_empty() {
         out.pop();
-        out.push_str(&format!(
-            "Tempo: today {}, tomorrow {} (from {source})\n\n",
-            paint.tempo(forecast.tempo_today(), tempo_name(forecast.tempo_today())),
-            paint.tempo(
-                forecast.tempo_tomorrow(),
-                tempo_name(forecast.tempo_tomorrow())
-            ),
-        ));
-    }
-    if s.kept_off_today_wh > 0 {
-        out.pop();
-        out.push_str(&format!(
-            "Today: {:.1} kWh kept off the grid during tense hours\n\n",
-            s.kept_off_today_wh as f64 / 1000.0
-        ));
-    }
-    if let Some(m) = &s.meter {
-        out.pop();
-        if m.reading {
-            let saved = s
-                .power_saved_w
-                .map(|w| format!("; cut loads save ~{w} W"))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "Power: {} VA of {} VA subscribed (Linky on {}){saved}\n\n",
-                m.apparent_power_va, m.subscribed_va, m.relay_service
-            ));
-        } else {
-            out.push_str(&format!(
-                "Power: unknown (Linky on {}: {})\n\n",
-                m.relay_service, m.problem
-            ));
-        }
+        out.push_str(&more);
+        out.push('\n');
     }
     let rows: Vec<[String; 6]> = s
         .loads
@@ -164,6 +110,81 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
             "relay-service {} ({}): {state}\n",
             r.name, r.endpoint
         ));
+    }
+    out
+}
+
+/// "Grid now: LEVEL   forecast: ...", and a blank line.
+fn grid_line(
+    level: SignalLevel,
+    forecast: &cpb::ForecastState,
+    paint: Paint,
+    clock: &Clock,
+) -> String {
+    format!(
+        "Grid now: {}   forecast: {}\n\n",
+        paint.level(level, &level_name(level).to_uppercase()),
+        if forecast.usable && !forecast.note.is_empty() {
+            // Acted on, but kept through an outage: say so.
+            paint.style(
+                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Yellow))),
+                &format!("ok, {}", forecast.note),
+            )
+        } else if forecast.usable {
+            match time(forecast.fetched_at.as_ref()) {
+                Some(t) => format!("ok (fetched {})", clock.show(t)),
+                None => "ok".to_owned(),
+            }
+        } else {
+            paint.style(
+                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Yellow))),
+                &format!("not usable: {}", forecast.reason),
+            )
+        }
+    )
+}
+
+/// The lines under the grid's: where Tempo comes from, the energy kept
+/// off today, the meter's power; each ends with a newline.
+fn signal_lines(s: &cpb::ControllerStatus, forecast: &cpb::ForecastState, paint: Paint) -> String {
+    let mut out = String::new();
+    let source = match forecast.tempo_source() {
+        cpb::TempoSource::Rte => Some("RTE"),
+        cpb::TempoSource::Meter => Some("the Linky meter"),
+        cpb::TempoSource::None | cpb::TempoSource::Unspecified => None,
+    };
+    if let Some(source) = source {
+        out.push_str(&format!(
+            "Tempo: today {}, tomorrow {} (from {source})\n",
+            paint.tempo(forecast.tempo_today(), tempo_name(forecast.tempo_today())),
+            paint.tempo(
+                forecast.tempo_tomorrow(),
+                tempo_name(forecast.tempo_tomorrow())
+            ),
+        ));
+    }
+    if s.kept_off_today_wh > 0 {
+        out.push_str(&format!(
+            "Today: {:.1} kWh kept off the grid during tense hours\n",
+            s.kept_off_today_wh as f64 / 1000.0
+        ));
+    }
+    if let Some(m) = &s.meter {
+        if m.reading {
+            let saved = s
+                .power_saved_w
+                .map(|w| format!("; cut loads save ~{w} W"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "Power: {} VA of {} VA subscribed (Linky on {}){saved}\n",
+                m.apparent_power_va, m.subscribed_va, m.relay_service
+            ));
+        } else {
+            out.push_str(&format!(
+                "Power: unknown (Linky on {}: {})\n",
+                m.relay_service, m.problem
+            ));
+        }
     }
     out
 }

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{Refusal, Switch};
-use super::reconcile::{Controller, Job};
+use super::link::Job;
+use super::reconcile::Controller;
 use crate::model::{Fallback, level_name};
 use crate::store::{SwitchRecord, reason_name};
 

@@ -19,6 +19,7 @@
 mod act;
 pub(crate) mod diff;
 mod history;
+mod link;
 pub(crate) mod observe;
 mod overrides;
 pub(crate) mod pace;
@@ -26,5 +27,6 @@ mod power_guard;
 pub(crate) mod reconcile;
 pub(crate) mod status;
 
-pub(crate) use reconcile::{Controller, Enforcement, Event, RelayLink};
+pub(crate) use link::RelayLink;
+pub(crate) use reconcile::{Controller, Enforcement, Event};
 pub(crate) use status::{LoadStatus, Status};

@@ -14,20 +14,18 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use delestage_proto::forecast::v1::SignalLevel as PbLevel;
-use delestage_proto::relay::v1 as rpb;
-use delestage_runtime::client::AuthedChannel;
 use jiff::Timestamp;
-use rpb::relay_service_client::RelayServiceClient;
-use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
+use tokio::sync::{Mutex, Notify, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Refusal, Switch};
 use super::history::HistoryQueue;
+use super::link::{Job, Link, RelayLink};
 use super::observe::{self, RelayView, SeenRelay};
 use super::status::{self, Since, Status, StatusInput};
 use crate::Error;
-use crate::model::{ForecastSeen, MeterSeen, RelaySeen};
+use crate::model::{ForecastSeen, MeterSeen};
 use crate::model::{Load, SignalLevel};
 use crate::policy::{self, Override, Plan, PlanInput, RestoreJitter};
 use crate::store::{Store, SwitchRecord};
@@ -48,48 +46,6 @@ pub(crate) struct Enforcement {
     pub forecast_max_age: Duration,
     /// `[power]`: shedding by power, when configured.
     pub power: Option<crate::power::PowerSettings>,
-}
-
-/// A relay-service as the controller uses it.
-pub(crate) struct RelayLink {
-    pub name: String,
-    pub endpoint: String,
-    pub client: RelayServiceClient<AuthedChannel>,
-    pub seen: Arc<watch::Sender<RelaySeen>>,
-}
-
-/// A relay-service and the queue of switches for its task.
-pub(super) struct Link {
-    pub(super) relay: RelayLink,
-    jobs: mpsc::UnboundedSender<Job>,
-    /// The task's end of `jobs`, until [`Controller::run`] starts the task.
-    waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
-}
-
-impl Link {
-    fn new(relay: RelayLink) -> Self {
-        let (jobs, waiting) = mpsc::unbounded_channel();
-        Self {
-            relay,
-            jobs,
-            waiting: std::sync::Mutex::new(Some(waiting)),
-        }
-    }
-
-    /// What it was last seen doing, for one pass.
-    fn seen(&self) -> SeenRelay<'_> {
-        SeenRelay {
-            name: &self.relay.name,
-            endpoint: &self.relay.endpoint,
-            seen: self.relay.seen.borrow().clone(),
-        }
-    }
-}
-
-/// A switch handed to a relay-service's task, and the pass that decided it.
-pub(super) struct Job {
-    pub(super) switch: Switch,
-    pub(super) at: Timestamp,
 }
 
 /// What WatchEvents streams.
