@@ -14,15 +14,17 @@ use cpb::controller_service_client::ControllerServiceClient;
 const GREEN: u8 = 1;
 
 /// 06:00 and 22:00 Paris time on the day after the tariff day under way:
-/// the peak hours of "tomorrow" as the meter says it.
-fn tomorrows_peak_hours() -> (jiff::Timestamp, jiff::Timestamp) {
+/// the peak hours of "tomorrow" as the meter says it; and whether that day
+/// is today's date (between midnight and 06:00, the tariff day under way
+/// is yesterday's).
+fn tomorrows_peak_hours() -> (jiff::Timestamp, jiff::Timestamp, bool) {
     let paris = jiff::tz::TimeZone::get("Europe/Paris").expect("the Paris zone");
-    let now = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(6);
-    let tomorrow = now
+    let now = jiff::Timestamp::now();
+    let tariff_day = (now - jiff::SignedDuration::from_hours(6))
         .to_zoned_datetime(paris.clone())
-        .date()
-        .tomorrow()
-        .expect("a date");
+        .date();
+    let tomorrow = tariff_day.tomorrow().expect("a date");
+    let is_today = tomorrow == now.to_zoned_datetime(paris.clone()).date();
     let at = |hour: i8| {
         tomorrow
             .at(hour, 0, 0, 0)
@@ -30,7 +32,7 @@ fn tomorrows_peak_hours() -> (jiff::Timestamp, jiff::Timestamp) {
             .expect("a Paris time")
             .timestamp()
     };
-    (at(6), at(22))
+    (at(6), at(22), is_today)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,17 +60,26 @@ async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_pea
     let (controller, channel) = start_controller(dir.path(), &config).await;
     let mut client = ControllerServiceClient::new(channel);
 
-    let status = wait_status(&mut client, "tomorrow red, from the meter", |s| {
+    // The status shows calendar days: at night (before 06:00) the meter's
+    // "tomorrow" is today's date, and its "today" yesterday's.
+    let (start, end, red_is_today) = tomorrows_peak_hours();
+    let status = wait_status(&mut client, "the meter's red day, from the meter", |s| {
         s.forecast.as_ref().is_some_and(|f| {
-            f.tempo_source() == cpb::TempoSource::Meter && f.tempo_tomorrow() == TempoColor::Red
+            f.tempo_source() == cpb::TempoSource::Meter
+                && if red_is_today {
+                    f.tempo_today() == TempoColor::Red
+                } else {
+                    f.tempo_tomorrow() == TempoColor::Red
+                }
         })
     })
     .await;
     let forecast_state = status.forecast.expect("forecast state");
-    assert_eq!(forecast_state.tempo_today(), TempoColor::Blue);
+    if !red_is_today {
+        assert_eq!(forecast_state.tempo_today(), TempoColor::Blue);
+    }
 
-    // The plan cuts the radiators in tomorrow's peak hours, for Tempo red.
-    let (start, end) = tomorrows_peak_hours();
+    // The plan cuts the radiators in that day's peak hours, for Tempo red.
     let plan = client
         .get_plan(cpb::GetPlanRequest {
             load: Some("radiators".to_owned()),
@@ -91,7 +102,12 @@ async fn with_rte_tempo_off_the_meters_red_tomorrow_cuts_a_tempo_load_in_its_pea
     // The CLI and the JSON say where the colour came from.
     let json = cli_json(&controller.addr, &["status"]).await;
     assert_eq!(json["forecast"]["tempo_source"], "meter", "{json}");
-    assert_eq!(json["forecast"]["tempo_tomorrow"], "red", "{json}");
+    let field = if red_is_today {
+        "tempo_today"
+    } else {
+        "tempo_tomorrow"
+    };
+    assert_eq!(json["forecast"][field], "red", "{json}");
 
     // The house's power, as the meter says it (300 VA: the stand-in's base
     // load), in the status and for Home Assistant.
