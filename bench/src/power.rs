@@ -192,6 +192,11 @@ pub(crate) async fn measure(bin_dir: &Path, cycles: usize) -> anyhow::Result<Pow
         cross_to_cut.record(ms(cut_at))?;
         cross_to_under.record(ms(under_at))?;
         overshoot_frames_max = overshoot_frames_max.max(over);
+        // The oven stays on until the cut has been measured (6 s of
+        // readings after it), as a person would leave it: switched off at
+        // once, its drop would be taken for the heater's.
+        let measured = cut_at.unwrap_or(cross) + Duration::from_millis(6500);
+        next_reading_at(&mut readings, measured).await?;
         // The oven off: 1 kVA; the heater back after restore_hold.
         set(&mut relays, 1, false).await?;
         next_reading(&mut readings, |va| va == 4000).await?;
@@ -219,6 +224,23 @@ async fn set(
         .set_relay(rpb::SetRelayRequest { channel, energized })
         .await?;
     Ok(())
+}
+
+/// Reads on until a reading taken at or after `at`.
+async fn next_reading_at(
+    stream: &mut tonic::Streaming<mpb::MeterReading>,
+    at: SystemTime,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let r = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no reading within {BOUND:?}"))?
+            .ok_or_else(|| anyhow::anyhow!("WatchMeter ended"))??;
+        if r.at.as_ref().map_or_else(SystemTime::now, pb_time) >= at {
+            return Ok(());
+        }
+    }
 }
 
 /// The next reading whose power satisfies `done`; returns its time.

@@ -1,8 +1,11 @@
 //! What each load draws, measured rather than guessed: at every switch of a
 //! load, the meter's power before (the last reading before the switch) and
 //! after (the median of the readings 2–6 s after) give one sample. A
-//! sample is discarded when another load switched in that window, or when
-//! the readings after vary by more than the change itself. The estimate is
+//! sample is discarded when another load switched in that window, when the
+//! readings after vary by more than the change itself, or when the house
+//! had not settled from 1 s after the switch (an appliance the controller
+//! does not drive, switched by hand just after: its power would be taken
+//! for the load's). The estimate is
 //! the median of the last [`KEPT`] samples: one odd sample (a kettle
 //! switched on at the same moment, unseen) does not move it. Pure.
 
@@ -15,6 +18,9 @@ pub(crate) const KEPT: usize = 9;
 /// The readings that say "after": from 2 s to 6 s after the switch.
 pub(crate) const AFTER_FROM: SignedDuration = SignedDuration::from_secs(2);
 pub(crate) const AFTER_TO: SignedDuration = SignedDuration::from_secs(6);
+/// From this long after the switch the house must have settled (the
+/// first readings may still be frames sent before the relay moved).
+pub(crate) const SETTLED_FROM: SignedDuration = SignedDuration::from_secs(1);
 
 /// One switch, as the estimator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +66,16 @@ pub(crate) fn sample(
     };
     // The load drew nothing measurable, or the house moved more than it.
     if delta <= 0 || i64::from(spread) > delta {
+        return None;
+    }
+    // Settled from 1 s on: no other change (by a third of this one) in
+    // the meantime.
+    let settling = readings
+        .iter()
+        .filter(|(t, _)| *t >= switch.at + SETTLED_FROM && *t <= window_end)
+        .map(|(_, va)| i64::from(*va));
+    let (low, high) = settling.fold((i64::MAX, i64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+    if low <= high && 3 * (high - low) > delta {
         return None;
     }
     u32::try_from(delta).ok()

@@ -317,4 +317,22 @@ fn a_sample_disturbed_by_another_switch_or_a_wandering_house_is_discarded() {
         sample(&heater, &wandering, std::slice::from_ref(&heater)),
         None
     );
+    // An oven (not the controller's) switched off 2 s after the heater
+    // was cut: the drop is not the heater's alone.
+    let cut = Switched {
+        load: "heater".to_owned(),
+        at: at(2) + SignedDuration::from_millis(500),
+        to_powered: false,
+    };
+    let oven_off: Vec<(Timestamp, u32)> = (0..10)
+        .map(|s| {
+            let va = match s {
+                0..=2 => 7000,
+                3..=4 => 4000,
+                _ => 1000,
+            };
+            (at(s), va)
+        })
+        .collect();
+    assert_eq!(sample(&cut, &oven_off, std::slice::from_ref(&cut)), None);
 }
