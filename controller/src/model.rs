@@ -229,7 +229,7 @@ pub(crate) struct ForecastSeen {
     pub problem: Option<String>,
     /// The Tempo days the policy and the status use: RTE's, and the
     /// meter's for the dates RTE does not know
-    /// ([`crate::tempo_source::merge`]).
+    /// (`tempo_source::merge`).
     pub tempo: Arc<Vec<TariffDay>>,
     /// The last Tempo calendar received from RTE (empty: none, or Tempo is
     /// off at the forecast-service); kept like the forecast. Tempo days
@@ -237,11 +237,30 @@ pub(crate) struct ForecastSeen {
     /// unknown.
     pub rte_tempo: Arc<Vec<TariffDay>>,
     /// What the Linky meter last said (`[meter] relay`).
-    pub meter_tempo: Option<crate::tempo_source::MeterTempo>,
+    pub meter_tempo: Option<MeterTempo>,
     /// The dates of `tempo` whose colour came from the meter.
     pub tempo_from_meter: Arc<Vec<jiff::civil::Date>>,
     /// The last date a disagreement between RTE and the meter was logged.
     pub tempo_disagreement_said: Option<jiff::civil::Date>,
+}
+
+/// What the meter last said about the colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MeterTempo {
+    /// When the reading was taken: its "today" is the tariff day under way
+    /// then.
+    pub at: Timestamp,
+    pub today: Option<TempoColor>,
+    pub tomorrow: Option<TempoColor>,
+}
+
+/// Where the colours shown come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum TempoSource {
+    Rte,
+    Meter,
+    #[default]
+    None,
 }
 
 /// What the controller knows of the Linky meter (`[meter] relay`).

@@ -11,26 +11,8 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 
+pub(crate) use crate::model::{MeterTempo, TempoSource};
 use crate::model::{PARIS, TariffDay, TempoColor};
-
-/// What the meter last said about the colours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MeterTempo {
-    /// When the reading was taken: its "today" is the tariff day under way
-    /// then.
-    pub at: Timestamp,
-    pub today: Option<TempoColor>,
-    pub tomorrow: Option<TempoColor>,
-}
-
-/// Where the colours shown come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum TempoSource {
-    Rte,
-    Meter,
-    #[default]
-    None,
-}
 
 /// The tariff day under way at `at`: a Tempo day runs from 06:00 Paris
 /// time on its date to 06:00 the next day.
