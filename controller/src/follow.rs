@@ -164,9 +164,6 @@ pub(crate) async fn follow_meter(
                 let Some(at) = reading.at.as_ref().and_then(from_pb) else {
                     continue;
                 };
-                // A reading may call for a power cut: a pass now, not at
-                // the next tick.
-                wake.notify_one();
                 power.send_modify(|m| {
                     m.problem = None;
                     m.reading = Some(MeterPower {
@@ -178,6 +175,9 @@ pub(crate) async fn follow_meter(
                         tempo_tomorrow: TempoColor::from_pb(reading.tempo_tomorrow),
                     });
                 });
+                // A reading may call for a power cut: a pass now (once the
+                // reading is there to see), not at the next tick.
+                wake.notify_one();
                 let meter = MeterTempo {
                     at,
                     today: TempoColor::from_pb(reading.tempo_today),

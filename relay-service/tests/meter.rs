@@ -106,6 +106,26 @@ impl Box_ {
         answer.expect("checked by poll")
     }
 
+    /// Polls GetMeter until it answers an error whose message satisfies
+    /// `done` (an answer counts as the empty message); the message.
+    async fn unavailable_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        poll(
+            what,
+            || {
+                let mut meter = self.meter.clone();
+                async move {
+                    meter
+                        .get_meter(pb::GetMeterRequest {})
+                        .await
+                        .map(|_| String::new())
+                        .unwrap_or_else(|s| s.message().to_owned())
+                }
+            },
+            |m| done(m),
+        )
+        .await
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -156,21 +176,11 @@ async fn auto_finds_a_standard_meter_after_trying_the_historic_speed() {
 async fn the_wrong_speed_says_so_and_noise_and_cut_frames_make_no_reading() {
     // A historic meter read at the standard speed only: garbage.
     let mut b = start(Mode::Historic, MeterModeChoice::Standard).await;
-    let message = poll(
-        "UNAVAILABLE, naming the checksums",
-        || {
-            let mut meter = b.meter.clone();
-            async move {
-                meter
-                    .get_meter(pb::GetMeterRequest {})
-                    .await
-                    .map(|_| String::new())
-                    .unwrap_or_else(|s| s.message().to_owned())
-            }
-        },
-        |m| m.contains("no frame passes its checksums"),
-    )
-    .await;
+    let message = b
+        .unavailable_until("UNAVAILABLE, naming the checksums", |m| {
+            m.contains("no frame passes its checksums")
+        })
+        .await;
     assert!(
         message.starts_with("no valid frame from the meter for "),
         "{message}"
@@ -200,21 +210,11 @@ async fn an_unplugged_adapter_is_read_again_within_5_s_of_coming_back() {
     b.reading_until("a reading", |_| true).await;
     b.standin.unplug();
     // Once the last reading is too old, GetMeter says why.
-    let message = poll(
-        "UNAVAILABLE, saying the adapter is gone",
-        || {
-            let mut meter = b.meter.clone();
-            async move {
-                meter
-                    .get_meter(pb::GetMeterRequest {})
-                    .await
-                    .map(|_| String::new())
-                    .unwrap_or_else(|s| s.message().to_owned())
-            }
-        },
-        |m| m.contains("is not there") || m.contains("went away"),
-    )
-    .await;
+    let message = b
+        .unavailable_until("UNAVAILABLE, saying the adapter is gone", |m| {
+            m.contains("is not there") || m.contains("went away")
+        })
+        .await;
     assert!(
         message.starts_with("no valid frame from the meter for "),
         "{message}"
