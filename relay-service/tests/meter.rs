@@ -29,6 +29,31 @@ struct Box_ {
     _dir: tempfile::TempDir,
 }
 
+/// The relay-service on a simulated board, on 127.0.0.1:0: its address,
+/// what stops it, and its task.
+async fn serve(
+    settings: Settings,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), delestage_relay_service::Error>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(delestage_relay_service::serve(
+        settings,
+        Board::Simulated(SimulatedBoard::new(8)),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, task)
+}
+
 /// A 9 kVA historic Tempo meter (blue today) with a 2 kW water heater on
 /// relay 0 and 300 VA of base load, read in `reader_mode`.
 async fn start(meter_mode: Mode, reader_mode: MeterModeChoice) -> Box_ {
@@ -47,19 +72,7 @@ async fn start(meter_mode: Mode, reader_mode: MeterModeChoice) -> Box_ {
         path: link,
         mode: reader_mode,
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(delestage_relay_service::serve(
-        settings,
-        Board::Simulated(SimulatedBoard::new(8)),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (addr, stop, task) = serve(settings).await;
     let channel =
         delestage_tests::wait_serving(&addr, delestage_relay_service::METER_SERVICE_NAME).await;
     standin.follow(format!("http://{addr}"));
@@ -274,19 +287,7 @@ async fn watch_meter_sends_the_latest_then_each_reading_and_a_cut_shows_in_the_p
 #[tokio::test]
 async fn without_a_meter_get_meter_says_how_to_configure_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(delestage_relay_service::serve(
-        Settings::new(dir.path()),
-        Board::Simulated(SimulatedBoard::new(8)),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (addr, stop, task) = serve(Settings::new(dir.path())).await;
     let channel = delestage_tests::wait_serving(&addr, delestage_relay_service::SERVICE_NAME).await;
     let mut meter = MeterServiceClient::new(channel);
     let status = meter

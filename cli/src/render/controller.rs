@@ -73,26 +73,7 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
         }
         out.push_str(&text);
         out.push('\n');
-        if !l.error.is_empty() {
-            out.push_str(&format!(
-                "  {} {}\n",
-                paint.style(
-                    Style::new().fg_color(Some(Color::Ansi(AnsiColor::Red))),
-                    "!"
-                ),
-                l.error
-            ));
-        }
-        if let Some(o) = &l.r#override
-            && let Some(until) = time(o.until.as_ref())
-        {
-            out.push_str(&format!(
-                "  override: {}{} until {}\n",
-                on_off(o.powered),
-                override_waits(l, o.powered, clock),
-                clock.show(until)
-            ));
-        }
+        out.push_str(&load_notes(l, paint, clock));
     }
     out.push_str(&budget::section(
         s.loads.iter().map(|l| (l.name.as_str(), l.budget.as_ref())),
@@ -109,6 +90,40 @@ pub(crate) fn status_text(s: &cpb::ControllerStatus, paint: Paint, clock: &Clock
         out.push_str(&format!(
             "relay-service {} ({}): {state}\n",
             r.name, r.endpoint
+        ));
+    }
+    out
+}
+
+/// The lines under a load's row: its error, its override, what it was
+/// measured to draw.
+fn load_notes(l: &cpb::LoadStatus, paint: Paint, clock: &Clock) -> String {
+    let mut out = String::new();
+    if !l.error.is_empty() {
+        out.push_str(&format!(
+            "  {} {}\n",
+            paint.style(
+                Style::new().fg_color(Some(Color::Ansi(AnsiColor::Red))),
+                "!"
+            ),
+            l.error
+        ));
+    }
+    if let Some(o) = &l.r#override
+        && let Some(until) = time(o.until.as_ref())
+    {
+        out.push_str(&format!(
+            "  override: {}{} until {}\n",
+            on_off(o.powered),
+            override_waits(l, o.powered, clock),
+            clock.show(until)
+        ));
+    }
+    if let Some(va) = l.measured_va {
+        out.push_str(&format!(
+            "  measured: ~{va} W ({} sample{})\n",
+            l.measured_samples,
+            if l.measured_samples == 1 { "" } else { "s" }
         ));
     }
     out

@@ -77,9 +77,12 @@ fn status_text_shows_the_meters_power_and_where_tempo_comes_from() {
         text.contains("Power: 2300 VA of 9000 VA subscribed (Linky on garage)"),
         "{text}"
     );
+    s.loads[0].measured_va = Some(2980);
+    s.loads[0].measured_samples = 4;
     s.power_saved_w = Some(3000);
     let text = status_text(&s, Paint { enabled: false }, &paris("2026-12-08T17:00:00Z"));
     assert!(text.contains("; cut loads save ~3000 W"), "{text}");
+    assert!(text.contains("  measured: ~2980 W (4 samples)"), "{text}");
     s.meter = Some(cpb::MeterState {
         relay_service: "garage".to_owned(),
         problem: "no reading since 2026-12-08T16:58:00Z".to_owned(),

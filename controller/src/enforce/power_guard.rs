@@ -278,6 +278,14 @@ impl PowerGuard {
 
     /// Samples the switches whose window is over; forgets what is too old.
     fn sample(&mut self, now: Timestamp) {
+        let due = self
+            .switches
+            .iter()
+            .any(|(s, measured)| !*measured && now >= s.at + estimate::AFTER_TO);
+        if !due {
+            self.forget_before(now - KEEP);
+            return;
+        }
         let all: Vec<Switched> = self.switches.iter().map(|(s, _)| s.clone()).collect();
         let readings: Vec<(Timestamp, u32)> = self.readings.iter().copied().collect();
         let mut new_samples = false;
@@ -306,7 +314,11 @@ impl PowerGuard {
         if new_samples {
             self.save();
         }
-        let horizon = now - KEEP;
+        self.forget_before(now - KEEP);
+    }
+
+    /// Drops the readings, and the measured switches, older than `horizon`.
+    fn forget_before(&mut self, horizon: Timestamp) {
         while self.readings.front().is_some_and(|(at, _)| *at < horizon) {
             self.readings.pop_front();
         }

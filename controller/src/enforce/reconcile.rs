@@ -516,11 +516,11 @@ impl Controller {
             d.color == crate::model::TempoColor::Red && d.start <= now && now < d.peak_end
         });
         let tense = tempo_red_peak || level.is_some_and(|l| l >= SignalLevel::Orange);
-        let mut status = {
+        let status = {
             let mut guard = self.inner.lock().await;
             let inner = &mut *guard;
             let store = inner.store.lock().unwrap_or_else(PoisonError::into_inner);
-            status::build(
+            let mut status = status::build(
                 StatusInput {
                     loads: &self.enforcement.loads,
                     plan,
@@ -539,14 +539,12 @@ impl Controller {
                     now,
                 },
                 &mut inner.since,
-            )
+            );
+            drop(store);
+            // Under the same lock: the energy kept off counts this pass.
+            status.kept_off_today_wh = inner.power.keep_off(status.power_saved_w, tense, now);
+            status
         };
-        status.kept_off_today_wh =
-            self.inner
-                .lock()
-                .await
-                .power
-                .keep_off(status.power_saved_w, tense, now);
         record_gauges(&status);
         let previous = self.status();
         if previous.same_as(&status) {

@@ -10,6 +10,7 @@ use delestage_tests::{
 };
 
 use cpb::controller_service_client::ControllerServiceClient;
+use tokio_stream::StreamExt;
 
 const GREEN: u8 = 1;
 
@@ -208,7 +209,14 @@ async fn a_3_kw_oven_over_the_subscribed_power_cuts_the_water_heater_until_there
     })
     .await;
 
-    // The oven: 7 kVA, over 5.7. The next readings cut the water heater.
+    // The oven: 7 kVA, over 5.7. The crossing reading cuts the water heater.
+    let mut readings = delestage_proto::meter::v1::meter_service_client::MeterServiceClient::new(
+        relay_channel.clone(),
+    )
+    .watch_meter(delestage_proto::meter::v1::WatchMeterRequest {})
+    .await
+    .expect("WatchMeter")
+    .into_inner();
     let mut relays = rpb::relay_service_client::RelayServiceClient::new(relay_channel.clone());
     relays
         .set_relay(rpb::SetRelayRequest {
@@ -218,6 +226,26 @@ async fn a_3_kw_oven_over_the_subscribed_power_cuts_the_water_heater_until_there
         .await
         .expect("the oven on");
     let cut_at = std::time::Instant::now();
+    // Readings over the limit in a row: the crossing one, and at most one
+    // more (a frame the stand-in began before the relay moved).
+    let mut over = 0;
+    loop {
+        let r = tokio::time::timeout(delestage_tests::BOUND, readings.next())
+            .await
+            .expect("a reading in time")
+            .expect("the stream is open")
+            .expect("a reading");
+        if r.apparent_power_va >= 5700 {
+            over += 1;
+        } else if over > 0 {
+            assert_eq!(r.apparent_power_va, 4000, "{r:?}");
+            break;
+        }
+    }
+    assert!(
+        over <= 2,
+        "{over} readings over the limit before the cut showed"
+    );
     let status = wait_status(&mut client, "the water heater cut for power", |s| {
         s.loads
             .first()
