@@ -1,6 +1,8 @@
-//! The test harness shared by the service tests and the end-to-end tests:
-//! start a service binary as a process on `127.0.0.1:0` and wait for its
-//! health check, write a forecast and serve it, start a controller on a
+//! The test harness shared by the service tests and the end-to-end tests
+//! (all of them in this crate's `tests/`): serve a service in-process
+//! ([`in_process`]: its library's `serve` on a listener, on the simulated
+//! board or the real libphidget22 on a virtual 1017), or start a service
+//! binary as a process on `127.0.0.1:0` and wait for its health check, write a forecast and serve it, start a controller on a
 //! config, wait for a relay, a status or a history record (in-process
 //! servers too: the waits take a channel or a client); and certificates and
 //! tokens for the security tests; a headless browser for the dashboard; an
@@ -16,6 +18,7 @@ mod browser;
 mod disk;
 mod forecast;
 mod home_assistant;
+pub mod in_process;
 mod meter;
 mod mqtt;
 mod pki;

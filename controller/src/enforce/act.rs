@@ -1,8 +1,8 @@
 //! Carrying out what the reconcile loop decided, one relay-service at a
-//! time: each box has a task that makes its switches, and a task
-//! that renews its relay hold on a schedule of its own. A frozen box
-//! (whose calls time out) holds up only its own tasks, never the loop nor
-//! the other boxes.
+//! time: each box has a [`RelayDriver`], whose task makes its switches and
+//! whose other task renews its relay hold on a schedule of its own. A
+//! frozen box (whose calls time out) holds up only its own tasks, never the
+//! loop nor the other boxes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,16 +33,27 @@ const HOLD_RENEW_TIMEOUT: Duration = Duration::from_millis(500);
 /// this recently: a wedged loop lets the relay boxes fail safe.
 const LOOP_ALIVE_WITHIN: Duration = Duration::from_secs(10);
 
-impl Controller {
-    /// Makes the switches queued for relay-service `link` until `closing`
+/// One relay-service's driver: the controller it works for, and which of
+/// its relay-services it drives. Cheap to clone (one per task).
+#[derive(Clone)]
+pub(super) struct RelayDriver {
+    controller: Arc<Controller>,
+    link: usize,
+}
+
+impl RelayDriver {
+    pub(super) fn new(controller: Arc<Controller>, link: usize) -> Self {
+        Self { controller, link }
+    }
+
+    /// Makes the switches queued for this relay-service until `closing`
     /// (the switches under way then are finished, not abandoned).
     /// The switches handed out together (one pass, different channels) go
     /// out together: the relay-service saves them in one write (its group
     /// commit) instead of one fsync pair after another, which made the
     /// eighth relay of a box wait for seven.
     pub(super) async fn switch_loop(
-        self: Arc<Self>,
-        link: usize,
+        self,
         mut jobs: mpsc::UnboundedReceiver<Job>,
         closing: CancellationToken,
     ) {
@@ -57,8 +68,8 @@ impl Controller {
             let mut running = tokio::task::JoinSet::new();
             let mut next = Some(first);
             while let Some(job) = next {
-                let this = Arc::clone(&self);
-                running.spawn(async move { this.switch_one(link, job).await });
+                let this = self.clone();
+                running.spawn(async move { this.switch_one(job).await });
                 next = jobs.try_recv().ok();
             }
             // Even when closing: a switch under way may have been made on
@@ -70,20 +81,21 @@ impl Controller {
 
     /// One switch, then: a switch made stays in flight until its record is
     /// durable (the history task frees it); otherwise it is done.
-    async fn switch_one(&self, link: usize, job: Job) {
-        let name = self.enforcement.loads[job.switch.load].name.clone();
-        if !self.switch(link, job.switch, job.at).await {
-            self.inner.lock().await.in_flight.remove(&name);
+    async fn switch_one(&self, job: Job) {
+        let controller = &self.controller;
+        let name = controller.enforcement.loads[job.switch.load].name.clone();
+        if !self.switch(job.switch, job.at).await {
+            controller.inner.lock().await.in_flight.remove(&name);
             // Decide again with this outcome (a refusal, a retry time).
-            self.wake.notify_one();
+            controller.wake.notify_one();
         }
     }
 
-    /// Renews relay-service `link`'s hold every [`HOLD_RENEW_EVERY`] while
+    /// Renews this relay-service's hold every [`HOLD_RENEW_EVERY`] while
     /// the reconcile loop is alive and the box is reachable, until
     /// `closing`. If the controller hangs or loses the box, the renewals
     /// stop and the box returns its channels to their safe states.
-    pub(super) async fn hold_loop(self: Arc<Self>, link: usize, closing: CancellationToken) {
+    pub(super) async fn hold_loop(self, closing: CancellationToken) {
         let mut tick = tokio::time::interval(HOLD_RENEW_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -91,18 +103,18 @@ impl Controller {
                 _ = tick.tick() => {}
                 () = closing.cancelled() => return,
             }
-            if self.alive(LOOP_ALIVE_WITHIN) && self.connected(link) {
-                self.renew_hold(link).await;
+            if self.controller.alive(LOOP_ALIVE_WITHIN) && self.controller.connected(self.link) {
+                self.renew_hold().await;
             }
         }
     }
 
-    async fn renew_hold(&self, link: usize) {
-        let relay = &self.links[link].relay;
+    async fn renew_hold(&self) {
+        let relay = &self.controller.links[self.link].relay;
         let mut client = relay.client.clone();
         let mut request = tonic::Request::new(rpb::RenewHoldRequest {
             holder: "controller".to_owned(),
-            channels: self.held_channels(link),
+            channels: self.held_channels(),
         });
         request.set_timeout(HOLD_RENEW_TIMEOUT);
         match tokio::time::timeout(HOLD_RENEW_TIMEOUT, client.renew_hold(request)).await {
@@ -111,7 +123,7 @@ impl Controller {
                     relay_service = %relay.name,
                     "its relay hold had run out (channels went to their safe states); putting the plan back"
                 );
-                self.wake.notify_one();
+                self.controller.wake.notify_one();
             }
             Ok(Ok(_)) => {}
             // An older relay-service without the hold.
@@ -125,13 +137,15 @@ impl Controller {
         }
     }
 
-    /// The plan for relay-service `link`'s channels, as the box follows it
+    /// The plan for this relay-service's channels, as the box follows it
     /// if it loses us: each load's planned relay states, then the state
     /// its `when_controller_lost` asks for.
-    fn held_channels(&self, link: usize) -> Vec<rpb::HeldChannel> {
-        let plan = self.plan();
-        let name = &self.links[link].relay.name;
-        self.enforcement
+    fn held_channels(&self) -> Vec<rpb::HeldChannel> {
+        let controller = &self.controller;
+        let plan = controller.plan();
+        let name = &controller.links[self.link].relay.name;
+        controller
+            .enforcement
             .loads
             .iter()
             .zip(&plan.loads)
@@ -169,12 +183,13 @@ impl Controller {
             .collect()
     }
 
-    /// Carries out one switch on relay-service `link`, and records its
+    /// Carries out one switch on this relay-service, and records its
     /// outcome: a refusal with its retry time, or a history record queued
     /// for the history task (true).
-    async fn switch(&self, link: usize, switch: Switch, now: Timestamp) -> bool {
-        let load = &self.enforcement.loads[switch.load];
-        let mut client = self.links[link].relay.client.clone();
+    async fn switch(&self, switch: Switch, now: Timestamp) -> bool {
+        let controller = &self.controller;
+        let load = &controller.enforcement.loads[switch.load];
+        let mut client = controller.links[self.link].relay.client.clone();
         let mut request = tonic::Request::new(rpb::SetRelayRequest {
             channel: load.relay.channel,
             energized: load.wiring.energized_for(switch.to),
@@ -189,7 +204,7 @@ impl Controller {
             Ok(Err(status)) => Err((status.message().to_owned(), retry_hint(&status))),
             Err(_) => Err((format!("no answer within {SWITCH_TIMEOUT:?}"), None)),
         };
-        let mut inner = self.inner.lock().await;
+        let mut inner = controller.inner.lock().await;
         match outcome {
             // The relay's state itself comes from WatchRelays only: the
             // answer may be older than an event already seen (a switch
@@ -211,8 +226,8 @@ impl Controller {
                     to_powered: switch.to,
                     reason: switch.reason,
                     level: switch.level,
-                    watched_since: Some(self.started_at),
-                    tempo_source: self.tempo_source_of(switch.reason, now),
+                    watched_since: Some(controller.started_at),
+                    tempo_source: controller.tempo_source_of(switch.reason, now),
                     delta_va: None,
                 };
                 tracing::info!(
@@ -232,7 +247,7 @@ impl Controller {
                 inner
                     .power
                     .switched(&record.load, record.at, record.to_powered);
-                self.history.push(record);
+                controller.history.push(record);
                 true
             }
             Err((message, hint)) => {

@@ -14,7 +14,8 @@ use std::sync::PoisonError;
 use tokio::sync::{Mutex, Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use super::reconcile::{Event, Inner};
+use super::inner::Inner;
+use super::reconcile::Event;
 use crate::store::SwitchRecord;
 
 /// Records waiting for the writer.

@@ -5,23 +5,24 @@
 //! - [`observe`]: what the relays are doing, load by load (pure).
 //! - [`diff`]: what to switch, in which order (pure).
 //! - [`status`]: what GetStatus shows (pure).
-//! - [`reconcile`]: the loop: plan, decide, hand out, publish.
-//! - `overrides`: setting and clearing an override.
-//! - [`act`]: each relay-service's own tasks: its switches (refusals) and
-//!   its hold renewals.
+//! - [`reconcile`]: the `Controller` (its state, its API, overrides
+//!   included) and the loop: plan, decide, hand out, publish. `impl
+//!   Controller` is there and nowhere else.
+//! - [`inner`]: what sits behind the controller's lock.
+//! - [`act`]: each relay-service's `RelayDriver`: its switches (refusals)
+//!   and its hold renewals, each a task of its own.
 //! - [`history`]: the history writer (group commit), a type of its own
 //!   that is handed the controller's lock, events and wake-up.
-//!
-//! `Controller` itself (its state, its API, the pass) is in [`reconcile`];
-//! its per-box tasks are in [`act`] and the override API in `overrides`,
-//! as further `impl Controller` blocks.
+//! - [`power_guard`]: shedding by power's state across passes.
+//! - [`gauges`]: the Prometheus gauges set from each status.
 
 mod act;
 pub(crate) mod diff;
+mod gauges;
 mod history;
+mod inner;
 mod link;
 pub(crate) mod observe;
-mod overrides;
 pub(crate) mod pace;
 mod power_guard;
 pub(crate) mod reconcile;

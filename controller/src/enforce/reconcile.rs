@@ -1,7 +1,9 @@
-//! Enforcement's I/O: the reconcile loop. On every change (forecast,
-//! relays, overrides) and at least once a second, it computes the plan for
+//! The `Controller`: its state, what it answers (plan, status, history)
+//! and does for people (overrides), and the reconcile loop, its I/O. On
+//! every change (forecast, relays, overrides, a meter reading) and at
+//! least once a second, the loop computes the plan for
 //! now ([`crate::policy`]), decides what to switch ([`super::diff`]), hands
-//! the switches to each relay-service's own task ([`super::act`]), and
+//! the switches to each relay-service's driver ([`super::act`]), and
 //! publishes the status ([`super::status`]) and the events.
 //!
 //! The loop never waits on a relay-service: a frozen box holds up only its
@@ -9,26 +11,27 @@
 //! box) is retried with back-off and shown in the load's status; it never
 //! holds up the other loads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use delestage_proto::forecast::v1::SignalLevel as PbLevel;
 use jiff::Timestamp;
 use tokio::sync::{Mutex, Notify, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::act::RelayDriver;
 use super::diff::{self, Refusal, Switch};
 use super::history::HistoryQueue;
+use super::inner::Inner;
 use super::link::{Job, Link, RelayLink};
 use super::observe::{self, RelayView, SeenRelay};
-use super::status::{self, Since, Status, StatusInput};
+use super::status::{self, Status, StatusInput};
 use crate::Error;
 use crate::model::{ForecastSeen, MeterSeen};
 use crate::model::{Load, SignalLevel};
 use crate::policy::{self, Override, Plan, PlanInput, RestoreJitter};
-use crate::store::{Store, SwitchRecord};
+use crate::store::{Store, StoredOverride, SwitchRecord};
 
 /// Reconcile at least this often (plan boundaries, expiring overrides,
 /// retries), even when nothing pokes the loop.
@@ -56,44 +59,6 @@ pub(crate) enum Event {
         at: Timestamp,
         status: Box<status::LoadStatus>,
     },
-}
-
-/// Behind the controller's (async) lock. Every access to the store goes
-/// through that lock, so the store's own (blocking) mutex is never
-/// contended: it only lets a write move to a blocking thread.
-pub(super) struct Inner {
-    store: Arc<std::sync::Mutex<Store>>,
-    pub(super) refusals: HashMap<String, Refusal>,
-    since: Since,
-    /// Loads whose switch is queued or under way: not decided again until
-    /// it is done.
-    pub(super) in_flight: HashSet<String>,
-    /// When the last restore was handed out: the stagger counts from it,
-    /// since its record exists only once the relay-service has answered.
-    last_restore_decided: Option<Timestamp>,
-    /// Shedding by power, with `[power]`.
-    pub(super) power: super::power_guard::PowerGuard,
-}
-
-impl Inner {
-    /// The store, to read (or to write at start-up).
-    pub(super) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs a write (an fsync) on a blocking thread, not on an async
-    /// worker. The caller holds the controller's lock throughout, so writes
-    /// stay in order and readers wait without blocking a thread.
-    pub(super) async fn write<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            f(&mut store.lock().unwrap_or_else(PoisonError::into_inner))
-        })
-        .await?
-    }
 }
 
 /// The controller's state, shared by the reconcile loop and the gRPC side.
@@ -132,7 +97,6 @@ impl Controller {
         wake: Arc<Notify>,
     ) -> Self {
         let now = Timestamp::now();
-        let state_dir = store.dir().to_owned();
         let empty_plan = Plan {
             computed_at: now,
             horizon: now,
@@ -140,14 +104,7 @@ impl Controller {
         };
         Self {
             enforcement,
-            inner: Mutex::new(Inner {
-                store: Arc::new(std::sync::Mutex::new(store)),
-                refusals: HashMap::new(),
-                since: Since::new(),
-                in_flight: HashSet::new(),
-                last_restore_decided: None,
-                power: super::power_guard::PowerGuard::in_dir(&state_dir),
-            }),
+            inner: Mutex::new(Inner::new(store)),
             forecast,
             meter,
             links: relays.into_iter().map(Link::new).collect(),
@@ -246,6 +203,61 @@ impl Controller {
         records
     }
 
+    /// Forces `load` on or off until `until`: as soon as its minimum on
+    /// or off time allows, or at once with `force` (control callers only;
+    /// MQTT never forces). `source` (grpc, http, ...) says in the log where
+    /// the person acted.
+    pub(crate) async fn set_override(
+        &self,
+        load: &str,
+        powered: bool,
+        until: Timestamp,
+        force: bool,
+        source: &'static str,
+    ) -> Result<StoredOverride, Error> {
+        self.load(load)?;
+        let now = Timestamp::now();
+        crate::store::check_override_until(until, now).map_err(Error::InvalidArgument)?;
+        self.override_changes
+            .allow(load, tokio::time::Instant::now())?;
+        let o = StoredOverride {
+            powered,
+            until,
+            set_at: now,
+            force,
+        };
+        let name = load.to_owned();
+        self.inner
+            .lock()
+            .await
+            .write(move |store| store.set_override(&name, o))
+            .await?;
+        tracing::info!(load, powered, %until, source, "override set");
+        self.wake.notify_one();
+        Ok(o)
+    }
+
+    /// Removes `load`'s override; false if it had none.
+    pub(crate) async fn clear_override(
+        &self,
+        load: &str,
+        source: &'static str,
+    ) -> Result<bool, Error> {
+        self.load(load)?;
+        let name = load.to_owned();
+        let cleared = self
+            .inner
+            .lock()
+            .await
+            .write(move |store| store.clear_override(&name))
+            .await?;
+        if cleared {
+            tracing::info!(load, source, "override cleared");
+            self.wake.notify_one();
+        }
+        Ok(cleared)
+    }
+
     /// Reconciles until `closing` turns true; then lets the switches under
     /// way finish and writes their history records before returning. Owns
     /// its tasks: one switch queue and one hold renewal per relay-service,
@@ -270,10 +282,11 @@ impl Controller {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
+            let driver = RelayDriver::new(Arc::clone(&self), i);
             if let Some(jobs) = waiting {
-                links.spawn(Arc::clone(&self).switch_loop(i, jobs, closing.clone()));
+                links.spawn(driver.clone().switch_loop(jobs, closing.clone()));
             }
-            links.spawn(Arc::clone(&self).hold_loop(i, closing.clone()));
+            links.spawn(driver.hold_loop(closing.clone()));
         }
         self.reconcile_until(&closing).await;
         while links.join_next().await.is_some() {}
@@ -545,7 +558,7 @@ impl Controller {
             status.kept_off_today_wh = inner.power.keep_off(status.power_saved_w, tense, now);
             status
         };
-        record_gauges(&status);
+        super::gauges::record(&status);
         let previous = self.status();
         if previous.same_as(&status) {
             return;
@@ -563,29 +576,5 @@ impl Controller {
             }
         }
         self.status.send_replace(Arc::new(status));
-    }
-}
-
-/// The figures a dashboard wants at a glance.
-fn record_gauges(status: &Status) {
-    // The gRPC numbers: 0 unknown, 1 carbon-free ... 4 red.
-    let level = status.level.map_or(PbLevel::Unspecified, PbLevel::from);
-    metrics::gauge!("controller_level").set(f64::from(level as i32));
-    metrics::gauge!("controller_forecast_usable").set(f64::from(u8::from(status.forecast.usable)));
-    let cut = status
-        .loads
-        .iter()
-        .filter(|l| l.powered == Some(false))
-        .count();
-    metrics::gauge!("controller_loads_cut").set(cut as f64);
-    let mismatched = status
-        .loads
-        .iter()
-        .filter(|l| l.powered.is_some_and(|p| p != l.desired))
-        .count();
-    metrics::gauge!("controller_loads_not_as_planned").set(mismatched as f64);
-    for r in &status.relay_services {
-        metrics::gauge!("controller_relay_service_reachable", "relay_service" => r.name.clone())
-            .set(f64::from(u8::from(r.reachable)));
     }
 }

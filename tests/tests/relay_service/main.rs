@@ -1,345 +1,22 @@
-//! relay-service's API, served by a real tonic server on 127.0.0.1:0 and
-//! called by a real client, against every board: the simulated one, and
+//! relay-service's API, served in-process by a real tonic server on
+//! 127.0.0.1:0 (`delestage_tests::in_process::relay`) and called by a
+//! real client, against every board: the simulated one, and
 //! (with the `phidget` feature) the Phidget backend on the vendor's real
 //! libphidget22, driving a virtual 1017_2 and a virtual 1017_1 at the USB
 //! boundary (tests/virtual-1017; `scripts/phidget-env` sets up the
 //! loader). Every behaviour test runs on each.
 
-use std::time::Duration;
-
 use delestage_proto::relay::v1 as pb;
-use delestage_relay_service::board::{Board, SimulatedBoard};
-use delestage_relay_service::config::{OnStart, Settings};
+use delestage_relay_service::config::OnStart;
 use pb::relay_service_client::RelayServiceClient;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use delestage_tests::BOUND;
+use delestage_tests::in_process::relay::{Backend, Harness};
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sim,
-    /// The real libphidget22 on a virtual board of this model.
-    #[cfg(feature = "phidget")]
-    Phidget(&'static str),
-}
-
-/// The hardware under the service, seen from the test: what a person with a
-/// multimeter (and a hand on the USB cable) could do.
-enum Hardware {
-    Sim(SimulatedBoard),
-    #[cfg(feature = "phidget")]
-    Phidget {
-        model: &'static str,
-        serial: u32,
-    },
-}
-
-#[cfg(feature = "phidget")]
-mod usb {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use delestage_tests::VirtualUsb;
-
-    /// One control directory for this test process: libphidget22 is loaded
-    /// once per process, and finds the boards through
-    /// DELESTAGE_VIRTUAL_USB, which must be set before its first
-    /// enumeration.
-    static USB: OnceLock<VirtualUsb> = OnceLock::new();
-
-    pub(crate) fn virtual_usb() -> &'static VirtualUsb {
-        USB.get_or_init(|| {
-            let usb = VirtualUsb::new();
-            let (name, value) = usb.env();
-            // SAFETY: set once, under BOARD, before any Phidget channel is
-            // opened in this process (the library's threads, which read it,
-            // do not exist yet); no other test reads or writes it.
-            unsafe { std::env::set_var(name, value) };
-            // A static is never dropped: remove the directory at exit (its
-            // boards go with it).
-            // SAFETY: registers a plain function.
-            unsafe { libc::atexit(remove_the_directory) };
-            usb
-        })
-    }
-
-    extern "C" fn remove_the_directory() {
-        if let Some(usb) = USB.get() {
-            let _ = std::fs::remove_dir_all(usb.path());
-        }
-    }
-
-    /// A fresh serial per test: the library may still be forgetting the
-    /// previous test's board while the next one is plugged.
-    pub(crate) fn next_serial() -> u32 {
-        static NEXT: AtomicU32 = AtomicU32::new(300_100);
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The real library is one per process: Phidget tests take turns.
-    pub(crate) static BOARD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-}
-
-impl Hardware {
-    fn energized(&self, channel: u32) -> bool {
-        match self {
-            Hardware::Sim(b) => b.energized(channel).expect("channel exists"),
-            #[cfg(feature = "phidget")]
-            Hardware::Phidget { serial, .. } => {
-                usb::virtual_usb().energized(*serial).contains(&channel)
-            }
-        }
-    }
-
-    fn energized_channels(&self) -> Vec<u32> {
-        (0..8).filter(|&c| self.energized(c)).collect()
-    }
-
-    fn unplug(&self) {
-        match self {
-            Hardware::Sim(b) => b.unplug(),
-            #[cfg(feature = "phidget")]
-            Hardware::Phidget { serial, .. } => usb::virtual_usb().unplug(*serial),
-        }
-    }
-
-    fn plug(&self) {
-        match self {
-            Hardware::Sim(b) => b.plug(),
-            #[cfg(feature = "phidget")]
-            Hardware::Phidget { model, serial } => usb::virtual_usb().plug(model, *serial),
-        }
-    }
-
-    fn expected_kind(&self) -> pb::BoardKind {
-        match self {
-            Hardware::Sim(_) => pb::BoardKind::Simulated,
-            #[cfg(feature = "phidget")]
-            Hardware::Phidget { .. } => pb::BoardKind::Phidget1017,
-        }
-    }
-
-    fn expected_serial(&self) -> i32 {
-        match self {
-            Hardware::Sim(_) => 0,
-            #[cfg(feature = "phidget")]
-            Hardware::Phidget { serial, .. } => *serial as i32,
-        }
-    }
-}
-
-/// A running relay-service, in-process, with a client.
-struct Running {
-    client: RelayServiceClient<Channel>,
-    hardware: Hardware,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), delestage_relay_service::Error>>,
-    state_dir: std::path::PathBuf,
-    addr: std::net::SocketAddr,
-}
-
-struct Harness {
-    backend: Backend,
-    _state: tempfile::TempDir,
-    /// The virtual board plugged for this test (unplugged at the end).
-    #[cfg(feature = "phidget")]
-    serial: u32,
-    #[cfg(feature = "phidget")]
-    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
-}
-
-impl Harness {
-    async fn new(backend: Backend) -> Self {
-        #[cfg(feature = "phidget")]
-        let (turn, serial) = match backend {
-            Backend::Phidget(model) => {
-                let turn = usb::BOARD.lock().await;
-                let serial = usb::next_serial();
-                usb::virtual_usb().plug(model, serial);
-                (Some(turn), serial)
-            }
-            Backend::Sim => (None, 0),
-        };
-        Self {
-            backend,
-            _state: tempfile::tempdir().expect("tempdir"),
-            #[cfg(feature = "phidget")]
-            serial,
-            #[cfg(feature = "phidget")]
-            _turn: turn,
-        }
-    }
-
-    fn settings(&self) -> Settings {
-        let mut s = Settings::new(self._state.path());
-        s.labels = vec!["water heater".into()];
-        s
-    }
-
-    async fn start(&self) -> Running {
-        self.start_with(self.settings()).await
-    }
-
-    /// The hardware of this test's board.
-    #[cfg(feature = "phidget")]
-    fn phidget(&self) -> Hardware {
-        match self.backend {
-            Backend::Phidget(model) => Hardware::Phidget {
-                model,
-                serial: self.serial,
-            },
-            Backend::Sim => panic!("not a Phidget test"),
-        }
-    }
-
-    /// Starts the service on a board opened by the test.
-    #[cfg(feature = "phidget")]
-    async fn start_on(&self, settings: Settings, board: Board) -> Running {
-        self.serve(settings, board, self.phidget()).await
-    }
-
-    async fn start_with(&self, settings: Settings) -> Running {
-        let (board, hardware) = match self.backend {
-            Backend::Sim => {
-                // A fresh board: like real hardware after a restart, all off.
-                let board = SimulatedBoard::new(settings.channels);
-                (Board::Simulated(board.clone()), Hardware::Sim(board))
-            }
-            #[cfg(feature = "phidget")]
-            Backend::Phidget(_) => (
-                Board::Phidget(
-                    delestage_relay_service::board::phidget::PhidgetBoard::open(
-                        settings.serial,
-                        settings.hardware_failsafe,
-                    )
-                    .expect("open the Phidget channels"),
-                ),
-                self.phidget(),
-            ),
-        };
-        self.serve(settings, board, hardware).await
-    }
-
-    async fn serve(&self, settings: Settings, board: Board, hardware: Hardware) -> Running {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let state_dir = settings.state_dir.clone();
-        let drives_this_board = settings
-            .serial
-            .is_none_or(|s| s == hardware.expected_serial());
-        let task = tokio::spawn(delestage_relay_service::serve(
-            settings,
-            board,
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let channel =
-            delestage_tests::wait_serving(&addr.to_string(), delestage_relay_service::SERVICE_NAME)
-                .await;
-        let mut running = Running {
-            client: RelayServiceClient::new(channel),
-            hardware,
-            stop,
-            task,
-            state_dir,
-            addr,
-        };
-        // The real library attaches on its own thread, soon after the
-        // channels open: the behaviour tests start from an attached board.
-        if !matches!(running.hardware, Hardware::Sim(_)) && drives_this_board {
-            running.wait_attached().await;
-        }
-        running
-    }
-}
-
-#[cfg(feature = "phidget")]
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if matches!(self.backend, Backend::Phidget(_)) {
-            usb::virtual_usb().unplug(self.serial);
-        }
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(BOUND, self.task)
-            .await
-            .expect("the service stops within the bound")
-            .expect("task")
-            .expect("serve returns Ok");
-    }
-
-    async fn set(
-        &mut self,
-        channel: u32,
-        energized: bool,
-    ) -> Result<pb::SetRelayResponse, tonic::Status> {
-        self.client
-            .set_relay(pb::SetRelayRequest { channel, energized })
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    async fn relays(&mut self) -> pb::GetRelaysResponse {
-        self.client
-            .get_relays(pb::GetRelaysRequest {})
-            .await
-            .expect("GetRelays")
-            .into_inner()
-    }
-
-    async fn watch(&mut self) -> tonic::Streaming<pb::RelayEvent> {
-        self.client
-            .watch_relays(pb::WatchRelaysRequest {})
-            .await
-            .expect("WatchRelays")
-            .into_inner()
-    }
-
-    /// Polls GetRelays until the board is attached (bounded).
-    async fn wait_attached(&mut self) -> pb::Board {
-        self.wait_board("attached", |b| b.attached).await
-    }
-
-    /// Polls GetRelays until the board satisfies `done` (bounded).
-    async fn wait_board(&mut self, what: &str, done: impl Fn(&pb::Board) -> bool) -> pb::Board {
-        let deadline = tokio::time::Instant::now() + BOUND;
-        loop {
-            let board = self.relays().await.board.expect("board");
-            if done(&board) {
-                return board;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for the board: {what} (now {board:?})"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn energized(&mut self) -> Vec<u32> {
-        self.relays()
-            .await
-            .relays
-            .iter()
-            .filter(|r| r.energized)
-            .map(|r| r.channel)
-            .collect()
-    }
-}
-
-/// Polls grpc.health.v1 until the relay service reports SERVING.
+/// The next WatchRelays event (bounded).
 async fn next_event(stream: &mut tonic::Streaming<pb::RelayEvent>) -> pb::relay_event::Event {
     tokio::time::timeout(BOUND, stream.next())
         .await
@@ -597,14 +274,14 @@ async fn shutdown_ends_open_watch_streams(backend: Backend) {
 /// is back, switches work and survive a restart.
 async fn a_switch_that_cannot_be_saved_does_not_happen(backend: Backend) {
     let h = Harness::new(backend).await;
-    let dir = h._state.path().join("state");
+    let dir = h.dir.path().join("state");
     let mut settings = h.settings();
     settings.state_dir = dir.clone();
     let mut svc = h.start_with(settings.clone()).await;
     svc.set(0, true).await.expect("saved and switched");
 
     // The state dir goes away: every write fails.
-    let away = h._state.path().join("away");
+    let away = h.dir.path().join("away");
     std::fs::rename(&dir, &away).expect("move the state dir away");
     for _ in 0..2 {
         let err = svc.set(1, true).await.expect_err("cannot be saved");
@@ -779,5 +456,4 @@ async fn past_max_streams_a_watch_is_resource_exhausted_until_one_leaves() {
 // ----- The Phidget backend on the real library -----
 
 #[cfg(feature = "phidget")]
-#[path = "service/phidget.rs"]
 mod phidget;

@@ -3,12 +3,18 @@
 //! hardware failsafe (armed, fed, tripped and recovered, as the library and
 //! the board enforce it), and a 1017_1 that has none.
 
-use super::*;
+use std::time::Duration;
+
+use delestage_relay_service::board::Board;
 use delestage_relay_service::board::phidget::PhidgetBoard;
 use delestage_tests::VirtualUsb;
+use delestage_tests::in_process::relay::Running;
+use tokio::net::TcpListener;
+
+use super::*;
 
 fn usb() -> &'static VirtualUsb {
-    super::usb::virtual_usb()
+    delestage_tests::in_process::relay::usb::virtual_usb()
 }
 
 fn failsafe_of(board: &pb::Board) -> pb::HardwareFailsafe {
@@ -162,7 +168,6 @@ async fn the_failsafe_is_fed_at_least_every_third_of_its_time() {
     svc.stop().await;
 }
 
-#[cfg(feature = "fault-injection")]
 #[tokio::test]
 async fn a_wedged_runtime_lets_the_board_fail_safe() {
     let h = Harness::new(Backend::Phidget("1017_2")).await;

@@ -1,6 +1,6 @@
 //! The controller against a real relay-service (simulated board) and a real
 //! forecast-service (file source), each a tonic server on 127.0.0.1:0,
-//! in-process. The forecast is changed by rewriting the file, as an
+//! in-process (`delestage_tests::in_process`). The forecast is changed by rewriting the file, as an
 //! operator (or a script) would.
 
 use std::path::{Path, PathBuf};
@@ -10,133 +10,51 @@ use delestage_controller::config::{RelayService, Settings};
 use delestage_controller::model::{Fallback, Load, RelayAddress, SignalLevel, Wiring};
 use delestage_proto::controller::v1 as pb;
 use delestage_proto::relay::v1 as rpb;
-use delestage_relay_service::board::{Board, SimulatedBoard};
 use delestage_runtime::telemetry::LogFormat;
-use pb::controller_service_client::ControllerServiceClient;
 use rpb::relay_service_client::RelayServiceClient;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
+use delestage_forecast_service::Error as ForecastError;
+use delestage_forecast_service::config::Settings as ForecastSettings;
+use delestage_relay_service::Error as RelayError;
+use delestage_relay_service::board::SimulatedBoard;
+use delestage_relay_service::config::{OnStart, Settings as RelaySettings};
+use delestage_tests::in_process::controller::serve as start_controller;
+use delestage_tests::in_process::{InProcess, any_port, forecast, relay};
 use delestage_tests::{
     BOUND, energized, history, load_status, wait_energized, wait_history, wait_status,
     write_forecast,
 };
 
-/// A server running in-process, stopped by `stop`.
-struct Server<E> {
-    addr: String,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), E>>,
-    /// A relay-service's simulated board, to unplug it.
-    board: Option<SimulatedBoard>,
+/// Binds `at` (`127.0.0.1:0`, or a port again for a restart).
+async fn bind(at: &str) -> TcpListener {
+    TcpListener::bind(at).await.expect("bind")
 }
 
-impl<E: std::fmt::Debug> Server<E> {
-    /// A client channel to it.
-    fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone())
-            .expect("a URL")
-            .connect_lazy()
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(BOUND, self.task)
-            .await
-            .expect("stops in time")
-            .expect("task")
-            .expect("served without error");
-    }
-}
-
-async fn bind(addr: &str) -> (TcpListener, String) {
-    let listener = TcpListener::bind(addr).await.expect("bind");
-    let addr = format!("http://{}", listener.local_addr().expect("addr"));
-    (listener, addr)
-}
-
+/// A relay-service on a simulated board (also given, to unplug it).
 async fn start_relays(
     state: &Path,
-    on_start: delestage_relay_service::config::OnStart,
+    on_start: OnStart,
     at: &str,
-) -> Server<delestage_relay_service::Error> {
+) -> (InProcess<RelayError>, SimulatedBoard) {
     start_relays_with(state, on_start, at, 20).await
 }
 
 async fn start_relays_with(
     state: &Path,
-    on_start: delestage_relay_service::config::OnStart,
+    on_start: OnStart,
     at: &str,
     max_switches_per_minute: u32,
-) -> Server<delestage_relay_service::Error> {
-    let (listener, addr) = bind(at).await;
-    let mut settings = delestage_relay_service::config::Settings::new(state);
+) -> (InProcess<RelayError>, SimulatedBoard) {
+    let mut settings = RelaySettings::new(state);
     settings.on_start = on_start;
     settings.max_switches_per_minute = max_switches_per_minute;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let board = SimulatedBoard::new(8);
-    let task = tokio::spawn(delestage_relay_service::serve(
-        settings,
-        Board::Simulated(board.clone()),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Server {
-        addr,
-        stop,
-        task,
-        board: Some(board),
-    }
+    relay::on_a_simulated_board(settings, bind(at).await)
 }
 
-async fn start_forecast(file: &Path, state: &Path) -> Server<delestage_forecast_service::Error> {
-    let (listener, addr) = bind("127.0.0.1:0").await;
-    let settings = delestage_forecast_service::config::Settings::with_file(file, state);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(delestage_forecast_service::serve(
-        settings,
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Server {
-        addr,
-        stop,
-        task,
-        board: None,
-    }
-}
-
-async fn start_controller(
-    settings: Settings,
-) -> (
-    Server<delestage_controller::Error>,
-    ControllerServiceClient<Channel>,
-) {
-    let (listener, addr) = bind("127.0.0.1:0").await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(delestage_controller::serve(settings, listener, async {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(addr.clone())
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    (
-        Server {
-            addr,
-            stop,
-            task,
-            board: None,
-        },
-        ControllerServiceClient::new(channel),
-    )
+async fn start_forecast(file: &Path, state: &Path) -> InProcess<ForecastError> {
+    let settings = ForecastSettings::with_file(file, state);
+    forecast::serve(settings, any_port().await)
 }
 
 fn load(name: &str, channel: u32, shed_at: SignalLevel, wiring: Wiring, priority: i32) -> Load {
@@ -195,8 +113,10 @@ fn four_loads() -> Vec<Load> {
 struct Rig {
     dir: tempfile::TempDir,
     forecast_file: PathBuf,
-    relays: Server<delestage_relay_service::Error>,
-    forecast: Server<delestage_forecast_service::Error>,
+    relays: InProcess<RelayError>,
+    /// The relay-service's board, to unplug it.
+    board: SimulatedBoard,
+    forecast: InProcess<ForecastError>,
 }
 
 impl Rig {
@@ -207,17 +127,14 @@ impl Rig {
         }
         let forecast_file = dir.path().join("forecast/ecowatt.json");
         write_forecast(&forecast_file, level);
-        let relays = start_relays(
-            &dir.path().join("relays"),
-            delestage_relay_service::config::OnStart::Restore,
-            "127.0.0.1:0",
-        )
-        .await;
+        let (relays, board) =
+            start_relays(&dir.path().join("relays"), OnStart::Restore, "127.0.0.1:0").await;
         let forecast = start_forecast(&forecast_file, &dir.path().join("forecast")).await;
         Self {
             dir,
             forecast_file,
             relays,
+            board,
             forecast,
         }
     }
@@ -225,8 +142,8 @@ impl Rig {
     fn controller_settings(&self, loads: Vec<Load>) -> Settings {
         controller_settings(
             &self.dir.path().join("controller"),
-            &self.relays.addr,
-            &self.forecast.addr,
+            &self.relays.url(),
+            &self.forecast.url(),
             loads,
         )
     }
@@ -531,7 +448,7 @@ async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
     wait_energized(&rig.relays.channel(), &[0, 1], "the relays").await;
 
     // Someone switches relay 0 off and relay 3 on by hand.
-    let mut relays = RelayServiceClient::connect(rig.relays.addr.clone())
+    let mut relays = RelayServiceClient::connect(rig.relays.url())
         .await
         .expect("connect");
     for (channel, energized) in [(0, false), (3, true)] {
@@ -544,21 +461,17 @@ async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
 
     // The relay-service restarts with every relay off (as a board that lost
     // power would), on the same address.
-    let addr = rig.relays.addr.trim_start_matches("http://").to_owned();
+    let addr = rig.relays.addr.to_string();
     let relay_state = rig.dir.path().join("relays");
     let Rig {
         dir,
         forecast_file: _,
         relays: old,
+        board: _,
         forecast,
     } = rig;
     old.stop().await;
-    let relays = start_relays(
-        &relay_state,
-        delestage_relay_service::config::OnStart::Off,
-        &addr,
-    )
-    .await;
+    let (relays, _) = start_relays(&relay_state, OnStart::Off, &addr).await;
     wait_energized(&relays.channel(), &[0, 1], "the relays").await;
     let status = wait_status(&mut client, "reconnected", |s| {
         s.relay_services.iter().all(|r| r.reachable)
@@ -575,7 +488,7 @@ async fn a_restarted_or_tampered_relay_service_is_brought_back_into_line() {
 async fn without_a_forecast_service_each_load_follows_its_fallback() {
     let rig = Rig::start(GREEN).await;
     // Every load powered beforehand (NO energised, NC released).
-    let mut relays = RelayServiceClient::connect(rig.relays.addr.clone())
+    let mut relays = RelayServiceClient::connect(rig.relays.url())
         .await
         .expect("connect");
     for channel in [0, 1] {
@@ -598,7 +511,7 @@ async fn without_a_forecast_service_each_load_follows_its_fallback() {
     loads[3].when_forecast_unknown = Fallback::Restore; // pool, NC, ch 3
     let settings = controller_settings(
         &rig.dir.path().join("controller"),
-        &rig.relays.addr,
+        &rig.relays.url(),
         &nowhere,
         loads,
     );
@@ -669,7 +582,7 @@ async fn a_channel_the_relay_service_does_not_have_stops_the_start() {
     let rig = Rig::start(GREEN).await;
     let mut loads = four_loads();
     loads[3].relay.channel = 8;
-    let (listener, _) = bind("127.0.0.1:0").await;
+    let listener = bind("127.0.0.1:0").await;
     let err = delestage_controller::serve(
         rig.controller_settings(loads),
         listener,
@@ -694,9 +607,9 @@ async fn a_refused_switch_is_shown_and_does_not_hold_up_the_others() {
     let forecast_file = dir.path().join("forecast/ecowatt.json");
     write_forecast(&forecast_file, GREEN);
     // A wear guard of two switches per minute per relay.
-    let relays = start_relays_with(
+    let (relays, _) = start_relays_with(
         &dir.path().join("relays"),
-        delestage_relay_service::config::OnStart::Restore,
+        OnStart::Restore,
         "127.0.0.1:0",
         2,
     )
@@ -704,8 +617,8 @@ async fn a_refused_switch_is_shown_and_does_not_hold_up_the_others() {
     let forecast = start_forecast(&forecast_file, &dir.path().join("forecast")).await;
     let settings = controller_settings(
         &dir.path().join("controller"),
-        &relays.addr,
-        &forecast.addr,
+        &relays.url(),
+        &forecast.url(),
         four_loads(),
     );
     let (ctl, mut client) = start_controller(settings).await;
@@ -840,7 +753,7 @@ async fn a_relay_whose_state_the_board_does_not_hold_is_unknown_and_says_why() {
     .await;
 
     // Unplugged: the relays' states are no longer held (applied: false).
-    let board = rig.relays.board.clone().expect("a simulated board");
+    let board = rig.board.clone();
     board.unplug();
     let status = wait_status(&mut client, "every load unknown", |s| {
         s.loads.iter().all(|l| l.powered.is_none())

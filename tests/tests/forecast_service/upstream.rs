@@ -13,12 +13,12 @@ use delestage_proto::forecast::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::Code;
 
-mod common;
+use delestage_tests::BOUND;
+use delestage_tests::in_process::forecast::{Running, next_forecast};
 
-use common::{BOUND, Running, next_forecast};
-
-const PRODUCTION: &[u8] = include_bytes!("../payloads/signals-production-shape.json");
-const SANDBOX: &[u8] = include_bytes!("../payloads/signals-sandbox-v5.json");
+const PRODUCTION: &[u8] =
+    include_bytes!("../../../forecast-service/payloads/signals-production-shape.json");
+const SANDBOX: &[u8] = include_bytes!("../../../forecast-service/payloads/signals-sandbox-v5.json");
 
 /// A root serving `signals.json` (and `tempo.json` when `tempo`) from `dir`.
 fn root_settings(dir: &Path, tempo: bool) -> Settings {

@@ -17,11 +17,11 @@ use secrecy::SecretString;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-mod common;
+use delestage_tests::BOUND;
+use delestage_tests::in_process::forecast::{Running, rte_settings, unlimited};
 
-use common::{BOUND, Running, rte_settings, unlimited};
-
-const PRODUCTION: &[u8] = include_bytes!("../payloads/signals-production-shape.json");
+const PRODUCTION: &[u8] =
+    include_bytes!("../../../forecast-service/payloads/signals-production-shape.json");
 
 /// The Ecowatt source is a file (absent: it does not matter here); Tempo
 /// comes from the stand-in with its own credentials, retried every
@@ -44,42 +44,13 @@ fn tempo_settings(standin: &EcowattStandin, state_dir: &Path, spacing: Duration)
     settings
 }
 
-impl Running {
-    async fn tempo(&mut self) -> Result<pb::TempoCalendar, tonic::Status> {
-        self.client
-            .get_tempo(pb::GetTempoRequest {})
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    /// Polls GetTempo until `done` holds.
-    async fn tempo_until(
-        &mut self,
-        what: &str,
-        done: impl Fn(&Result<pb::TempoCalendar, tonic::Status>) -> bool,
-    ) -> Result<pb::TempoCalendar, tonic::Status> {
-        let deadline = std::time::Instant::now() + BOUND;
-        loop {
-            let r = self.tempo().await;
-            if done(&r) {
-                return r;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
 fn colors(c: &pb::TempoCalendar) -> Vec<(String, pb::TempoColor)> {
     c.days.iter().map(|d| (d.date.clone(), d.color())).collect()
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> jiff::Timestamp {
     let t = t.as_ref().expect("timestamp set");
-    jiff::Timestamp::new(t.seconds, t.nanos).expect("valid")
+    delestage_proto::time::from_pb(t).expect("valid")
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! forecast-service against a local HTTP server that speaks RTE's Ecowatt
-//! API (the stand-in, with scripted faults), served by a real tonic server
-//! on 127.0.0.1:0 and called by a real gRPC client.
+//! API (the stand-in, with scripted faults), served in-process by a real
+//! tonic server on 127.0.0.1:0 (`delestage_tests::in_process::forecast`)
+//! and called by a real gRPC client. Its Tempo calendar is in [`tempo`],
+//! replicas in [`upstream`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,14 +14,17 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-mod common;
+use delestage_tests::BOUND;
+use delestage_tests::in_process::forecast::{Running, next_forecast, rte_settings, unlimited};
 
-use common::{BOUND, Running, next_forecast, rte_settings, unlimited};
+mod tempo;
+mod upstream;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-const PRODUCTION: &[u8] = include_bytes!("../payloads/signals-production-shape.json");
-const SANDBOX: &[u8] = include_bytes!("../payloads/signals-sandbox-v5.json");
+const PRODUCTION: &[u8] =
+    include_bytes!("../../../forecast-service/payloads/signals-production-shape.json");
+const SANDBOX: &[u8] = include_bytes!("../../../forecast-service/payloads/signals-sandbox-v5.json");
 
 fn with_timeout(mut settings: Settings, timeout: Duration) -> Settings {
     if let SourceSettings::Rte(rte) = &mut settings.source {

@@ -1,5 +1,5 @@
-//! The Linky meter on a pseudo-terminal: the relay-service served by a real
-//! tonic server on 127.0.0.1:0, reading the stand-in meter
+//! The Linky meter on a pseudo-terminal: the relay-service served
+//! in-process by a real tonic server on 127.0.0.1:0, reading the stand-in meter
 //! (`delestage-tic-standin`) through its link as it would read
 //! /dev/ttyUSB0, and called by a real client.
 
@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use delestage_proto::forecast::v1::TempoColor as PbColor;
 use delestage_proto::meter::v1 as pb;
 use delestage_proto::relay::v1 as rpb;
-use delestage_relay_service::board::{Board, SimulatedBoard};
 use delestage_relay_service::config::Settings;
 use delestage_relay_service::meter::{MeterModeChoice, MeterSettings};
+use delestage_tests::in_process::{InProcess, any_port, relay};
 use delestage_tests::{BOUND, poll};
 use delestage_tic::{Mode, TempoColor};
 use delestage_tic_standin::{Config, TicStandin, Wire};
 use pb::meter_service_client::MeterServiceClient;
-use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
@@ -24,34 +23,8 @@ struct Box_ {
     meter: MeterServiceClient<Channel>,
     relays: rpb::relay_service_client::RelayServiceClient<Channel>,
     standin: TicStandin,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), delestage_relay_service::Error>>,
+    server: InProcess<delestage_relay_service::Error>,
     _dir: tempfile::TempDir,
-}
-
-/// The relay-service on a simulated board, on 127.0.0.1:0: its address,
-/// what stops it, and its task.
-async fn serve(
-    settings: Settings,
-) -> (
-    String,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), delestage_relay_service::Error>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(delestage_relay_service::serve(
-        settings,
-        Board::Simulated(SimulatedBoard::new(8)),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addr, stop, task)
 }
 
 /// A 9 kVA historic Tempo meter (blue today) with a 2 kW water heater on
@@ -72,16 +45,18 @@ async fn start(meter_mode: Mode, reader_mode: MeterModeChoice) -> Box_ {
         path: link,
         mode: reader_mode,
     });
-    let (addr, stop, task) = serve(settings).await;
-    let channel =
-        delestage_tests::wait_serving(&addr, delestage_relay_service::METER_SERVICE_NAME).await;
-    standin.follow(format!("http://{addr}"));
+    let (server, _) = relay::on_a_simulated_board(settings, any_port().await);
+    let channel = delestage_tests::wait_serving(
+        &server.addr.to_string(),
+        delestage_relay_service::METER_SERVICE_NAME,
+    )
+    .await;
+    standin.follow(server.url());
     Box_ {
         meter: MeterServiceClient::new(channel.clone()),
         relays: rpb::relay_service_client::RelayServiceClient::new(channel),
         standin,
-        stop: Some(stop),
-        task,
+        server,
         _dir: dir,
     }
 }
@@ -139,15 +114,8 @@ impl Box_ {
         .await
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(BOUND, self.task)
-            .await
-            .expect("stops in time")
-            .expect("task")
-            .expect("serve ok");
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -287,8 +255,12 @@ async fn watch_meter_sends_the_latest_then_each_reading_and_a_cut_shows_in_the_p
 #[tokio::test]
 async fn without_a_meter_get_meter_says_how_to_configure_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (addr, stop, task) = serve(Settings::new(dir.path())).await;
-    let channel = delestage_tests::wait_serving(&addr, delestage_relay_service::SERVICE_NAME).await;
+    let (server, _) = relay::on_a_simulated_board(Settings::new(dir.path()), any_port().await);
+    let channel = delestage_tests::wait_serving(
+        &server.addr.to_string(),
+        delestage_relay_service::SERVICE_NAME,
+    )
+    .await;
     let mut meter = MeterServiceClient::new(channel);
     let status = meter
         .get_meter(pb::GetMeterRequest {})
@@ -304,6 +276,5 @@ async fn without_a_meter_get_meter_says_how_to_configure_one() {
         .await
         .expect_err("no meter");
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(BOUND, task).await;
+    server.stop().await;
 }

@@ -1,7 +1,5 @@
-//! What the forecast-service tests share: the service in-process on
-//! 127.0.0.1:0 with a real gRPC client, and settings against the stand-in.
-
-#![allow(dead_code, unreachable_pub)] // Each test file uses its own part; `pub` is for them.
+//! The forecast-service in-process, with a real gRPC client, and its
+//! settings against the Ecowatt stand-in.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,64 +12,59 @@ use delestage_proto::forecast::v1 as pb;
 use pb::forecast_service_client::ForecastServiceClient;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-/// Upper bound for anything a test waits on: the one of every test.
-pub use delestage_tests::BOUND;
+use super::{InProcess, any_port};
+use crate::BOUND;
+
+/// Serves a forecast-service until stopped.
+pub fn serve(
+    settings: Settings,
+    listener: TcpListener,
+) -> InProcess<delestage_forecast_service::Error> {
+    InProcess::spawn(listener, |listener, shutdown| {
+        delestage_forecast_service::serve(settings, listener, shutdown)
+    })
+}
 
 /// A running forecast-service, in-process, with a client.
 pub struct Running {
     pub client: ForecastServiceClient<Channel>,
     /// Where it listens, for a replica to follow it.
     pub addr: std::net::SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), delestage_forecast_service::Error>>,
+    server: InProcess<delestage_forecast_service::Error>,
 }
 
 impl Running {
+    /// Starts it on `127.0.0.1:0`.
     pub async fn start(settings: Settings) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        Self::start_on(settings, listener).await
+        Self::start_on(settings, any_port().await).await
     }
 
     /// Serves on a listener of the test's own (the same port again, for a
     /// restart).
     pub async fn start_on(settings: Settings, listener: TcpListener) -> Self {
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(delestage_forecast_service::serve(
-            settings,
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = serve(settings, listener);
         // The listener is bound: connecting cannot race the server.
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        let channel = Channel::from_shared(server.url())
             .expect("uri")
             .connect()
             .await
             .expect("connect");
         Self {
             client: ForecastServiceClient::new(channel),
-            addr,
-            stop,
-            task,
+            addr: server.addr,
+            server,
         }
     }
 
+    /// Stops it (checked: in time, without error).
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(BOUND, self.task)
-            .await
-            .expect("stops in time")
-            .expect("task")
-            .expect("serve ok");
+        self.server.stop().await;
     }
 
+    /// GetForecast.
     pub async fn forecast(&mut self) -> Result<pb::Forecast, tonic::Status> {
         self.client
             .get_forecast(pb::GetForecastRequest {})
@@ -100,14 +93,40 @@ impl Running {
         }
     }
 
+    /// GetTempo.
+    pub async fn tempo(&mut self) -> Result<pb::TempoCalendar, tonic::Status> {
+        self.client
+            .get_tempo(pb::GetTempoRequest {})
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Polls GetTempo until `done` holds.
+    pub async fn tempo_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&Result<pb::TempoCalendar, tonic::Status>) -> bool,
+    ) -> Result<pb::TempoCalendar, tonic::Status> {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let r = self.tempo().await;
+            if done(&r) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// GetLevel at `at` (RFC 3339).
     pub async fn level_at(&mut self, at: &str) -> pb::GetLevelResponse {
         let t: jiff::Timestamp = at.parse().expect("timestamp");
         self.client
             .get_level(pb::GetLevelRequest {
-                at: Some(prost_types::Timestamp {
-                    seconds: t.as_second(),
-                    nanos: 0,
-                }),
+                at: Some(delestage_proto::time::to_pb(t)),
             })
             .await
             .expect("GetLevel")
