@@ -145,7 +145,7 @@ pub async fn serve_on(
         links,
         wake,
     ));
-    tasks.spawn(Arc::clone(&controller).run(closing.clone()));
+    tasks.spawn(enforce::run(Arc::clone(&controller), closing.clone()));
     if let Some((mqtt, options)) = mqtt {
         tasks.spawn(mqtt::run(
             mqtt,

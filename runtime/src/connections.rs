@@ -78,7 +78,7 @@ static OPEN: AtomicUsize = AtomicUsize::new(0);
 fn process_budget() -> usize {
     static BUDGET: OnceLock<usize> = OnceLock::new();
     *BUDGET.get_or_init(|| {
-        let limit = crate::process::open_files_limit().unwrap_or(1024);
+        let limit = crate::open_files::limit().unwrap_or(1024);
         usize::try_from(limit)
             .unwrap_or(usize::MAX)
             .saturating_sub(RESERVED_FILES)

@@ -22,6 +22,7 @@ pub mod grpc;
 pub mod http;
 pub mod memory;
 pub mod metrics;
+pub mod open_files;
 pub mod options;
 pub mod process;
 pub mod security;

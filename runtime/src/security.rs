@@ -18,26 +18,8 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::Error;
+pub use crate::tokens::Role;
 use crate::tokens::Tokens;
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Role {
-    /// Get* and Watch*.
-    Read,
-    /// Everything, including SetRelay, RenewHold and the override RPCs.
-    Control,
-}
-
-impl Role {
-    /// Its name in the tokens file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Control => "control",
-        }
-    }
-}
 
 /// TLS and tokens: the flags every service takes, and the `[security]`
 /// table of its config file.

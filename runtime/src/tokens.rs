@@ -12,7 +12,25 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::security::Role;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Role {
+    /// Get* and Watch*.
+    Read,
+    /// Everything, including SetRelay, RenewHold and the override RPCs.
+    Control,
+}
+
+impl Role {
+    /// Its name in the tokens file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Control => "control",
+        }
+    }
+}
 
 /// What every token made by `delestage token new` starts with.
 pub const TOKEN_PREFIX: &str = "dlst_";

@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::inner::Inner;
-use super::reconcile::Event;
+use super::status::Event;
 use crate::store::SwitchRecord;
 
 /// Records waiting for the writer.

@@ -26,7 +26,7 @@ pub(crate) struct RelayLink {
 pub(crate) struct Link {
     pub(super) relay: RelayLink,
     pub(super) jobs: mpsc::UnboundedSender<Job>,
-    /// The task's end of `jobs`, until [`Controller::run`] starts the task.
+    /// The task's end of `jobs`, until [`super::tasks::run`] starts the task.
     pub(super) waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
 }
 

@@ -4,10 +4,12 @@
 //!
 //! - [`observe`]: what the relays are doing, load by load (pure).
 //! - [`diff`]: what to switch, in which order (pure).
-//! - [`status`]: what GetStatus shows (pure).
+//! - [`status`]: what GetStatus shows, and the events (pure).
 //! - [`reconcile`]: the `Controller` (its state, its API, overrides
-//!   included) and the loop: plan, decide, hand out, publish. `impl
+//!   included) and the pass: plan, decide, hand out, publish. `impl
 //!   Controller` is there and nowhere else.
+//! - `tasks`: the loop, the drivers and the history writer, started and
+//!   joined together (`run`).
 //! - [`inner`]: what sits behind the controller's lock.
 //! - [`act`]: each relay-service's `RelayDriver`: its switches (refusals)
 //!   and its hold renewals, each a task of its own.
@@ -27,7 +29,9 @@ pub(crate) mod pace;
 mod power_guard;
 pub(crate) mod reconcile;
 pub(crate) mod status;
+mod tasks;
 
 pub(crate) use link::RelayLink;
-pub(crate) use reconcile::{Controller, Enforcement, Event};
-pub(crate) use status::{LoadStatus, Status};
+pub(crate) use reconcile::{Controller, Enforcement};
+pub(crate) use status::{Event, LoadStatus, Status};
+pub(crate) use tasks::run;

@@ -17,16 +17,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{Mutex, Notify, broadcast, watch};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::act::RelayDriver;
 use super::diff::{self, Refusal, Switch};
 use super::history::HistoryQueue;
 use super::inner::Inner;
 use super::link::{Job, Link, RelayLink};
 use super::observe::{self, RelayView, SeenRelay};
-use super::status::{self, Status, StatusInput};
+use super::status::{self, Event, Status, StatusInput};
 use crate::Error;
 use crate::model::{ForecastSeen, MeterSeen};
 use crate::model::{Load, SignalLevel};
@@ -49,16 +47,6 @@ pub(crate) struct Enforcement {
     pub forecast_max_age: Duration,
     /// `[power]`: shedding by power, when configured.
     pub power: Option<crate::power::PowerSettings>,
-}
-
-/// What WatchEvents streams.
-#[derive(Debug, Clone)]
-pub(crate) enum Event {
-    Switched(SwitchRecord),
-    LoadChanged {
-        at: Timestamp,
-        status: Box<status::LoadStatus>,
-    },
 }
 
 /// The controller's state, shared by the reconcile loop and the gRPC side.
@@ -258,45 +246,9 @@ impl Controller {
         Ok(cleared)
     }
 
-    /// Reconciles until `closing` turns true; then lets the switches under
-    /// way finish and writes their history records before returning. Owns
-    /// its tasks: one switch queue and one hold renewal per relay-service,
-    /// and the history writer.
-    pub(crate) async fn run(self: Arc<Self>, closing: CancellationToken) {
-        // The history writer stops after the switches: the last ones queue
-        // records to write.
-        let switches_done = CancellationToken::new();
-        let history = tokio::spawn({
-            let this = Arc::clone(&self);
-            let stop = switches_done.clone();
-            async move {
-                this.history
-                    .write_until(&this.inner, &this.events, &this.wake, stop)
-                    .await;
-            }
-        });
-        let mut links = JoinSet::new();
-        for (i, link) in self.links.iter().enumerate() {
-            let waiting = link
-                .waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            let driver = RelayDriver::new(Arc::clone(&self), i);
-            if let Some(jobs) = waiting {
-                links.spawn(driver.clone().switch_loop(jobs, closing.clone()));
-            }
-            links.spawn(driver.hold_loop(closing.clone()));
-        }
-        self.reconcile_until(&closing).await;
-        while links.join_next().await.is_some() {}
-        switches_done.cancel();
-        if let Err(e) = history.await {
-            tracing::error!(error = %e, "the history writer failed");
-        }
-    }
-
-    async fn reconcile_until(&self, closing: &CancellationToken) {
+    /// Reconciles until `closing` turns true (the loop of
+    /// [`super::tasks::run`]).
+    pub(super) async fn reconcile_until(&self, closing: &CancellationToken) {
         // A restart must not act on "no forecast yet": wait for the first
         // answer from the forecast-service (or its failure).
         let mut forecast = self.forecast.clone();

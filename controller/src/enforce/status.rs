@@ -1,5 +1,6 @@
 //! What GetStatus and WatchStatus show, built with no I/O from one pass's
-//! plan, what the relays are seen doing, the refusals and `now`.
+//! plan, what the relays are seen doing, the refusals and `now`; and the
+//! events WatchEvents streams.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,8 +12,18 @@ use super::observe::RelayView;
 use crate::model::{ForecastSeen, MeterPower, MeterSeen};
 use crate::model::{Load, SignalLevel, TempoColor};
 use crate::policy::{DayBudget, Plan, Reason};
-use crate::store::StoredOverride;
+use crate::store::{StoredOverride, SwitchRecord};
 use crate::tempo_source::{self, TempoSource};
+
+/// What WatchEvents streams.
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    Switched(SwitchRecord),
+    LoadChanged {
+        at: Timestamp,
+        status: Box<LoadStatus>,
+    },
+}
 
 /// Tempo days are dated in Paris time.
 static PARIS: jiff::tz::TimeZone = jiff::tz::get!("Europe/Paris");

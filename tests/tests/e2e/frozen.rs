@@ -17,8 +17,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
 
-/// How long the box stays frozen: many hold timeouts of the healthy box.
-const FROZEN_FOR: Duration = Duration::from_secs(60);
+/// How long the box stays frozen: five hold timeouts of the healthy box
+/// (its renewals held up behind the frozen box would let it run out in the
+/// first one).
+const FROZEN_FOR: Duration = Duration::from_secs(15);
 
 async fn start_box(dir: &Path) -> (ServiceProcess, Channel) {
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -135,7 +137,7 @@ async fn a_frozen_box_holds_up_neither_the_other_box_nor_its_hold() {
         "{frozen_error}"
     );
 
-    // Many hold timeouts later, the healthy box's hold never ran out: its
+    // Five hold timeouts later, the healthy box's hold never ran out: its
     // loads stayed shed through the red hours.
     tokio::time::sleep(FROZEN_FOR.saturating_sub(frozen_at.elapsed())).await;
     let expiries = healthy.log().matches("relay hold ran out").count();

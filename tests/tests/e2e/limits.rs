@@ -105,7 +105,7 @@ async fn rss_settles(process: &ServiceProcess, before: u64, what: &str) -> u64 {
 }
 
 fn raise_own_files_limit() {
-    let (_, limit) = delestage_runtime::process::raise_open_files_limit().expect("rlimit");
+    let (_, limit) = delestage_runtime::open_files::raise_limit().expect("rlimit");
     assert!(limit >= 5000, "the test needs 5000 files, has {limit}");
 }
 
