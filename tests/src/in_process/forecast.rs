@@ -2,7 +2,7 @@
 //! settings against the Ecowatt stand-in.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use delestage_ecowatt_standin::{Config as StandinConfig, EcowattStandin};
 use delestage_forecast_service::config::{RteSettings, Settings, SourceSettings};
@@ -79,18 +79,17 @@ impl Running {
         what: &str,
         done: impl Fn(&Result<pb::Forecast, tonic::Status>) -> bool,
     ) -> Result<pb::Forecast, tonic::Status> {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let r = self.forecast().await;
-            if done(&r) {
-                return r;
+        let client = self.client.clone();
+        let probe = || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .get_forecast(pb::GetForecastRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        };
+        crate::poll(what, probe, done).await
     }
 
     /// GetTempo.
@@ -107,18 +106,17 @@ impl Running {
         what: &str,
         done: impl Fn(&Result<pb::TempoCalendar, tonic::Status>) -> bool,
     ) -> Result<pb::TempoCalendar, tonic::Status> {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let r = self.tempo().await;
-            if done(&r) {
-                return r;
+        let client = self.client.clone();
+        let probe = || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .get_tempo(pb::GetTempoRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        };
+        crate::poll(what, probe, done).await
     }
 
     /// GetLevel at `at` (RFC 3339).
