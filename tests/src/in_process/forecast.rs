@@ -31,8 +31,6 @@ pub fn serve(
 /// A running forecast-service, in-process, with a client.
 pub struct Running {
     pub client: ForecastServiceClient<Channel>,
-    /// Where it listens, for a replica to follow it.
-    pub addr: std::net::SocketAddr,
     server: InProcess<delestage_forecast_service::Error>,
 }
 
@@ -54,9 +52,13 @@ impl Running {
             .expect("connect");
         Self {
             client: ForecastServiceClient::new(channel),
-            addr: server.addr,
             server,
         }
+    }
+
+    /// Where it listens, for a replica to follow it.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
     }
 
     /// Stops it (checked: in time, without error).

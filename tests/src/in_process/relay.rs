@@ -165,7 +165,6 @@ pub struct Running {
     /// The board under it, as the test sees it.
     pub hardware: Hardware,
     pub state_dir: std::path::PathBuf,
-    pub addr: std::net::SocketAddr,
     server: InProcess<delestage_relay_service::Error>,
 }
 
@@ -273,7 +272,6 @@ impl Harness {
             client: RelayServiceClient::new(channel),
             hardware,
             state_dir,
-            addr: server.addr,
             server,
         };
         // The real library attaches on its own thread, soon after the
@@ -295,6 +293,11 @@ impl Drop for Harness {
 }
 
 impl Running {
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
+    }
+
     /// Stops it (checked: in time, without error).
     pub async fn stop(self) {
         self.server.stop().await;

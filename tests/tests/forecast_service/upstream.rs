@@ -59,10 +59,10 @@ async fn a_replica_serves_its_upstreams_forecast_and_follows_every_change() {
     )
     .expect("write");
     let mut root = Running::start(root_settings(dir.path(), true)).await;
-    let root_url = format!("http://{}", root.addr);
+    let root_url = format!("http://{}", root.addr());
     let mut replica = Running::start(replica_settings(&root_url, &dir.path().join("r1"))).await;
     // A replica of the replica: a tree.
-    let replica_url = format!("http://{}", replica.addr);
+    let replica_url = format!("http://{}", replica.addr());
     let mut leaf = Running::start(replica_settings(&replica_url, &dir.path().join("r2"))).await;
 
     let from_root = root.forecast().await.expect("root");
@@ -119,7 +119,7 @@ async fn a_replica_serves_through_its_upstreams_restart_and_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("signals.json"), PRODUCTION).expect("write");
     let root = Running::start(root_settings(dir.path(), false)).await;
-    let root_addr = root.addr;
+    let root_addr = root.addr();
     let root_url = format!("http://{root_addr}");
     let replica_state = dir.path().join("replica");
     let mut replica = Running::start(replica_settings(&root_url, &replica_state)).await;

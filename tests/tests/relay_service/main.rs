@@ -368,7 +368,7 @@ async fn a_subscriber_that_falls_behind_gets_a_snapshot_and_ends_up_right() {
 
     // A client with small HTTP/2 windows, so that not reading pushes back
     // on the server quickly instead of buffering megabytes in the client.
-    let addr = svc.addr;
+    let addr = svc.addr();
     let slow = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .initial_stream_window_size(65_535)
