@@ -249,6 +249,20 @@ fn values(r: &Reading) -> Values {
     )
 }
 
+/// Whether `got` says only what `expected` says: the same required values,
+/// and each optional one the same or absent (a frame cut short).
+fn says_no_more_than(expected: &Values, got: &Values) -> bool {
+    let (id, power, subscribed, period, today, tomorrow, phases, injected) = expected;
+    got.0 == *id
+        && got.1 == *power
+        && got.2 == *subscribed
+        && got.3 == *period
+        && (got.4 == *today || got.4.is_none())
+        && (got.5 == *tomorrow || got.5.is_none())
+        && (got.6 == *phases || got.6.is_empty())
+        && (got.7 == *injected || got.7.is_none())
+}
+
 proptest! {
     /// Any frame built for a state reads back as that state.
     #[test]
@@ -269,8 +283,11 @@ proptest! {
     }
 
     /// Any single byte changed, anywhere in the frame, is caught (a group
-    /// dropped, or no frame at all): the reading, if any, says what the
-    /// meter said.
+    /// dropped, or no frame at all): the reading, if any, says nothing the
+    /// meter did not say. An ETX in place of the LF that opens a group
+    /// ends the frame there, on a whole group: what the meter sent after
+    /// it is missing from that reading (its phase powers, say), never
+    /// wrong. (Found by this property on a CI run: byte 178 -> 0x03.)
     #[test]
     fn a_single_changed_byte_never_makes_a_wrong_reading(
         mode in mode(),
@@ -288,7 +305,11 @@ proptest! {
             if let Split::Frame(body) = split
                 && let Ok(r) = Reading::from_frame(&parse_frame(&body))
             {
-                prop_assert_eq!(values(&r), expected.clone(), "byte {} -> {:#04x}", i, to);
+                let got = values(&r);
+                prop_assert!(
+                    says_no_more_than(&expected, &got),
+                    "byte {} -> {:#04x}: {:?}, expected {:?}", i, to, got, expected
+                );
             }
         }
     }
