@@ -341,7 +341,14 @@ async fn home_assistant_discovers_the_loads_and_its_switch_overrides_them() {
     .await;
 
     // Bad commands are logged and change nothing.
-    let switches = history(&mut site.client).await.len();
+    // The relay shows its state a moment before the switch is recorded
+    // (newest first).
+    let switches = wait_history(&mut site.client, "the water heater's restore", |r| {
+        r.first()
+            .is_some_and(|r| r.load == "water-heater" && r.to_powered)
+    })
+    .await
+    .len();
     ha.publish("delestage/load/water-heater/override/set", "MAYBE", false)
         .await;
     let line = site

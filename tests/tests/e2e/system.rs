@@ -372,7 +372,11 @@ async fn without_the_forecast_service_the_last_forecast_holds_and_fallbacks_need
     let mut system = System::start().await;
     system.wait_relays(&[0, 1], &[0]).await;
     let mut client = system.controller_client().await;
-    let switches = delestage_tests::history(&mut client).await.len();
+    // A relay shows its new state a moment before the switch is recorded:
+    // count once the three powered loads all have theirs.
+    let switches = wait_history(&mut client, "the three first switches", |r| r.len() == 3)
+        .await
+        .len();
 
     // forecast-service down: the forecast received still governs, nothing
     // switches, and the status says so.
