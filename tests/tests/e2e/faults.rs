@@ -86,6 +86,9 @@ async fn an_oversized_request_is_refused_and_the_service_goes_on() {
 
 #[tokio::test]
 async fn subscribers_that_never_read_cannot_hold_memory_or_slow_others() {
+    // 2000 switches, each written to disk: a load on the machine that would
+    // upset the tests that time a frozen box.
+    let _turn = delestage_tests::exclusive().await;
     let state = tempfile::tempdir().expect("tempdir");
     let (relay, channel) = start_relay(state.path()).await;
     let before = relay.memory_kib("VmRSS");
@@ -108,19 +111,26 @@ async fn subscribers_that_never_read_cannot_hold_memory_or_slow_others() {
         .expect("watch")
         .into_inner();
 
-    // Lots of changes (the wear guard is lifted for this).
+    // Lots of changes (the wear guard is lifted for this). A sender held up
+    // by the stuck subscribers would never answer: each switch is bounded.
+    // How long they take is a figure, not a rule (a busy CI machine is
+    // slow), so it is printed, not asserted.
     let mut client = RelayServiceClient::new(channel);
     let started = Instant::now();
     for i in 0..2000u32 {
-        client
-            .set_relay(rpb::SetRelayRequest {
-                channel: i % 8,
-                energized: (i / 8) % 2 == 0,
-            })
+        let request = rpb::SetRelayRequest {
+            channel: i % 8,
+            energized: (i / 8) % 2 == 0,
+        };
+        tokio::time::timeout(BOUND, client.set_relay(request))
             .await
+            .unwrap_or_else(|_| panic!("switch {i} held up for {BOUND:?} by the stuck subscribers"))
             .expect("switch while flooded");
     }
-    let took = started.elapsed();
+    eprintln!(
+        "2000 switches with 300 stuck subscribers took {:?}",
+        started.elapsed()
+    );
     // Our reader still gets the truth (events, or a snapshot if it lagged).
     use tokio_stream::StreamExt;
     let first = tokio::time::timeout(BOUND, reader.next())
@@ -134,7 +144,6 @@ async fn subscribers_that_never_read_cannot_hold_memory_or_slow_others() {
         after < before + 64 * 1024,
         "RSS went from {before} KiB to {after} KiB with 300 stuck subscribers"
     );
-    assert!(took < BOUND, "2000 switches took {took:?}");
     drop(idle);
     assert!(relay.stop_with(Signal::SIGTERM).await.success());
 }

@@ -634,7 +634,7 @@ async fn a_huge_retained_message_is_dropped_and_the_connection_stays_up() {
     wait_energized(&site.relay, &[0], "the heat pump cut by the command").await;
 }
 
-/// 1,000 ON/OFF commands for one load in 2 s: the relay switches no more
+/// 1,000 ON/OFF commands for one load at once: the relay switches no more
 /// than its minimum times allow (here: not at all, as the controller
 /// powered it at start and min_on is an hour), the flood is said once, not
 /// a thousand times.
@@ -658,9 +658,11 @@ async fn a_flood_of_commands_cannot_short_cycle_a_load() {
         ha.publish("delestage/load/heat.pump/override/set", command, false)
             .await;
     }
+    // A premise, not a timing goal: the drops are said at most once a
+    // minute, so "said once" below only holds for a flood inside a minute.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "sent in {:?}",
+        started.elapsed() < Duration::from_secs(30),
+        "the flood took {:?}: too slow for the test's premise",
         started.elapsed()
     );
     // The last command is through once a mark sent after it is back.

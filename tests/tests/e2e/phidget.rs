@@ -142,6 +142,8 @@ async fn an_unplugged_board_leaves_the_service_up_unavailable_and_says_where_to_
 /// hold once it has heard of the trip).
 #[tokio::test]
 async fn a_1017_2_survives_unplugging_and_fails_safe_when_the_service_freezes() {
+    // It times the recovery after SIGCONT (2 s): not beside a machine-wide load.
+    let _turn = delestage_tests::exclusive().await;
     let usb = VirtualUsb::new();
     let serial = 515151;
     usb.plug("1017_2", serial);
