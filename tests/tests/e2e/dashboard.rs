@@ -178,10 +178,14 @@ async fn the_api_answers_as_the_cli_prints_and_overrides_switch_the_relay() {
     assert_eq!(set["override"]["load"], "ev-charger");
     assert_eq!(set["override"]["powered"], true);
     wait_energized(&site.relay, &[1], "ev-charger powered by the override").await;
-    let (_, history) =
-        answer(client.get(format!("{}/api/history?load=ev-charger", site.url))).await;
+    // The relay shows its state a moment before the switch is recorded.
+    let (_, history) = delestage_tests::poll(
+        "the override's switch in /api/history",
+        || answer(client.get(format!("{}/api/history?load=ev-charger", site.url))),
+        |(_, history)| history["records"][0]["reason"] == "override",
+    )
+    .await;
     assert_eq!(shape(&history), shape(&cli_json(&site, &["history"]).await));
-    assert_eq!(history["records"][0]["reason"], "override", "{history}");
 
     let (code, cleared) =
         answer(client.delete(format!("{}/api/overrides/ev-charger", site.url))).await;
