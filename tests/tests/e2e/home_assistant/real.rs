@@ -29,18 +29,19 @@ fn states(watcher: &MqttWatcher, entity: &str) -> Vec<String> {
 
 async fn wait_state(watcher: &MqttWatcher, ha: &HomeAssistant, entity: &str, state: &str) {
     let topic = HomeAssistant::state_topic(entity);
-    let seen = tokio::time::timeout(
-        delestage_tests::BOUND,
-        watcher.wait_for(&topic, |m| m.payload == state),
-    )
-    .await;
-    assert!(
-        seen.is_ok(),
-        "Home Assistant {} never showed {entity} as {state:?} (it showed {:?}); its log:\n{}",
-        ha.version,
-        states(watcher, entity),
-        ha.log()
-    );
+    // Polled here rather than with `watcher.wait_for`, so that a failure
+    // shows Home Assistant's log.
+    let deadline = std::time::Instant::now() + delestage_tests::BOUND;
+    while !watcher.last(&topic).is_some_and(|m| m.payload == state) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Home Assistant {} never showed {entity} as {state:?} (it showed {:?}); its log:\n{}",
+            ha.version,
+            states(watcher, entity),
+            ha.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The level known, then unknown (the forecast older than
