@@ -84,9 +84,9 @@ impl HomeAssistant {
         // after `BOUND`, which a busy machine has exceeded).
         let started = Instant::now();
         let deadline = started + BOUND * 3;
-        while !watcher
+        while watcher
             .last("homeassistant/status")
-            .is_some_and(|m| m.payload == "online")
+            .is_none_or(|m| m.payload != "online")
         {
             if Instant::now() > deadline {
                 panic!(

@@ -32,7 +32,7 @@ async fn wait_state(watcher: &MqttWatcher, ha: &HomeAssistant, entity: &str, sta
     // Polled here rather than with `watcher.wait_for`, so that a failure
     // shows Home Assistant's log.
     let deadline = std::time::Instant::now() + delestage_tests::BOUND;
-    while !watcher.last(&topic).is_some_and(|m| m.payload == state) {
+    while watcher.last(&topic).is_none_or(|m| m.payload != state) {
         assert!(
             std::time::Instant::now() < deadline,
             "Home Assistant {} never showed {entity} as {state:?} (it showed {:?}); its log:\n{}",
