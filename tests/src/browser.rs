@@ -6,7 +6,7 @@
 //! test gets a browser of its own, with a new empty profile, that ends
 //! when the [`Browser`] is dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -47,13 +47,17 @@ impl Browser {
     pub async fn start(width: u32, height: u32) -> Self {
         let chromium = tool("CHROMIUM", "/usr/bin/chromium");
         let chromedriver = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
+        let profile = tempfile::tempdir().expect("a profile directory");
+        // Its words on stderr are kept, to say why if it never gives a port.
+        let driver_errors = profile.path().join("chromedriver.stderr");
+        let stderr = std::fs::File::create(&driver_errors).expect("chromedriver's stderr file");
         let mut driver = Command::new(chromedriver)
             .arg("--port=0")
             // Its own process group, with the browser it starts: a test
             // that fails kills them all (see Drop).
             .process_group(0)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .stdin(Stdio::null())
             // Far from Paris: the page must show Paris time whatever the
             // browser's own zone.
@@ -61,8 +65,7 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
-        let port = read_port(&mut driver).await;
-        let profile = tempfile::tempdir().expect("a profile directory");
+        let port = read_port(&mut driver, &driver_errors).await;
         // As root in a container Chromium needs --no-sandbox; the
         // background-networking flags keep it from calling Google's hosts,
         // which this network refuses.
@@ -167,21 +170,32 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-/// "ChromeDriver was started successfully on port 38213."
-async fn read_port(driver: &mut Child) -> u16 {
+/// "ChromeDriver was started successfully on port 38213." If it never says
+/// so, the panic shows what it said instead, on stdout and on stderr
+/// (`errors`), and how it ended.
+async fn read_port(driver: &mut Child, errors: &Path) -> u16 {
     let stdout = driver.stdout.take().expect("chromedriver's stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut said = Vec::new();
     let port = tokio::time::timeout(BOUND, async {
-        while let Some(line) = lines.next_line().await.expect("read chromedriver") {
+        while let Ok(Some(line)) = lines.next_line().await {
             if let Some(rest) = line.split("started successfully on port ").nth(1) {
                 return rest.trim_end_matches('.').trim().parse::<u16>().ok();
             }
+            said.push(line);
         }
         None
     })
     .await
-    .expect("chromedriver says its port within the bound")
-    .expect("chromedriver's port");
+    .ok()
+    .flatten();
+    let Some(port) = port else {
+        panic!(
+            "chromedriver gave no port within {BOUND:?} ({:?}); stdout: {said:?}; stderr: {:?}",
+            driver.try_wait(),
+            std::fs::read_to_string(errors).unwrap_or_default()
+        )
+    };
     // Keep reading, so that its pipe never fills.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     port
