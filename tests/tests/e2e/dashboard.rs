@@ -441,9 +441,10 @@ async fn open(browser: &Browser, site: &Site) {
         .await;
 }
 
-/// The state badge of `load` on the page ("ON" or "CUT").
+/// The state badge of `load` on the page ("ON" or "CUT"; null while the
+/// page has not drawn the load yet, as just after a reload).
 const BADGE: &str =
-    "return document.querySelector(`li[data-load=\"${arguments[0]}\"] .state`).textContent";
+    "return document.querySelector(`li[data-load=\"${arguments[0]}\"] .state`)?.textContent";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_every_load_and_an_override_switches_the_relay_live() {
