@@ -39,8 +39,26 @@ const MIN_WINDOW_WIDTH: u32 = 500;
 /// A headless Chromium at `width` × `height` CSS pixels.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _driver: Driver,
     _profile: tempfile::TempDir,
+}
+
+/// chromedriver, in a process group of its own with every Chromium process
+/// it starts: dropped, the whole group is killed. It is built as soon as
+/// chromedriver runs, so that a start that fails half-way (no port, no
+/// session) leaves no browser behind either: killing chromedriver alone
+/// would.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 impl Browser {
@@ -51,21 +69,23 @@ impl Browser {
         // Its words on stderr are kept, to say why if it never gives a port.
         let driver_errors = profile.path().join("chromedriver.stderr");
         let stderr = std::fs::File::create(&driver_errors).expect("chromedriver's stderr file");
-        let mut driver = Command::new(chromedriver)
-            .arg("--port=0")
-            // Its own process group, with the browser it starts: a test
-            // that fails kills them all (see Drop).
-            .process_group(0)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .stdin(Stdio::null())
-            // Far from Paris: the page must show Paris time whatever the
-            // browser's own zone.
-            .env("TZ", BROWSER_TZ)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let port = read_port(&mut driver, &driver_errors).await;
+        let mut driver = Driver(
+            Command::new(chromedriver)
+                .arg("--port=0")
+                // Its own process group, with the browser it starts: a test
+                // that fails kills them all (see Drop).
+                .process_group(0)
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .stdin(Stdio::null())
+                // Far from Paris: the page must show Paris time whatever the
+                // browser's own zone.
+                .env("TZ", BROWSER_TZ)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start chromedriver"),
+        );
+        let port = read_port(&mut driver.0, &driver_errors).await;
         // As root in a container Chromium needs --no-sandbox; the
         // background-networking flags keep it from calling Google's hosts,
         // which this network refuses.
@@ -104,7 +124,7 @@ impl Browser {
         .expect("a WebDriver session");
         Self {
             client,
-            driver,
+            _driver: driver,
             _profile: profile,
         }
     }
@@ -143,20 +163,6 @@ impl Browser {
     /// Ends the session (the browser quits).
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
-    }
-}
-
-impl Drop for Browser {
-    /// chromedriver and every Chromium process it started, even when the
-    /// test panicked before `close` (killing chromedriver alone would leave
-    /// the browser running).
-    fn drop(&mut self) {
-        if let Some(pid) = self.driver.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! under way at that moment completes, and its history record is on disk
 //! when the process has exited.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use delestage_proto::controller::v1 as cpb;
 use delestage_proto::controller::v1::controller_service_client::ControllerServiceClient;
@@ -11,11 +11,39 @@ use delestage_tests::{
 };
 use nix::sys::signal::Signal;
 
+/// The earliest the controller's keepalive can give up on a frozen box:
+/// a ping sent as it froze, unanswered for `KEEPALIVE_TIMEOUT`.
+const EARLIEST_GIVE_UP: Duration = delestage_runtime::client::KEEPALIVE_TIMEOUT;
+
 #[tokio::test]
 async fn a_switch_under_way_at_sigterm_is_made_and_recorded_before_exit() {
     // The box is frozen while the switch goes out: a flood beside it could
-    // stretch that past the controller's 3 s keepalive.
+    // stretch that past the controller's keepalive.
     let _turn = delestage_tests::exclusive().await;
+    // The test's premise is a box frozen for less than the keepalive allows.
+    // On a machine so loaded that the freeze outlasted it, the attempt says
+    // nothing either way: it is made again, and said.
+    let mut frozen_for = Vec::new();
+    for _ in 0..3 {
+        match attempt().await {
+            Ok(()) => return,
+            Err(window) => {
+                eprintln!(
+                    "the box stayed frozen {window:?}, past the {EARLIEST_GIVE_UP:?} the keepalive allows: trying again"
+                );
+                frozen_for.push(window);
+            }
+        }
+    }
+    panic!(
+        "the machine is too loaded for this test: the box stayed frozen {frozen_for:?}, \
+         each time past the {EARLIEST_GIVE_UP:?} the controller's keepalive allows"
+    );
+}
+
+/// The switch under way at SIGTERM, judged; or, if the box stayed frozen
+/// longer than the keepalive allows, how long (nothing judged).
+async fn attempt() -> Result<(), Duration> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (relay_process, relay) = start_relay(&dir.path().join("relay"), &[]).await;
     let forecast = start_forecast_at(dir.path(), 1).await;
@@ -40,6 +68,7 @@ async fn a_switch_under_way_at_sigterm_is_made_and_recorded_before_exit() {
 
     // The relay box stops answering; the controller sends it a switch.
     relay_process.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
     ControllerServiceClient::new(channel)
         .set_override(cpb::SetOverrideRequest {
             load: "heater".to_owned(),
@@ -55,8 +84,14 @@ async fn a_switch_under_way_at_sigterm_is_made_and_recorded_before_exit() {
 
     // SIGTERM while the switch is under way, then the box answers.
     let stopped = controller.stop_with(Signal::SIGTERM);
-    let thawed = async { relay_process.signal(Signal::SIGCONT) };
-    let (status, ()) = tokio::join!(stopped, thawed);
+    let thawed = async {
+        relay_process.signal(Signal::SIGCONT);
+        frozen.elapsed()
+    };
+    let (status, window) = tokio::join!(stopped, thawed);
+    if window >= EARLIEST_GIVE_UP {
+        return Err(window);
+    }
     assert!(status.success(), "{status:?}");
 
     wait_energized(&relay, &[], "the heater cut on the box").await;
@@ -66,4 +101,5 @@ async fn a_switch_under_way_at_sigterm_is_made_and_recorded_before_exit() {
     assert_eq!(last["load"], "heater", "{history}");
     assert_eq!(last["to"], false, "{history}");
     assert_eq!(last["reason"], "override", "{history}");
+    Ok(())
 }
