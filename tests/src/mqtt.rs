@@ -279,6 +279,28 @@ impl MqttWatcher {
         last.expect("checked by poll")
     }
 
+    /// Waits up to `bound` until the last message on `topic` satisfies
+    /// `done`; `None` if it did not, for a caller that has more to say
+    /// than [`wait_for`](Self::wait_for)'s panic (a program's log), or
+    /// that must wait longer than [`BOUND`].
+    pub async fn wait_for_within(
+        &self,
+        bound: Duration,
+        topic: &str,
+        done: impl Fn(&Received) -> bool,
+    ) -> Option<Received> {
+        tokio::time::timeout(bound, async {
+            loop {
+                if let Some(m) = self.last(topic).filter(&done) {
+                    return m;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .ok()
+    }
+
     /// Publishes `payload` on `topic` (QoS 1), retained or not.
     pub async fn publish(&self, topic: &str, payload: &str, retain: bool) {
         self.client

@@ -29,19 +29,17 @@ fn states(watcher: &MqttWatcher, entity: &str) -> Vec<String> {
 
 async fn wait_state(watcher: &MqttWatcher, ha: &HomeAssistant, entity: &str, state: &str) {
     let topic = HomeAssistant::state_topic(entity);
-    // Polled here rather than with `watcher.wait_for`, so that a failure
-    // shows Home Assistant's log.
-    let deadline = std::time::Instant::now() + delestage_tests::BOUND;
-    while watcher.last(&topic).is_none_or(|m| m.payload != state) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Home Assistant {} never showed {entity} as {state:?} (it showed {:?}); its log:\n{}",
-            ha.version,
-            states(watcher, entity),
-            ha.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Not `watcher.wait_for`, so that a failure shows Home Assistant's log.
+    let seen = watcher
+        .wait_for_within(delestage_tests::BOUND, &topic, |m| m.payload == state)
+        .await;
+    assert!(
+        seen.is_some(),
+        "Home Assistant {} never showed {entity} as {state:?} (it showed {:?}); its log:\n{}",
+        ha.version,
+        states(watcher, entity),
+        ha.log()
+    );
 }
 
 /// The level known, then unknown (the forecast older than
